@@ -1,0 +1,38 @@
+import type { Family, RunOutcome, RunPhase, ScriptExecution } from '../../contract';
+
+export interface ResolvedRun {
+  family: Family;
+  scriptName: string;
+  sha256: string;
+  exclusions: string[];
+}
+
+export interface RecordPlanInput {
+  runId: string;
+  step: 'plan' | 'replan';
+  execution: ScriptExecution;
+  phase: RunPhase;
+}
+
+export interface RecordDecisionInput {
+  runId: string;
+  kind: 'approve' | 'reject';
+  by: string;
+  reason: string | null;
+  planHash: string | null;
+  phase: RunPhase;
+}
+
+export interface RecordOutcomeInput {
+  runId: string;
+  outcome: RunOutcome;
+  failureReason: string | null;
+  execution: ScriptExecution | null;
+}
+
+/** Activity signatures the workflow proxies (implemented by createControlActivities). */
+export declare function resolveRun(input: { runId: string; agentId: string }): Promise<ResolvedRun>;
+export declare function recordPlan(input: RecordPlanInput): Promise<void>;
+export declare function recordDecision(input: RecordDecisionInput): Promise<void>;
+export declare function recordEvent(input: { runId: string; kind: string; detail: unknown }): Promise<void>;
+export declare function recordOutcome(input: RecordOutcomeInput): Promise<void>;

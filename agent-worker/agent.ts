@@ -1,0 +1,63 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Worker } from '@temporalio/worker';
+import { createAgentActivities } from '../activities/agent';
+import { agentTaskQueue, type Agent, type Family } from '../contract';
+import { temporalConnectionConfig } from '../contract/temporal';
+import { NativeConnection } from '@temporalio/worker';
+import { ApiClient } from './api-client';
+import { Identity, identityPath, type AgentEnv } from './config';
+import { detectFamily, osInfo, parseOsRelease } from './os-release';
+
+const hasCommand = (cmd: string) =>
+  (process.env.PATH ?? '/usr/bin:/bin').split(':').some((dir) => dir && existsSync(path.join(dir, cmd)));
+
+function detectOs(env: AgentEnv) {
+  const release = parseOsRelease(readFileSync(env.PATCHNANNY_OS_RELEASE, 'utf8'));
+  const family: Family | null = env.PATCHNANNY_AGENT_FAMILY ?? detectFamily(release, hasCommand);
+  if (!family) throw new Error(`unsupported OS ${release.ID ?? '?'} (${release.PRETTY_NAME ?? ''}); set PATCHNANNY_AGENT_FAMILY to override`);
+  return osInfo(release, family);
+}
+
+/** Re-use the stored identity when the API still knows it; otherwise register with the enrolment token. */
+async function ensureIdentity(env: AgentEnv, api: ApiClient): Promise<{ agent: Agent; token: string }> {
+  const file = identityPath(env.PATCHNANNY_AGENT_STATE_DIR);
+  if (existsSync(file)) {
+    const stored = Identity.parse(JSON.parse(await readFile(file, 'utf8')));
+    if (stored.apiUrl === env.PATCHNANNY_API_URL) {
+      api.useToken(stored.token);
+      const agent = await api.self(stored.agentId);
+      if (agent) return { agent, token: stored.token };
+    }
+  }
+  if (!env.PATCHNANNY_ENROL_TOKEN) throw new Error('no valid identity and no PATCHNANNY_ENROL_TOKEN to register with');
+  api.useToken(env.PATCHNANNY_ENROL_TOKEN);
+  const registered = await api.register({ hostname: env.PATCHNANNY_AGENT_HOSTNAME ?? os.hostname(), os: detectOs(env) });
+  api.useToken(registered.token);
+  const identity: Identity = { agentId: registered.agent.id, token: registered.token, apiUrl: env.PATCHNANNY_API_URL };
+  await writeFile(file, JSON.stringify(identity, null, 2), { mode: 0o600 });
+  return registered;
+}
+
+/** Register (or re-use the identity), then build the Worker with only the agent activities. */
+export async function createAgent(env: AgentEnv): Promise<{ agent: Agent; worker: Worker; connection: NativeConnection }> {
+  await mkdir(env.PATCHNANNY_AGENT_STATE_DIR, { recursive: true, mode: 0o700 });
+  await chmod(env.PATCHNANNY_AGENT_STATE_DIR, 0o700);
+  const api = new ApiClient(env.PATCHNANNY_API_URL, '');
+  const { agent } = await ensureIdentity(env, api);
+  const cfg = temporalConnectionConfig(env);
+  const connection = await NativeConnection.connect({ address: cfg.address, tls: cfg.tls, apiKey: cfg.apiKey });
+  const worker = await Worker.create({
+    connection,
+    namespace: cfg.namespace,
+    taskQueue: agentTaskQueue(agent.id),
+    activities: createAgentActivities({
+      family: agent.family,
+      stateDir: env.PATCHNANNY_AGENT_STATE_DIR,
+      fetchScript: (name) => api.script(name),
+    }),
+  });
+  return { agent, worker, connection };
+}

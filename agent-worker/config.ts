@@ -1,0 +1,45 @@
+import path from 'node:path';
+import { z } from 'zod';
+import { Family } from '../contract';
+import { TemporalEnv } from '../contract/temporal';
+
+/** Agent configuration from the environment, validated at start (flags map onto the same names). */
+export const AgentEnv = TemporalEnv.extend({
+  PATCHNANNY_API_URL: z.url('PATCHNANNY_API_URL must be the API base URL, e.g. http://127.0.0.1:8080'),
+  /** Token used once to register (admin or enrolment token); afterwards the agent's own token is used. */
+  PATCHNANNY_ENROL_TOKEN: z.string().min(1).optional(),
+  /** Identity, verified scripts and state live here (0700). */
+  PATCHNANNY_AGENT_STATE_DIR: z.string().default('/var/lib/patchnanny-agent'),
+  /** Override the detected family (e.g. on a derivative the detection does not know). */
+  PATCHNANNY_AGENT_FAMILY: Family.optional(),
+  PATCHNANNY_AGENT_HOSTNAME: z.string().optional(),
+  PATCHNANNY_OS_RELEASE: z.string().default('/etc/os-release'),
+});
+export type AgentEnv = z.infer<typeof AgentEnv>;
+
+/** Flags `--api-url X --state-dir Y …` become their env names, so one schema validates both. */
+export function flagsToEnv(argv: string[]): Record<string, string> {
+  const names: Record<string, string> = {
+    '--api-url': 'PATCHNANNY_API_URL',
+    '--enrol-token': 'PATCHNANNY_ENROL_TOKEN',
+    '--state-dir': 'PATCHNANNY_AGENT_STATE_DIR',
+    '--family': 'PATCHNANNY_AGENT_FAMILY',
+    '--hostname': 'PATCHNANNY_AGENT_HOSTNAME',
+    '--temporal-address': 'TEMPORAL_ADDRESS',
+    '--namespace': 'TEMPORAL_NAMESPACE',
+  };
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const name = names[argv[i]!];
+    const value = argv[i + 1];
+    if (!name || value === undefined) throw new Error(`unknown or incomplete flag ${argv[i]} (known: ${Object.keys(names).join(' ')})`);
+    out[name] = value;
+    i++;
+  }
+  return out;
+}
+
+export const identityPath = (stateDir: string) => path.join(stateDir, 'identity.json');
+
+export const Identity = z.object({ agentId: z.string(), token: z.string(), apiUrl: z.string() });
+export type Identity = z.infer<typeof Identity>;

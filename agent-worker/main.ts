@@ -1,0 +1,17 @@
+/** The host agent: `node dist/agent-worker/main.js [--api-url URL] [--state-dir DIR] …` (or the env names). */
+import { parseEnv } from '../contract/temporal';
+import { createAgent } from './agent';
+import { AgentEnv, flagsToEnv } from './config';
+
+async function main(): Promise<void> {
+  const env = parseEnv(AgentEnv, { ...process.env, ...flagsToEnv(process.argv.slice(2)) });
+  const { agent, worker, connection } = await createAgent(env);
+  console.log(`[agent] ${agent.id} (${agent.os.prettyName || agent.os.id}, ${agent.family}) polling ${agent.taskQueue}`);
+  await worker.run(); // until SIGINT/SIGTERM
+  await connection.close();
+}
+
+main().catch((err) => {
+  console.error(`[agent] ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

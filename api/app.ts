@@ -1,0 +1,46 @@
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import type { Client } from '@temporalio/client';
+import Koa from 'koa';
+import type { Knex } from 'knex';
+import { agentsRouter } from './agents/router';
+import { authenticate } from './auth';
+import type { AdminToken } from './env';
+import { errorMiddleware } from './errors';
+import { runsRouter } from './runs/router';
+import { runsService, type RunDefaults } from './runs/service';
+import { scriptsRouter } from './scripts/router';
+
+export interface AppDeps {
+  db: Knex;
+  temporal: Client;
+  admins: AdminToken[];
+  enrolToken?: string;
+  runDefaults: RunDefaults;
+}
+
+export function createApp(deps: AppDeps): Koa {
+  const app = new Koa();
+  app.on('error', (err: Error) => {
+    if (process.env.NODE_ENV !== 'test') console.error('[api]', err);
+  });
+  app.use(errorMiddleware);
+  app.use(bodyParser({ enableTypes: ['json'], jsonLimit: '1mb', encoding: 'utf-8' }));
+
+  const open = new Router();
+  open.get('/healthz', async (ctx) => {
+    const [db, temporal] = await Promise.all([
+      deps.db.raw('select 1').then(() => true, () => false),
+      deps.temporal.workflowService.getSystemInfo({}).then(() => true, () => false),
+    ]);
+    ctx.status = db && temporal ? 200 : 503;
+    ctx.body = { ok: db && temporal, db, temporal };
+  });
+  app.use(open.routes());
+
+  app.use(authenticate(deps.db, deps.admins, deps.enrolToken));
+  for (const router of [agentsRouter(deps.db), scriptsRouter(deps.db), runsRouter(runsService(deps.db, deps.temporal, deps.runDefaults))]) {
+    app.use(router.routes()).use(router.allowedMethods());
+  }
+  return app;
+}

@@ -1,0 +1,58 @@
+import type { Context, Next } from 'koa';
+import { z } from 'zod';
+import type { ApiErrorCode } from '../contract';
+
+const STATUS: Record<ApiErrorCode, number> = {
+  validation_failed: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  unavailable: 503,
+  internal: 500,
+};
+
+/** A domain error with a stable code, rendered as `{ error: { code, message, field? } }`. */
+export class ApiError extends Error {
+  constructor(
+    readonly code: ApiErrorCode,
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+  get status(): number {
+    return STATUS[this.code];
+  }
+}
+
+export const notFound = (what: string) => new ApiError('not_found', `${what} not found`);
+
+export function fromZod(err: z.ZodError, where: string): ApiError {
+  const issue = err.issues[0]!;
+  const field = issue.path.map(String).join('.') || undefined;
+  return new ApiError('validation_failed', `${where}${field ? ` field ${field}` : ''}: ${issue.message}`, field);
+}
+
+/** Maps every thrown error to the JSON error shape; unknown errors become 500 without internals. */
+export async function errorMiddleware(ctx: Context, next: Next): Promise<void> {
+  try {
+    await next();
+    if (ctx.status === 404 && ctx.body === undefined) throw new ApiError('not_found', `no route ${ctx.method} ${ctx.path}`);
+  } catch (err) {
+    let apiError: ApiError;
+    if (err instanceof ApiError) apiError = err;
+    else if (isBodyParseError(err)) apiError = new ApiError('validation_failed', `request body: ${(err as Error).message}`, 'body');
+    else {
+      ctx.app.emit('error', err, ctx);
+      apiError = new ApiError('internal', 'internal error');
+    }
+    ctx.status = apiError.status;
+    ctx.body = { error: { code: apiError.code, message: apiError.message, ...(apiError.field ? { field: apiError.field } : {}) } };
+  }
+}
+
+function isBodyParseError(err: unknown): boolean {
+  const e = err as { status?: number; type?: string };
+  return typeof e === 'object' && e !== null && (e.status === 400 || e.status === 415 || e.status === 413);
+}

@@ -1,0 +1,58 @@
+/**
+ * Control-plane entry: migrates the database, loads the patch scripts, serves the HTTP API and
+ * runs the control worker in one process (`PATCHNANNY_ROLE=api|worker` runs only one of them).
+ */
+import type { Server } from 'node:http';
+import { parseEnv } from '../contract/temporal';
+import { createApp } from './app';
+import { createControlWorker } from './control-worker';
+import { connect, migrate } from './db';
+import { ApiEnv, parseAdminTokens } from './env';
+import { loadScripts } from './scripts/service';
+import { connectClient } from './temporal';
+
+async function main(): Promise<void> {
+  const env = parseEnv(ApiEnv);
+  const role = process.env.PATCHNANNY_ROLE ?? 'all';
+  const db = connect(env.DATABASE_URL);
+  await migrate(db);
+  const scripts = await loadScripts(db, env.PATCHNANNY_SCRIPTS_DIR);
+  console.log(`[api] scripts: ${scripts.map((s) => `${s.name} ${s.sha256.slice(0, 12)}`).join(', ') || 'none'}`);
+
+  let server: Server | undefined;
+  if (role === 'all' || role === 'api') {
+    const temporal = await connectClient(env);
+    const app = createApp({
+      db,
+      temporal,
+      admins: parseAdminTokens(env.PATCHNANNY_ADMIN_TOKENS),
+      enrolToken: env.PATCHNANNY_ENROL_TOKEN,
+      runDefaults: {
+        controlQueue: env.PATCHNANNY_CONTROL_QUEUE,
+        approvalMs: env.PATCHNANNY_APPROVAL_TIMEOUT_MS,
+        agentPickupMs: env.PATCHNANNY_AGENT_PICKUP_TIMEOUT_MS,
+        scriptMs: env.PATCHNANNY_SCRIPT_TIMEOUT_MS,
+      },
+    });
+    server = app.listen(env.PORT, env.HOST);
+    await new Promise<void>((resolve) => server!.once('listening', resolve));
+    const addr = server.address();
+    console.log(`[api] listening on http://${env.HOST}:${typeof addr === 'object' && addr ? addr.port : env.PORT}`);
+  }
+  if (role === 'all' || role === 'worker') {
+    const worker = await createControlWorker(env, db, env.PATCHNANNY_CONTROL_QUEUE);
+    console.log(`[control-worker] polling ${env.PATCHNANNY_CONTROL_QUEUE}`);
+    await worker.run(); // returns after SIGINT/SIGTERM (the SDK's default shutdown signals)
+    server?.close();
+    await db.destroy();
+  } else {
+    const stop = () => server?.close(() => void db.destroy());
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  }
+}
+
+main().catch((err) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

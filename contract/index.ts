@@ -1,0 +1,226 @@
+/**
+ * The shapes that cross a process boundary — API ⇄ clients, workflow ⇄ activities, agent ⇄ script.
+ * Defined once here, imported by the API, the workflows, the control activities and the agent.
+ * Keep this module free of Node built-ins: the workflow bundle imports it.
+ */
+import { z } from 'zod';
+
+export const FAMILIES = ['apt', 'dnf', 'yum', 'zypper', 'pacman'] as const;
+export const Family = z.enum(FAMILIES);
+export type Family = z.infer<typeof Family>;
+
+/** The shipped script that serves a family: `<family>-update.sh`. */
+export const scriptNameFor = (family: Family): string => `${family}-update.sh`;
+
+/**
+ * Legal package names (or simple `*` globs) per family, as the scripts check them too.
+ * None may start with `-`, so a name can never be mistaken for a flag.
+ */
+export const PACKAGE_NAME_PATTERNS: Record<Family, RegExp> = {
+  apt: /^[a-z0-9*][a-z0-9+.*-]*$/,
+  dnf: /^[A-Za-z0-9_*][A-Za-z0-9_+.*-]*$/,
+  yum: /^[A-Za-z0-9_*][A-Za-z0-9_+.*-]*$/,
+  zypper: /^[A-Za-z0-9_*][A-Za-z0-9_+.*-]*$/,
+  pacman: /^[a-z0-9@_+*][a-z0-9@._+*-]*$/,
+};
+
+/** A package name or glob legal in at least one family (the per-family check comes on top). */
+export const PackagePattern = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9@_+*][A-Za-z0-9@._+*-]*$/, 'not a legal package name or glob');
+
+export function isLegalPackageName(family: Family, name: string): boolean {
+  return name.length <= 128 && PACKAGE_NAME_PATTERNS[family].test(name);
+}
+
+export const AgentId = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits and dashes');
+export type AgentId = z.infer<typeof AgentId>;
+
+export const OsInfo = z.object({
+  id: z.string().min(1).max(64),
+  versionId: z.string().max(64).default(''),
+  prettyName: z.string().max(200).default(''),
+  family: Family,
+});
+export type OsInfo = z.infer<typeof OsInfo>;
+
+export const AgentRegistration = z.object({
+  hostname: z.string().min(1).max(253).regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'not a hostname'),
+  os: OsInfo,
+});
+export type AgentRegistration = z.infer<typeof AgentRegistration>;
+
+export const Agent = z.object({
+  id: AgentId,
+  hostname: z.string(),
+  os: OsInfo,
+  family: Family,
+  taskQueue: z.string(),
+  createdAt: z.string(),
+  lastSeenAt: z.string().nullable(),
+});
+export type Agent = z.infer<typeof Agent>;
+
+export const agentTaskQueue = (agentId: string): string => `agent.${agentId}`;
+
+// ---- the script contract (docs/script-contract.md) ----
+
+export const PackageAction = z.enum(['upgrade', 'install', 'remove', 'downgrade']);
+
+export const PlanPackage = z.object({
+  name: z.string().min(1),
+  arch: z.string(),
+  current: z.string().nullable(),
+  candidate: z.string().nullable(),
+  repo: z.string(),
+  action: PackageAction,
+});
+export type PlanPackage = z.infer<typeof PlanPackage>;
+
+export const ChangedPackage = z.object({
+  name: z.string().min(1),
+  arch: z.string(),
+  from: z.string().nullable(),
+  to: z.string().nullable(),
+});
+export type ChangedPackage = z.infer<typeof ChangedPackage>;
+
+export const ScriptErrorCode = z.enum(['usage', 'environment', 'lock', 'refresh', 'transaction']);
+
+/** The one JSON document a patch script prints on stdout. */
+export const ScriptResult = z.object({
+  contract: z.literal(1),
+  manager: z.string(),
+  mode: z.enum(['dry-run', 'apply']).nullable(),
+  packages: z.array(PlanPackage),
+  held: z.array(PlanPackage),
+  changed: z.array(ChangedPackage),
+  reboot_required: z.boolean(),
+  reboot_reason: z.string().nullable(),
+  manager_exit_code: z.number().int().nullable(),
+  error: z.object({ code: ScriptErrorCode, message: z.string() }).nullable(),
+});
+export type ScriptResult = z.infer<typeof ScriptResult>;
+
+/** Documented script exit codes (docs/script-contract.md). */
+export const SCRIPT_EXIT = { ok: 0, usage: 2, environment: 3, lock: 4, refresh: 5, transaction: 6 } as const;
+
+export const ScriptMode = z.enum(['dry-run', 'apply']);
+export type ScriptMode = z.infer<typeof ScriptMode>;
+
+/** What the agent's script-execute activity returns. */
+export interface ScriptExecution {
+  mode: ScriptMode;
+  argv: string[];
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  /** Parsed stdout, or null when the script broke the contract. */
+  result: ScriptResult | null;
+  /** Fingerprint of the plan (`packages`), null when there is no parsed result. */
+  planHash: string | null;
+  durationMs: number;
+}
+
+// ---- runs ----
+
+export const RunMode = z.enum(['dry-run', 'apply']);
+export type RunMode = z.infer<typeof RunMode>;
+export const ApprovalPolicy = z.enum(['required', 'auto']);
+export type ApprovalPolicy = z.infer<typeof ApprovalPolicy>;
+
+export const RUN_PHASES = ['pending', 'planning', 'awaiting-approval', 'applying', 'reporting', 'done'] as const;
+export const RunPhase = z.enum(RUN_PHASES);
+export type RunPhase = z.infer<typeof RunPhase>;
+
+export const RUN_OUTCOMES = [
+  'completed',
+  'failed',
+  'rejected',
+  'expired',
+  'plan-drift',
+  'cancelled',
+  'agent-unreachable',
+] as const;
+export const RunOutcome = z.enum(RUN_OUTCOMES);
+export type RunOutcome = z.infer<typeof RunOutcome>;
+
+/** Durations are inputs so tests (no time-skipping server offline) run in seconds. */
+export const RunTimeouts = z.object({
+  /** How long a plan waits for an admin decision before the run ends `expired`. */
+  approvalMs: z.number().int().positive().default(24 * 3600_000),
+  /** How long a task may wait for the host's agent to pick it up → `agent-unreachable`. */
+  agentPickupMs: z.number().int().positive().default(5 * 60_000),
+  /** Upper bound of one script execution. */
+  scriptMs: z.number().int().positive().default(60 * 60_000),
+  /** The agent heartbeats at least this often while a script runs. */
+  heartbeatMs: z.number().int().positive().default(30_000),
+});
+export type RunTimeouts = z.infer<typeof RunTimeouts>;
+
+export const PatchRunInput = z.object({
+  runId: z.string(),
+  agentId: AgentId,
+  hostname: z.string(),
+  mode: RunMode,
+  approval: ApprovalPolicy,
+  requestedBy: z.string(),
+  timeouts: RunTimeouts,
+});
+export type PatchRunInput = z.infer<typeof PatchRunInput>;
+
+export const ApproveDecision = z.object({
+  by: z.string().min(1).max(200),
+  planHash: z.string().regex(/^[0-9a-f]{64}$/, 'a 64-hex plan hash'),
+});
+export type ApproveDecision = z.infer<typeof ApproveDecision>;
+
+export const RejectDecision = z.object({
+  by: z.string().min(1).max(200),
+  reason: z.string().min(1).max(2000),
+});
+export type RejectDecision = z.infer<typeof RejectDecision>;
+
+/** A decision the run refused (stale or malformed signal), kept on the run for the record. */
+export interface IgnoredDecision {
+  at: string;
+  kind: 'approve' | 'reject';
+  reason: string;
+  payload: unknown;
+}
+
+/** Live status of a run, answered by the workflow's `status` query. */
+export interface RunStatus {
+  runId: string;
+  agentId: string;
+  mode: RunMode;
+  approval: ApprovalPolicy;
+  phase: RunPhase;
+  outcome: RunOutcome | null;
+  failureReason: string | null;
+  planHash: string | null;
+  plan: PlanPackage[];
+  held: PlanPackage[];
+  exclusions: string[];
+  approvedBy: string | null;
+  rejectedBy: string | null;
+  ignoredDecisions: IgnoredDecision[];
+}
+
+/** Stable error codes of the HTTP API: `{ error: { code, message, field? } }`. */
+export const ApiErrorCode = z.enum([
+  'validation_failed',
+  'unauthorized',
+  'forbidden',
+  'not_found',
+  'conflict',
+  'unavailable',
+  'internal',
+]);
+export type ApiErrorCode = z.infer<typeof ApiErrorCode>;

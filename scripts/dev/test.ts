@@ -1,0 +1,45 @@
+/**
+ * `npm test`: installs what the tests need when missing (Debian package managers, the Temporal
+ * CLI), starts one real Temporal dev server on free ports for the whole run, then runs every
+ * compiled test file with node's test runner. Each test file makes its own PostgreSQL database.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { REPO_ROOT, startDevServer } from './temporal-server';
+
+function testFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const p = path.join(dir, name);
+    if (statSync(p).isDirectory()) return testFiles(p);
+    return name.endsWith('.test.js') ? [p] : [];
+  });
+}
+
+async function main(): Promise<void> {
+  execFileSync('bash', [path.join(REPO_ROOT, 'scripts/dev/install-test-deps.sh')], { stdio: 'inherit' });
+  const filter = process.argv.slice(2);
+  const all = testFiles(path.join(REPO_ROOT, 'dist/test')).sort();
+  const files = filter.length ? all.filter((f) => filter.some((x) => f.includes(x))) : all;
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'pn-test-temporal-'));
+  const started = Date.now();
+  const server = await startDevServer({ dbFile: path.join(tmp, 'temporal.db'), logFile: path.join(tmp, 'temporal.log'), uiPort: null });
+  console.log(`temporal dev server ${server.address} ready in ${Date.now() - started} ms; ${files.length} test files`);
+  const code = await new Promise<number>((resolve) => {
+    const child = spawn(process.execPath, ['--test', '--test-reporter=spec', '--test-concurrency=3', ...files], {
+      stdio: 'inherit',
+      env: { ...process.env, TEMPORAL_ADDRESS: server.address, NODE_ENV: 'test' },
+    });
+    child.on('exit', (c) => resolve(c ?? 1));
+  });
+  await server.stop();
+  if (code !== 0) console.error(`tests failed; Temporal server log: ${path.join(tmp, 'temporal.log')}`);
+  else rmSync(tmp, { recursive: true, force: true });
+  process.exit(code);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

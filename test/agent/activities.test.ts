@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createAgentActivities } from '../../activities/agent';
+import { sha256Hex } from '../../contract/plan-hash';
+
+const FIXTURE = readFileSync(path.resolve(__dirname, '../../../test/fixtures/scripts/apt-update.sh'), 'utf8');
+
+function setup(served = FIXTURE) {
+  const stateDir = mkdtempSync(path.join(os.tmpdir(), 'pn-agent-unit-'));
+  const fixtureDir = mkdtempSync(path.join(os.tmpdir(), 'pn-fixture-unit-'));
+  writeFileSync(path.join(fixtureDir, 'plan.txt'), 'openssl amd64 1 2 main\nlinux-image-amd64 amd64 6.1 6.2 main\n');
+  const activities = createAgentActivities({
+    family: 'apt',
+    stateDir,
+    fetchScript: async () => ({ content: served, sha256: sha256Hex(served) }),
+    scriptEnv: { PN_FIXTURE_DIR: fixtureDir },
+  });
+  return { stateDir, fixtureDir, activities, env: new MockActivityEnvironment() };
+}
+
+const sha = sha256Hex(FIXTURE);
+
+/** Run an activity in a mock activity context, keeping its types. */
+const act = <I, O>(env: MockActivityEnvironment, fn: (input: I) => Promise<O>, input: I): Promise<O> => env.run(fn as never, input as never) as Promise<O>;
+
+describe('agent activities: hash-verify and script-execute', () => {
+  it('hash-verify stores the script content-addressed and owner-only after checking its hash', async () => {
+    const { activities, env, stateDir } = setup();
+    const r = await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha });
+    assert.equal(r.path, path.join(stateDir, 'scripts', sha));
+    assert.equal(r.downloaded, true);
+    assert.equal(statSync(r.path).mode & 0o777, 0o700);
+    const again = await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha });
+    assert.equal(again.downloaded, false, 'a verified stored copy is re-used');
+  });
+
+  it('hash-verify refuses a download that does not match the pinned hash and stores nothing', async () => {
+    const { activities, env, stateDir } = setup('#!/bin/bash\necho evil\n');
+    await assert.rejects(act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha }), (err: unknown) => {
+      assert.ok(err instanceof ApplicationFailure);
+      assert.equal(err.type, 'script-hash-mismatch');
+      assert.equal(err.nonRetryable, true);
+      return true;
+    });
+    assert.equal(existsSync(path.join(stateDir, 'scripts', sha)), false);
+  });
+
+  it('script-execute re-checks the stored file right before running it: a file changed on disk never runs', async () => {
+    const { activities, env, stateDir, fixtureDir } = setup();
+    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha });
+    const marker = path.join(fixtureDir, 'pwned');
+    writeFileSync(path.join(stateDir, 'scripts', sha), `#!/bin/bash\ntouch ${marker}\n`);
+    await assert.rejects(
+      act(env, activities.scriptExecute, { runId: 'r', sha256: sha, mode: 'apply', exclusions: [], heartbeatMs: 1000 }),
+      (err: unknown) => err instanceof ApplicationFailure && err.type === 'script-hash-mismatch',
+    );
+    assert.equal(existsSync(marker), false);
+  });
+
+  it('script-execute passes mode and exclusions as argv and returns the parsed plan with its hash', async () => {
+    const { activities, env, fixtureDir } = setup();
+    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha });
+    const r = await act(env, activities.scriptExecute, { runId: 'r', sha256: sha, mode: 'dry-run', exclusions: ['linux-image-*'], heartbeatMs: 1000 });
+    assert.deepEqual(r.argv, ['--dry-run', '--exclude', 'linux-image-*']);
+    assert.equal(r.exitCode, 0);
+    assert.deepEqual(r.result?.packages.map((p) => p.name), ['openssl']);
+    assert.deepEqual(r.result?.held.map((p) => p.name), ['linux-image-amd64']);
+    assert.match(r.planHash ?? '', /^[0-9a-f]{64}$/);
+    assert.equal(readFileSync(path.join(fixtureDir, 'calls.log'), 'utf8'), 'dry-run --exclude linux-image-*\n');
+  });
+
+  it('script-execute refuses an exclusion that is not a legal package name, before running anything', async () => {
+    const { activities, env, fixtureDir } = setup();
+    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha });
+    for (const bad of ['a;rm -rf /', '--all', '$(reboot)', 'UPPER']) {
+      await assert.rejects(
+        act(env, activities.scriptExecute, { runId: 'r', sha256: sha, mode: 'apply', exclusions: [bad], heartbeatMs: 1000 }),
+        (err: unknown) => err instanceof ApplicationFailure && err.type === 'invalid-exclusion',
+        bad,
+      );
+    }
+    assert.equal(existsSync(path.join(fixtureDir, 'calls.log')), false);
+  });
+
+  it('cancelling script-execute kills the running script', async () => {
+    const slow = '#!/bin/bash\nsleep 30\necho done > "$PN_FIXTURE_DIR/finished"\n';
+    const { activities, env, fixtureDir } = setup(slow);
+    const slowSha = sha256Hex(slow);
+    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: slowSha });
+    const running = act(env, activities.scriptExecute, { runId: 'r', sha256: slowSha, mode: 'apply', exclusions: [], heartbeatMs: 200 });
+    setTimeout(() => env.cancel(), 500);
+    const started = Date.now();
+    await assert.rejects(running);
+    assert.ok(Date.now() - started < 10_000, 'returned promptly after cancellation');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(existsSync(path.join(fixtureDir, 'finished')), false);
+  });
+});

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Stack } from '../support/stack';
+
+const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
+
+describe('runs that must not execute anything', { concurrency: true }, () => {
+  const stack = new Stack();
+  before(() => stack.start());
+  after(() => stack.stop());
+
+  it('an agent that is offline ends the run as agent-unreachable within its pickup timeout', async () => {
+    const agentId = await stack.registerOffline('offline-host');
+    const started = Date.now();
+    const r = await stack.http('POST', '/v1/runs', { body: { agentId, mode: 'dry-run', timeouts: { agentPickupMs: 1500 } } });
+    assert.equal(r.status, 202);
+    const run = await stack.waitForOutcome(r.body.run.id, 20_000);
+    assert.equal(run.outcome, 'agent-unreachable');
+    assert.match(run.failureReason, /did not pick up/);
+    assert.ok(Date.now() - started < 20_000);
+  });
+
+  it('cancelling a waiting run ends it as cancelled without applying', async () => {
+    const agent = await stack.startAgent('cancel-host', PLAN);
+    const r = await stack.http('POST', '/v1/runs', { body: { agentId: agent.id, mode: 'apply' } });
+    const id = r.body.run.id;
+    await stack.waitForRun(id, (x) => x.phase === 'awaiting-approval');
+    const c = await stack.http('POST', `/v1/runs/${id}/cancel`);
+    assert.equal(c.status, 202);
+    const run = await stack.waitForOutcome(id);
+    assert.equal(run.outcome, 'cancelled');
+    assert.equal(existsSync(path.join(agent.fixtureDir, 'applied')), false);
+  });
+});
+
+// Its own control plane: this test rewrites the served script, which no other run may see.
+describe('a tampered script', () => {
+  const stack = new Stack();
+  before(() => stack.start());
+  after(() => stack.stop());
+
+  it('a script whose content no longer matches its pinned hash is never executed and the run fails as script-hash-mismatch', async () => {
+    const agent = await stack.startAgent('tampered-host', PLAN);
+    const marker = path.join(agent.fixtureDir, 'pwned');
+    // The served content changes behind the pinned hash (a tampered mirror, a bad deploy).
+    await stack.database.db('scripts')
+      .where({ name: 'apt-update.sh' })
+      .update({ content: `#!/bin/bash\ntouch ${marker}\necho '{}'\n` });
+    const r = await stack.http('POST', '/v1/runs', { body: { agentId: agent.id, mode: 'apply', approval: 'auto' } });
+    assert.equal(r.status, 202);
+    const run = await stack.waitForOutcome(r.body.run.id);
+    assert.equal(run.outcome, 'failed');
+    assert.match(run.failureReason, /^script-hash-mismatch: /);
+    assert.equal(existsSync(marker), false, 'the tampered script never ran');
+    assert.equal(existsSync(path.join(agent.fixtureDir, 'calls.log')), false, 'no script ran at all');
+  });
+});

@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Sandbox } from './sandbox';
+
+/**
+ * The table-driven proof every patch script must pass against its real package manager.
+ * Each family's test file calls this with its sandbox; every case gets a fresh system.
+ */
+export function proofSuite(makeSandbox: () => Sandbox): void {
+  const probe = makeSandbox();
+  describe(`${probe.family}-update.sh against the real package manager`, { concurrency: 1 }, () => {
+    let sb: Sandbox;
+    const fresh = async () => {
+      if (sb) await sb.dispose();
+      sb = makeSandbox();
+      await sb.create();
+    };
+    before(fresh);
+    after(async () => sb && sb.dispose());
+
+    it('dry-run lists exactly the upgradable packages with current and candidate versions, changing nothing', async () => {
+      const r = await sb.run(['--dry-run']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.json.mode, 'dry-run');
+      assert.equal(r.json.error, null);
+      const names = r.json.packages.map((p) => p.name).sort();
+      assert.deepEqual(names, ['pn-alpha', 'pn-beta', sb.rebootPackage].sort());
+      for (const p of r.json.packages) {
+        assert.equal(p.current, sb.version(1), `${p.name} current`);
+        assert.equal(p.candidate, sb.version(2), `${p.name} candidate`);
+        assert.equal(p.action, 'upgrade');
+        assert.ok(p.arch.length > 0 && p.repo.length > 0, `${p.name} has arch and repo`);
+      }
+      assert.deepEqual(r.json.changed, []);
+      assert.equal(await sb.installedVersion('pn-alpha'), sb.version(1));
+    });
+
+    it('apply changes exactly what the dry-run planned and reports it from the package database', async () => {
+      await fresh();
+      const plan = await sb.run(['--dry-run']);
+      const r = await sb.run(['--apply']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.json.mode, 'apply');
+      const changed = r.json.changed.map((c) => c.name).sort();
+      assert.deepEqual(changed, plan.json.packages.map((p) => p.name).sort());
+      for (const c of r.json.changed) {
+        assert.equal(c.from, sb.version(1));
+        assert.equal(c.to, sb.version(2));
+      }
+      for (const name of changed) assert.equal(await sb.installedVersion(name), sb.version(2), name);
+      assert.equal(await sb.installedVersion('pn-stable'), sb.version(1));
+      const again = await sb.run(['--dry-run']);
+      assert.deepEqual(again.json.packages, [], 'nothing left to upgrade after apply');
+    });
+
+    it('reports reboot_required when the reboot-triggering package was upgraded', async () => {
+      // state from the previous case: everything applied, including the reboot package
+      const r = await sb.run(['--dry-run']);
+      assert.equal(r.json.reboot_required, true, r.stderr);
+      assert.ok(r.json.reboot_reason && r.json.reboot_reason.length > 0);
+    });
+
+    it('an excluded package stays at its version and is reported as held, in dry-run and apply', async () => {
+      await fresh();
+      const plan = await sb.run(['--dry-run', '--exclude', 'pn-alpha']);
+      assert.equal(plan.code, 0, plan.stderr);
+      assert.ok(!plan.json.packages.some((p) => p.name === 'pn-alpha'), 'excluded package not planned');
+      assert.deepEqual(plan.json.held.map((p) => p.name), ['pn-alpha']);
+      assert.equal(plan.json.held[0]!.candidate, sb.version(2));
+      const r = await sb.run(['--apply', '--exclude', 'pn-alpha']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.json.held.map((p) => p.name), ['pn-alpha']);
+      assert.equal(await sb.installedVersion('pn-alpha'), sb.version(1));
+      assert.equal(await sb.installedVersion('pn-beta'), sb.version(2));
+      assert.equal(r.json.reboot_required, true, 'reboot package was upgraded');
+    });
+
+    it('a glob exclusion holds every matching package', async () => {
+      await fresh();
+      const plan = await sb.run(['--dry-run', '--exclude', 'pn-al*,pn-beta']);
+      assert.equal(plan.code, 0, plan.stderr);
+      assert.deepEqual(plan.json.packages.map((p) => p.name), [sb.rebootPackage]);
+      assert.deepEqual(plan.json.held.map((p) => p.name).sort(), ['pn-alpha', 'pn-beta']);
+    });
+
+    it('a hold that existed before the run survives both a successful and a failed apply', async () => {
+      await fresh();
+      await sb.addHold('pn-beta');
+      const r = await sb.run(['--apply', '--exclude', 'pn-beta,pn-alpha']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(await sb.hasHold('pn-beta'), true, 'pre-existing hold kept after success');
+      assert.equal(await sb.hasHold('pn-alpha'), false, 'the hold the script added is removed again');
+      assert.equal(await sb.installedVersion('pn-beta'), sb.version(1));
+      await sb.publishBroken();
+      const failed = await sb.run(['--apply']);
+      assert.notEqual(failed.code, 0);
+      assert.equal(await sb.hasHold('pn-beta'), true, 'pre-existing hold kept after failure');
+    });
+
+    it('a failing transaction returns the manager failure, not success', async () => {
+      await fresh();
+      await sb.publishBroken();
+      const r = await sb.run(['--apply']);
+      assert.equal(r.code, 6, r.stderr);
+      assert.equal(r.json.error?.code, 'transaction');
+      assert.ok(r.json.manager_exit_code !== null && r.json.manager_exit_code !== 0);
+      assert.equal(await sb.installedVersion('pn-stable'), sb.version(1));
+    });
+
+    const badArgs: [string, string[]][] = [
+      ['a shell metacharacter in an exclusion', ['--dry-run', '--exclude', 'a;rm -rf /']],
+      ['an exclusion that looks like a flag', ['--dry-run', '--exclude', '--all']],
+      ['no mode', ['--exclude', 'pn-alpha']],
+      ['both modes', ['--dry-run', '--apply']],
+      ['an unknown flag', ['--dry-run', '--yes-really']],
+      ['a missing exclusion value', ['--apply', '--exclude']],
+    ];
+    for (const [what, args] of badArgs) {
+      it(`refuses ${what} with exit 2 and changes nothing`, async () => {
+        const r = await sb.run(args);
+        assert.equal(r.code, 2, r.stderr);
+        assert.equal(r.json.error?.code, 'usage');
+        assert.deepEqual(r.json.changed, []);
+        assert.equal(await sb.installedVersion('pn-alpha'), sb.version(1));
+      });
+    }
+  });
+}

@@ -1,0 +1,179 @@
+/**
+ * A real control plane for one test file: its own PostgreSQL database, the Koa API on a free
+ * port and the control worker on a task queue of its own, against the test run's Temporal dev
+ * server (TEMPORAL_ADDRESS, started by scripts/dev/test.ts). Agents run as real child processes.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { Client } from '@temporalio/client';
+import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import { createApp } from '../../api/app';
+import { createControlWorker } from '../../api/control-worker';
+import { loadScripts } from '../../api/scripts/service';
+import { connectClient } from '../../api/temporal';
+import { TemporalEnv } from '../../contract/temporal';
+import { createTestDatabase, type TestDatabase } from './db';
+
+try {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+} catch {
+  /* already installed in this process */
+}
+
+export const DIST = path.resolve(__dirname, '../..');
+export const FIXTURE_SCRIPTS = path.join(DIST, '../test/fixtures/scripts');
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+export const ENROL_TOKEN = 'test-enrol-token-0123456789';
+
+export interface HttpResult {
+  status: number;
+  body: any;
+}
+
+export interface TestAgent {
+  id: string;
+  token: string;
+  fixtureDir: string;
+  stateDir: string;
+  process: ChildProcess;
+  output: () => string;
+  stop(): Promise<void>;
+}
+
+export class Stack {
+  readonly temporalEnv = TemporalEnv.parse(process.env);
+  readonly controlQueue = `patch-control-${randomBytes(4).toString('hex')}`;
+  private server?: Server;
+  private worker?: Worker;
+  private workerDone?: Promise<void>;
+  private agents: TestAgent[] = [];
+  database!: TestDatabase;
+  temporal!: Client;
+  baseUrl = '';
+
+  /** Start API + control worker; `scriptsDir` is loaded into the scripts table. */
+  async start(scriptsDir = FIXTURE_SCRIPTS): Promise<this> {
+    this.database = await createTestDatabase();
+    await loadScripts(this.database.db, scriptsDir);
+    this.temporal = await connectClient(this.temporalEnv);
+    const app = createApp({
+      db: this.database.db,
+      temporal: this.temporal,
+      admins: [{ name: 'alice', token: ADMIN_TOKEN }],
+      enrolToken: ENROL_TOKEN,
+      runDefaults: { controlQueue: this.controlQueue, approvalMs: 60_000, agentPickupMs: 30_000, scriptMs: 60_000 },
+    });
+    this.server = app.listen(0, '127.0.0.1');
+    await new Promise<void>((r) => this.server!.once('listening', () => r()));
+    this.baseUrl = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
+    this.worker = await createControlWorker(this.temporalEnv, this.database.db, this.controlQueue);
+    this.workerDone = this.worker.run();
+    return this;
+  }
+
+  async http(method: string, urlPath: string, opts: { token?: string | null; body?: unknown; raw?: string } = {}): Promise<HttpResult> {
+    const token = opts.token === undefined ? ADMIN_TOKEN : opts.token;
+    const res = await fetch(this.baseUrl + urlPath, {
+      method,
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(opts.body !== undefined || opts.raw !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      body: opts.raw ?? (opts.body !== undefined ? JSON.stringify(opts.body) : undefined),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : null };
+  }
+
+  /**
+   * Start a real agent process (dist/agent-worker/main.js) that registers through the API and
+   * polls its own task queue. Its fixture script reads the plan from `fixtureDir/plan.txt`.
+   */
+  async startAgent(hostname: string, plan: string[] = []): Promise<TestAgent> {
+    const fixtureDir = mkdtempSync(path.join(os.tmpdir(), `pn-fixture-${hostname}-`));
+    const stateDir = mkdtempSync(path.join(os.tmpdir(), `pn-agent-${hostname}-`));
+    writeFileSync(path.join(fixtureDir, 'plan.txt'), plan.join('\n') + '\n');
+    let out = '';
+    const child = spawn(process.execPath, [path.join(DIST, 'agent-worker/main.js')], {
+      env: {
+        ...process.env,
+        PATCHNANNY_API_URL: this.baseUrl,
+        PATCHNANNY_ENROL_TOKEN: ENROL_TOKEN,
+        PATCHNANNY_AGENT_STATE_DIR: stateDir,
+        PATCHNANNY_AGENT_HOSTNAME: hostname,
+        PATCHNANNY_AGENT_FAMILY: 'apt',
+        PN_FIXTURE_DIR: fixtureDir,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    const id = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`agent ${hostname} did not start:\n${out}`)), 30_000);
+      child.once('exit', (code) => reject(new Error(`agent ${hostname} exited ${code}:\n${out}`)));
+      const check = () => {
+        const m = /\[agent\] (\S+) .* polling/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]!);
+        }
+      };
+      child.stdout!.on('data', check);
+    });
+    child.removeAllListeners('exit');
+    const identity = JSON.parse(require('node:fs').readFileSync(path.join(stateDir, 'identity.json'), 'utf8'));
+    const agent: TestAgent = {
+      id,
+      token: identity.token,
+      fixtureDir,
+      stateDir,
+      process: child,
+      output: () => out,
+      stop: () =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null) return resolve();
+          child.once('exit', () => resolve());
+          child.kill('SIGTERM');
+        }),
+    };
+    this.agents.push(agent);
+    return agent;
+  }
+
+  /** Register an agent through the API without starting its process (an offline host). */
+  async registerOffline(hostname: string): Promise<string> {
+    const r = await this.http('POST', '/v1/agents', { token: ENROL_TOKEN, body: { hostname, os: { id: 'debian', versionId: '12', family: 'apt' } } });
+    if (r.status !== 201) throw new Error(`registration failed: ${JSON.stringify(r.body)}`);
+    return r.body.agent.id;
+  }
+
+  /** Poll GET /v1/runs/:id until the predicate holds (or fail with the last state seen). */
+  async waitForRun(id: string, until: (run: any) => boolean, timeoutMs = 30_000): Promise<any> {
+    const deadline = Date.now() + timeoutMs;
+    let last: any;
+    while (Date.now() < deadline) {
+      const r = await this.http('GET', `/v1/runs/${id}`);
+      last = r.body?.run;
+      if (last && until(last)) return last;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    throw new Error(`run ${id} did not reach the expected state; last: ${JSON.stringify(last, null, 2)}`);
+  }
+
+  waitForOutcome(id: string, timeoutMs?: number) {
+    return this.waitForRun(id, (r) => r.outcome !== null, timeoutMs);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.agents.map((a) => a.stop()));
+    this.worker?.shutdown();
+    await this.workerDone?.catch(() => undefined);
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    await this.temporal?.connection.close();
+    await this.database?.drop();
+  }
+}

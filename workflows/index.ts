@@ -1,0 +1,1 @@
+export { patchRun } from './patch-run';

@@ -1,0 +1,20 @@
+/**
+ * The messages a patch run handles, declared once: the workflow sets the handlers, the API and
+ * the CLI send them. Update and signal share a name so `temporal workflow update --name approve`
+ * and `temporal workflow signal --name approve` do the same thing (the update can refuse).
+ */
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { ApproveDecision, RejectDecision, RunStatus } from '../contract';
+
+export const approveUpdate = defineUpdate<RunStatus, [ApproveDecision]>('approve');
+export const rejectUpdate = defineUpdate<RunStatus, [RejectDecision]>('reject');
+export const approveSignal = defineSignal<[unknown]>('approve');
+export const rejectSignal = defineSignal<[unknown]>('reject');
+export const statusQuery = defineQuery<RunStatus>('status');
+
+/** Failure types the update validators raise, mapped to HTTP 409 by the API. */
+export const DECISION_REFUSED = {
+  notAwaiting: 'not-awaiting-approval',
+  stalePlan: 'stale-plan-hash',
+  malformed: 'malformed-decision',
+} as const;

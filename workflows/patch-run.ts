@@ -1,0 +1,253 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  TimeoutFailure,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
+import { TimeoutType } from '@temporalio/common';
+import type * as agentActivities from '../activities/agent/types';
+import type * as controlActivities from '../activities/control/types';
+import {
+  agentTaskQueue,
+  ApproveDecision,
+  RejectDecision,
+  type IgnoredDecision,
+  type PatchRunInput,
+  type RunOutcome,
+  type RunPhase,
+  type RunStatus,
+  type ScriptExecution,
+} from '../contract';
+import { approveSignal, approveUpdate, DECISION_REFUSED, rejectSignal, rejectUpdate, statusQuery } from './messages';
+import { PatchOutcome, PatchPhase } from './search-attributes';
+
+/** Ends the run early with a named outcome; caught once at the top of the workflow. */
+class RunEnded extends Error {
+  constructor(
+    readonly outcome: RunOutcome,
+    readonly reason: string | null,
+    readonly execution: ScriptExecution | null = null,
+  ) {
+    super(`${outcome}${reason ? `: ${reason}` : ''}`);
+  }
+}
+
+type Decision = { kind: 'approve'; by: string; planHash: string } | { kind: 'reject'; by: string; reason: string };
+
+/**
+ * One patch run on one host: plan (dry-run) → review → apply → report.
+ * Always returns a named terminal state; never fails as a workflow.
+ */
+export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
+  const { timeouts } = input;
+  const control = proxyActivities<typeof controlActivities>({
+    startToCloseTimeout: '30s',
+    retry: { initialInterval: '200ms', maximumInterval: '10s', maximumAttempts: 20 },
+  });
+  const agentOptions = {
+    taskQueue: agentTaskQueue(input.agentId),
+    // An agent that never picks the task up ends the run as agent-unreachable; the timeout is not retried.
+    scheduleToStartTimeout: timeouts.agentPickupMs,
+  };
+  const agent = proxyActivities<typeof agentActivities>({
+    ...agentOptions,
+    startToCloseTimeout: '2m',
+    retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: ['script-hash-mismatch'] },
+  });
+  const agentScript = proxyActivities<typeof agentActivities>({
+    ...agentOptions,
+    startToCloseTimeout: timeouts.scriptMs,
+    heartbeatTimeout: timeouts.heartbeatMs * 3,
+    // Only a held package-manager lock or an unreachable mirror is worth retrying (the script
+    // changed nothing); every other failure is reported as it is.
+    retry: {
+      initialInterval: '10s',
+      maximumInterval: '2m',
+      maximumAttempts: 6,
+      nonRetryableErrorTypes: ['script-hash-mismatch', 'script-missing'],
+    },
+  });
+
+  const status: RunStatus = {
+    runId: input.runId,
+    agentId: input.agentId,
+    mode: input.mode,
+    approval: input.approval,
+    phase: 'pending',
+    outcome: null,
+    failureReason: null,
+    planHash: null,
+    plan: [],
+    held: [],
+    exclusions: [],
+    approvedBy: null,
+    rejectedBy: null,
+    ignoredDecisions: [],
+  };
+  let decision: Decision | null = null;
+  const unrecorded: IgnoredDecision[] = [];
+
+  const setPhase = (phase: RunPhase) => {
+    status.phase = phase;
+    upsertSearchAttributes([{ key: PatchPhase, value: phase }]);
+  };
+
+  const refuse = (kind: 'approve' | 'reject', reason: string, payload: unknown) => {
+    const ignored = { at: new Date().toISOString(), kind, reason, payload };
+    status.ignoredDecisions.push(ignored);
+    unrecorded.push(ignored);
+  };
+  const awaiting = () => status.phase === 'awaiting-approval' && decision === null;
+
+  setHandler(statusQuery, () => status);
+  setHandler(
+    approveUpdate,
+    (d) => {
+      decision = { kind: 'approve', by: d.by, planHash: d.planHash };
+      return status;
+    },
+    {
+      validator: (d) => {
+        const parsed = ApproveDecision.safeParse(d);
+        if (!parsed.success) throw ApplicationFailure.create({ type: DECISION_REFUSED.malformed, message: parsed.error.issues[0]?.message ?? 'malformed' });
+        if (!awaiting()) throw ApplicationFailure.create({ type: DECISION_REFUSED.notAwaiting, message: `run is ${status.outcome ?? status.phase}, not awaiting approval` });
+        if (d.planHash !== status.planHash) throw ApplicationFailure.create({ type: DECISION_REFUSED.stalePlan, message: `plan hash ${d.planHash} is not the current plan ${status.planHash}` });
+      },
+    },
+  );
+  setHandler(
+    rejectUpdate,
+    (d) => {
+      decision = { kind: 'reject', by: d.by, reason: d.reason };
+      return status;
+    },
+    {
+      validator: (d) => {
+        const parsed = RejectDecision.safeParse(d);
+        if (!parsed.success) throw ApplicationFailure.create({ type: DECISION_REFUSED.malformed, message: parsed.error.issues[0]?.message ?? 'malformed' });
+        if (!awaiting()) throw ApplicationFailure.create({ type: DECISION_REFUSED.notAwaiting, message: `run is ${status.outcome ?? status.phase}, not awaiting approval` });
+      },
+    },
+  );
+  // Signals cannot be refused synchronously: a stale or malformed one is recorded and ignored.
+  setHandler(approveSignal, (raw) => {
+    const parsed = ApproveDecision.safeParse(raw);
+    if (!parsed.success) return refuse('approve', `malformed: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`, raw);
+    if (!awaiting()) return refuse('approve', `run is ${status.outcome ?? status.phase}, not awaiting approval`, raw);
+    if (parsed.data.planHash !== status.planHash) return refuse('approve', `stale plan hash (current plan is ${status.planHash})`, raw);
+    decision = { kind: 'approve', ...parsed.data };
+  });
+  setHandler(rejectSignal, (raw) => {
+    const parsed = RejectDecision.safeParse(raw);
+    if (!parsed.success) return refuse('reject', `malformed: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`, raw);
+    if (!awaiting()) return refuse('reject', `run is ${status.outcome ?? status.phase}, not awaiting approval`, raw);
+    decision = { kind: 'reject', ...parsed.data };
+  });
+
+  const flushIgnored = async () => {
+    while (unrecorded.length > 0) {
+      const ignored = unrecorded.shift()!;
+      await control.recordEvent({ runId: input.runId, kind: `ignored-${ignored.kind}`, detail: ignored });
+    }
+  };
+
+  /** Run the script in a mode on the host; agent failures become named outcomes. */
+  const execute = async (sha256: string, scriptName: string, mode: 'dry-run' | 'apply'): Promise<ScriptExecution> => {
+    await agent.hashVerify({ scriptName, sha256 });
+    return agentScript.scriptExecute({ runId: input.runId, sha256, mode, exclusions: status.exclusions, heartbeatMs: timeouts.heartbeatMs });
+  };
+
+  const finish = async (outcome: RunOutcome, reason: string | null, execution: ScriptExecution | null) => {
+    status.outcome = outcome;
+    status.failureReason = reason;
+    setPhase('done');
+    upsertSearchAttributes([{ key: PatchOutcome, value: outcome }]);
+    await CancellationScope.nonCancellable(async () => {
+      await flushIgnored();
+      await control.recordOutcome({ runId: input.runId, outcome, failureReason: reason, execution });
+    });
+    return status;
+  };
+
+  try {
+    setPhase('planning');
+    const resolved = await control.resolveRun({ runId: input.runId, agentId: input.agentId });
+    status.exclusions = resolved.exclusions;
+
+    const plan = await execute(resolved.sha256, resolved.scriptName, 'dry-run');
+    if (plan.exitCode !== 0 || !plan.result) {
+      throw new RunEnded('failed', `dry-run exited ${plan.exitCode}${plan.result?.error ? `: ${plan.result.error.message}` : ''}`, plan);
+    }
+    status.plan = plan.result.packages;
+    status.held = plan.result.held;
+    status.planHash = plan.planHash;
+
+    const nothingToDo = plan.result.packages.length === 0;
+    if (input.mode === 'dry-run' || nothingToDo) {
+      await control.recordPlan({ runId: input.runId, step: 'plan', execution: plan, phase: 'reporting' });
+      return await finish('completed', nothingToDo && input.mode === 'apply' ? 'nothing to apply' : null, plan);
+    }
+
+    if (input.approval === 'required') {
+      // Accept decisions from here on: once the API shows the plan, the workflow already waits for it.
+      setPhase('awaiting-approval');
+      await control.recordPlan({ runId: input.runId, step: 'plan', execution: plan, phase: 'awaiting-approval' });
+      const deadline = Date.now() + timeouts.approvalMs;
+      while (decision === null) {
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) break;
+        await condition(() => decision !== null || unrecorded.length > 0, remaining);
+        await flushIgnored();
+      }
+      const made = decision as Decision | null;
+      if (made === null) throw new RunEnded('expired', `no decision within ${timeouts.approvalMs} ms`);
+      if (made.kind === 'reject') {
+        status.rejectedBy = made.by;
+        await control.recordDecision({ runId: input.runId, kind: 'reject', by: made.by, reason: made.reason, planHash: status.planHash, phase: 'done' });
+        throw new RunEnded('rejected', made.reason);
+      }
+      status.approvedBy = made.by;
+      await control.recordDecision({ runId: input.runId, kind: 'approve', by: made.by, reason: null, planHash: made.planHash, phase: 'applying' });
+      setPhase('applying');
+
+      // What an admin approved is exactly what gets installed: re-plan, stop on any drift.
+      const replan = await execute(resolved.sha256, resolved.scriptName, 'dry-run');
+      if (replan.exitCode !== 0 || !replan.result) throw new RunEnded('failed', `re-plan exited ${replan.exitCode}`, replan);
+      if (replan.planHash !== made.planHash) {
+        await control.recordPlan({ runId: input.runId, step: 'replan', execution: replan, phase: 'reporting' });
+        throw new RunEnded('plan-drift', `plan changed since approval (${made.planHash} → ${replan.planHash}); re-approval needed`, null);
+      }
+    } else {
+      // auto: the plan was made a moment ago and nobody reviews it, so no re-plan.
+      await control.recordPlan({ runId: input.runId, step: 'plan', execution: plan, phase: 'applying' });
+      setPhase('applying');
+    }
+
+    const applied = await execute(resolved.sha256, resolved.scriptName, 'apply');
+    setPhase('reporting');
+    if (applied.exitCode !== 0 || !applied.result) {
+      const why = applied.result?.error ? `${applied.result.error.code}: ${applied.result.error.message}` : 'no result document';
+      return await finish('failed', `apply exited ${applied.exitCode} (${why})`, applied);
+    }
+    return await finish('completed', null, applied);
+  } catch (err) {
+    if (err instanceof RunEnded) return await finish(err.outcome, err.reason, err.execution);
+    if (isCancellation(err)) return await finish('cancelled', 'cancelled by request', null);
+    if (err instanceof ActivityFailure) {
+      const cause = err.cause;
+      if (cause instanceof TimeoutFailure && cause.timeoutType === TimeoutType.SCHEDULE_TO_START) {
+        return await finish('agent-unreachable', `agent ${input.agentId} did not pick up ${err.activityType} within ${timeouts.agentPickupMs} ms`, null);
+      }
+      if (cause instanceof ApplicationFailure && cause.type) {
+        return await finish('failed', `${cause.type}: ${cause.message}`, null);
+      }
+      return await finish('failed', `${err.activityType}: ${cause?.message ?? err.message}`, null);
+    }
+    throw err;
+  }
+}
