@@ -1,0 +1,180 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, join, resolve } from 'node:path';
+import { exec, must, parseRun, type Sandbox, type ScriptRun } from '../sandbox';
+
+const SCRIPTS = resolve(__dirname, '../../../../scripts/patch');
+const VERSIONS = { 1: '1.0-1', 2: '2.0-1' } as const;
+const EVR_FORMAT = '%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\\n';
+/** Named like a kernel flavour, so the scripts' core-package reboot rule (kernel-*) applies. */
+const REBOOT_PACKAGE = 'kernel-pn';
+
+interface Fixture {
+  name: string;
+  version: string;
+  /** The package directory under /usr/share its one file goes to (another package's, to conflict). */
+  owner: string;
+}
+
+const fixture = (name: string, version: string, owner = name): Fixture => ({ name, version, owner });
+
+const FIXTURES: Fixture[] = [
+  ...['pn-alpha', 'pn-beta', 'pn-stable', REBOOT_PACKAGE].map((name) => fixture(name, '1.0')),
+  ...['pn-alpha', 'pn-beta', REBOOT_PACKAGE].map((name) => fixture(name, '2.0')),
+  // Ships a file owned by pn-stable with other content: rpm's file-conflict check fails the transaction.
+  fixture('pn-alpha', '3.0', 'pn-stable'),
+];
+
+const rpmFile = (f: Fixture) => `${f.name}-${f.version}-1.noarch.rpm`;
+
+function spec(f: Fixture): string {
+  return [
+    `Name: ${f.name}`,
+    `Version: ${f.version}`,
+    'Release: 1',
+    'Summary: patchnanny test fixture',
+    'License: Apache-2.0',
+    'BuildArch: noarch',
+    '%description',
+    'patchnanny test fixture',
+    '%install',
+    `mkdir -p %{buildroot}/usr/share/${f.owner}`,
+    `echo '${f.name} ${f.version}' > %{buildroot}/usr/share/${f.owner}/version`,
+    '%files',
+    `/usr/share/${f.owner}/version`,
+    '',
+  ].join('\n');
+}
+
+let fixtureDir: Promise<string> | undefined;
+
+/** Fixture rpms are built with rpmbuild once per process. */
+function fixtures(): Promise<string> {
+  fixtureDir ??= (async () => {
+    const top = mkdtempSync(join(tmpdir(), 'pn-rpm-fixtures-'));
+    process.on('exit', () => rmSync(top, { recursive: true, force: true }));
+    await mkdir(join(top, 'SPECS'), { recursive: true });
+    for (const f of FIXTURES) {
+      const file = join(top, 'SPECS', `${f.name}-${f.version}.spec`);
+      await writeFile(file, spec(f));
+      await must('rpmbuild', ['-bb', '--quiet', '--define', `_topdir ${top}`, file]);
+    }
+    return join(top, 'RPMS', 'noarch');
+  })();
+  return fixtureDir;
+}
+
+/** The directory of the first `cmd` on PATH, or undefined. */
+function onPath(cmd: string): string | undefined {
+  return (process.env.PATH ?? '').split(delimiter).find((dir) => dir && existsSync(join(dir, cmd)));
+}
+
+/**
+ * An rpm system under a temporary root: v1 fixtures installed with rpm, a `pn-base` repository
+ * holding v1 and a `pn-updates` repository holding v2 (as baseos + updates do), both file://,
+ * configured in ROOT/etc/yum.repos.d. Shared by the dnf and yum families.
+ */
+class RpmSandbox implements Sandbox {
+  readonly rebootPackage = REBOOT_PACKAGE;
+  private base = '';
+
+  constructor(readonly family: 'dnf' | 'yum') {}
+
+  private get root(): string {
+    return join(this.base, 'root');
+  }
+
+  private get updates(): string {
+    return join(this.base, 'repos', 'updates');
+  }
+
+  private get conf(): string {
+    return join(this.root, 'etc/dnf/dnf.conf');
+  }
+
+  async create(): Promise<void> {
+    const rpms = await fixtures();
+    this.base = await mkdtemp(join(tmpdir(), `pn-${this.family}-`));
+    await mkdir(join(this.root, 'etc/yum.repos.d'), { recursive: true });
+    await mkdir(join(this.root, 'etc/dnf'), { recursive: true });
+    await writeFile(this.conf, '[main]\ngpgcheck=1\ninstallonly_limit=3\nbest=True\nskip_if_unavailable=False\n');
+    const v1 = FIXTURES.filter((f) => f.version === '1.0');
+    const v2 = FIXTURES.filter((f) => f.version === '2.0');
+    await must('rpm', ['--root', this.root, '-i', ...v1.map((f) => join(rpms, rpmFile(f)))]);
+    const repos: [string, Fixture[]][] = [['base', v1], ['updates', v2]];
+    for (const [id, packages] of repos) {
+      const dir = join(this.base, 'repos', id);
+      await mkdir(dir, { recursive: true });
+      for (const f of packages) await copyFile(join(rpms, rpmFile(f)), join(dir, rpmFile(f)));
+      await must('createrepo_c', ['--quiet', dir]);
+      await writeFile(
+        join(this.root, 'etc/yum.repos.d', `pn-${id}.repo`),
+        `[pn-${id}]\nname=patchnanny ${id}\nbaseurl=file://${dir}\ngpgcheck=0\nenabled=1\n`,
+      );
+    }
+    if (this.family === 'yum' && !onPath('yum')) {
+      // Debian's dnf package ships no `yum`; on EL 8+ yum is a symlink to dnf-3, so is this one.
+      const dnf = onPath('dnf');
+      if (!dnf) throw new Error('dnf is not installed');
+      await mkdir(join(this.base, 'bin'));
+      await symlink(join(dnf, 'dnf'), join(this.base, 'bin', 'yum'));
+    }
+  }
+
+  async run(args: string[]): Promise<ScriptRun> {
+    const bin = join(this.base, 'bin');
+    const env = existsSync(bin) ? { ...process.env, PATH: `${bin}${delimiter}${process.env.PATH ?? ''}` } : process.env;
+    return parseRun(await exec('bash', [join(SCRIPTS, `${this.family}-update.sh`), ...args, '--root', this.root], { env }));
+  }
+
+  async installedVersion(name: string): Promise<string | null> {
+    const r = await exec('rpm', ['--root', this.root, '-q', '--qf', EVR_FORMAT, name]);
+    if (r.code !== 0) return null;
+    return r.stdout.trim().split('\n').pop() || null;
+  }
+
+  /** An admin's hold: excludepkgs= in the root's dnf.conf. */
+  async addHold(name: string): Promise<void> {
+    const conf = await readFile(this.conf, 'utf8');
+    const held = /^excludepkgs=(.*)$/m.test(conf)
+      ? conf.replace(/^excludepkgs=(.*)$/m, (_, list: string) => `excludepkgs=${list},${name}`)
+      : conf.replace(/^\[main\]$/m, `[main]\nexcludepkgs=${name}`);
+    await writeFile(this.conf, held);
+  }
+
+  async hasHold(name: string): Promise<boolean> {
+    const conf = await readFile(this.conf, 'utf8');
+    return [...conf.matchAll(/^\s*(?:excludepkgs|exclude)\s*=(.*)$/gm)].some((m) =>
+      m[1]!.split(/[\s,]+/).includes(name),
+    );
+  }
+
+  async publishBroken(): Promise<void> {
+    const rpms = await fixtures();
+    const broken = FIXTURES.find((f) => f.version === '3.0')!;
+    await copyFile(join(rpms, rpmFile(broken)), join(this.updates, rpmFile(broken)));
+    await must('createrepo_c', ['--quiet', '--update', this.updates]);
+  }
+
+  version(n: 1 | 2): string {
+    return VERSIONS[n];
+  }
+
+  async dispose(): Promise<void> {
+    if (this.base) await rm(this.base, { recursive: true, force: true });
+    this.base = '';
+  }
+}
+
+export class DnfSandbox extends RpmSandbox {
+  constructor() {
+    super('dnf');
+  }
+}
+
+export class YumSandbox extends RpmSandbox {
+  constructor() {
+    super('yum');
+  }
+}
