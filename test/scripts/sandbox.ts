@@ -81,6 +81,9 @@ export function exec(
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    // A child that exits (or closes stdin) before reading it makes the write fail with EPIPE;
+    // that is not an error of the command, and left unhandled it would crash the test process.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(opts.input ?? '');
   });
 }

@@ -1,0 +1,166 @@
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { exec, must, parseRun, type Sandbox, type ScriptRun } from '../sandbox';
+
+const SCRIPT = resolve(__dirname, '../../../../scripts/patch/zypper-update.sh');
+const REPO = 'pntest';
+/** Where SLE 15 / Leap 15 keep the rpm database (/var/lib/rpm is a symlink to it). */
+const RPM_DBPATH = '/usr/lib/sysimage/rpm';
+const VERSIONS = { 1: '1.0-1', 2: '2.0-1' } as const;
+
+interface Fixture {
+  name: string;
+  version: string;
+  /** Directory under /usr/share that the package's one file lives in. */
+  owner?: string;
+  provides?: string;
+}
+
+// A kernel-like package: it provides installhint(reboot-needed), as SUSE kernels do, so libzypp
+// itself raises the reboot flag that `zypper needs-rebooting` reads.
+const REBOOT_PACKAGE = 'pn-kernel';
+
+const FIXTURES: Fixture[] = [
+  ...['pn-alpha', 'pn-beta', 'pn-stable'].map((name) => ({ name, version: '1.0' })),
+  ...['pn-alpha', 'pn-beta'].map((name) => ({ name, version: '2.0' })),
+  ...['1.0', '2.0'].map((version) => ({ name: REBOOT_PACKAGE, version, provides: 'installhint(reboot-needed)' })),
+  // Ships a file owned by pn-stable: libzypp's file-conflict check must fail the transaction.
+  { name: 'pn-alpha', version: '3.0', owner: 'pn-stable' },
+];
+
+const rpmFile = (f: Fixture) => `${f.name}-${f.version}-1.noarch.rpm`;
+
+function spec(f: Fixture): string {
+  const dir = `/usr/share/${f.owner ?? f.name}`;
+  return [
+    `Name: ${f.name}`,
+    `Version: ${f.version}`,
+    'Release: 1',
+    'Summary: patchnanny test fixture',
+    'License: Apache-2.0',
+    'BuildArch: noarch',
+    ...(f.provides ? [`Provides: ${f.provides}`] : []),
+    '%global debug_package %{nil}',
+    '%define _build_id_links none',
+    '%description',
+    'patchnanny test fixture',
+    '%install',
+    `mkdir -p %{buildroot}${dir}`,
+    `echo '${f.name} ${f.version}' > %{buildroot}${dir}/version`,
+    '%files',
+    `${dir}/version`,
+    '',
+  ].join('\n');
+}
+
+let fixtureDir: Promise<string> | undefined;
+
+/** Fixture rpms are built once per process, with rpmbuild confined to a temp dir. */
+function fixtures(): Promise<string> {
+  fixtureDir ??= (async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pn-zypper-fixtures-'));
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+    const top = join(dir, 'rpmbuild');
+    await mkdir(top);
+    await Promise.all(FIXTURES.map(async (f) => {
+      const specFile = join(top, `${f.name}-${f.version}.spec`);
+      await writeFile(specFile, spec(f));
+      await must('rpmbuild', [
+        '--quiet', '-bb', '--define', `_topdir ${top}/${f.name}-${f.version}`, '--define', `_tmppath ${top}`, '--define', `_dbpath ${top}/rpmdb`,
+        '--define', `_rpmdir ${dir}`, '--define', '_build_name_fmt %{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}.rpm',
+        specFile,
+      ]);
+    }));
+    return dir;
+  })();
+  return fixtureDir;
+}
+
+export class ZypperSandbox implements Sandbox {
+  readonly family = 'zypper' as const;
+  readonly rebootPackage = REBOOT_PACKAGE;
+  private base = '';
+
+  private get root(): string {
+    return join(this.base, 'root');
+  }
+
+  private get repo(): string {
+    return join(this.base, 'repo');
+  }
+
+  /** zypper confined to the sandbox root (lock file and log included), as the script runs it. */
+  private zypper(args: string[]) {
+    return exec('zypper', ['--non-interactive', '--root', this.root, ...args], {
+      env: { ...process.env, ZYPP_LOCKFILE_ROOT: this.root, ZYPP_LOGFILE: join(this.root, 'var/log/zypper.log') },
+    });
+  }
+
+  private rpm(args: string[]) {
+    return exec('rpm', ['--root', this.root, '--dbpath', RPM_DBPATH, ...args]);
+  }
+
+  async create(): Promise<void> {
+    const rpms = await fixtures();
+    this.base = await mkdtemp(join(tmpdir(), 'pn-zypper-'));
+    for (const dir of ['etc/zypp/repos.d', 'var/log', 'var/tmp', 'run']) await mkdir(join(this.root, dir), { recursive: true });
+    await mkdir(this.repo);
+    const init = await this.rpm(['--initdb']);
+    if (init.code !== 0) throw new Error(`rpm --initdb failed: ${init.stderr}`);
+    const v1 = FIXTURES.filter((f) => f.version === '1.0').map((f) => join(rpms, rpmFile(f)));
+    const installed = await this.rpm(['-i', ...v1]);
+    if (installed.code !== 0) throw new Error(`rpm -i failed (${installed.code}):\n${installed.stderr}`);
+    await writeFile(join(this.root, `etc/zypp/repos.d/${REPO}.repo`), [
+      `[${REPO}]`,
+      `name=${REPO}`,
+      'enabled=1',
+      'autorefresh=1',
+      `baseurl=file://${this.repo}`,
+      'type=rpm-md',
+      'gpgcheck=0',
+      '',
+    ].join('\n'));
+    await this.publish(FIXTURES.filter((f) => f.version === '2.0'));
+  }
+
+  private async publish(packages: Fixture[]): Promise<void> {
+    const rpms = await fixtures();
+    for (const f of packages) await copyFile(join(rpms, rpmFile(f)), join(this.repo, rpmFile(f)));
+    await must('createrepo_c', ['--quiet', this.repo]);
+  }
+
+  async run(args: string[]): Promise<ScriptRun> {
+    return parseRun(await exec('bash', [SCRIPT, ...args, '--root', this.root]));
+  }
+
+  async installedVersion(name: string): Promise<string | null> {
+    const r = await this.rpm(['-q', '--qf', '%{VERSION}-%{RELEASE}', name]);
+    return r.code === 0 ? r.stdout.trim() : null;
+  }
+
+  async addHold(name: string): Promise<void> {
+    const r = await this.zypper(['addlock', name]);
+    if (r.code !== 0) throw new Error(`zypper addlock ${name} failed (${r.code}): ${r.stderr}`);
+  }
+
+  async hasHold(name: string): Promise<boolean> {
+    const r = await this.zypper(['--xmlout', 'locks']);
+    if (r.code !== 0) throw new Error(`zypper locks failed (${r.code}): ${r.stderr}`);
+    return [...r.stdout.matchAll(/<name>([^<]*)<\/name>/g)].some((m) => m[1] === name);
+  }
+
+  async publishBroken(): Promise<void> {
+    await this.publish(FIXTURES.filter((f) => f.name === 'pn-alpha' && f.version === '3.0'));
+  }
+
+  version(n: 1 | 2): string {
+    return VERSIONS[n];
+  }
+
+  async dispose(): Promise<void> {
+    if (this.base) await rm(this.base, { recursive: true, force: true });
+    this.base = '';
+  }
+}
