@@ -1,0 +1,306 @@
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import path from 'node:path';
+import { exec, must, parseRun, type Sandbox, type ScriptRun } from '../sandbox';
+
+/** The Debian release the sandbox base is bootstrapped from. */
+const SUITE = 'bookworm';
+/** dist/test/scripts/sandboxes -> the repository root, where the shipped script lives. */
+const SCRIPT = path.resolve(__dirname, '../../../../scripts/patch/apt-update.sh');
+const SCRIPT_IN_CHROOT = '/opt/patchnanny/apt-update.sh';
+/** The local repository inside the chroot: the only apt source the sandbox has. */
+const REPO_IN_CHROOT = '/srv/pn-repo';
+/** What a patchnanny agent runs with: no developer locale, no inherited apt settings. */
+const CHROOT_ENV: NodeJS.ProcessEnv = {
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  HOME: '/root',
+};
+
+const cacheDir = path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), '.cache'), 'patchnanny', 'debootstrap');
+const baseTarball = path.join(cacheDir, `${SUITE}-minbase.tar`);
+
+type FixtureVersion = '1.0-1' | '2.0-1' | '3.0-1';
+interface Fixture {
+  name: string;
+  version: FixtureVersion;
+  /** Files the package ships, path -> content. */
+  files: Record<string, string>;
+  postinst?: string;
+}
+
+const REBOOT_PACKAGE = 'pn-kernel';
+/** Owned by pn-stable; the broken pn-alpha 3.0-1 ships it too, so dpkg refuses the upgrade. */
+const CONTESTED_FILE = '/usr/share/pn-stable/owned-by-pn-stable';
+
+// Like a kernel package on Ubuntu: ask for a reboot through the flag the apt script reads.
+const rebootPostinst = `#!/bin/sh
+set -e
+if [ "$1" = configure ]; then
+  touch /var/run/reboot-required
+  echo ${REBOOT_PACKAGE} >> /var/run/reboot-required.pkgs
+fi
+`;
+
+function fixture(name: string, version: FixtureVersion, extra: Partial<Fixture> = {}): Fixture {
+  return { name, version, files: { [`/usr/share/${name}/VERSION`]: `${version}\n` }, ...extra };
+}
+
+const installedV1: Fixture[] = [
+  fixture('pn-alpha', '1.0-1'),
+  fixture('pn-beta', '1.0-1'),
+  fixture('pn-stable', '1.0-1', { files: { [CONTESTED_FILE]: 'pn-stable\n' } }),
+  fixture(REBOOT_PACKAGE, '1.0-1', { postinst: rebootPostinst }),
+];
+const publishedV2: Fixture[] = [
+  fixture('pn-alpha', '2.0-1'),
+  fixture('pn-beta', '2.0-1'),
+  fixture('pn-stable', '1.0-1', { files: { [CONTESTED_FILE]: 'pn-stable\n' } }),
+  fixture(REBOOT_PACKAGE, '2.0-1', { postinst: rebootPostinst }),
+];
+const brokenV3 = fixture('pn-alpha', '3.0-1', {
+  files: { '/usr/share/pn-alpha/VERSION': '3.0-1\n', [CONTESTED_FILE]: 'pn-alpha\n' },
+});
+
+const debFile = (f: Fixture) => `${f.name}_${f.version}_all.deb`;
+
+/**
+ * The mirror debootstrap uses, read from this machine's apt configuration at run time, so the
+ * repository names no registry host: the `URIs:` of the main deb822 entry (a suite without a
+ * `-security`/`-updates` suffix), else the first matching `deb` line of sources.list.
+ */
+function hostMirror(): string {
+  const dir = '/etc/apt/sources.list.d';
+  const sources = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.sources')).sort() : [];
+  for (const file of sources) {
+    const text = readFileSync(path.join(dir, file), 'utf8');
+    for (const stanza of text.split(/\n\s*\n/)) {
+      const fields = new Map<string, string>();
+      for (const line of stanza.split('\n')) {
+        const m = /^([A-Za-z-]+):\s*(.*)$/.exec(line);
+        if (m) fields.set(m[1]!.toLowerCase(), m[2]!.trim());
+      }
+      const types = (fields.get('types') ?? '').split(/\s+/);
+      const suites = (fields.get('suites') ?? '').split(/\s+/);
+      const uri = (fields.get('uris') ?? '').split(/\s+/)[0];
+      if (fields.get('enabled') === 'no' || !types.includes('deb') || !uri) continue;
+      if (suites.some((s) => s.length > 0 && !s.includes('-') && !s.includes('/'))) return uri;
+    }
+  }
+  const list = '/etc/apt/sources.list';
+  if (existsSync(list)) {
+    for (const raw of readFileSync(list, 'utf8').split('\n')) {
+      const words = raw.replace(/\[[^\]]*\]/, ' ').trim().split(/\s+/);
+      if (words[0] === 'deb' && words[1] && words[2] && !words[2].includes('-')) return words[1];
+    }
+  }
+  throw new Error('no Debian mirror found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list');
+}
+
+let basePromise: Promise<string> | undefined;
+
+/**
+ * A minbase bookworm tree as a tarball, built once and cached outside the repository. It is
+ * built under a temporary name and renamed into place, so a crash never leaves a half cache.
+ */
+function cachedBase(): Promise<string> {
+  basePromise ??= (async () => {
+    if (existsSync(baseTarball)) return baseTarball;
+    await mkdir(cacheDir, { recursive: true });
+    const work = await mkdtemp(path.join(cacheDir, '.build-'));
+    try {
+      const root = path.join(work, 'root');
+      await must('debootstrap', ['--variant=minbase', SUITE, root, hostMirror()]);
+      // Hermetic base: no downloaded archives, no indexes, no sources pointing at the mirror.
+      await must('rm', ['-rf', '--one-file-system', path.join(root, 'var/cache/apt/archives'), path.join(root, 'var/lib/apt/lists')]);
+      await mkdir(path.join(root, 'var/cache/apt/archives/partial'), { recursive: true });
+      await mkdir(path.join(root, 'var/lib/apt/lists/partial'), { recursive: true });
+      await rm(path.join(root, 'etc/apt/sources.list'), { force: true });
+      const partial = path.join(work, 'base.tar');
+      await must('tar', ['-C', root, '-cf', partial, '.']);
+      await rename(partial, baseTarball);
+      return baseTarball;
+    } finally {
+      await must('rm', ['-rf', '--one-file-system', work]);
+    }
+  })();
+  return basePromise;
+}
+
+let fixturesPromise: Promise<string> | undefined;
+
+/** Build every fixture .deb once per process; returns the directory holding them. */
+function fixtureDebs(): Promise<string> {
+  fixturesPromise ??= (async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'pn-apt-debs-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    const all = [...installedV1, ...publishedV2, brokenV3];
+    const unique = new Map(all.map((f) => [debFile(f), f]));
+    for (const [file, f] of unique) {
+      const tree = path.join(dir, `${f.name}-${f.version}`);
+      await mkdir(path.join(tree, 'DEBIAN'), { recursive: true });
+      await writeFile(
+        path.join(tree, 'DEBIAN/control'),
+        [
+          `Package: ${f.name}`,
+          `Version: ${f.version}`,
+          'Architecture: all',
+          'Maintainer: patchnanny tests <tests@patchnanny.invalid>',
+          'Priority: optional',
+          'Section: misc',
+          `Description: patchnanny apt fixture ${f.name} ${f.version}`,
+          '',
+        ].join('\n'),
+      );
+      if (f.postinst) await writeFile(path.join(tree, 'DEBIAN/postinst'), f.postinst, { mode: 0o755 });
+      for (const [shipped, content] of Object.entries(f.files)) {
+        const target = path.join(tree, shipped);
+        await mkdir(path.dirname(target), { recursive: true });
+        await writeFile(target, content);
+      }
+      await must('dpkg-deb', ['--root-owner-group', '-Zgzip', '--build', tree, path.join(dir, file)]);
+    }
+    return dir;
+  })();
+  return fixturesPromise;
+}
+
+const liveSandboxes = new Set<string>();
+// Last resort if the process dies between create() and dispose(): never leave host mounts behind.
+process.once('exit', () => {
+  for (const dir of liveSandboxes) {
+    for (const mount of mountsUnder(dir).reverse()) spawnSync('umount', ['-l', mount]);
+  }
+});
+
+/** Mount points at or below dir, shallowest first (from /proc/self/mountinfo). */
+function mountsUnder(dir: string): string[] {
+  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((m): m is string => !!m)
+    .map((m) => m.replace(/\\040/g, ' '))
+    .filter((m) => m === dir || m.startsWith(prefix))
+    .sort((a, b) => a.length - b.length);
+}
+
+/** A debootstrap'd Debian bookworm chroot with the fixtures installed and a local file: repo. */
+export class AptSandbox implements Sandbox {
+  readonly family = 'apt' as const;
+  readonly rebootPackage = REBOOT_PACKAGE;
+  private dir: string | undefined;
+
+  private get root(): string {
+    if (!this.dir) throw new Error('sandbox not created');
+    return path.join(this.dir, 'root');
+  }
+
+  async create(): Promise<void> {
+    const [base, debs] = await Promise.all([cachedBase(), fixtureDebs()]);
+    this.dir = await mkdtemp(path.join(tmpdir(), 'pn-apt-'));
+    const root = this.root;
+    liveSandboxes.add(this.dir);
+    // A tmpfs per sandbox: unpacking 120 MB and dpkg's fsyncs cost seconds on disk, nothing here,
+    // and dispose unmounts it instead of deleting a tree.
+    await must('mount', ['-t', 'tmpfs', '-o', 'size=2g,mode=0755', 'pn-apt-sandbox', this.dir]);
+    await mkdir(root);
+    await must('tar', ['-C', root, '-xf', base]);
+    // apt's _apt user must be able to walk the chroot's /.
+    await chmod(root, 0o755);
+
+    await must('mount', ['-t', 'proc', 'proc', path.join(root, 'proc')]);
+    await must('mount', ['--bind', '/dev', path.join(root, 'dev')]);
+
+    const staging = path.join(root, 'tmp/pn-v1');
+    await mkdir(staging);
+    for (const f of installedV1) await copyFile(path.join(debs, debFile(f)), path.join(staging, debFile(f)));
+    await must('chroot', [root, 'dpkg', '-i', ...installedV1.map((f) => `/tmp/pn-v1/${debFile(f)}`)], { env: CHROOT_ENV });
+    await rm(staging, { recursive: true });
+    // The host was rebooted after provisioning: v1 of the reboot package asked for one too.
+    await rm(path.join(root, 'run/reboot-required'), { force: true });
+    await rm(path.join(root, 'run/reboot-required.pkgs'), { force: true });
+
+    const repo = path.join(root, REPO_IN_CHROOT);
+    await mkdir(repo, { recursive: true });
+    for (const f of publishedV2) await copyFile(path.join(debs, debFile(f)), path.join(repo, debFile(f)));
+    await this.writeIndex();
+    const apt = path.join(root, 'etc/apt');
+    for (const f of await readdir(path.join(apt, 'sources.list.d'))) await rm(path.join(apt, 'sources.list.d', f));
+    await writeFile(path.join(apt, 'sources.list'), `deb [trusted=yes] file:${REPO_IN_CHROOT} ./\n`);
+  }
+
+  /** Packages + Release of the flat repository (Release names the suite apt reports as repo). */
+  private async writeIndex(): Promise<void> {
+    const repo = path.join(this.root, REPO_IN_CHROOT);
+    const packages = await must('dpkg-scanpackages', ['--multiversion', '.', '/dev/null'], { cwd: repo });
+    await writeFile(path.join(repo, 'Packages'), packages);
+    const size = Buffer.byteLength(packages);
+    const digest = (algo: string) => createHash(algo).update(packages).digest('hex');
+    const release = [
+      'Origin: patchnanny',
+      'Label: patchnanny-fixtures',
+      'Suite: pn-fixtures',
+      'Codename: pn-fixtures',
+      `Date: ${new Date().toUTCString().replace('GMT', 'UTC')}`,
+      'Architectures: all amd64',
+      'MD5Sum:',
+      ` ${digest('md5')} ${size} Packages`,
+      'SHA256:',
+      ` ${digest('sha256')} ${size} Packages`,
+      '',
+    ].join('\n');
+    await writeFile(path.join(repo, 'Release'), release);
+  }
+
+  async run(args: string[]): Promise<ScriptRun> {
+    const target = path.join(this.root, SCRIPT_IN_CHROOT);
+    await mkdir(path.dirname(target), { recursive: true });
+    await copyFile(SCRIPT, target);
+    return parseRun(await exec('chroot', [this.root, 'bash', SCRIPT_IN_CHROOT, ...args], { env: CHROOT_ENV }));
+  }
+
+  async installedVersion(name: string): Promise<string | null> {
+    const r = await exec('chroot', [this.root, 'dpkg-query', '-W', '-f', '${db:Status-Abbrev}\t${Version}', name], { env: CHROOT_ENV });
+    if (r.code !== 0) return null;
+    const [status = '', version = ''] = r.stdout.split('\t');
+    return status[1] === 'n' || status[1] === 'c' || !version ? null : version;
+  }
+
+  async addHold(name: string): Promise<void> {
+    await must('chroot', [this.root, 'apt-mark', 'hold', name], { env: CHROOT_ENV });
+  }
+
+  async hasHold(name: string): Promise<boolean> {
+    const held = await must('chroot', [this.root, 'apt-mark', 'showhold'], { env: CHROOT_ENV });
+    return held.split('\n').some((line) => line.trim().split(':')[0] === name);
+  }
+
+  async publishBroken(): Promise<void> {
+    const debs = await fixtureDebs();
+    await copyFile(path.join(debs, debFile(brokenV3)), path.join(this.root, REPO_IN_CHROOT, debFile(brokenV3)));
+    await this.writeIndex();
+  }
+
+  version(n: 1 | 2): string {
+    return `${n}.0-1`;
+  }
+
+  /** Unmount (lazily if busy) and delete; refuses to delete while anything is still mounted. */
+  async dispose(): Promise<void> {
+    if (!this.dir) return;
+    const dir = this.dir;
+    for (const mount of mountsUnder(dir).reverse()) {
+      const r = await exec('umount', [mount]);
+      if (r.code !== 0) await exec('umount', ['-l', mount]);
+    }
+    const left = mountsUnder(dir);
+    if (left.length > 0) throw new Error(`sandbox ${dir} still has mounts, not deleting it: ${left.join(', ')}`);
+    liveSandboxes.delete(dir);
+    // --one-file-system: even a mount that appeared meanwhile is never descended into.
+    await must('rm', ['-rf', '--one-file-system', dir]);
+    this.dir = undefined;
+  }
+}
