@@ -7,9 +7,12 @@ import { agentsRouter } from './agents/router';
 import { authenticate } from './auth';
 import type { AdminToken } from './env';
 import { errorMiddleware } from './errors';
+import { exceptionsRouter } from './exceptions/router';
 import { runsRouter } from './runs/router';
 import { runsService, type RunDefaults } from './runs/service';
 import { scriptsRouter } from './scripts/router';
+import { windowsRouter } from './windows/router';
+import { windowsService } from './windows/service';
 
 export interface AppDeps {
   db: Knex;
@@ -39,7 +42,14 @@ export function createApp(deps: AppDeps): Koa {
   app.use(open.routes());
 
   app.use(authenticate(deps.db, deps.admins, deps.enrolToken));
-  for (const router of [agentsRouter(deps.db), scriptsRouter(deps.db), runsRouter(runsService(deps.db, deps.temporal, deps.runDefaults))]) {
+  const routers = [
+    agentsRouter(deps.db),
+    exceptionsRouter(deps.db),
+    scriptsRouter(deps.db),
+    runsRouter(runsService(deps.db, deps.temporal, deps.runDefaults)),
+    windowsRouter(windowsService(deps.db, deps.temporal, deps.runDefaults.controlQueue)),
+  ];
+  for (const router of routers) {
     app.use(router.routes()).use(router.allowedMethods());
   }
   return app;

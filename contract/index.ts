@@ -147,6 +147,10 @@ export const RUN_OUTCOMES = [
   'plan-drift',
   'cancelled',
   'agent-unreachable',
+  /** pre-approved window: nobody approved the plan by window start */
+  'skipped-unapproved',
+  /** window: the run had not started applying by the window's cutoff */
+  'skipped-window-closed',
 ] as const;
 export const RunOutcome = z.enum(RUN_OUTCOMES);
 export type RunOutcome = z.infer<typeof RunOutcome>;
@@ -164,6 +168,18 @@ export const RunTimeouts = z.object({
 });
 export type RunTimeouts = z.infer<typeof RunTimeouts>;
 
+/** When a run belongs to a maintenance window: the times it must respect (epoch ms). */
+export const RunWindow = z.object({
+  windowId: z.string(),
+  /** Apply never starts before this (the window start; pre-approved plans are made earlier). */
+  startsAt: z.number(),
+  /** A run that has not started applying by now is `skipped-window-closed` (end − cutoff). */
+  applyBy: z.number(),
+  /** An apply still running at window end finishes (never kill a package manager) and is flagged overran. */
+  endsAt: z.number(),
+});
+export type RunWindow = z.infer<typeof RunWindow>;
+
 export const PatchRunInput = z.object({
   runId: z.string(),
   agentId: AgentId,
@@ -172,6 +188,7 @@ export const PatchRunInput = z.object({
   approval: ApprovalPolicy,
   requestedBy: z.string(),
   timeouts: RunTimeouts,
+  window: RunWindow.optional(),
 });
 export type PatchRunInput = z.infer<typeof PatchRunInput>;
 
@@ -211,6 +228,8 @@ export interface RunStatus {
   approvedBy: string | null;
   rejectedBy: string | null;
   ignoredDecisions: IgnoredDecision[];
+  /** The apply finished after the window's end. */
+  overran: boolean;
 }
 
 /** Stable error codes of the HTTP API: `{ error: { code, message, field? } }`. */
@@ -224,3 +243,34 @@ export const ApiErrorCode = z.enum([
   'internal',
 ]);
 export type ApiErrorCode = z.infer<typeof ApiErrorCode>;
+
+// ---- package exceptions and maintenance windows ----
+
+export const PackageException = z.object({
+  id: z.string(),
+  agentId: AgentId,
+  package: z.string(),
+  reason: z.string(),
+  createdBy: z.string(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  expiresAt: z.string().nullable(),
+  active: z.boolean(),
+});
+export type PackageException = z.infer<typeof PackageException>;
+
+export const WINDOW_APPROVALS = ['auto', 'pre-approved', 'dry-run-only'] as const;
+export const WindowApproval = z.enum(WINDOW_APPROVALS);
+export type WindowApproval = z.infer<typeof WindowApproval>;
+
+/** What a window firing needs to start its runs; read from the database at each firing. */
+export interface WindowFiring {
+  windowId: string;
+  approval: WindowApproval;
+  /** Seconds between the firing and the window start (pre-approved lead time, else 0). */
+  leadSeconds: number;
+  durationSeconds: number;
+  cutoffSeconds: number;
+  agents: { agentId: string; hostname: string }[];
+  paused: boolean;
+}

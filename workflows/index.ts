@@ -1,1 +1,2 @@
 export { patchRun } from './patch-run';
+export { maintenanceWindow } from './maintenance-window';

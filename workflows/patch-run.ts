@@ -4,6 +4,7 @@ import {
   CancellationScope,
   condition,
   isCancellation,
+  sleep,
   proxyActivities,
   setHandler,
   TimeoutFailure,
@@ -88,7 +89,9 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     approvedBy: null,
     rejectedBy: null,
     ignoredDecisions: [],
+    overran: false,
   };
+  const { window } = input;
   let decision: Decision | null = null;
   const unrecorded: IgnoredDecision[] = [];
 
@@ -162,6 +165,18 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     return agentScript.scriptExecute({ runId: input.runId, sha256, mode, exclusions: status.exclusions, heartbeatMs: timeouts.heartbeatMs });
   };
 
+  /** A run that has not started applying by the window's cutoff never starts. */
+  const beforeCutoff = () => {
+    if (window && Date.now() > window.applyBy) {
+      throw new RunEnded('skipped-window-closed', `apply had not started by the window cutoff ${new Date(window.applyBy).toISOString()}`);
+    }
+  };
+  /** Wait for the window to open (pre-approved plans are made before it). */
+  const enterWindow = async () => {
+    if (window && Date.now() < window.startsAt) await sleep(window.startsAt - Date.now());
+    beforeCutoff();
+  };
+
   const finish = async (outcome: RunOutcome, reason: string | null, execution: ScriptExecution | null) => {
     status.outcome = outcome;
     status.failureReason = reason;
@@ -169,7 +184,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     upsertSearchAttributes([{ key: PatchOutcome, value: outcome }]);
     await CancellationScope.nonCancellable(async () => {
       await flushIgnored();
-      await control.recordOutcome({ runId: input.runId, outcome, failureReason: reason, execution });
+      await control.recordOutcome({ runId: input.runId, outcome, failureReason: reason, execution, overran: status.overran });
     });
     return status;
   };
@@ -197,7 +212,8 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
       // Accept decisions from here on: once the API shows the plan, the workflow already waits for it.
       setPhase('awaiting-approval');
       await control.recordPlan({ runId: input.runId, step: 'plan', execution: plan, phase: 'awaiting-approval' });
-      const deadline = Date.now() + timeouts.approvalMs;
+      // In a pre-approved window the plan must be approved by window start.
+      const deadline = window ? window.startsAt : Date.now() + timeouts.approvalMs;
       while (decision === null) {
         const remaining = deadline - Date.now();
         if (remaining <= 0) break;
@@ -205,7 +221,10 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
         await flushIgnored();
       }
       const made = decision as Decision | null;
-      if (made === null) throw new RunEnded('expired', `no decision within ${timeouts.approvalMs} ms`);
+      if (made === null) {
+        if (window) throw new RunEnded('skipped-unapproved', `plan not approved by window start ${new Date(window.startsAt).toISOString()}`);
+        throw new RunEnded('expired', `no decision within ${timeouts.approvalMs} ms`);
+      }
       if (made.kind === 'reject') {
         status.rejectedBy = made.by;
         await control.recordDecision({ runId: input.runId, kind: 'reject', by: made.by, reason: made.reason, planHash: status.planHash, phase: 'done' });
@@ -214,6 +233,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
       status.approvedBy = made.by;
       await control.recordDecision({ runId: input.runId, kind: 'approve', by: made.by, reason: null, planHash: made.planHash, phase: 'applying' });
       setPhase('applying');
+      await enterWindow();
 
       // What an admin approved is exactly what gets installed: re-plan, stop on any drift.
       const replan = await execute(resolved.sha256, resolved.scriptName, 'dry-run');
@@ -226,9 +246,13 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
       // auto: the plan was made a moment ago and nobody reviews it, so no re-plan.
       await control.recordPlan({ runId: input.runId, step: 'plan', execution: plan, phase: 'applying' });
       setPhase('applying');
+      await enterWindow();
     }
 
+    beforeCutoff();
     const applied = await execute(resolved.sha256, resolved.scriptName, 'apply');
+    // Never kill a package manager mid-transaction: a late apply finishes and is flagged.
+    if (window && Date.now() > window.endsAt) status.overran = true;
     setPhase('reporting');
     if (applied.exitCode !== 0 || !applied.result) {
       const why = applied.result?.error ? `${applied.result.error.code}: ${applied.result.error.message}` : 'no result document';

@@ -1,7 +1,36 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Knex } from 'knex';
-import { Family, scriptNameFor, type ScriptExecution } from '../../contract';
-import type { RecordDecisionInput, RecordOutcomeInput, RecordPlanInput, ResolvedRun } from './types';
+import { Family, scriptNameFor, type ScriptExecution, type WindowFiring } from '../../contract';
+import type { CreateRunInput, RecordDecisionInput, RecordOutcomeInput, RecordPlanInput, ResolvedRun } from './types';
+
+/** The one place a patch_runs row is born, for API-started and window-started runs alike. */
+export async function insertRunRow(db: Knex, input: CreateRunInput): Promise<Record<string, unknown>> {
+  const [row] = await db('patch_runs')
+    .insert({
+      id: input.runId,
+      agent_id: input.agentId,
+      mode: input.mode,
+      approval: input.approval,
+      phase: 'pending',
+      requested_by: input.requestedBy,
+      window_id: input.windowId ?? null,
+      window_start: input.windowStart ? new Date(input.windowStart) : null,
+    })
+    .onConflict('id')
+    .merge(['updated_at']) // idempotent under activity retries
+    .returning('*');
+  return row;
+}
+
+/** Patterns a run must exclude now: this agent's package exceptions that have not expired. */
+async function activeExceptionPatterns(db: Knex, agentId: string): Promise<string[]> {
+  const rows = await db('package_exceptions')
+    .where({ agent_id: agentId })
+    .andWhere((w) => w.whereNull('expires_at').orWhere('expires_at', '>', db.fn.now()))
+    .orderBy('package')
+    .select('package');
+  return rows.map((r) => r.package as string);
+}
 
 /** Control-side activities: everything a run reads from or writes to the database. */
 export function createControlActivities(db: Knex) {
@@ -12,7 +41,8 @@ export function createControlActivities(db: Knex) {
     const scriptName = scriptNameFor(family);
     const script = await db('scripts').where({ name: scriptName }).first('sha256');
     if (!script) throw ApplicationFailure.nonRetryable(`no script ${scriptName} for family ${family}`, 'script-not-found');
-    const exclusions: string[] = [];
+    // Loaded at plan time, so an exception added or expired since the run started counts.
+    const exclusions = await activeExceptionPatterns(db, input.agentId);
     await db('patch_runs')
       .where({ id: input.runId })
       .update({ script_name: scriptName, script_sha256: script.sha256, exclusions: JSON.stringify(exclusions), updated_at: db.fn.now() });
@@ -102,11 +132,32 @@ export function createControlActivities(db: Knex) {
           exit_code: e ? e.exitCode : null,
           reboot_required: e?.result ? e.result.reboot_required : null,
           reboot_reason: e?.result ? e.result.reboot_reason : null,
+          overran: input.overran,
           finished_at: trx.fn.now(),
           updated_at: trx.fn.now(),
         });
     });
   }
 
-  return { resolveRun, recordPlan, recordDecision, recordEvent, recordOutcome };
+  async function createRun(input: CreateRunInput): Promise<void> {
+    await insertRunRow(db, input);
+  }
+
+  async function loadWindowFiring(input: { windowId: string }): Promise<WindowFiring | null> {
+    const w = await db('maintenance_windows').where({ id: input.windowId }).first();
+    if (!w) return null; // deleted while its Schedule fired
+    const ids: string[] = w.targets.agentIds;
+    const agents = await db('agents').whereIn('id', ids).orderBy('id').select('id', 'hostname');
+    return {
+      windowId: w.id,
+      approval: w.approval,
+      leadSeconds: w.lead_seconds,
+      durationSeconds: w.duration_seconds,
+      cutoffSeconds: w.cutoff_seconds,
+      agents: agents.map((a) => ({ agentId: a.id, hostname: a.hostname })),
+      paused: w.paused,
+    };
+  }
+
+  return { resolveRun, recordPlan, recordDecision, recordEvent, recordOutcome, createRun, loadWindowFiring };
 }

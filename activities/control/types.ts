@@ -28,6 +28,7 @@ export interface RecordOutcomeInput {
   outcome: RunOutcome;
   failureReason: string | null;
   execution: ScriptExecution | null;
+  overran: boolean;
 }
 
 /** Activity signatures the workflow proxies (implemented by createControlActivities). */
@@ -36,3 +37,18 @@ export declare function recordPlan(input: RecordPlanInput): Promise<void>;
 export declare function recordDecision(input: RecordDecisionInput): Promise<void>;
 export declare function recordEvent(input: { runId: string; kind: string; detail: unknown }): Promise<void>;
 export declare function recordOutcome(input: RecordOutcomeInput): Promise<void>;
+
+export interface CreateRunInput {
+  runId: string;
+  agentId: string;
+  mode: 'dry-run' | 'apply';
+  approval: 'required' | 'auto';
+  requestedBy: string;
+  windowId?: string;
+  windowStart?: number;
+}
+
+/** Insert the run's row before its workflow starts (the API does the same for manual runs). */
+export declare function createRun(input: CreateRunInput): Promise<void>;
+/** A window's current configuration and resolved targets, read at each firing. */
+export declare function loadWindowFiring(input: { windowId: string }): Promise<import('../../contract').WindowFiring | null>;

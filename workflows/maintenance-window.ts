@@ -1,0 +1,82 @@
+import {
+  ParentClosePolicy,
+  proxyActivities,
+  startChild,
+  workflowInfo,
+  type ChildWorkflowHandle,
+} from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import type * as controlActivities from '../activities/control/types';
+import { RunTimeouts, type RunOutcome, type RunStatus } from '../contract';
+import { ulidFrom } from '../contract/ulid';
+import { patchRun } from './patch-run';
+import { PatchHost, PatchPhase } from './search-attributes';
+
+/** Set by Temporal on workflows a Schedule starts: the time the firing was meant for. */
+const ScheduledStartTime = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
+
+export interface WindowReport {
+  windowId: string;
+  startsAt: string | null;
+  runs: { runId: string; agentId: string; outcome: RunOutcome | null; overran: boolean }[];
+  skipped: string | null;
+}
+
+/**
+ * One firing of a maintenance window: a child patch run per target host (the Temporal UI shows
+ * them as this workflow's children), each bound to the window's start, cutoff and end.
+ */
+export async function maintenanceWindow(input: { windowId: string }): Promise<WindowReport> {
+  const control = proxyActivities<typeof controlActivities>({
+    startToCloseTimeout: '30s',
+    retry: { initialInterval: '200ms', maximumInterval: '10s', maximumAttempts: 20 },
+  });
+  const firing = await control.loadWindowFiring({ windowId: input.windowId });
+  if (!firing) return { windowId: input.windowId, startsAt: null, runs: [], skipped: 'window deleted' };
+
+  // A late (caught-up) firing keeps the window's intended times, so the cutoff still holds.
+  const scheduledAt = workflowInfo().typedSearchAttributes.get(ScheduledStartTime)?.getTime() ?? Date.now();
+  const startsAt = scheduledAt + firing.leadSeconds * 1000;
+  const endsAt = startsAt + firing.durationSeconds * 1000;
+  const applyBy = endsAt - firing.cutoffSeconds * 1000;
+  if (Date.now() > applyBy) return { windowId: firing.windowId, startsAt: new Date(startsAt).toISOString(), runs: [], skipped: 'fired after the cutoff' };
+
+  const mode = firing.approval === 'dry-run-only' ? 'dry-run' : 'apply';
+  const approval = firing.approval === 'pre-approved' ? 'required' : 'auto';
+  const children: { runId: string; agentId: string; handle: ChildWorkflowHandle<typeof patchRun> }[] = [];
+  for (const { agentId, hostname } of firing.agents) {
+    const runId = `patch-run.${agentId}.${ulidFrom(Date.now(), Math.random)}`;
+    await control.createRun({ runId, agentId, mode, approval, requestedBy: `window:${firing.windowId}`, windowId: firing.windowId, windowStart: startsAt });
+    const handle = await startChild(patchRun, {
+      workflowId: runId,
+      args: [
+        {
+          runId,
+          agentId,
+          hostname,
+          mode,
+          approval,
+          requestedBy: `window:${firing.windowId}`,
+          // An agent that has not picked up its task by the cutoff cannot patch in this window.
+          timeouts: RunTimeouts.parse({ agentPickupMs: Math.max(1000, applyBy - Date.now()), approvalMs: Math.max(1000, startsAt - Date.now()) }),
+          window: { windowId: firing.windowId, startsAt, applyBy, endsAt },
+        },
+      ],
+      typedSearchAttributes: [
+        { key: PatchHost, value: hostname },
+        { key: PatchPhase, value: 'pending' },
+      ],
+      // Never kill a package manager mid-transaction: runs outlive a terminated window workflow.
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+    });
+    children.push({ runId, agentId, handle });
+  }
+
+  const results: RunStatus[] = await Promise.all(children.map((c) => c.handle.result()));
+  return {
+    windowId: firing.windowId,
+    startsAt: new Date(startsAt).toISOString(),
+    runs: results.map((r, i) => ({ runId: children[i]!.runId, agentId: children[i]!.agentId, outcome: r.outcome, overran: r.overran })),
+    skipped: null,
+  };
+}
