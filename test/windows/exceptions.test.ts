@@ -38,7 +38,7 @@ describe('package exceptions: never touched by a run', { concurrency: true }, ()
 
   it('an exception stops applying on its own when it expires', async () => {
     const agent = await stack.startAgent('expiry-host', PLAN);
-    const exc = await addException(agent.id, { package: 'curl', reason: 'pinned for a week', expiresAt: new Date(Date.now() + 2500).toISOString() });
+    const exc = await addException(agent.id, { package: 'curl', reason: 'pinned for a week', expiresAt: new Date(Date.now() + 10_000).toISOString() });
     const first = await dryRun(agent.id);
     assert.deepEqual(first.exclusions, ['curl']);
     await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(exc.expiresAt) - Date.now()) + 200));
