@@ -61,6 +61,7 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
 
     const resumed = await stack.http('POST', `/v1/windows/${w.id}/resume`, { body: {} });
     assert.equal(resumed.body.window.paused, false);
+    await waitFor('a firing after resume', async () => (await firings()) > firedBeforePause);
     await waitFor('a run after resume', async () => (await windowRuns(w.id)).length > whilePaused);
 
     const shown = await stack.http('GET', `/v1/windows/${w.id}`);
