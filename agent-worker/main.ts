@@ -1,10 +1,13 @@
 /** The host agent: `node dist/agent-worker/main.js [--api-url URL] [--state-dir DIR] …` (or the env names). */
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { parseEnv } from '../contract/temporal';
 import { createAgent } from './agent';
 import { AgentEnv, flagsToEnv } from './config';
 
 async function main(): Promise<void> {
   const env = parseEnv(AgentEnv, { ...process.env, ...flagsToEnv(process.argv.slice(2)) });
+  // The SDK logs every worker state change at INFO; PATCHNANNY_LOG_LEVEL=INFO brings that back.
+  Runtime.install({ logger: new DefaultLogger(env.PATCHNANNY_LOG_LEVEL) });
   const { agent, worker, connection } = await createAgent(env);
   console.log(`[agent] ${agent.id} (${agent.os.prettyName || agent.os.id}, ${agent.family}) polling ${agent.taskQueue}`);
   await worker.run(); // until SIGINT/SIGTERM

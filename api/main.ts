@@ -3,6 +3,7 @@
  * runs the control worker in one process (`PATCHNANNY_ROLE=api|worker` runs only one of them).
  */
 import type { Server } from 'node:http';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { parseEnv } from '../contract/temporal';
 import { createApp } from './app';
 import { createControlWorker } from './control-worker';
@@ -13,6 +14,8 @@ import { connectClient } from './temporal';
 
 async function main(): Promise<void> {
   const env = parseEnv(ApiEnv);
+  // The SDK logs every worker state change at INFO; PATCHNANNY_LOG_LEVEL=INFO brings that back.
+  Runtime.install({ logger: new DefaultLogger(env.PATCHNANNY_LOG_LEVEL) });
   const role = process.env.PATCHNANNY_ROLE ?? 'all';
   const db = connect(env.DATABASE_URL);
   await migrate(db);

@@ -17,6 +17,8 @@ export const TemporalEnv = z.object({
   TEMPORAL_TLS_SERVER_NAME: z.string().optional(),
   /** Temporal Cloud API key, instead of mTLS. */
   TEMPORAL_API_KEY: z.string().optional(),
+  /** Temporal SDK log level of this process. */
+  PATCHNANNY_LOG_LEVEL: z.enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR']).default('WARN'),
 });
 export type TemporalEnv = z.infer<typeof TemporalEnv>;
 
