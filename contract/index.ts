@@ -272,5 +272,4 @@ export interface WindowFiring {
   durationSeconds: number;
   cutoffSeconds: number;
   agents: { agentId: string; hostname: string }[];
-  paused: boolean;
 }

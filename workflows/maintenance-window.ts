@@ -43,10 +43,12 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
 
   const mode = firing.approval === 'dry-run-only' ? 'dry-run' : 'apply';
   const approval = firing.approval === 'pre-approved' ? 'required' : 'auto';
+  const requestedBy = `window:${firing.windowId}`;
+  const planned = firing.agents.map(({ agentId, hostname }) => ({ agentId, hostname, runId: `patch-run.${agentId}.${ulidFrom(Date.now(), Math.random)}` }));
+  // One activity writes every run row (a fleet window is one round-trip, not one per host).
+  await control.createRuns(planned.map(({ runId, agentId }) => ({ runId, agentId, mode, approval, requestedBy, windowId: firing.windowId, windowStart: startsAt })));
   const children: { runId: string; agentId: string; handle: ChildWorkflowHandle<typeof patchRun> }[] = [];
-  for (const { agentId, hostname } of firing.agents) {
-    const runId = `patch-run.${agentId}.${ulidFrom(Date.now(), Math.random)}`;
-    await control.createRun({ runId, agentId, mode, approval, requestedBy: `window:${firing.windowId}`, windowId: firing.windowId, windowStart: startsAt });
+  for (const { agentId, hostname, runId } of planned) {
     const handle = await startChild(patchRun, {
       workflowId: runId,
       args: [
@@ -56,7 +58,7 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
           hostname,
           mode,
           approval,
-          requestedBy: `window:${firing.windowId}`,
+          requestedBy,
           // An agent that has not picked up its task by the cutoff cannot patch in this window.
           timeouts: RunTimeouts.parse({ agentPickupMs: Math.max(1000, applyBy - Date.now()), approvalMs: Math.max(1000, startsAt - Date.now()) }),
           window: { windowId: firing.windowId, startsAt, applyBy, endsAt },

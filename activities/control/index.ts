@@ -3,23 +3,25 @@ import type { Knex } from 'knex';
 import { Family, scriptNameFor, type ScriptExecution, type WindowFiring } from '../../contract';
 import type { CreateRunInput, RecordDecisionInput, RecordOutcomeInput, RecordPlanInput, ResolvedRun } from './types';
 
-/** The one place a patch_runs row is born, for API-started and window-started runs alike. */
-export async function insertRunRow(db: Knex, input: CreateRunInput): Promise<Record<string, unknown>> {
-  const [row] = await db('patch_runs')
-    .insert({
-      id: input.runId,
-      agent_id: input.agentId,
-      mode: input.mode,
-      approval: input.approval,
-      phase: 'pending',
-      requested_by: input.requestedBy,
-      window_id: input.windowId ?? null,
-      window_start: input.windowStart ? new Date(input.windowStart) : null,
-    })
+/** The one place patch_runs rows are born, for API-started and window-started runs alike. */
+export async function insertRunRows(db: Knex, inputs: CreateRunInput[]): Promise<Record<string, unknown>[]> {
+  if (inputs.length === 0) return [];
+  return db('patch_runs')
+    .insert(
+      inputs.map((input) => ({
+        id: input.runId,
+        agent_id: input.agentId,
+        mode: input.mode,
+        approval: input.approval,
+        phase: 'pending',
+        requested_by: input.requestedBy,
+        window_id: input.windowId ?? null,
+        window_start: input.windowStart ? new Date(input.windowStart) : null,
+      })),
+    )
     .onConflict('id')
     .merge(['updated_at']) // idempotent under activity retries
     .returning('*');
-  return row;
 }
 
 /** Patterns a run must exclude now: this agent's package exceptions that have not expired. */
@@ -139,8 +141,8 @@ export function createControlActivities(db: Knex) {
     });
   }
 
-  async function createRun(input: CreateRunInput): Promise<void> {
-    await insertRunRow(db, input);
+  async function createRuns(inputs: CreateRunInput[]): Promise<void> {
+    await insertRunRows(db, inputs);
   }
 
   async function loadWindowFiring(input: { windowId: string }): Promise<WindowFiring | null> {
@@ -155,9 +157,8 @@ export function createControlActivities(db: Knex) {
       durationSeconds: w.duration_seconds,
       cutoffSeconds: w.cutoff_seconds,
       agents: agents.map((a) => ({ agentId: a.id, hostname: a.hostname })),
-      paused: w.paused,
     };
   }
 
-  return { resolveRun, recordPlan, recordDecision, recordEvent, recordOutcome, createRun, loadWindowFiring };
+  return { resolveRun, recordPlan, recordDecision, recordEvent, recordOutcome, createRuns, loadWindowFiring };
 }

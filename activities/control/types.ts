@@ -48,7 +48,7 @@ export interface CreateRunInput {
   windowStart?: number;
 }
 
-/** Insert the run's row before its workflow starts (the API does the same for manual runs). */
-export declare function createRun(input: CreateRunInput): Promise<void>;
+/** Insert the runs' rows before their workflows start (the API does the same for manual runs). */
+export declare function createRuns(input: CreateRunInput[]): Promise<void>;
 /** A window's current configuration and resolved targets, read at each firing. */
 export declare function loadWindowFiring(input: { windowId: string }): Promise<import('../../contract').WindowFiring | null>;

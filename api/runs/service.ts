@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { AgentId, ApprovalPolicy, RunMode, RunOutcome, RunPhase, type PatchRunInput, type RunStatus } from '../../contract';
 import { approveUpdate, rejectUpdate } from '../../workflows/messages';
 import { PatchHost, PatchPhase } from '../../workflows/search-attributes';
-import { insertRunRow } from '../../activities/control';
+import { insertRunRows } from '../../activities/control';
 import { ApiError, notFound } from '../errors';
 
 const timeoutMs = (max: number) => z.number().int().min(100).max(max);
@@ -96,7 +96,7 @@ export function runsService(db: Knex, temporal: Client, defaults: RunDefaults) {
         heartbeatMs: Math.min(30_000, Math.max(1000, Math.floor((body.timeouts.scriptMs ?? defaults.scriptMs) / 20))),
       },
     };
-    const row = await insertRunRow(db, { runId: id, agentId: agent.id, mode: body.mode, approval: body.approval, requestedBy });
+    const [row] = await insertRunRows(db, [{ runId: id, agentId: agent.id, mode: body.mode, approval: body.approval, requestedBy }]);
     try {
       await temporal.workflow.start('patchRun', {
         taskQueue: defaults.controlQueue,
