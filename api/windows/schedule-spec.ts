@@ -105,3 +105,31 @@ export function describeRecurrence(r: Recurrence, timezone: string): string {
   const months = c.month ? ` in ${c.month.join(',')}` : '';
   return `${time} ${timezone}${days}${dom}${months}`;
 }
+
+/** UTC offset (ms) of a zone at an instant, from Intl (no tz database of our own). */
+function zoneOffset(timezone: string, at: number): number {
+  const parts = new Intl.DateTimeFormat('en-US', { timeZone: timezone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' }).formatToParts(new Date(at));
+  const get = (type: string) => Number(parts.find((p) => p.type === type)?.value);
+  return Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second')) - Math.floor(at / 1000) * 1000;
+}
+
+/**
+ * Days in the coming year on which a calendar window's start time does not exist locally (a DST
+ * gap): Temporal skips those firings, so admins are warned instead of silently losing a window.
+ */
+export function dstGapDays(cal: CalendarRecurrence, timezone: string, from = Date.now(), days = 366): string[] {
+  const gaps: string[] = [];
+  const start = new Date(from);
+  for (let i = 0; i < days; i++) {
+    const day = new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth(), start.getUTCDate() + i));
+    if (cal.dayOfWeek && !cal.dayOfWeek.includes(DAYS[day.getUTCDay()]!)) continue;
+    if (cal.month && !cal.month.includes(MONTH_NAMES[day.getUTCMonth()]!)) continue;
+    if (cal.dayOfMonth && (day.getUTCDate() < cal.dayOfMonth.start || day.getUTCDate() > cal.dayOfMonth.end)) continue;
+    const wall = Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate(), cal.hour, cal.minute);
+    // The wall time exists when, for the offset before or after it, the instant (wall − offset)
+    // really has that offset.
+    const offsets = [zoneOffset(timezone, wall - 86400_000), zoneOffset(timezone, wall + 86400_000)];
+    if (!offsets.some((off) => zoneOffset(timezone, wall - off) === off)) gaps.push(day.toISOString().slice(0, 10));
+  }
+  return gaps;
+}

@@ -4,7 +4,7 @@ import { ulid } from 'ulid';
 import { z } from 'zod';
 import { AgentId, WindowApproval } from '../../contract';
 import { ApiError, notFound } from '../errors';
-import { describeRecurrence, isTimezone, LeadShiftError, Recurrence, scheduleSpec } from './schedule-spec';
+import { CalendarRecurrence, describeRecurrence, dstGapDays, isTimezone, LeadShiftError, Recurrence, scheduleSpec, shiftCalendar } from './schedule-spec';
 
 const Timestamp = z.iso.datetime({ offset: true });
 
@@ -81,18 +81,41 @@ function toFields(r: WindowRow): Fields {
   };
 }
 
+const leadOf = (w: Fields) => (w.approval === 'pre-approved' ? (w.leadSeconds ?? 86400) : 0);
+
+/** Things an admin should know about a valid window, e.g. firings a DST gap will skip. */
+function warningsOf(w: Fields): string[] {
+  if (!('calendar' in w.recurrence)) return [];
+  // The Schedule fires at the (lead-shifted) calendar time: that is what a DST gap can swallow.
+  const shifted = shiftCalendar(w.recurrence.calendar, leadOf(w));
+  const fired: CalendarRecurrence = {
+    hour: shifted.hour as number,
+    minute: shifted.minute as number,
+    dayOfWeek: shifted.dayOfWeek as CalendarRecurrence['dayOfWeek'],
+    dayOfMonth: shifted.dayOfMonth as CalendarRecurrence['dayOfMonth'],
+    month: shifted.month as CalendarRecurrence['month'],
+  };
+  // The coming year of the window's validity range.
+  const from = Math.max(Date.now(), w.startAt ? Date.parse(w.startAt) : 0);
+  const until = Math.min(from + 366 * 86400_000, w.endAt ? Date.parse(w.endAt) : Infinity);
+  const gaps = dstGapDays(fired, w.timezone, from, Math.max(0, Math.ceil((until - from) / 86400_000)));
+  if (gaps.length === 0) return [];
+  const time = `${String(fired.hour).padStart(2, '0')}:${String(fired.minute).padStart(2, '0')}`;
+  return [`${time} does not exist in ${w.timezone} on ${gaps.join(', ')} (daylight saving time): Temporal skips those firings`];
+}
+
 function toWindow(r: WindowRow) {
+  const fields = toFields(r);
   return {
     id: r.id,
     scheduleId: scheduleIdOf(r.id),
-    ...toFields(r),
+    ...fields,
+    warnings: warningsOf(fields),
     createdBy: r.created_by,
     createdAt: r.created_at.toISOString(),
     updatedAt: r.updated_at.toISOString(),
   };
 }
-
-const leadOf = (w: Fields) => (w.approval === 'pre-approved' ? (w.leadSeconds ?? 86400) : 0);
 
 export function windowsService(db: Knex, temporal: Client, controlQueue: string) {
   const schedules = temporal.schedule;

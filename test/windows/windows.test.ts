@@ -167,6 +167,8 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
     const s = await stack.http('GET', `/v1/windows/${spring.id}`);
     // 02:30 CET is 01:30Z; on 28 March clocks jump 02:00→03:00, so 02:30 does not exist that day.
     assert.deepEqual(s.body.window.schedule.nextFireTimes, DST.spring);
+    assert.equal(spring.warnings.length, 1, 'the admin is told about the skipped day');
+    assert.match(spring.warnings[0], /02:30 does not exist in Europe\/Berlin on 2027-03-28/);
     const autumn = await createWindow({
       targets: { agentIds: [agentId] },
       recurrence: { calendar: { hour: 2, minute: 30 } },
@@ -176,6 +178,7 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
     const a = await stack.http('GET', `/v1/windows/${autumn.id}`);
     // On 31 October 02:30 happens twice (CEST, then CET).
     assert.deepEqual(a.body.window.schedule.nextFireTimes, DST.autumn);
+    assert.deepEqual(autumn.warnings, [], 'a repeated hour loses no firing');
   });
 
   const bad: [string, Record<string, unknown>, string][] = [
