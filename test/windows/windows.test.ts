@@ -137,8 +137,8 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
     const run = await stack.waitForOutcome(row.id, 60_000);
     assert.equal(run.outcome, 'completed', run.failureReason);
     assert.ok(existsSync(path.join(agent.fixtureDir, 'applied')), 'the package manager was not killed');
-    const stored = await stack.database.db('patch_runs').where({ id: row.id }).first();
-    assert.equal(stored.overran, true);
+    assert.equal(run.overran, true);
+    assert.equal(run.windowId, w.id);
   });
 
   it('dry-run-only plans and reports but never applies', async () => {
