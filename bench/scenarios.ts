@@ -1,0 +1,427 @@
+/** The five scenarios of issue 5, each measured next to its bare-Temporal (or bare-Koa) baseline. */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import autocannon from 'autocannon';
+import type { Knex } from 'knex';
+import { bareApprove } from './bare-workflow';
+import { agentHost, killAll, type BenchContext } from './context';
+import { forkModule, type Forked } from './ipc';
+import { cpuSeconds, peakRssMb, resetPeak, rssMb, sampleRss } from './proc';
+import { DIST } from './stack';
+import { pool, round, sleep, summarize, waitUntil, type LatencySummary } from './util';
+
+// ---------- shared readings ----------
+
+/** Terminal state of a set of runs, read from the database the control activities write. */
+async function runsState(db: Knex, ids: string[]) {
+  if (ids.length === 0) return { done: 0, completed: 0, waiting: 0, lastFinishedMs: null as number | null };
+  const row = await db('patch_runs')
+    .whereIn('id', ids)
+    .first(
+      db.raw('count(*) filter (where outcome is not null)::int as done'),
+      db.raw("count(*) filter (where outcome = 'completed')::int as completed"),
+      db.raw("count(*) filter (where phase = 'awaiting-approval')::int as waiting"),
+      db.raw('extract(epoch from max(finished_at)) * 1000 as last_ms'),
+    );
+  return { done: row.done as number, completed: row.completed as number, waiting: row.waiting as number, lastFinishedMs: row.last_ms === null ? null : Number(row.last_ms) };
+}
+
+type TupleStats = Record<string, { ins: number; upd: number; del: number }>;
+
+/** Rows inserted/updated/deleted per table in the bench database (pg_stat_user_tables). */
+async function tupleStats(db: Knex): Promise<TupleStats> {
+  const rows = await db('pg_stat_user_tables').select('relname', 'n_tup_ins', 'n_tup_upd', 'n_tup_del');
+  return Object.fromEntries(rows.map((r) => [r.relname, { ins: Number(r.n_tup_ins), upd: Number(r.n_tup_upd), del: Number(r.n_tup_del) }]));
+}
+
+/**
+ * PostgreSQL backends flush their table statistics when idle, but at most once a second and
+ * otherwise after a 10 s idle timeout (PG 15), so the figures are read after the system idled.
+ */
+async function settledTupleStats(ctx: BenchContext): Promise<TupleStats> {
+  await sleep(ctx.sizes.statsSettleMs);
+  return tupleStats(ctx.db);
+}
+
+function rowsPerRun(before: TupleStats, after: TupleStats, runs: number) {
+  const perTable: Record<string, { ins: number; upd: number; del: number }> = {};
+  const total = { ins: 0, upd: 0, del: 0 };
+  for (const [table, a] of Object.entries(after)) {
+    if (table === 'knex_migrations' || table === 'knex_migrations_lock') continue;
+    const b = before[table] ?? { ins: 0, upd: 0, del: 0 };
+    const d = { ins: a.ins - b.ins, upd: a.upd - b.upd, del: a.del - b.del };
+    if (d.ins + d.upd + d.del === 0) continue;
+    perTable[table] = { ins: round(d.ins / runs, 2)!, upd: round(d.upd / runs, 2)!, del: round(d.del / runs, 2)! };
+    total.ins += d.ins;
+    total.upd += d.upd;
+    total.del += d.del;
+  }
+  return {
+    inserted: round(total.ins / runs, 2),
+    updated: round(total.upd / runs, 2),
+    deleted: round(total.del / runs, 2),
+    written: round((total.ins + total.upd + total.del) / runs, 2),
+    perTable,
+  };
+}
+
+/** The shape of one run's workflow history: what the server stored and dispatched for it. */
+async function historyShape(client: Client, workflowId: string) {
+  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  const events = history.events ?? [];
+  let payloadBytes = 0;
+  const walk = (v: unknown, key: string) => {
+    if (v instanceof Uint8Array) {
+      if (key === 'data') payloadBytes += v.length;
+      return;
+    }
+    if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, k);
+  };
+  walk(events, '');
+  return {
+    events: events.length,
+    workflowTasks: events.filter((e) => e.workflowTaskCompletedEventAttributes).length,
+    activities: events.filter((e) => e.activityTaskScheduledEventAttributes).length,
+    searchAttributeUpserts: events.filter((e) => e.upsertWorkflowSearchAttributesEventAttributes).length,
+    payloadBytes,
+  };
+}
+
+/** When the last of these baseline runs reported (now, when none did). */
+const lastReport = (ctx: BenchContext, ids: string[]) => (ids.length ? Math.max(...ids.map((id) => ctx.reports.get(id)!)) : Date.now());
+
+const startRun = (ctx: BenchContext, agentId: string, approval: 'auto' | 'required') =>
+  ctx.http('POST', '/v1/runs', { agentId, mode: 'apply', approval });
+
+// ---------- 1. run overhead (latency) ----------
+
+export async function latency(ctx: BenchContext) {
+  const { sizes, client } = ctx;
+  const total = sizes.warmup + sizes.seq;
+
+  ctx.log(`1. latency: ${sizes.seq} sequential bare runs (+${sizes.warmup} warm-up)`);
+  const hostQueue = `bare.seq-${ctx.tag}`;
+  let sims = await ctx.startSims('bare', [{ taskQueue: hostQueue }], { procs: 1 });
+  const bare: number[] = [];
+  let bareFailed = 0;
+  let lastBare = '';
+  for (let i = 0; i < total; i++) {
+    const workflowId = `bare-run.seq.${ctx.tag}.${i}`;
+    const t = performance.now();
+    try {
+      await client.workflow.execute('bareRun', { taskQueue: ctx.bareControlQueue, workflowId, args: [{ hostQueue }] });
+    } catch {
+      bareFailed++;
+      continue;
+    }
+    if (i >= sizes.warmup) bare.push(performance.now() - t);
+    lastBare = workflowId;
+  }
+  await killAll(sims);
+
+  ctx.log(`1. latency: ${sizes.seq} sequential patchnanny runs through the API (+${sizes.warmup} warm-up)`);
+  sims = await ctx.startSims('agent', [agentHost(ctx.seqAgent)], { procs: 1 });
+  const ours: number[] = [];
+  const ids: string[] = [];
+  let refused = 0;
+  for (let i = 0; i < total; i++) {
+    const t = performance.now();
+    const r = await startRun(ctx, ctx.seqAgent.id, 'auto');
+    if (r.status !== 202) {
+      refused++;
+      continue;
+    }
+    const id = r.body.run.id as string;
+    await client.workflow.getHandle(id).result().catch(() => undefined);
+    if (i >= sizes.warmup) ours.push(performance.now() - t);
+    ids.push(id);
+  }
+  await killAll(sims);
+  const state = await runsState(ctx.db, ids);
+
+  const oursShape = ids.length ? await historyShape(client, ids[ids.length - 1]!) : null;
+  const bareShape = lastBare ? await historyShape(client, lastBare) : null;
+  return {
+    patchnanny: { ...summarize(ours), failed: refused + (ids.length - state.completed), history: oursShape },
+    baseline: { ...summarize(bare), failed: bareFailed, history: bareShape },
+  };
+}
+
+// ---------- 2. fleet throughput ----------
+
+export async function throughput(ctx: BenchContext): Promise<{ result: unknown; sims: Forked[] }> {
+  const { sizes, client, api } = ctx;
+  const n = sizes.fleet;
+
+  ctx.log(`2. throughput: ${n} bare runs over ${n} host queues`);
+  const bareHosts = Array.from({ length: n }, (_, i) => ({ taskQueue: `bare.h${i}-${ctx.tag}` }));
+  let t = Date.now();
+  let sims = await ctx.startSims('bare', bareHosts);
+  const bareFleetStartMs = Date.now() - t;
+  const bareIds = bareHosts.map((_, i) => `bare-run.fleet.${ctx.tag}.${i}`);
+  const bareRss = sampleRss({ bareControl: ctx.bareControlPid });
+  let bareRefused = 0;
+  const bareT0 = Date.now();
+  await pool(bareIds, sizes.startConcurrency, async (workflowId, i) => {
+    try {
+      await client.workflow.start('bareRun', { taskQueue: ctx.bareControlQueue, workflowId, args: [{ hostQueue: bareHosts[i]!.taskQueue }] });
+    } catch {
+      bareRefused++;
+    }
+  });
+  await waitUntil(() => bareIds.every((id) => ctx.reports.has(id)), sizes.batchTimeoutMs);
+  const bareDone = bareIds.filter((id) => ctx.reports.has(id));
+  const bareElapsed = lastReport(ctx, bareDone) - bareT0;
+  const bareControlPeak = bareRss.stop().bareControl;
+  await killAll(sims);
+
+  ctx.log(`2. throughput: ${n} patchnanny runs through the API over ${n} simulated agents`);
+  const before = await settledTupleStats(ctx);
+  t = Date.now();
+  sims = await ctx.startSims('agent', ctx.fleet.slice(0, n).map(agentHost));
+  const fleetStartMs = Date.now() - t;
+  const peakReset = resetPeak(api.pid);
+  const rss = sampleRss({ api: api.pid, ...(ctx.temporal.pid ? { temporal: ctx.temporal.pid } : {}) });
+  const t0 = Date.now();
+  const started = await pool(ctx.fleet.slice(0, n), sizes.startConcurrency, async (a) => {
+    const r = await startRun(ctx, a.id, 'auto');
+    return r.status === 202 ? (r.body.run.id as string) : null;
+  });
+  const startedInMs = Date.now() - t0;
+  const ids = started.filter((x): x is string => x !== null);
+  let state = await runsState(ctx.db, ids);
+  await waitUntil(async () => (state = await runsState(ctx.db, ids)).done === ids.length, sizes.batchTimeoutMs, 200);
+  const elapsed = (state.lastFinishedMs ?? Date.now()) - t0;
+  const maxRss = rss.stop();
+  const apiPeak = peakReset ? peakRssMb(api.pid) : maxRss.api;
+  const after = await settledTupleStats(ctx);
+
+  return {
+    sims,
+    result: {
+      patchnanny: {
+        runs: n,
+        elapsedMs: elapsed,
+        runsPerSec: round((state.done / elapsed) * 1000, 2),
+        startRequestsMs: startedInMs,
+        failed: n - state.completed,
+        apiPeakRssMb: apiPeak,
+        apiPeakRssSource: peakReset ? 'VmHWM after reset' : 'VmRSS sampled every 250 ms',
+        temporalServerMaxRssMb: maxRss.temporal ?? null,
+        rowsPerRun: rowsPerRun(before, after, Math.max(1, ids.length)),
+        fleetStartMs,
+      },
+      baseline: {
+        runs: n,
+        elapsedMs: bareElapsed,
+        runsPerSec: round((bareDone.length / bareElapsed) * 1000, 2),
+        failed: n - bareDone.length + bareRefused,
+        controlWorkerMaxRssMb: bareControlPeak,
+        fleetStartMs: bareFleetStartMs,
+      },
+    },
+  };
+}
+
+// ---------- 3. approval at scale ----------
+
+export async function approvals(ctx: BenchContext, sims: Forked[]) {
+  const { sizes, client, api } = ctx;
+  const m = sizes.approvals;
+  const agents = ctx.fleet.slice(0, m);
+
+  ctx.log(`3. approval: ${m} patchnanny runs waiting for approval`);
+  const started = await pool(agents, sizes.startConcurrency, async (a) => {
+    const r = await startRun(ctx, a.id, 'required');
+    return r.status === 202 ? (r.body.run.id as string) : null;
+  });
+  const ids = started.filter((x): x is string => x !== null);
+  let state = await runsState(ctx.db, ids);
+  await waitUntil(async () => (state = await runsState(ctx.db, ids)).waiting + state.done === ids.length, sizes.batchTimeoutMs, 200);
+  await sleep(1000);
+  const waitingRss = rssMb(api.pid);
+
+  // The plan hashes, as an admin's tool would read them: through the run list.
+  const planHash = new Map<string, string>();
+  for (let before: string | null = null, first = true; first || before; first = false) {
+    const r = await ctx.http('GET', `/v1/runs?phase=awaiting-approval&limit=500${before ? `&before=${encodeURIComponent(before)}` : ''}`);
+    for (const run of r.body.runs) planHash.set(run.id, run.planHash);
+    before = r.body.next;
+  }
+  const waiting = ids.filter((id) => planHash.has(id));
+
+  ctx.log(`3. approval: approving ${waiting.length} runs through the API`);
+  const approveMs: number[] = [];
+  let refused = 0;
+  const t0 = Date.now();
+  await pool(waiting, sizes.startConcurrency, async (id) => {
+    const t = performance.now();
+    const r = await ctx.http('POST', `/v1/runs/${id}/approve`, { planHash: planHash.get(id) });
+    approveMs.push(performance.now() - t);
+    if (r.status !== 200) refused++;
+  });
+  await waitUntil(async () => (state = await runsState(ctx.db, ids)).done === ids.length, sizes.batchTimeoutMs, 200);
+  const elapsed = (state.lastFinishedMs ?? Date.now()) - t0;
+  await killAll(sims);
+
+  ctx.log(`3. approval: ${m} bare runs waiting for an Update`);
+  const bareHosts = Array.from({ length: m }, (_, i) => ({ taskQueue: `bare.a${i}-${ctx.tag}` }));
+  const bareSims = await ctx.startSims('bare', bareHosts);
+  const bareIds = bareHosts.map((_, i) => `bare-approval.${ctx.tag}.${i}`);
+  await pool(bareIds, sizes.startConcurrency, (workflowId, i) =>
+    client.workflow.start('bareApprovalRun', { taskQueue: ctx.bareControlQueue, workflowId, args: [{ hostQueue: bareHosts[i]!.taskQueue }] }),
+  );
+  await waitUntil(() => bareIds.every((id) => ctx.planned.has(id)), sizes.batchTimeoutMs);
+  await sleep(1000);
+  const bareWaitingRss = rssMb(ctx.bareControlPid);
+  const bareApproveMs: number[] = [];
+  let bareRefused = 0;
+  const bareT0 = Date.now();
+  await pool(bareIds, sizes.startConcurrency, async (id) => {
+    const t = performance.now();
+    // The validator refuses an approval until the dry-run result is in the workflow; retry briefly.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await client.workflow.getHandle(id).executeUpdate(bareApprove);
+        break;
+      } catch (err) {
+        if (!(err instanceof WorkflowUpdateFailedError) || attempt > 100) {
+          bareRefused++;
+          break;
+        }
+        await sleep(50);
+      }
+    }
+    bareApproveMs.push(performance.now() - t);
+  });
+  await waitUntil(() => bareIds.every((id) => ctx.reports.has(id)), sizes.batchTimeoutMs);
+  const bareDone = bareIds.filter((id) => ctx.reports.has(id));
+  const bareElapsed = lastReport(ctx, bareDone) - bareT0;
+  await killAll(bareSims);
+
+  return {
+    patchnanny: {
+      runs: m,
+      firstApprovalToLastTerminalMs: elapsed,
+      approveRequest: summarize(approveMs),
+      controlRssWhileWaitingMb: waitingRss,
+      failed: m - state.completed + refused,
+    },
+    baseline: {
+      runs: m,
+      firstApprovalToLastTerminalMs: bareElapsed,
+      approveRequest: summarize(bareApproveMs),
+      controlRssWhileWaitingMb: bareWaitingRss,
+      failed: m - bareDone.length + bareRefused,
+    },
+  };
+}
+
+// ---------- 4. API reads ----------
+
+interface ReadFigures {
+  path: string;
+  bodyBytes: number;
+  p50: number;
+  p99: number;
+  reqPerSec: number;
+  non2xx: number;
+  errors: number;
+}
+
+async function load(url: string, token: string | null, ctx: BenchContext, label: string, bodyBytes: number): Promise<ReadFigures> {
+  const r = await autocannon({
+    url,
+    connections: ctx.sizes.connections,
+    duration: ctx.sizes.readSeconds,
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+  });
+  return { path: label, bodyBytes, p50: r.latency.p50, p99: r.latency.p99, reqPerSec: round(r.requests.average, 0)!, non2xx: r.non2xx, errors: r.errors };
+}
+
+export async function reads(ctx: BenchContext, runId: string) {
+  const onePath = `/v1/runs/${runId}`;
+  const listPath = '/v1/runs';
+  const one = await ctx.http('GET', onePath);
+  const list = await ctx.http('GET', listPath);
+  if (one.status !== 200 || list.status !== 200) throw new Error(`reads: GET ${onePath} → ${one.status}, GET ${listPath} → ${list.status}`);
+  const bodiesFile = path.join(ctx.tmp, 'bare-koa-bodies.json');
+  writeFileSync(bodiesFile, JSON.stringify({ '/run': one.body, '/runs': list.body }));
+  const koa = forkModule(path.join(DIST, 'bench/bare-koa.js'), [bodiesFile], path.join(ctx.tmp, 'bare-koa.log'));
+  const bare = `http://127.0.0.1:${(await koa.ready).port}`;
+  try {
+    ctx.log(`4. reads: autocannon, ${ctx.sizes.connections} connections, ${ctx.sizes.readSeconds} s per endpoint`);
+    return {
+      run: {
+        patchnanny: await load(ctx.api.url + onePath, ctx.api.adminToken, ctx, 'GET /v1/runs/:id', one.bytes),
+        baseline: await load(`${bare}/run`, null, ctx, 'bare Koa, same body', one.bytes),
+      },
+      list: {
+        patchnanny: await load(ctx.api.url + listPath, ctx.api.adminToken, ctx, 'GET /v1/runs (50)', list.bytes),
+        baseline: await load(`${bare}/runs`, null, ctx, 'bare Koa, same body', list.bytes),
+      },
+    };
+  } finally {
+    await koa.kill();
+  }
+}
+
+// ---------- 5. agent at rest ----------
+
+export async function idleAgent(ctx: BenchContext) {
+  ctx.log(`5. idle: one agent process (dist/agent-worker/main.js) and one bare Worker process, ${ctx.sizes.idleSeconds} s`);
+  const stateDir = mkdtempSync(path.join(ctx.tmp, 'idle-agent-'));
+  let out = '';
+  const agent = spawn(process.execPath, [path.join(DIST, 'agent-worker/main.js')], {
+    env: {
+      ...process.env,
+      TEMPORAL_ADDRESS: ctx.temporal.address,
+      TEMPORAL_NAMESPACE: ctx.temporal.namespace,
+      PATCHNANNY_API_URL: ctx.api.url,
+      PATCHNANNY_ENROL_TOKEN: ctx.api.adminToken,
+      PATCHNANNY_AGENT_STATE_DIR: stateDir,
+      PATCHNANNY_AGENT_HOSTNAME: `bench-idle-${ctx.tag}`,
+      PATCHNANNY_AGENT_FAMILY: 'apt',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  agent.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  agent.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const bareSims = await ctx.startSims('bare', [{ taskQueue: `bare.idle-${ctx.tag}` }], { procs: 1, options: 'default' });
+  try {
+    const polling = await waitUntil(() => /polling/.test(out) || agent.exitCode !== null, 30_000);
+    if (!polling || agent.exitCode !== null) throw new Error(`idle agent did not start:\n${out}`);
+    await sleep(2000); // past start-up
+    const pids = { agent: agent.pid!, bare: bareSims[0]!.child.pid! };
+    const samples: Record<string, number[]> = { agent: [], bare: [] };
+    const cpu0 = { agent: cpuSeconds(pids.agent), bare: cpuSeconds(pids.bare) };
+    const t0 = performance.now();
+    const seconds = ctx.sizes.idleSeconds;
+    for (let s = 0; s < seconds; s++) {
+      await sleep(1000);
+      for (const k of ['agent', 'bare'] as const) samples[k]!.push(rssMb(pids[k]) ?? 0);
+    }
+    const wall = (performance.now() - t0) / 1000;
+    const figures = (k: 'agent' | 'bare') => ({
+      rssAvgMb: round(samples[k]!.reduce((a, b) => a + b, 0) / samples[k]!.length),
+      rssMaxMb: Math.max(...samples[k]!),
+      cpuPercent: round(((cpuSeconds(pids[k]) - cpu0[k]) / wall) * 100, 2),
+      cpuSeconds: round(cpuSeconds(pids[k]) - cpu0[k], 2),
+    });
+    return { seconds: round(wall), patchnanny: figures('agent'), baseline: figures('bare') };
+  } finally {
+    await killAll(bareSims);
+    await new Promise<void>((resolve) => {
+      if (agent.exitCode !== null) return resolve();
+      agent.once('exit', () => resolve());
+      agent.kill('SIGTERM');
+      setTimeout(() => agent.exitCode === null && agent.kill('SIGKILL'), 10_000).unref();
+    });
+  }
+}
+
+export type LatencyResult = Awaited<ReturnType<typeof latency>>;
+export type { LatencySummary };

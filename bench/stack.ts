@@ -1,0 +1,126 @@
+/**
+ * The measured system, assembled for one benchmark run: a Temporal dev server (own, with the
+ * flags of `npm start`, or an existing one), a fresh PostgreSQL database on the machine's
+ * server, and the API + control worker as one real child process (dist/api/main.js).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import path from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+import { ensureSearchAttributes, freePort, startDevServer, temporalCli, TEMPORAL_FLAGS, type DevServer } from '../scripts/dev/temporal-server';
+
+export const DIST = path.resolve(__dirname, '..');
+/** bench/fixtures in the source tree (next to dist/): holds the simulated hosts' apt-update.sh. */
+export const FIXTURE_SCRIPTS = path.resolve(DIST, '../bench/fixtures');
+
+export interface Temporal {
+  address: string;
+  namespace: string;
+  own: boolean;
+  flags: string[] | null;
+  version: string | null;
+  pid: number | null;
+  stop(): Promise<void>;
+}
+
+export async function startTemporal(tmp: string, existing: string | undefined): Promise<Temporal> {
+  const namespace = 'default';
+  let version: string | null = null;
+  try {
+    version = execFileSync(temporalCli(), ['--version']).toString().trim();
+  } catch {
+    /* reported as unknown */
+  }
+  if (existing) {
+    await ensureSearchAttributes(existing, namespace);
+    return { address: existing, namespace, own: false, flags: null, version, pid: null, stop: async () => {} };
+  }
+  const server: DevServer = await startDevServer({ dbFile: path.join(tmp, 'temporal.db'), logFile: path.join(tmp, 'temporal.log'), uiPort: null });
+  return { address: server.address, namespace, own: true, flags: TEMPORAL_FLAGS, version, pid: server.process.pid ?? null, stop: () => server.stop() };
+}
+
+const PG_SERVER = process.env.PATCHNANNY_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export interface Database {
+  url: string;
+  db: Knex;
+  drop(): Promise<void>;
+}
+
+/** A fresh, empty database (the API migrates it at start); dropped at the end. */
+export async function createDatabase(): Promise<Database> {
+  const name = `pn_bench_${randomBytes(6).toString('hex')}`;
+  const admin = knexFactory({ client: 'pg', connection: PG_SERVER, pool: { min: 0, max: 1 } });
+  await admin.raw(`create database ${name}`);
+  const url = new URL(PG_SERVER);
+  url.pathname = `/${name}`;
+  const db = knexFactory({ client: 'pg', connection: url.toString(), pool: { min: 0, max: 2 } });
+  return {
+    url: url.toString(),
+    db,
+    drop: async () => {
+      await db.destroy();
+      await admin.raw(`drop database if exists ${name} with (force)`);
+      await admin.destroy();
+    },
+  };
+}
+
+export interface ApiProcess {
+  url: string;
+  adminToken: string;
+  controlQueue: string;
+  process: ChildProcess;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+export async function startApi(opts: { temporal: Temporal; databaseUrl: string; logFile: string }): Promise<ApiProcess> {
+  const port = await freePort();
+  const adminToken = `bench-${randomBytes(18).toString('base64url')}`;
+  const controlQueue = `patch-control-bench-${randomBytes(4).toString('hex')}`;
+  const log = createWriteStream(opts.logFile, { flags: 'a' });
+  const child = spawn(process.execPath, [path.join(DIST, 'api/main.js')], {
+    env: {
+      ...process.env,
+      DATABASE_URL: opts.databaseUrl,
+      TEMPORAL_ADDRESS: opts.temporal.address,
+      TEMPORAL_NAMESPACE: opts.temporal.namespace,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      PATCHNANNY_ADMIN_TOKENS: `bench:${adminToken}`,
+      PATCHNANNY_SCRIPTS_DIR: FIXTURE_SCRIPTS,
+      PATCHNANNY_CONTROL_QUEUE: controlQueue,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.pipe(log);
+  child.stderr!.pipe(log);
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the API exited ${child.exitCode} during start-up; see ${opts.logFile}`);
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) throw new Error(`the API did not become healthy; see ${opts.logFile}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    url,
+    adminToken,
+    controlQueue,
+    process: child,
+    pid: child.pid!,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+        setTimeout(() => child.exitCode === null && child.kill('SIGKILL'), 10_000).unref();
+      }),
+  };
+}
