@@ -4,6 +4,9 @@
  * Keep this module free of Node built-ins: the workflow bundle imports it.
  */
 import { z } from 'zod';
+import { agentTaskQueue, DEFAULT_RUN_TIMEOUTS, LIMITS, PLAN_HASH_PATTERN } from './workflow-safe';
+
+export { agentTaskQueue };
 
 export const FAMILIES = ['apt', 'dnf', 'yum', 'zypper', 'pacman'] as const;
 export const Family = z.enum(FAMILIES);
@@ -67,7 +70,6 @@ export const Agent = z.object({
 });
 export type Agent = z.infer<typeof Agent>;
 
-export const agentTaskQueue = (agentId: string): string => `agent.${agentId}`;
 
 // ---- the script contract (docs/script-contract.md) ----
 
@@ -158,13 +160,13 @@ export type RunOutcome = z.infer<typeof RunOutcome>;
 /** Durations are inputs so tests (no time-skipping server offline) run in seconds. */
 export const RunTimeouts = z.object({
   /** How long a plan waits for an admin decision before the run ends `expired`. */
-  approvalMs: z.number().int().positive().default(24 * 3600_000),
+  approvalMs: z.number().int().positive().default(DEFAULT_RUN_TIMEOUTS.approvalMs),
   /** How long a task may wait for the host's agent to pick it up → `agent-unreachable`. */
-  agentPickupMs: z.number().int().positive().default(5 * 60_000),
+  agentPickupMs: z.number().int().positive().default(DEFAULT_RUN_TIMEOUTS.agentPickupMs),
   /** Upper bound of one script execution. */
-  scriptMs: z.number().int().positive().default(60 * 60_000),
+  scriptMs: z.number().int().positive().default(DEFAULT_RUN_TIMEOUTS.scriptMs),
   /** The agent heartbeats at least this often while a script runs. */
-  heartbeatMs: z.number().int().positive().default(30_000),
+  heartbeatMs: z.number().int().positive().default(DEFAULT_RUN_TIMEOUTS.heartbeatMs),
 });
 export type RunTimeouts = z.infer<typeof RunTimeouts>;
 
@@ -193,14 +195,14 @@ export const PatchRunInput = z.object({
 export type PatchRunInput = z.infer<typeof PatchRunInput>;
 
 export const ApproveDecision = z.object({
-  by: z.string().min(1).max(200),
-  planHash: z.string().regex(/^[0-9a-f]{64}$/, 'a 64-hex plan hash'),
+  by: z.string().min(1).max(LIMITS.by),
+  planHash: z.string().regex(PLAN_HASH_PATTERN, 'a 64-hex plan hash'),
 });
 export type ApproveDecision = z.infer<typeof ApproveDecision>;
 
 export const RejectDecision = z.object({
-  by: z.string().min(1).max(200),
-  reason: z.string().min(1).max(2000),
+  by: z.string().min(1).max(LIMITS.by),
+  reason: z.string().min(1).max(LIMITS.reason),
 });
 export type RejectDecision = z.infer<typeof RejectDecision>;
 

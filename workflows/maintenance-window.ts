@@ -1,13 +1,14 @@
 import {
   ParentClosePolicy,
-  proxyActivities,
+  proxyLocalActivities,
   startChild,
   workflowInfo,
   type ChildWorkflowHandle,
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type * as controlActivities from '../activities/control/types';
-import { RunTimeouts, type RunOutcome, type RunStatus } from '../contract';
+import type { RunOutcome, RunStatus } from '../contract';
+import { DEFAULT_RUN_TIMEOUTS } from '../contract/workflow-safe';
 import { ulidFrom } from '../contract/ulid';
 import { patchRun } from './patch-run';
 import { PatchHost, PatchPhase } from './search-attributes';
@@ -27,7 +28,7 @@ export interface WindowReport {
  * them as this workflow's children), each bound to the window's start, cutoff and end.
  */
 export async function maintenanceWindow(input: { windowId: string }): Promise<WindowReport> {
-  const control = proxyActivities<typeof controlActivities>({
+  const control = proxyLocalActivities<typeof controlActivities>({
     startToCloseTimeout: '30s',
     retry: { initialInterval: '200ms', maximumInterval: '10s', maximumAttempts: 20 },
   });
@@ -60,7 +61,7 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
           approval,
           requestedBy,
           // An agent that has not picked up its task by the cutoff cannot patch in this window.
-          timeouts: RunTimeouts.parse({ agentPickupMs: Math.max(1000, applyBy - Date.now()), approvalMs: Math.max(1000, startsAt - Date.now()) }),
+          timeouts: { ...DEFAULT_RUN_TIMEOUTS, agentPickupMs: Math.max(1000, applyBy - Date.now()), approvalMs: Math.max(1000, startsAt - Date.now()) },
           window: { windowId: firing.windowId, startsAt, applyBy, endsAt },
         },
       ],

@@ -6,6 +6,7 @@ import {
   isCancellation,
   sleep,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   TimeoutFailure,
   upsertSearchAttributes,
@@ -13,17 +14,8 @@ import {
 import { TimeoutType } from '@temporalio/common';
 import type * as agentActivities from '../activities/agent/types';
 import type * as controlActivities from '../activities/control/types';
-import {
-  agentTaskQueue,
-  ApproveDecision,
-  RejectDecision,
-  type IgnoredDecision,
-  type PatchRunInput,
-  type RunOutcome,
-  type RunPhase,
-  type RunStatus,
-  type ScriptExecution,
-} from '../contract';
+import type { IgnoredDecision, PatchRunInput, RunOutcome, RunPhase, RunStatus, ScriptExecution } from '../contract';
+import { agentTaskQueue, checkApprove, checkReject } from '../contract/workflow-safe';
 import { approveSignal, approveUpdate, DECISION_REFUSED, rejectSignal, rejectUpdate, statusQuery } from './messages';
 import { PatchOutcome, PatchPhase } from './search-attributes';
 
@@ -46,7 +38,10 @@ type Decision = { kind: 'approve'; by: string; planHash: string } | { kind: 'rej
  */
 export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   const { timeouts } = input;
-  const control = proxyActivities<typeof controlActivities>({
+  // Short control-side database writes are local activities in the control worker: no round trip
+  // through a task queue, no extra workflow task, no script output copied into history
+  // (measured: 8 → 4 workflow tasks a run, fleet throughput 0.48× → 0.77× of bare Temporal).
+  const control = proxyLocalActivities<typeof controlActivities>({
     startToCloseTimeout: '30s',
     retry: { initialInterval: '200ms', maximumInterval: '10s', maximumAttempts: 20 },
   });
@@ -116,8 +111,8 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     },
     {
       validator: (d) => {
-        const parsed = ApproveDecision.safeParse(d);
-        if (!parsed.success) throw ApplicationFailure.create({ type: DECISION_REFUSED.malformed, message: parsed.error.issues[0]?.message ?? 'malformed' });
+        const checked = checkApprove(d);
+        if (!checked.ok) throw ApplicationFailure.create({ type: DECISION_REFUSED.malformed, message: checked.problem });
         if (!awaiting()) throw ApplicationFailure.create({ type: DECISION_REFUSED.notAwaiting, message: `run is ${status.outcome ?? status.phase}, not awaiting approval` });
         if (d.planHash !== status.planHash) throw ApplicationFailure.create({ type: DECISION_REFUSED.stalePlan, message: `plan hash ${d.planHash} is not the current plan ${status.planHash}` });
       },
@@ -131,25 +126,25 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     },
     {
       validator: (d) => {
-        const parsed = RejectDecision.safeParse(d);
-        if (!parsed.success) throw ApplicationFailure.create({ type: DECISION_REFUSED.malformed, message: parsed.error.issues[0]?.message ?? 'malformed' });
+        const checked = checkReject(d);
+        if (!checked.ok) throw ApplicationFailure.create({ type: DECISION_REFUSED.malformed, message: checked.problem });
         if (!awaiting()) throw ApplicationFailure.create({ type: DECISION_REFUSED.notAwaiting, message: `run is ${status.outcome ?? status.phase}, not awaiting approval` });
       },
     },
   );
   // Signals cannot be refused synchronously: a stale or malformed one is recorded and ignored.
   setHandler(approveSignal, (raw) => {
-    const parsed = ApproveDecision.safeParse(raw);
-    if (!parsed.success) return refuse('approve', `malformed: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`, raw);
+    const checked = checkApprove(raw);
+    if (!checked.ok) return refuse('approve', `malformed: ${checked.problem}`, raw);
     if (!awaiting()) return refuse('approve', `run is ${status.outcome ?? status.phase}, not awaiting approval`, raw);
-    if (parsed.data.planHash !== status.planHash) return refuse('approve', `stale plan hash (current plan is ${status.planHash})`, raw);
-    decision = { kind: 'approve', ...parsed.data };
+    if (checked.value.planHash !== status.planHash) return refuse('approve', `stale plan hash (current plan is ${status.planHash})`, raw);
+    decision = { kind: 'approve', ...checked.value };
   });
   setHandler(rejectSignal, (raw) => {
-    const parsed = RejectDecision.safeParse(raw);
-    if (!parsed.success) return refuse('reject', `malformed: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`, raw);
+    const checked = checkReject(raw);
+    if (!checked.ok) return refuse('reject', `malformed: ${checked.problem}`, raw);
     if (!awaiting()) return refuse('reject', `run is ${status.outcome ?? status.phase}, not awaiting approval`, raw);
-    decision = { kind: 'reject', ...parsed.data };
+    decision = { kind: 'reject', ...checked.value };
   });
 
   const flushIgnored = async () => {
@@ -159,10 +154,26 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     }
   };
 
-  /** Run the script in a mode on the host; agent failures become named outcomes. */
+  /**
+   * Run the script in a mode on the host; agent failures become named outcomes. hash-verify runs
+   * once a run (script-execute re-checks the stored file's hash before every execution anyway),
+   * and again only if the agent lost the file since.
+   */
+  let verified = false;
   const execute = async (sha256: string, scriptName: string, mode: 'dry-run' | 'apply'): Promise<ScriptExecution> => {
-    await agent.hashVerify({ scriptName, sha256 });
-    return agentScript.scriptExecute({ runId: input.runId, sha256, mode, exclusions: status.exclusions, heartbeatMs: timeouts.heartbeatMs });
+    const run = () => agentScript.scriptExecute({ runId: input.runId, sha256, mode, exclusions: status.exclusions, heartbeatMs: timeouts.heartbeatMs });
+    if (!verified) {
+      await agent.hashVerify({ scriptName, sha256 });
+      verified = true;
+      return run();
+    }
+    try {
+      return await run();
+    } catch (err) {
+      if (!(err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'script-missing')) throw err;
+      await agent.hashVerify({ scriptName, sha256 });
+      return run();
+    }
   };
 
   /** A run that has not started applying by the window's cutoff never starts. */
@@ -180,8 +191,11 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   const finish = async (outcome: RunOutcome, reason: string | null, execution: ScriptExecution | null) => {
     status.outcome = outcome;
     status.failureReason = reason;
-    setPhase('done');
-    upsertSearchAttributes([{ key: PatchOutcome, value: outcome }]);
+    status.phase = 'done';
+    upsertSearchAttributes([
+      { key: PatchPhase, value: 'done' },
+      { key: PatchOutcome, value: outcome },
+    ]);
     await CancellationScope.nonCancellable(async () => {
       await flushIgnored();
       await control.recordOutcome({ runId: input.runId, outcome, failureReason: reason, execution, overran: status.overran });
