@@ -67,7 +67,7 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
       ],
       typedSearchAttributes: [
         { key: PatchHost, value: hostname },
-        { key: PatchPhase, value: 'pending' },
+        { key: PatchPhase, value: 'planning' },
       ],
       // Never kill a package manager mid-transaction: runs outlive a terminated window workflow.
       parentClosePolicy: ParentClosePolicy.ABANDON,

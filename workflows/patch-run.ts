@@ -90,9 +90,12 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   let decision: Decision | null = null;
   const unrecorded: IgnoredDecision[] = [];
 
+  // Runs start with PatchPhase=planning (set by whoever starts them). Only the phases a run can
+  // dwell in are made visible: each upsert is a visibility write on the server, which is what
+  // bounds fleet throughput (docs/benchmark.md).
   const setPhase = (phase: RunPhase) => {
     status.phase = phase;
-    upsertSearchAttributes([{ key: PatchPhase, value: phase }]);
+    if (phase === 'awaiting-approval' || phase === 'applying') upsertSearchAttributes([{ key: PatchPhase, value: phase }]);
   };
 
   const refuse = (kind: 'approve' | 'reject', reason: string, payload: unknown) => {

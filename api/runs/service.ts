@@ -107,7 +107,7 @@ export function runsService(db: Knex, temporal: Client, defaults: RunDefaults) {
         args: [input],
         typedSearchAttributes: [
           { key: PatchHost, value: agent.hostname },
-          { key: PatchPhase, value: 'pending' },
+          { key: PatchPhase, value: 'planning' },
         ],
       });
     } catch (err) {

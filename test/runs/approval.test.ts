@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { PatchHost, PatchOutcome } from '../../workflows/search-attributes';
+import { PatchHost, PatchOutcome, PatchPhase } from '../../workflows/search-attributes';
 import { Stack, type TestAgent } from '../support/stack';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security', 'curl amd64 7.88.1-10 7.88.1-11 bookworm'];
@@ -180,6 +180,7 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     const desc = await handle.describe();
     assert.equal(desc.typedSearchAttributes.get(PatchHost), 'attr-host');
     assert.equal(desc.typedSearchAttributes.get(PatchOutcome), 'completed');
+    assert.equal(desc.typedSearchAttributes.get(PatchPhase), 'done');
     const list = await stack.http('GET', `/v1/runs?outcome=completed&agentId=${agent.id}`);
     assert.deepEqual(list.body.runs.map((r: any) => r.id), [id]);
   });
