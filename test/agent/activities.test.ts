@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createAgentActivities } from '../../activities/agent';
@@ -10,9 +10,12 @@ import { sha256Hex } from '../../contract/plan-hash';
 
 const FIXTURE = readFileSync(path.resolve(__dirname, '../../../test/fixtures/scripts/apt-update.sh'), 'utf8');
 
+const TMP = mkdtempSync(path.join(os.tmpdir(), 'pn-agent-unit-'));
+after(() => rmSync(TMP, { recursive: true, force: true }));
+
 function setup(served = FIXTURE) {
-  const stateDir = mkdtempSync(path.join(os.tmpdir(), 'pn-agent-unit-'));
-  const fixtureDir = mkdtempSync(path.join(os.tmpdir(), 'pn-fixture-unit-'));
+  const stateDir = mkdtempSync(path.join(TMP, 'state-'));
+  const fixtureDir = mkdtempSync(path.join(TMP, 'fixture-'));
   writeFileSync(path.join(fixtureDir, 'plan.txt'), 'openssl amd64 1 2 main\nlinux-image-amd64 amd64 6.1 6.2 main\n');
   const activities = createAgentActivities({
     family: 'apt',

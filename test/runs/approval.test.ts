@@ -1,9 +1,25 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PatchHost, PatchOutcome, PatchPhase } from '../../workflows/search-attributes';
 import { Stack, type TestAgent } from '../support/stack';
+import { temporalCli } from '../../scripts/dev/temporal-server';
+
+const execFileAsync = promisify(execFile);
+
+/** `temporal workflow signal --name approve --input '<json>'`, against the test run's server. */
+async function cliSignal(workflowId: string, input: unknown): Promise<void> {
+  await execFileAsync(temporalCli(), [
+    'workflow', 'signal',
+    '--address', process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
+    '--workflow-id', workflowId,
+    '--name', 'approve',
+    '--input', JSON.stringify(input),
+  ]);
+}
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security', 'curl amd64 7.88.1-10 7.88.1-11 bookworm'];
 
@@ -130,16 +146,16 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     const id = await startRun(agent.id);
     const waiting = await awaitingApproval(id);
     const handle = stack.temporal.workflow.getHandle(id);
-    // The CLI sends a JSON payload with the signal name, exactly like this client call.
-    await handle.signal('approve', { by: 'bob', planHash: '0'.repeat(64) });
-    await handle.signal('approve', { by: 'bob' });
+    // Sent with the real Temporal CLI, as an admin would.
+    await cliSignal(id, { by: 'bob', planHash: '0'.repeat(64) });
+    await cliSignal(id, { by: 'bob' });
     const ignored = await stack.waitForRun(id, (r) => r.events.filter((e: any) => e.kind === 'ignored-approve').length === 2);
     assert.equal(ignored.phase, 'awaiting-approval');
     assert.match(ignored.events[0].detail.reason, /stale plan hash/);
     assert.match(ignored.events[1].detail.reason, /malformed/);
     assert.equal(applied(agent), false);
 
-    await handle.signal('approve', { by: 'bob', planHash: waiting.planHash });
+    await cliSignal(id, { by: 'bob', planHash: waiting.planHash });
     const run = await stack.waitForOutcome(id);
     assert.equal(run.outcome, 'completed', run.failureReason);
     assert.equal(run.approvedBy, 'bob');

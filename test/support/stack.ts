@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -51,6 +51,8 @@ export class Stack {
   private worker?: Worker;
   private workerDone?: Promise<void>;
   private agents: TestAgent[] = [];
+  /** Every agent's state and fixture folder lives here; removed by stop(). */
+  private readonly tmp = mkdtempSync(path.join(os.tmpdir(), 'pn-stack-'));
   database!: TestDatabase;
   temporal!: Client;
   baseUrl = '';
@@ -94,8 +96,8 @@ export class Stack {
    * polls its own task queue. Its fixture script reads the plan from `fixtureDir/plan.txt`.
    */
   async startAgent(hostname: string, plan: string[] = []): Promise<TestAgent> {
-    const fixtureDir = mkdtempSync(path.join(os.tmpdir(), `pn-fixture-${hostname}-`));
-    const stateDir = mkdtempSync(path.join(os.tmpdir(), `pn-agent-${hostname}-`));
+    const fixtureDir = mkdtempSync(path.join(this.tmp, `fixture-${hostname}-`));
+    const stateDir = mkdtempSync(path.join(this.tmp, `agent-${hostname}-`));
     writeFileSync(path.join(fixtureDir, 'plan.txt'), plan.join('\n') + '\n');
     let out = '';
     const child = spawn(process.execPath, [path.join(DIST, 'agent-worker/main.js')], {
@@ -125,7 +127,7 @@ export class Stack {
       child.stdout!.on('data', check);
     });
     child.removeAllListeners('exit');
-    const identity = JSON.parse(require('node:fs').readFileSync(path.join(stateDir, 'identity.json'), 'utf8'));
+    const identity = JSON.parse(readFileSync(path.join(stateDir, 'identity.json'), 'utf8'));
     const agent: TestAgent = {
       id,
       token: identity.token,
@@ -175,5 +177,6 @@ export class Stack {
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     await this.temporal?.connection.close();
     await this.database?.drop();
+    rmSync(this.tmp, { recursive: true, force: true });
   }
 }

@@ -1,9 +1,8 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { exec, must, parseRun, type Sandbox, type ScriptRun } from '../sandbox';
 
 const SCRIPT = resolve(__dirname, '../../../../scripts/patch/pacman-update.sh');
@@ -78,9 +77,7 @@ async function buildPackage(out: string, fixture: Fixture): Promise<void> {
       await mkdir(join(work, f.path, '..'), { recursive: true });
       await writeFile(join(work, f.path), f.content);
     }
-    // Not the shared exec(): bsdtar can close its stdin before exec() ends it, and that EPIPE
-    // is an unhandled error event that kills the test process.
-    await promisify(execFile)('bsdtar', ['--zstd', '-cf', join(out, fileName(fixture.name, fixture.version)), '.PKGINFO', 'usr'], { cwd: work });
+    await must('bsdtar', ['--zstd', '-cf', join(out, fileName(fixture.name, fixture.version)), '.PKGINFO', 'usr'], { cwd: work });
   } finally {
     await rm(work, { recursive: true, force: true });
   }
