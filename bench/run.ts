@@ -134,6 +134,8 @@ function tableRows(s: Record<string, any>): Row[] {
   if (t) {
     add(`2 throughput (N=${t.patchnanny.runs})`, 'runs/s', t.patchnanny.runsPerSec, t.baseline.runsPerSec, 2);
     add('', 'all terminal after s', t.patchnanny.elapsedMs / 1000, t.baseline.elapsedMs / 1000);
+    add('', '50 % terminal after s', t.patchnanny.terminalAfterS.p50, t.baseline.terminalAfterS.p50);
+    add('', '90 % terminal after s', t.patchnanny.terminalAfterS.p90, t.baseline.terminalAfterS.p90);
     add('', 'failed runs', t.patchnanny.failed, t.baseline.failed, 0, false);
     add('', 'peak RSS API+control / bare control MB', t.patchnanny.apiPeakRssMb, t.baseline.controlWorkerMaxRssMb);
     const r = t.patchnanny.rowsPerRun;

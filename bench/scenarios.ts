@@ -91,6 +91,13 @@ async function historyShape(client: Client, workflowId: string) {
 }
 
 /** When the last of these baseline runs reported (now, when none did). */
+/** Seconds after t0 by which 50/90/99/100 % of the runs were terminal: a tail shows here. */
+function terminalSpread(finishedMs: number[], t0: number) {
+  const sorted = finishedMs.map((t) => (t - t0) / 1000).sort((a, b) => a - b);
+  const at = (q: number) => (sorted.length ? round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!, 1) : null);
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1) };
+}
+
 const lastReport = (ctx: BenchContext, ids: string[]) => (ids.length ? Math.max(...ids.map((id) => ctx.reports.get(id)!)) : Date.now());
 
 const startRun = (ctx: BenchContext, agentId: string, approval: 'auto' | 'required') =>
@@ -195,6 +202,7 @@ export async function throughput(ctx: BenchContext): Promise<{ result: unknown; 
   let state = await runsState(ctx.db, ids);
   await waitUntil(async () => (state = await runsState(ctx.db, ids)).done === ids.length, sizes.batchTimeoutMs, 200);
   const elapsed = (state.lastFinishedMs ?? Date.now()) - t0;
+  const finished = await ctx.db('patch_runs').whereIn('id', ids).select(ctx.db.raw('extract(epoch from finished_at) * 1000 as ms'));
   const maxRss = rss.stop();
   const apiPeak = peakReset ? peakRssMb(api.pid) : maxRss.api;
   const after = await settledTupleStats(ctx);
@@ -206,6 +214,7 @@ export async function throughput(ctx: BenchContext): Promise<{ result: unknown; 
         runs: n,
         elapsedMs: elapsed,
         runsPerSec: round((state.done / elapsed) * 1000, 2),
+        terminalAfterS: terminalSpread(finished.map((r: { ms: string }) => Number(r.ms)), t0),
         startRequestsMs: startedInMs,
         failed: n - state.completed,
         apiPeakRssMb: apiPeak,
@@ -218,6 +227,7 @@ export async function throughput(ctx: BenchContext): Promise<{ result: unknown; 
         runs: n,
         elapsedMs: bareElapsed,
         runsPerSec: round((bareDone.length / bareElapsed) * 1000, 2),
+        terminalAfterS: terminalSpread(bareDone.map((id) => ctx.reports.get(id)!), bareT0),
         failed: n - bareDone.length + bareRefused,
         controlWorkerMaxRssMb: bareControlPeak,
         fleetStartMs: bareFleetStartMs,

@@ -20,6 +20,11 @@ export const TEMPORAL_FLAGS = [
   '--dynamic-config-value', 'history.transferProcessorMaxPollRPS=1000',
   '--dynamic-config-value', 'history.timerProcessorMaxPollRPS=1000',
   '--dynamic-config-value', 'history.visibilityProcessorMaxPollRPS=1000',
+  // One partition per task queue: an agent polls its queue with one long poll, and with the
+  // default 4 partitions a task written to a partition nobody polls waits until the poll
+  // expires (~1 min; measured as a 1 % tail of 60–70 s runs over 1,000 hosts).
+  '--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1',
+  '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1',
   ...SEARCH_ATTRIBUTES.flatMap((k) => ['--search-attribute', `${k.name}=Keyword`]),
 ];
 
