@@ -7,7 +7,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import path from 'node:path';
-import knexFactory, { type Knex } from 'knex';
+import { createScratchDatabase, type ScratchDatabase } from '../scripts/dev/scratch-db';
 import { ensureSearchAttributes, freePort, startDevServer, temporalCli, TEMPORAL_FLAGS, type DevServer } from '../scripts/dev/temporal-server';
 
 export const DIST = path.resolve(__dirname, '..');
@@ -42,30 +42,10 @@ export async function startTemporal(tmp: string, existing: string | undefined): 
 
 const PG_SERVER = process.env.PATCHNANNY_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
-export interface Database {
-  url: string;
-  db: Knex;
-  drop(): Promise<void>;
-}
+export type Database = ScratchDatabase;
 
 /** A fresh, empty database (the API migrates it at start); dropped at the end. */
-export async function createDatabase(): Promise<Database> {
-  const name = `pn_bench_${randomBytes(6).toString('hex')}`;
-  const admin = knexFactory({ client: 'pg', connection: PG_SERVER, pool: { min: 0, max: 1 } });
-  await admin.raw(`create database ${name}`);
-  const url = new URL(PG_SERVER);
-  url.pathname = `/${name}`;
-  const db = knexFactory({ client: 'pg', connection: url.toString(), pool: { min: 0, max: 2 } });
-  return {
-    url: url.toString(),
-    db,
-    drop: async () => {
-      await db.destroy();
-      await admin.raw(`drop database if exists ${name} with (force)`);
-      await admin.destroy();
-    },
-  };
-}
+export const createDatabase = (): Promise<Database> => createScratchDatabase(PG_SERVER, 'pn_bench', 2);
 
 export interface ApiProcess {
   url: string;

@@ -33,6 +33,16 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
     throw new Error(`timed out waiting for ${what}`);
   };
 
+  /** Fire the window now through its Schedule and return the first run it starts. */
+  const triggerFirstRun = async (windowId: string) => {
+    assert.equal((await stack.http('POST', `/v1/windows/${windowId}/trigger`)).status, 202);
+    const [row] = await waitFor('the window run', async () => {
+      const r = await windowRuns(windowId);
+      return r.length > 0 && r;
+    });
+    return row;
+  };
+
   it('a window recurring every few seconds fires real runs through its Schedule; pause stops them, resume restarts them, delete removes the Schedule', async () => {
     const agent = await stack.startAgent('win-host', PLAN);
     const w = await createWindow({ targets: { agentIds: [agent.id] }, recurrence: { everySeconds: 2 }, durationSeconds: 30, cutoffSeconds: 5 });
@@ -114,11 +124,7 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
     // applyBy = start + 10 s; the plan alone takes 14 s (margins for a loaded CI machine)
     writeFileSync(path.join(agent.fixtureDir, 'delay-dry-run'), '14');
     const w = await createWindow({ ...NOT_BEFORE_2030, targets: { agentIds: [agent.id] }, recurrence: { everySeconds: 3600 }, durationSeconds: 40, cutoffSeconds: 30 });
-    await stack.http('POST', `/v1/windows/${w.id}/trigger`);
-    const [row] = await waitFor('the window run', async () => {
-      const r = await windowRuns(w.id);
-      return r.length > 0 && r;
-    });
+    const row = await triggerFirstRun(w.id);
     const run = await stack.waitForOutcome(row.id, 60_000);
     assert.equal(run.outcome, 'skipped-window-closed');
     assert.equal(existsSync(path.join(agent.fixtureDir, 'applied')), false, 'apply never started');
@@ -129,11 +135,7 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
     // the window ends 16 s after it starts; the apply alone takes 18 s
     writeFileSync(path.join(agent.fixtureDir, 'delay-apply'), '18');
     const w = await createWindow({ ...NOT_BEFORE_2030, targets: { agentIds: [agent.id] }, recurrence: { everySeconds: 3600 }, durationSeconds: 16, cutoffSeconds: 1 });
-    await stack.http('POST', `/v1/windows/${w.id}/trigger`);
-    const [row] = await waitFor('the window run', async () => {
-      const r = await windowRuns(w.id);
-      return r.length > 0 && r;
-    });
+    const row = await triggerFirstRun(w.id);
     const run = await stack.waitForOutcome(row.id, 60_000);
     assert.equal(run.outcome, 'completed', run.failureReason);
     assert.ok(existsSync(path.join(agent.fixtureDir, 'applied')), 'the package manager was not killed');
@@ -144,11 +146,7 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
   it('dry-run-only plans and reports but never applies', async () => {
     const agent = await stack.startAgent('dryonly-host', PLAN);
     const w = await createWindow({ ...NOT_BEFORE_2030, targets: { agentIds: [agent.id] }, recurrence: { everySeconds: 3600 }, approval: 'dry-run-only' });
-    await stack.http('POST', `/v1/windows/${w.id}/trigger`);
-    const [row] = await waitFor('the window run', async () => {
-      const r = await windowRuns(w.id);
-      return r.length > 0 && r;
-    });
+    const row = await triggerFirstRun(w.id);
     const run = await stack.waitForOutcome(row.id);
     assert.equal(run.outcome, 'completed');
     assert.equal(run.mode, 'dry-run');
