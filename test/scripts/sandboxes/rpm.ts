@@ -1,8 +1,9 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { exec, must, parseRun, type Sandbox, type ScriptRun } from '../sandbox';
+import { buildRpmFixtures, rpmFileName, type RpmFixture } from './rpm-fixtures';
 
 const SCRIPTS = resolve(__dirname, '../../../../scripts/patch');
 const VERSIONS = { 1: '1.0-1', 2: '2.0-1' } as const;
@@ -10,58 +11,22 @@ const EVR_FORMAT = '%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\\n';
 /** Named like a kernel flavour, so the scripts' core-package reboot rule (kernel-*) applies. */
 const REBOOT_PACKAGE = 'kernel-pn';
 
-interface Fixture {
-  name: string;
-  version: string;
-  /** The package directory under /usr/share its one file goes to (another package's, to conflict). */
-  owner: string;
-}
+const fixture = (name: string, version: string, owner?: string): RpmFixture => ({ name, version, owner });
 
-const fixture = (name: string, version: string, owner = name): Fixture => ({ name, version, owner });
-
-const FIXTURES: Fixture[] = [
+const FIXTURES: RpmFixture[] = [
   ...['pn-alpha', 'pn-beta', 'pn-stable', REBOOT_PACKAGE].map((name) => fixture(name, '1.0')),
   ...['pn-alpha', 'pn-beta', REBOOT_PACKAGE].map((name) => fixture(name, '2.0')),
   // Ships a file owned by pn-stable with other content: rpm's file-conflict check fails the transaction.
   fixture('pn-alpha', '3.0', 'pn-stable'),
 ];
 
-const rpmFile = (f: Fixture) => `${f.name}-${f.version}-1.noarch.rpm`;
-
-function spec(f: Fixture): string {
-  return [
-    `Name: ${f.name}`,
-    `Version: ${f.version}`,
-    'Release: 1',
-    'Summary: patchnanny test fixture',
-    'License: Apache-2.0',
-    'BuildArch: noarch',
-    '%description',
-    'patchnanny test fixture',
-    '%install',
-    `mkdir -p %{buildroot}/usr/share/${f.owner}`,
-    `echo '${f.name} ${f.version}' > %{buildroot}/usr/share/${f.owner}/version`,
-    '%files',
-    `/usr/share/${f.owner}/version`,
-    '',
-  ].join('\n');
-}
+const rpmFile = rpmFileName;
 
 let fixtureDir: Promise<string> | undefined;
 
-/** Fixture rpms are built with rpmbuild once per process. */
+/** Fixture rpms are built once per process. */
 function fixtures(): Promise<string> {
-  fixtureDir ??= (async () => {
-    const top = mkdtempSync(join(tmpdir(), 'pn-rpm-fixtures-'));
-    process.on('exit', () => rmSync(top, { recursive: true, force: true }));
-    await mkdir(join(top, 'SPECS'), { recursive: true });
-    for (const f of FIXTURES) {
-      const file = join(top, 'SPECS', `${f.name}-${f.version}.spec`);
-      await writeFile(file, spec(f));
-      await must('rpmbuild', ['-bb', '--quiet', '--define', `_topdir ${top}`, file]);
-    }
-    return join(top, 'RPMS', 'noarch');
-  })();
+  fixtureDir ??= buildRpmFixtures('pn-rpm-fixtures', FIXTURES);
   return fixtureDir;
 }
 
@@ -102,7 +67,7 @@ class RpmSandbox implements Sandbox {
     const v1 = FIXTURES.filter((f) => f.version === '1.0');
     const v2 = FIXTURES.filter((f) => f.version === '2.0');
     await must('rpm', ['--root', this.root, '-i', ...v1.map((f) => join(rpms, rpmFile(f)))]);
-    const repos: [string, Fixture[]][] = [['base', v1], ['updates', v2]];
+    const repos: [string, RpmFixture[]][] = [['base', v1], ['updates', v2]];
     for (const [id, packages] of repos) {
       const dir = join(this.base, 'repos', id);
       await mkdir(dir, { recursive: true });

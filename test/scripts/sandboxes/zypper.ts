@@ -1,8 +1,8 @@
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { exec, must, parseRun, type Sandbox, type ScriptRun } from '../sandbox';
+import { buildRpmFixtures, rpmFileName, type RpmFixture } from './rpm-fixtures';
 
 const SCRIPT = resolve(__dirname, '../../../../scripts/patch/zypper-update.sh');
 const REPO = 'pntest';
@@ -10,19 +10,11 @@ const REPO = 'pntest';
 const RPM_DBPATH = '/usr/lib/sysimage/rpm';
 const VERSIONS = { 1: '1.0-1', 2: '2.0-1' } as const;
 
-interface Fixture {
-  name: string;
-  version: string;
-  /** Directory under /usr/share that the package's one file lives in. */
-  owner?: string;
-  provides?: string;
-}
-
 // A kernel-like package: it provides installhint(reboot-needed), as SUSE kernels do, so libzypp
 // itself raises the reboot flag that `zypper needs-rebooting` reads.
 const REBOOT_PACKAGE = 'pn-kernel';
 
-const FIXTURES: Fixture[] = [
+const FIXTURES: RpmFixture[] = [
   ...['pn-alpha', 'pn-beta', 'pn-stable'].map((name) => ({ name, version: '1.0' })),
   ...['pn-alpha', 'pn-beta'].map((name) => ({ name, version: '2.0' })),
   ...['1.0', '2.0'].map((version) => ({ name: REBOOT_PACKAGE, version, provides: 'installhint(reboot-needed)' })),
@@ -30,51 +22,13 @@ const FIXTURES: Fixture[] = [
   { name: 'pn-alpha', version: '3.0', owner: 'pn-stable' },
 ];
 
-const rpmFile = (f: Fixture) => `${f.name}-${f.version}-1.noarch.rpm`;
-
-function spec(f: Fixture): string {
-  const dir = `/usr/share/${f.owner ?? f.name}`;
-  return [
-    `Name: ${f.name}`,
-    `Version: ${f.version}`,
-    'Release: 1',
-    'Summary: patchnanny test fixture',
-    'License: Apache-2.0',
-    'BuildArch: noarch',
-    ...(f.provides ? [`Provides: ${f.provides}`] : []),
-    '%global debug_package %{nil}',
-    '%define _build_id_links none',
-    '%description',
-    'patchnanny test fixture',
-    '%install',
-    `mkdir -p %{buildroot}${dir}`,
-    `echo '${f.name} ${f.version}' > %{buildroot}${dir}/version`,
-    '%files',
-    `${dir}/version`,
-    '',
-  ].join('\n');
-}
+const rpmFile = rpmFileName;
 
 let fixtureDir: Promise<string> | undefined;
 
-/** Fixture rpms are built once per process, with rpmbuild confined to a temp dir. */
+/** Fixture rpms are built once per process. */
 function fixtures(): Promise<string> {
-  fixtureDir ??= (async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'pn-zypper-fixtures-'));
-    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
-    const top = join(dir, 'rpmbuild');
-    await mkdir(top);
-    await Promise.all(FIXTURES.map(async (f) => {
-      const specFile = join(top, `${f.name}-${f.version}.spec`);
-      await writeFile(specFile, spec(f));
-      await must('rpmbuild', [
-        '--quiet', '-bb', '--define', `_topdir ${top}/${f.name}-${f.version}`, '--define', `_tmppath ${top}`, '--define', `_dbpath ${top}/rpmdb`,
-        '--define', `_rpmdir ${dir}`, '--define', '_build_name_fmt %{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}.rpm',
-        specFile,
-      ]);
-    }));
-    return dir;
-  })();
+  fixtureDir ??= buildRpmFixtures('pn-zypper-fixtures', FIXTURES);
   return fixtureDir;
 }
 
@@ -125,7 +79,7 @@ export class ZypperSandbox implements Sandbox {
     await this.publish(FIXTURES.filter((f) => f.version === '2.0'));
   }
 
-  private async publish(packages: Fixture[]): Promise<void> {
+  private async publish(packages: RpmFixture[]): Promise<void> {
     const rpms = await fixtures();
     for (const f of packages) await copyFile(join(rpms, rpmFile(f)), join(this.repo, rpmFile(f)));
     await must('createrepo_c', ['--quiet', this.repo]);
