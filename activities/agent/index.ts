@@ -19,8 +19,12 @@ export interface AgentActivityConfig {
   scriptEnv?: Record<string, string>;
 }
 
-/** Output kept per stream; the rest is cut from the middle so head and tail both survive. */
-const MAX_OUTPUT = 256 * 1024;
+/**
+ * Output kept per stream; the rest is cut from the middle so head and tail both survive. The
+ * result travels through Temporal history (which warns above 512 KB a payload), so both streams
+ * together stay well below that: an apt dist-upgrade of ~120 packages logs ~60 KB here.
+ */
+const MAX_OUTPUT = 96 * 1024;
 
 const HASH_MISMATCH = 'script-hash-mismatch';
 

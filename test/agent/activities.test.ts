@@ -90,6 +90,20 @@ describe('agent activities: hash-verify and script-execute', () => {
     assert.equal(existsSync(path.join(fixtureDir, 'calls.log')), false);
   });
 
+  it('a script that logs megabytes keeps the head and tail of its log, not the whole of it', async () => {
+    const loud = '#!/bin/bash\necho FIRST-LINE >&2\nfor i in $(seq 200000); do echo "noise line $i" >&2; done\necho LAST-LINE >&2\nexit 3\n';
+    const { activities, env } = setup(loud);
+    const loudSha = sha256Hex(loud);
+    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: loudSha });
+    const r = await act(env, activities.scriptExecute, { runId: 'r', sha256: loudSha, mode: 'dry-run', exclusions: [], heartbeatMs: 1000 });
+    assert.equal(r.exitCode, 3);
+    assert.equal(r.result, null, 'no JSON document: the contract was broken, and that is reported');
+    assert.ok(r.stderr.length < 200 * 1024, `kept ${r.stderr.length} bytes`);
+    assert.match(r.stderr, /^FIRST-LINE/);
+    assert.match(r.stderr, /LAST-LINE\n$/);
+    assert.match(r.stderr, /bytes cut/);
+  });
+
   it('cancelling script-execute kills the running script', async () => {
     const slow = '#!/bin/bash\nsleep 30\necho done > "$PN_FIXTURE_DIR/finished"\n';
     const { activities, env, fixtureDir } = setup(slow);
