@@ -40,7 +40,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   const { timeouts } = input;
   // Short control-side database writes are local activities in the control worker: no round trip
   // through a task queue, no extra workflow task, no script output copied into history
-  // (measured: 8 → 4 workflow tasks a run, fleet throughput 0.48× → 0.77× of bare Temporal).
+  // (measured: 8 → 4 workflow tasks a run; docs/benchmark.md).
   const control = proxyLocalActivities<typeof controlActivities>({
     startToCloseTimeout: '30s',
     retry: { initialInterval: '200ms', maximumInterval: '10s', maximumAttempts: 20 },
@@ -55,19 +55,17 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     startToCloseTimeout: '2m',
     retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: ['script-hash-mismatch'] },
   });
-  const agentScript = proxyActivities<typeof agentActivities>({
-    ...agentOptions,
-    startToCloseTimeout: timeouts.scriptMs,
-    heartbeatTimeout: timeouts.heartbeatMs * 3,
-    // Only a held package-manager lock or an unreachable mirror is worth retrying (the script
-    // changed nothing); every other failure is reported as it is.
-    retry: {
-      initialInterval: '10s',
-      maximumInterval: '2m',
-      maximumAttempts: 6,
-      nonRetryableErrorTypes: ['script-hash-mismatch', 'script-missing'],
-    },
+  const scriptOptions = { ...agentOptions, startToCloseTimeout: timeouts.scriptMs, heartbeatTimeout: timeouts.heartbeatMs * 3 };
+  // A dry-run changes nothing, so a held package-manager lock, an unreachable mirror or a lost
+  // agent is retried with backoff.
+  const agentPlan = proxyActivities<typeof agentActivities>({
+    ...scriptOptions,
+    retry: { initialInterval: '10s', maximumInterval: '2m', maximumAttempts: 6, nonRetryableErrorTypes: ['script-hash-mismatch', 'script-missing'] },
   });
+  // An apply is never retried by Temporal: after an agent died mid-transaction, a second apply
+  // would install whatever the mirror offers then, not the plan an admin approved. The run
+  // fails and a new run re-plans.
+  const agentApply = proxyActivities<typeof agentActivities>({ ...scriptOptions, retry: { maximumAttempts: 1 } });
 
   const status: RunStatus = {
     runId: input.runId,
@@ -164,7 +162,8 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
    */
   let verified = false;
   const execute = async (sha256: string, scriptName: string, mode: 'dry-run' | 'apply'): Promise<ScriptExecution> => {
-    const run = () => agentScript.scriptExecute({ runId: input.runId, sha256, mode, exclusions: status.exclusions, heartbeatMs: timeouts.heartbeatMs });
+    const proxy = mode === 'apply' ? agentApply : agentPlan;
+    const run = () => proxy.scriptExecute({ runId: input.runId, sha256, mode, exclusions: status.exclusions, heartbeatMs: timeouts.heartbeatMs });
     if (!verified) {
       await agent.hashVerify({ scriptName, sha256 });
       verified = true;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Stack } from '../support/stack';
@@ -20,6 +20,23 @@ describe('runs that must not execute anything', { concurrency: true }, () => {
     assert.equal(run.outcome, 'agent-unreachable');
     assert.match(run.failureReason, /did not pick up/);
     assert.ok(Date.now() - started < 20_000);
+  });
+
+  it('an apply whose agent dies mid-transaction is not retried: the run fails and the approved plan is never applied twice', async () => {
+    const agent = await stack.startAgent('crash-host', PLAN);
+    writeFileSync(path.join(agent.fixtureDir, 'delay-apply'), '8');
+    const r = await stack.http('POST', '/v1/runs', { body: { agentId: agent.id, mode: 'apply', approval: 'auto', timeouts: { scriptMs: 20_000 } } });
+    const id = r.body.run.id;
+    const calls = () => (existsSync(path.join(agent.fixtureDir, 'calls.log')) ? readFileSync(path.join(agent.fixtureDir, 'calls.log'), 'utf8').trim().split('\n') : []);
+    await stack.waitForRun(id, () => calls().includes('apply'));
+    agent.process.kill('SIGKILL'); // the host's agent dies; its script is still running
+    const again = await stack.restartAgent(agent, 'crash-host');
+    assert.equal(again.id, agent.id, 'the restarted agent re-uses its identity');
+    const run = await stack.waitForOutcome(id, 30_000);
+    assert.equal(run.outcome, 'failed');
+    assert.match(run.failureReason, /heartbeat/i);
+    await new Promise((res) => setTimeout(res, 1500));
+    assert.deepEqual(calls(), ['dry-run', 'apply'], 'apply ran once, never again on the restarted agent');
   });
 
   it('cancelling a waiting run ends it as cancelled without applying', async () => {

@@ -95,10 +95,10 @@ export class Stack {
    * Start a real agent process (dist/agent-worker/main.js) that registers through the API and
    * polls its own task queue. Its fixture script reads the plan from `fixtureDir/plan.txt`.
    */
-  async startAgent(hostname: string, plan: string[] = []): Promise<TestAgent> {
-    const fixtureDir = mkdtempSync(path.join(this.tmp, `fixture-${hostname}-`));
-    const stateDir = mkdtempSync(path.join(this.tmp, `agent-${hostname}-`));
-    writeFileSync(path.join(fixtureDir, 'plan.txt'), plan.join('\n') + '\n');
+  async startAgent(hostname: string, plan: string[] = [], restart?: TestAgent): Promise<TestAgent> {
+    const fixtureDir = restart?.fixtureDir ?? mkdtempSync(path.join(this.tmp, `fixture-${hostname}-`));
+    const stateDir = restart?.stateDir ?? mkdtempSync(path.join(this.tmp, `agent-${hostname}-`));
+    if (!restart) writeFileSync(path.join(fixtureDir, 'plan.txt'), plan.join('\n') + '\n');
     let out = '';
     const child = spawn(process.execPath, [path.join(DIST, 'agent-worker/main.js')], {
       env: {
@@ -137,13 +137,18 @@ export class Stack {
       output: () => out,
       stop: () =>
         new Promise<void>((resolve) => {
-          if (child.exitCode !== null) return resolve();
+          if (child.exitCode !== null || child.signalCode !== null) return resolve(); // already gone (e.g. killed by a test)
           child.once('exit', () => resolve());
           child.kill('SIGTERM');
         }),
     };
     this.agents.push(agent);
     return agent;
+  }
+
+  /** Start the same host's agent again: same state folder (identity, verified scripts), same fixture. */
+  restartAgent(agent: TestAgent, hostname: string): Promise<TestAgent> {
+    return this.startAgent(hostname, [], agent);
   }
 
   /** Register an agent through the API without starting its process (an offline host). */
