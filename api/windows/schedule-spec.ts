@@ -46,8 +46,11 @@ export function isTimezone(tz: string): boolean {
 /** Thrown when a recurrence cannot be shifted by the lead time; mapped to 400 on `leadSeconds`. */
 export class LeadShiftError extends Error {}
 
-/** Shift a calendar back by `lead` seconds (wall-clock arithmetic in the window's timezone). */
-export function shiftCalendar(cal: CalendarRecurrence, lead: number): CalendarSpec {
+/** A calendar recurrence with the second it fires at (a lead need not be whole minutes). */
+export type CalendarFiring = CalendarRecurrence & { second: number };
+
+/** When a calendar window's Schedule fires: its start shifted back by `lead` seconds (wall clock). */
+export function calendarFiring(cal: CalendarRecurrence, lead: number): CalendarFiring {
   let seconds = cal.hour * 3600 + cal.minute * 60 - lead;
   let daysBack = 0;
   while (seconds < 0) {
@@ -55,15 +58,25 @@ export function shiftCalendar(cal: CalendarRecurrence, lead: number): CalendarSp
     daysBack++;
   }
   if (daysBack >= 7) throw new LeadShiftError('a lead time of 7 days or more cannot be expressed on a calendar recurrence');
-  const spec: CalendarSpec = { hour: Math.floor(seconds / 3600), minute: Math.floor((seconds % 3600) / 60), second: seconds % 60 };
-  if (cal.dayOfWeek) spec.dayOfWeek = cal.dayOfWeek.map((d) => DAYS[(DAYS.indexOf(d) - daysBack + 7) % 7]! as DayOfWeek);
+  const firing: CalendarFiring = { hour: Math.floor(seconds / 3600), minute: Math.floor((seconds % 3600) / 60), second: seconds % 60 };
+  if (cal.dayOfWeek) firing.dayOfWeek = cal.dayOfWeek.map((d) => DAYS[(DAYS.indexOf(d) - daysBack + 7) % 7]!);
   if (cal.dayOfMonth) {
     if (cal.dayOfMonth.start - daysBack < 1) throw new LeadShiftError('the lead time moves the planning day into the previous month; use a shorter lead or a later day of month');
-    spec.dayOfMonth = { start: cal.dayOfMonth.start - daysBack, end: cal.dayOfMonth.end - daysBack };
+    firing.dayOfMonth = { start: cal.dayOfMonth.start - daysBack, end: cal.dayOfMonth.end - daysBack };
   } else if (cal.month && daysBack > 0) {
     throw new LeadShiftError('with a month restriction and no day of month, the lead time could cross into another month');
   }
-  if (cal.month) spec.month = cal.month as Month[];
+  if (cal.month) firing.month = cal.month;
+  return firing;
+}
+
+/** The Temporal calendar spec of a calendar window shifted back by `lead` seconds. */
+export function shiftCalendar(cal: CalendarRecurrence, lead: number): CalendarSpec {
+  const f = calendarFiring(cal, lead);
+  const spec: CalendarSpec = { hour: f.hour, minute: f.minute, second: f.second };
+  if (f.dayOfWeek) spec.dayOfWeek = f.dayOfWeek as DayOfWeek[];
+  if (f.dayOfMonth) spec.dayOfMonth = f.dayOfMonth;
+  if (f.month) spec.month = f.month as Month[];
   return spec;
 }
 
@@ -106,9 +119,17 @@ export function describeRecurrence(r: Recurrence, timezone: string): string {
   return `${time} ${timezone}${days}${dom}${months}`;
 }
 
+/** One formatter per zone: building one costs far more than using it, and a year's scan uses ~1,100. */
+const zoneFormats = new Map<string, Intl.DateTimeFormat>();
+
 /** UTC offset (ms) of a zone at an instant, from Intl (no tz database of our own). */
 function zoneOffset(timezone: string, at: number): number {
-  const parts = new Intl.DateTimeFormat('en-US', { timeZone: timezone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' }).formatToParts(new Date(at));
+  let format = zoneFormats.get(timezone);
+  if (!format) {
+    format = new Intl.DateTimeFormat('en-US', { timeZone: timezone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' });
+    zoneFormats.set(timezone, format);
+  }
+  const parts = format.formatToParts(new Date(at));
   const get = (type: string) => Number(parts.find((p) => p.type === type)?.value);
   return Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second')) - Math.floor(at / 1000) * 1000;
 }

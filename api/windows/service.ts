@@ -4,7 +4,7 @@ import { ulid } from 'ulid';
 import { z } from 'zod';
 import { AgentId, WindowApproval } from '../../contract';
 import { ApiError, notFound } from '../errors';
-import { CalendarRecurrence, describeRecurrence, dstGapDays, isTimezone, LeadShiftError, Recurrence, scheduleSpec, shiftCalendar } from './schedule-spec';
+import { calendarFiring, describeRecurrence, dstGapDays, isTimezone, LeadShiftError, Recurrence, scheduleSpec } from './schedule-spec';
 
 const Timestamp = z.iso.datetime({ offset: true });
 
@@ -87,14 +87,7 @@ const leadOf = (w: Fields) => (w.approval === 'pre-approved' ? (w.leadSeconds ??
 function warningsOf(w: Fields): string[] {
   if (!('calendar' in w.recurrence)) return [];
   // The Schedule fires at the (lead-shifted) calendar time: that is what a DST gap can swallow.
-  const shifted = shiftCalendar(w.recurrence.calendar, leadOf(w));
-  const fired: CalendarRecurrence = {
-    hour: shifted.hour as number,
-    minute: shifted.minute as number,
-    dayOfWeek: shifted.dayOfWeek as CalendarRecurrence['dayOfWeek'],
-    dayOfMonth: shifted.dayOfMonth as CalendarRecurrence['dayOfMonth'],
-    month: shifted.month as CalendarRecurrence['month'],
-  };
+  const fired = calendarFiring(w.recurrence.calendar, leadOf(w));
   // The coming year of the window's validity range.
   const from = Math.max(Date.now(), w.startAt ? Date.parse(w.startAt) : 0);
   const until = Math.min(from + 366 * 86400_000, w.endAt ? Date.parse(w.endAt) : Infinity);
