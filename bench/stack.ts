@@ -7,6 +7,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import path from 'node:path';
+import { stopChild, waitForHealth } from '../scripts/dev/processes';
 import { createScratchDatabase, type ScratchDatabase } from '../scripts/dev/scratch-db';
 import { ensureSearchAttributes, freePort, startDevServer, temporalCli, TEMPORAL_FLAGS, type DevServer } from '../scripts/dev/temporal-server';
 
@@ -78,29 +79,13 @@ export async function startApi(opts: { temporal: Temporal; databaseUrl: string; 
   child.stdout!.pipe(log);
   child.stderr!.pipe(log);
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`the API exited ${child.exitCode} during start-up; see ${opts.logFile}`);
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
-    } catch {
-      /* not listening yet */
-    }
-    if (Date.now() > deadline) throw new Error(`the API did not become healthy; see ${opts.logFile}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  await waitForHealth(url, child, `; see ${opts.logFile}`);
   return {
     url,
     adminToken,
     controlQueue,
     process: child,
     pid: child.pid!,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-        setTimeout(() => child.exitCode === null && child.kill('SIGKILL'), 10_000).unref();
-      }),
+    stop: () => stopChild(child),
   };
 }

@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { stopChild, waitForHealth } from './processes';
 import { ensureSearchAttributes, REPO_ROOT, startDevServer, type DevServer } from './temporal-server';
 
 const DATA = path.resolve(process.env.PATCHNANNY_DATA_DIR ?? path.join(REPO_ROOT, '.data'));
@@ -53,21 +54,6 @@ function child(name: string, script: string, env: NodeJS.ProcessEnv): ChildProce
   p.stdout!.on('data', (d: Buffer) => process.stdout.write(prefix(d)));
   p.stderr!.on('data', (d: Buffer) => process.stderr.write(prefix(d)));
   return p;
-}
-
-async function waitForHealth(url: string, proc: ChildProcess): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (proc.exitCode !== null) throw new Error(`the API exited (${proc.exitCode}) during start-up`);
-    try {
-      const res = await fetch(`${url}/healthz`);
-      if (res.ok) return;
-    } catch {
-      /* not listening yet */
-    }
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  throw new Error(`the API did not become healthy at ${url}`);
 }
 
 async function main(): Promise<void> {
@@ -139,8 +125,7 @@ Ctrl-C stops everything.
   const shutdown = async (code: number) => {
     if (stopping) return;
     stopping = true;
-    for (const p of processes) if (p.exitCode === null) p.kill('SIGTERM');
-    await Promise.all(processes.map((p) => (p.exitCode !== null ? null : new Promise((r) => p.once('exit', r)))));
+    await Promise.all(processes.map((p) => stopChild(p)));
     for (const stop of stops) await stop().catch(() => undefined);
     process.exit(code);
   };

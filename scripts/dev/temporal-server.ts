@@ -8,6 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
+import { stopChild } from './processes';
 
 export const REPO_ROOT = path.resolve(__dirname, '../../..');
 
@@ -85,13 +86,7 @@ export async function startDevServer(opts: { port?: number; uiPort?: number | nu
     address,
     uiUrl: opts.uiPort ? `http://127.0.0.1:${opts.uiPort}` : null,
     process: child,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (exited !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-        setTimeout(() => exited === null && child.kill('SIGKILL'), 10_000).unref();
-      }),
+    stop: () => stopChild(child),
   };
 }
 

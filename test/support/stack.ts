@@ -16,6 +16,7 @@ import { createControlWorker } from '../../api/control-worker';
 import { loadScripts } from '../../api/scripts/service';
 import { connectClient } from '../../api/temporal';
 import { TemporalEnv } from '../../contract/temporal';
+import { stopChild } from '../../scripts/dev/processes';
 import { createTestDatabase, type TestDatabase } from './db';
 
 try {
@@ -135,12 +136,7 @@ export class Stack {
       stateDir,
       process: child,
       output: () => out,
-      stop: () =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resolve(); // already gone (e.g. killed by a test)
-          child.once('exit', () => resolve());
-          child.kill('SIGTERM');
-        }),
+      stop: () => stopChild(child),
     };
     this.agents.push(agent);
     return agent;

@@ -1,0 +1,28 @@
+import type { ChildProcess } from 'node:child_process';
+
+const gone = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
+
+/** SIGTERM a child and wait for it; SIGKILL if it has not gone after `graceMs`. Gone already: resolves at once. */
+export function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (gone(child)) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+    setTimeout(() => !gone(child) && child.kill('SIGKILL'), graceMs).unref();
+  });
+}
+
+/** Wait until `GET <url>/healthz` answers 200; fail early if the process exits first. */
+export async function waitForHealth(url: string, child: ChildProcess, hint = '', timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (gone(child)) throw new Error(`the API exited (${child.exitCode ?? child.signalCode}) during start-up${hint}`);
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) throw new Error(`the API did not become healthy at ${url}${hint}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
