@@ -17,7 +17,10 @@ const hasCommand = (cmd: string) =>
 function detectOs(env: AgentEnv) {
   const release = parseOsRelease(readFileSync(env.PATCHNANNY_OS_RELEASE, 'utf8'));
   const family: Family | null = env.PATCHNANNY_AGENT_FAMILY ?? detectFamily(release, hasCommand);
-  if (!family) throw new Error(`unsupported OS ${release.ID ?? '?'} (${release.PRETTY_NAME ?? ''}); set PATCHNANNY_AGENT_FAMILY to override`);
+  if (!family)
+    throw new Error(
+      `unsupported OS ${release.ID ?? '?'} (${release.PRETTY_NAME ?? ''}); set PATCHNANNY_AGENT_FAMILY to override`,
+    );
   return osInfo(release, family);
 }
 
@@ -34,7 +37,10 @@ async function ensureIdentity(env: AgentEnv, api: ApiClient): Promise<{ agent: A
   }
   if (!env.PATCHNANNY_ENROL_TOKEN) throw new Error('no valid identity and no PATCHNANNY_ENROL_TOKEN to register with');
   api.useToken(env.PATCHNANNY_ENROL_TOKEN);
-  const registered = await api.register({ hostname: env.PATCHNANNY_AGENT_HOSTNAME ?? os.hostname(), os: detectOs(env) });
+  const registered = await api.register({
+    hostname: env.PATCHNANNY_AGENT_HOSTNAME ?? os.hostname(),
+    os: detectOs(env),
+  });
   api.useToken(registered.token);
   const identity: Identity = { agentId: registered.agent.id, token: registered.token, apiUrl: env.PATCHNANNY_API_URL };
   await writeFile(file, JSON.stringify(identity, null, 2), { mode: 0o600 });
@@ -42,7 +48,9 @@ async function ensureIdentity(env: AgentEnv, api: ApiClient): Promise<{ agent: A
 }
 
 /** Register (or re-use the identity), then build the Worker with only the agent activities. */
-export async function createAgent(env: AgentEnv): Promise<{ agent: Agent; worker: Worker; connection: NativeConnection }> {
+export async function createAgent(
+  env: AgentEnv,
+): Promise<{ agent: Agent; worker: Worker; connection: NativeConnection }> {
   await mkdir(env.PATCHNANNY_AGENT_STATE_DIR, { recursive: true, mode: 0o700 });
   await chmod(env.PATCHNANNY_AGENT_STATE_DIR, 0o700);
   const api = new ApiClient(env.PATCHNANNY_API_URL, '');

@@ -30,9 +30,10 @@ export function flagsToEnv(argv: string[]): Record<string, string> {
   };
   const out: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
-    const name = names[argv[i]!];
+    const name = names[argv[i]];
     const value = argv[i + 1];
-    if (!name || value === undefined) throw new Error(`unknown or incomplete flag ${argv[i]} (known: ${Object.keys(names).join(' ')})`);
+    if (!name || value === undefined)
+      throw new Error(`unknown or incomplete flag ${argv[i]} (known: ${Object.keys(names).join(' ')})`);
     out[name] = value;
     i++;
   }

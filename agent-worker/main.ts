@@ -9,7 +9,9 @@ async function main(): Promise<void> {
   // The SDK logs every worker state change at INFO; PATCHNANNY_LOG_LEVEL=INFO brings that back.
   Runtime.install({ logger: new DefaultLogger(env.PATCHNANNY_LOG_LEVEL) });
   const { agent, worker, connection } = await createAgent(env);
-  console.log(`[agent] ${agent.id} (${agent.os.prettyName || agent.os.id}, ${agent.family}) polling ${agent.taskQueue}`);
+  console.log(
+    `[agent] ${agent.id} (${agent.os.prettyName || agent.os.id}, ${agent.family}) polling ${agent.taskQueue}`,
+  );
   await worker.run(); // until SIGINT/SIGTERM
   await connection.close();
 }

@@ -6,9 +6,9 @@ export function parseOsRelease(text: string): Record<string, string> {
   for (const line of text.split('\n')) {
     const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
     if (!m) continue;
-    let v = m[2]!;
+    let v = m[2];
     if ((v.startsWith('"') && v.endsWith('"')) || (v.startsWith("'") && v.endsWith("'"))) v = v.slice(1, -1);
-    out[m[1]!] = v.replace(/\\(["'$`\\])/g, '$1');
+    out[m[1]] = v.replace(/\\(["'$`\\])/g, '$1');
   }
   return out;
 }
@@ -18,7 +18,9 @@ export function parseOsRelease(text: string): Record<string, string> {
  * binary exists (dnf vs yum on the RHEL line). Returns null for systems we do not patch.
  */
 export function detectFamily(osRelease: Record<string, string>, hasCommand: (cmd: string) => boolean): Family | null {
-  const ids = [osRelease.ID ?? '', ...(osRelease.ID_LIKE ?? '').split(/\s+/)].map((s) => s.toLowerCase()).filter(Boolean);
+  const ids = [osRelease.ID ?? '', ...(osRelease.ID_LIKE ?? '').split(/\s+/)]
+    .map((s) => s.toLowerCase())
+    .filter(Boolean);
   const is = (...names: string[]) => ids.some((id) => names.includes(id));
   if (is('debian', 'ubuntu')) return 'apt';
   if (is('rhel', 'fedora', 'centos', 'rocky', 'almalinux', 'ol', 'amzn')) {

@@ -33,8 +33,14 @@ export function createApp(deps: AppDeps): Koa {
   const open = new Router();
   open.get('/healthz', async (ctx) => {
     const [db, temporal] = await Promise.all([
-      deps.db.raw('select 1').then(() => true, () => false),
-      deps.temporal.workflowService.getSystemInfo({}).then(() => true, () => false),
+      deps.db.raw('select 1').then(
+        () => true,
+        () => false,
+      ),
+      deps.temporal.workflowService.getSystemInfo({}).then(
+        () => true,
+        () => false,
+      ),
     ]);
     ctx.status = db && temporal ? 200 : 503;
     ctx.body = { ok: db && temporal, db, temporal };

@@ -29,13 +29,15 @@ export function authenticate(db: Knex, admins: AdminToken[], enrolToken: string 
     const header = ctx.get('authorization');
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match) throw new ApiError('unauthorized', 'missing bearer token (Authorization: Bearer <token>)');
-    const token = match[1]!;
+    const token = match[1];
     let principal: Principal | undefined;
     const admin = admins.find((a) => sameSecret(a.token, token));
     if (admin) principal = { role: 'admin', name: admin.name };
     else if (enrolToken && sameSecret(enrolToken, token)) principal = { role: 'enrol', name: 'enrolment' };
     else if (token.startsWith('pna_')) {
-      const agent = await db('agents').where({ token_hash: sha256Hex(token) }).first('id');
+      const agent = await db('agents')
+        .where({ token_hash: sha256Hex(token) })
+        .first('id');
       if (agent) principal = { role: 'agent', agentId: agent.id, name: `agent:${agent.id}` };
     }
     if (!principal) throw new ApiError('unauthorized', 'invalid token');

@@ -29,7 +29,7 @@ export class ApiError extends Error {
 export const notFound = (what: string) => new ApiError('not_found', `${what} not found`);
 
 export function fromZod(err: z.ZodError, where: string): ApiError {
-  const issue = err.issues[0]!;
+  const issue = err.issues[0];
   const field = issue.path.map(String).join('.') || undefined;
   return new ApiError('validation_failed', `${where}${field ? ` field ${field}` : ''}: ${issue.message}`, field);
 }
@@ -38,17 +38,21 @@ export function fromZod(err: z.ZodError, where: string): ApiError {
 export async function errorMiddleware(ctx: Context, next: Next): Promise<void> {
   try {
     await next();
-    if (ctx.status === 404 && ctx.body === undefined) throw new ApiError('not_found', `no route ${ctx.method} ${ctx.path}`);
+    if (ctx.status === 404 && ctx.body === undefined)
+      throw new ApiError('not_found', `no route ${ctx.method} ${ctx.path}`);
   } catch (err) {
     let apiError: ApiError;
     if (err instanceof ApiError) apiError = err;
-    else if (isBodyParseError(err)) apiError = new ApiError('validation_failed', `request body: ${(err as Error).message}`, 'body');
+    else if (isBodyParseError(err))
+      apiError = new ApiError('validation_failed', `request body: ${(err as Error).message}`, 'body');
     else {
       ctx.app.emit('error', err, ctx);
       apiError = new ApiError('internal', 'internal error');
     }
     ctx.status = apiError.status;
-    ctx.body = { error: { code: apiError.code, message: apiError.message, ...(apiError.field ? { field: apiError.field } : {}) } };
+    ctx.body = {
+      error: { code: apiError.code, message: apiError.message, ...(apiError.field ? { field: apiError.field } : {}) },
+    };
   }
 }
 

@@ -22,7 +22,8 @@ export function validate<P extends z.ZodType, Q extends z.ZodType, B extends z.Z
     for (const part of ['params', 'query', 'body'] as const) {
       const schema = schemas[part];
       if (!schema) continue;
-      const input = part === 'params' ? ctx.params : part === 'query' ? ctx.query : (ctx.request as { body?: unknown }).body;
+      const input =
+        part === 'params' ? ctx.params : part === 'query' ? ctx.query : (ctx.request as { body?: unknown }).body;
       const parsed = schema.safeParse(input ?? (part === 'body' ? undefined : {}));
       if (!parsed.success) throw fromZod(parsed.error, part === 'body' ? 'request body' : part);
       valid[part] = parsed.data;

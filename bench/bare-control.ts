@@ -19,7 +19,12 @@ async function main(): Promise<void> {
     workflowsPath: require.resolve('./bare-workflow'),
     activities: {
       async report() {
-        tell({ type: 'activity', name: 'report', workflowId: Context.current().info.workflowExecution?.workflowId ?? '', at: Date.now() });
+        tell({
+          type: 'activity',
+          name: 'report',
+          workflowId: Context.current().info.workflowExecution?.workflowId ?? '',
+          at: Date.now(),
+        });
       },
     },
   });

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import { tell } from './ipc';
 
-const bodies = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as Record<string, unknown>;
+const bodies = JSON.parse(readFileSync(process.argv[2], 'utf8')) as Record<string, unknown>;
 const app = new Koa();
 app.use(async (ctx) => {
   const body = bodies[ctx.path];

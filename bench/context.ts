@@ -56,16 +56,28 @@ export interface BenchContext {
   seqAgent: RegisteredAgent;
   fleet: RegisteredAgent[];
   log(msg: string): void;
-  startSims(mode: 'agent' | 'bare', hosts: SimHost[], opts?: { procs?: number; options?: 'sim' | 'default' }): Promise<Forked[]>;
+  startSims(
+    mode: 'agent' | 'bare',
+    hosts: SimHost[],
+    opts?: { procs?: number; options?: 'sim' | 'default' },
+  ): Promise<Forked[]>;
 }
 
-export const agentHost = (a: RegisteredAgent): SimHost => ({ taskQueue: agentTaskQueue(a.id), agentId: a.id, token: a.token });
+export const agentHost = (a: RegisteredAgent): SimHost => ({
+  taskQueue: agentTaskQueue(a.id),
+  agentId: a.id,
+  token: a.token,
+});
 
 let simCount = 0;
 
 /** Fork `procs` simulated-host processes sharing `hosts`; resolves when all Workers poll. */
 export function simLauncher(base: Omit<BenchContext, 'startSims'>, onMessage: (m: ChildMessage) => void) {
-  return async (mode: 'agent' | 'bare', hosts: SimHost[], opts: { procs?: number; options?: 'sim' | 'default' } = {}): Promise<Forked[]> => {
+  return async (
+    mode: 'agent' | 'bare',
+    hosts: SimHost[],
+    opts: { procs?: number; options?: 'sim' | 'default' } = {},
+  ): Promise<Forked[]> => {
     const procs = Math.max(1, Math.min(opts.procs ?? base.sizes.agentProcs, hosts.length));
     const per = Math.ceil(hosts.length / procs);
     const forked: Forked[] = [];

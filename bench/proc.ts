@@ -47,7 +47,7 @@ export function sampleRss(pids: Record<string, number>, everyMs = 250): { stop()
   const tick = () => {
     for (const [name, pid] of Object.entries(pids)) {
       const v = rssMb(pid);
-      if (v !== null && (max[name] === null || v > max[name]!)) max[name] = v;
+      if (v !== null && (max[name] === null || v > max[name])) max[name] = v;
     }
   };
   tick();

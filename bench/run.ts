@@ -35,7 +35,18 @@ const DEFAULTS: Sizes = {
   statsSettleMs: 11_000,
   batchTimeoutMs: 900_000,
 };
-const SMOKE: Sizes = { ...DEFAULTS, seq: 3, warmup: 1, fleet: 4, approvals: 3, agentProcs: 1, readSeconds: 1, idleSeconds: 3, statsSettleMs: 1500, batchTimeoutMs: 60_000 };
+const SMOKE: Sizes = {
+  ...DEFAULTS,
+  seq: 3,
+  warmup: 1,
+  fleet: 4,
+  approvals: 3,
+  agentProcs: 1,
+  readSeconds: 1,
+  idleSeconds: 3,
+  statsSettleMs: 1500,
+  batchTimeoutMs: 60_000,
+};
 
 interface Flags {
   smoke: boolean;
@@ -63,34 +74,55 @@ function parseFlags(argv: string[]): Flags {
   let approvalsGiven = false;
   let only = new Set([1, 2, 3, 4, 5]);
   for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]!;
+    const flag = argv[i];
     if (flag === '--smoke') continue;
     const value = argv[++i];
     if (value === undefined) throw new Error(`${flag} needs a value`);
     if (flag === '--temporal-address') temporalAddress = value;
     else if (flag === '--results-dir') resultsDir = path.resolve(value);
-    else if (flag === '--only') only = new Set(value.split(',').map(Number).filter((n) => n >= 1 && n <= 5));
+    else if (flag === '--only')
+      only = new Set(
+        value
+          .split(',')
+          .map(Number)
+          .filter((n) => n >= 1 && n <= 5),
+      );
     else if (numeric[flag]) {
       const n = Number(value);
       if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got ${value}`);
       sizes[numeric[flag]] = n;
       if (flag === '--approvals') approvalsGiven = true;
-    } else throw new Error(`unknown flag ${flag} (known: --smoke --only 1,2,… --temporal-address --results-dir ${Object.keys(numeric).join(' ')})`);
+    } else
+      throw new Error(
+        `unknown flag ${flag} (known: --smoke --only 1,2,… --temporal-address --results-dir ${Object.keys(numeric).join(' ')})`,
+      );
   }
   if (!approvalsGiven) sizes.approvals = Math.min(sizes.approvals, sizes.fleet);
-  if (sizes.approvals > sizes.fleet) throw new Error('--approvals cannot exceed --fleet (the waiting runs use the fleet’s agents)');
+  if (sizes.approvals > sizes.fleet)
+    throw new Error('--approvals cannot exceed --fleet (the waiting runs use the fleet’s agents)');
   return { smoke, only, sizes, temporalAddress, resultsDir };
 }
 
 const log = (msg: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
 
-async function registerFleet(http: ReturnType<typeof httpClient>, tag: string, count: number): Promise<RegisteredAgent[]> {
-  return pool(Array.from({ length: count }, (_, i) => i), 16, async (i) => {
-    const hostname = i === 0 ? `bench-seq-${tag}` : `bench-${tag}-${String(i).padStart(4, '0')}`;
-    const r = await http('POST', '/v1/agents', { hostname, os: { id: 'debian', versionId: '12', prettyName: 'Debian 12 (simulated)', family: 'apt' } });
-    if (r.status !== 201) throw new Error(`registering ${hostname}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
-    return { id: r.body.agent.id as string, token: r.body.token as string };
-  });
+async function registerFleet(
+  http: ReturnType<typeof httpClient>,
+  tag: string,
+  count: number,
+): Promise<RegisteredAgent[]> {
+  return pool(
+    Array.from({ length: count }, (_, i) => i),
+    16,
+    async (i) => {
+      const hostname = i === 0 ? `bench-seq-${tag}` : `bench-${tag}-${String(i).padStart(4, '0')}`;
+      const r = await http('POST', '/v1/agents', {
+        hostname,
+        os: { id: 'debian', versionId: '12', prettyName: 'Debian 12 (simulated)', family: 'apt' },
+      });
+      if (r.status !== 201) throw new Error(`registering ${hostname}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+      return { id: r.body.agent.id as string, token: r.body.token as string };
+    },
+  );
 }
 
 function machine(temporal: Temporal) {
@@ -103,7 +135,9 @@ function machine(temporal: Temporal) {
     node: process.version,
     temporalCli: temporal.version,
     temporalSdk: sdk,
-    temporalServer: temporal.own ? 'own dev server (started by the benchmark)' : `existing server at ${temporal.address}`,
+    temporalServer: temporal.own
+      ? 'own dev server (started by the benchmark)'
+      : `existing server at ${temporal.address}`,
     serverFlags: temporal.flags,
   };
 }
@@ -117,7 +151,14 @@ const fmtRatio = (r: number | null) => (r === null ? '–' : `${r.toFixed(2)}×`
 
 function tableRows(s: Record<string, any>): Row[] {
   const rows: Row[] = [];
-  const add = (scenario: string, metric: string, ours: number | null, base: number | null, digits = 1, withRatio = true) =>
+  const add = (
+    scenario: string,
+    metric: string,
+    ours: number | null,
+    base: number | null,
+    digits = 1,
+    withRatio = true,
+  ) =>
     rows.push([scenario, metric, fmt(ours, digits), fmt(base, digits), withRatio ? fmtRatio(ratio(ours, base)) : '']);
   const l = s.latency;
   if (l) {
@@ -128,7 +169,13 @@ function tableRows(s: Record<string, any>): Row[] {
     add('', 'failed runs', l.patchnanny.failed, l.baseline.failed, 0, false);
     const h = (x: any) => (x ? `${x.events} / ${x.workflowTasks} / ${x.activities}` : '–');
     rows.push(['', 'history events / WFTs / activities', h(l.patchnanny.history), h(l.baseline.history), '']);
-    rows.push(['', 'history payload bytes', String(l.patchnanny.history?.payloadBytes ?? '–'), String(l.baseline.history?.payloadBytes ?? '–'), fmtRatio(ratio(l.patchnanny.history?.payloadBytes ?? null, l.baseline.history?.payloadBytes ?? null))]);
+    rows.push([
+      '',
+      'history payload bytes',
+      String(l.patchnanny.history?.payloadBytes ?? '–'),
+      String(l.baseline.history?.payloadBytes ?? '–'),
+      fmtRatio(ratio(l.patchnanny.history?.payloadBytes ?? null, l.baseline.history?.payloadBytes ?? null)),
+    ]);
   }
   const t = s.throughput;
   if (t) {
@@ -139,22 +186,46 @@ function tableRows(s: Record<string, any>): Row[] {
     add('', 'failed runs', t.patchnanny.failed, t.baseline.failed, 0, false);
     add('', 'peak RSS API+control / bare control MB', t.patchnanny.apiPeakRssMb, t.baseline.controlWorkerMaxRssMb);
     const r = t.patchnanny.rowsPerRun;
-    rows.push(['', 'PG rows written per run (ins/upd/del)', `${fmt(r.written, 1)} (${fmt(r.inserted, 1)}/${fmt(r.updated, 1)}/${fmt(r.deleted, 1)})`, '0', '']);
+    rows.push([
+      '',
+      'PG rows written per run (ins/upd/del)',
+      `${fmt(r.written, 1)} (${fmt(r.inserted, 1)}/${fmt(r.updated, 1)}/${fmt(r.deleted, 1)})`,
+      '0',
+      '',
+    ]);
     add('', 'fleet Workers ready after s', t.patchnanny.fleetStartMs / 1000, t.baseline.fleetStartMs / 1000);
   }
   const a = s.approval;
   if (a) {
-    add(`3 approval (N=${a.patchnanny.runs})`, 'first approval → last terminal s', a.patchnanny.firstApprovalToLastTerminalMs / 1000, a.baseline.firstApprovalToLastTerminalMs / 1000);
+    add(
+      `3 approval (N=${a.patchnanny.runs})`,
+      'first approval → last terminal s',
+      a.patchnanny.firstApprovalToLastTerminalMs / 1000,
+      a.baseline.firstApprovalToLastTerminalMs / 1000,
+    );
     add('', 'approve request p50 ms', a.patchnanny.approveRequest.p50, a.baseline.approveRequest.p50);
     add('', 'approve request p99 ms', a.patchnanny.approveRequest.p99, a.baseline.approveRequest.p99);
-    add('', 'control RSS while all wait MB', a.patchnanny.controlRssWhileWaitingMb, a.baseline.controlRssWhileWaitingMb);
+    add(
+      '',
+      'control RSS while all wait MB',
+      a.patchnanny.controlRssWhileWaitingMb,
+      a.baseline.controlRssWhileWaitingMb,
+    );
     add('', 'failed runs', a.patchnanny.failed, a.baseline.failed, 0, false);
   }
   const r = s.reads;
   if (r) {
-    for (const [key, label] of [['run', 'GET /v1/runs/:id'], ['list', 'GET /v1/runs']] as const) {
+    for (const [key, label] of [
+      ['run', 'GET /v1/runs/:id'],
+      ['list', 'GET /v1/runs'],
+    ] as const) {
       const x = r[key];
-      add(key === 'run' ? `4 reads (${s.sizes.connections} conns)` : '', `${label} (${x.patchnanny.bodyBytes} B) p50 ms`, x.patchnanny.p50, x.baseline.p50);
+      add(
+        key === 'run' ? `4 reads (${s.sizes.connections} conns)` : '',
+        `${label} (${x.patchnanny.bodyBytes} B) p50 ms`,
+        x.patchnanny.p50,
+        x.baseline.p50,
+      );
       add('', `${label} p99 ms`, x.patchnanny.p99, x.baseline.p99);
       add('', `${label} req/s`, x.patchnanny.reqPerSec, x.baseline.reqPerSec, 0);
     }
@@ -171,7 +242,7 @@ function renderTable(rows: Row[]): string {
   const header: Row = ['scenario', 'metric', 'patchnanny', 'baseline', 'ratio'];
   const all = [header, ...rows];
   const widths = header.map((_, c) => Math.max(...all.map((r) => r[c].length)));
-  const line = (r: Row) => r.map((cell, c) => (c >= 2 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join('  ');
+  const line = (r: Row) => r.map((cell, c) => (c >= 2 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ');
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
@@ -218,7 +289,11 @@ async function main(): Promise<void> {
       (m.name === 'report' ? reports : planned).set(m.workflowId, m.at);
     };
     const bareControlQueue = `bare-control-${tag}`;
-    const bareControl: Forked = forkModule(path.join(DIST, 'bench/bare-control.js'), [temporal.address, temporal.namespace, bareControlQueue], path.join(tmp, 'bare-control.log'));
+    const bareControl: Forked = forkModule(
+      path.join(DIST, 'bench/bare-control.js'),
+      [temporal.address, temporal.namespace, bareControlQueue],
+      path.join(tmp, 'bare-control.log'),
+    );
     cleanups.push(() => bareControl.kill());
     bareControl.on(onMessage);
     await bareControl.ready;
@@ -229,10 +304,23 @@ async function main(): Promise<void> {
     const agents = await registerFleet(http, tag, sizes.fleet + 1);
 
     const base = {
-      sizes, tmp, tag, temporal, db: database.db, api, http, client, bareControlQueue,
-      bareControlPid: bareControl.child.pid!, reports, planned,
-      scriptName: 'apt-update.sh', scriptSha256: script.body.script.sha256 as string,
-      seqAgent: agents[0]!, fleet: agents.slice(1), log,
+      sizes,
+      tmp,
+      tag,
+      temporal,
+      db: database.db,
+      api,
+      http,
+      client,
+      bareControlQueue,
+      bareControlPid: bareControl.child.pid!,
+      reports,
+      planned,
+      scriptName: 'apt-update.sh',
+      scriptSha256: script.body.script.sha256 as string,
+      seqAgent: agents[0],
+      fleet: agents.slice(1),
+      log,
     };
     const ctx: BenchContext = { ...base, startSims: simLauncher(base, onMessage) };
 
@@ -256,7 +344,8 @@ async function main(): Promise<void> {
       const idle = only.has(5) ? idleAgent(ctx) : null;
       if (only.has(4)) {
         if (idle) await sleep(3000); // the idle agent registers through the API before the load starts
-        let anyRun = (await database.db('patch_runs').where({ outcome: 'completed' }).first('id'))?.id as string | undefined;
+        let anyRun = (await database.db('patch_runs').where({ outcome: 'completed' }).first('id'))?.id as
+          string | undefined;
         if (!anyRun) {
           // --only 4: make one run to read
           const sims = await ctx.startSims('agent', [agentHost(ctx.seqAgent)], { procs: 1 });
@@ -281,12 +370,17 @@ async function main(): Promise<void> {
     };
     const table = renderTable(tableRows({ ...scenarios, sizes }));
     const m = report.machine;
-    console.log(`\npatchnanny benchmark — ${m.cores} cores (${m.cpuModel}), ${m.memoryGb} GB, Node ${m.node}, ${m.temporalCli ?? 'temporal ?'}, SDK ${m.temporalSdk}`);
+    console.log(
+      `\npatchnanny benchmark — ${m.cores} cores (${m.cpuModel}), ${m.memoryGb} GB, Node ${m.node}, ${m.temporalCli ?? 'temporal ?'}, SDK ${m.temporalSdk}`,
+    );
     console.log(`server: ${m.temporalServer}${m.serverFlags ? `; flags ${m.serverFlags.join(' ')}` : ''}`);
     console.log(`ratio = patchnanny / baseline; took ${report.durationS} s\n`);
     console.log(table);
     mkdirSync(flags.resultsDir, { recursive: true });
-    const file = path.join(flags.resultsDir, `bench-${report.finishedAt.replace(/[:.]/g, '-')}${flags.smoke ? '-smoke' : ''}.json`);
+    const file = path.join(
+      flags.resultsDir,
+      `bench-${report.finishedAt.replace(/[:.]/g, '-')}${flags.smoke ? '-smoke' : ''}.json`,
+    );
     writeFileSync(file, JSON.stringify({ ...report, table }, null, 2) + '\n');
     console.log(`\nresults: ${file}`);
     ok = true;
@@ -300,7 +394,7 @@ async function main(): Promise<void> {
 main().then(
   () => process.exit(0),
   (err) => {
-    console.error(err instanceof Error ? err.stack ?? err.message : err);
+    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
     process.exit(1);
   },
 );

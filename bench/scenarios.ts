@@ -26,7 +26,12 @@ async function runsState(db: Knex, ids: string[]) {
       db.raw("count(*) filter (where phase = 'awaiting-approval')::int as waiting"),
       db.raw('extract(epoch from max(finished_at)) * 1000 as last_ms'),
     );
-  return { done: row.done as number, completed: row.completed as number, waiting: row.waiting as number, lastFinishedMs: row.last_ms === null ? null : Number(row.last_ms) };
+  return {
+    done: row.done as number,
+    completed: row.completed as number,
+    waiting: row.waiting as number,
+    lastFinishedMs: row.last_ms === null ? null : Number(row.last_ms),
+  };
 }
 
 type TupleStats = Record<string, { ins: number; upd: number; del: number }>;
@@ -34,7 +39,9 @@ type TupleStats = Record<string, { ins: number; upd: number; del: number }>;
 /** Rows inserted/updated/deleted per table in the bench database (pg_stat_user_tables). */
 async function tupleStats(db: Knex): Promise<TupleStats> {
   const rows = await db('pg_stat_user_tables').select('relname', 'n_tup_ins', 'n_tup_upd', 'n_tup_del');
-  return Object.fromEntries(rows.map((r) => [r.relname, { ins: Number(r.n_tup_ins), upd: Number(r.n_tup_upd), del: Number(r.n_tup_del) }]));
+  return Object.fromEntries(
+    rows.map((r) => [r.relname, { ins: Number(r.n_tup_ins), upd: Number(r.n_tup_upd), del: Number(r.n_tup_del) }]),
+  );
 }
 
 /**
@@ -94,11 +101,13 @@ async function historyShape(client: Client, workflowId: string) {
 /** Seconds after t0 by which 50/90/99/100 % of the runs were terminal: a tail shows here. */
 function terminalSpread(finishedMs: number[], t0: number) {
   const sorted = finishedMs.map((t) => (t - t0) / 1000).sort((a, b) => a - b);
-  const at = (q: number) => (sorted.length ? round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!, 1) : null);
+  const at = (q: number) =>
+    sorted.length ? round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)], 1) : null;
   return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1) };
 }
 
-const lastReport = (ctx: BenchContext, ids: string[]) => (ids.length ? Math.max(...ids.map((id) => ctx.reports.get(id)!)) : Date.now());
+const lastReport = (ctx: BenchContext, ids: string[]) =>
+  ids.length ? Math.max(...ids.map((id) => ctx.reports.get(id)!)) : Date.now();
 
 const startRun = (ctx: BenchContext, agentId: string, approval: 'auto' | 'required') =>
   ctx.http('POST', '/v1/runs', { agentId, mode: 'apply', approval });
@@ -142,14 +151,17 @@ export async function latency(ctx: BenchContext) {
       continue;
     }
     const id = r.body.run.id as string;
-    await client.workflow.getHandle(id).result().catch(() => undefined);
+    await client.workflow
+      .getHandle(id)
+      .result()
+      .catch(() => undefined);
     if (i >= sizes.warmup) ours.push(performance.now() - t);
     ids.push(id);
   }
   await killAll(sims);
   const state = await runsState(ctx.db, ids);
 
-  const oursShape = ids.length ? await historyShape(client, ids[ids.length - 1]!) : null;
+  const oursShape = ids.length ? await historyShape(client, ids[ids.length - 1]) : null;
   const bareShape = lastBare ? await historyShape(client, lastBare) : null;
   return {
     patchnanny: { ...summarize(ours), failed: refused + (ids.length - state.completed), history: oursShape },
@@ -174,7 +186,11 @@ export async function throughput(ctx: BenchContext): Promise<{ result: unknown; 
   const bareT0 = Date.now();
   await pool(bareIds, sizes.startConcurrency, async (workflowId, i) => {
     try {
-      await client.workflow.start('bareRun', { taskQueue: ctx.bareControlQueue, workflowId, args: [{ hostQueue: bareHosts[i]!.taskQueue }] });
+      await client.workflow.start('bareRun', {
+        taskQueue: ctx.bareControlQueue,
+        workflowId,
+        args: [{ hostQueue: bareHosts[i].taskQueue }],
+      });
     } catch {
       bareRefused++;
     }
@@ -202,7 +218,10 @@ export async function throughput(ctx: BenchContext): Promise<{ result: unknown; 
   let state = await runsState(ctx.db, ids);
   await waitUntil(async () => (state = await runsState(ctx.db, ids)).done === ids.length, sizes.batchTimeoutMs, 200);
   const elapsed = (state.lastFinishedMs ?? Date.now()) - t0;
-  const finished = await ctx.db('patch_runs').whereIn('id', ids).select(ctx.db.raw('extract(epoch from finished_at) * 1000 as ms'));
+  const finished = await ctx
+    .db('patch_runs')
+    .whereIn('id', ids)
+    .select(ctx.db.raw('extract(epoch from finished_at) * 1000 as ms'));
   const maxRss = rss.stop();
   const apiPeak = peakReset ? peakRssMb(api.pid) : maxRss.api;
   const after = await settledTupleStats(ctx);
@@ -214,7 +233,10 @@ export async function throughput(ctx: BenchContext): Promise<{ result: unknown; 
         runs: n,
         elapsedMs: elapsed,
         runsPerSec: round((state.done / elapsed) * 1000, 2),
-        terminalAfterS: terminalSpread(finished.map((r: { ms: string }) => Number(r.ms)), t0),
+        terminalAfterS: terminalSpread(
+          finished.map((r: { ms: string }) => Number(r.ms)),
+          t0,
+        ),
         startRequestsMs: startedInMs,
         failed: n - state.completed,
         apiPeakRssMb: apiPeak,
@@ -227,7 +249,10 @@ export async function throughput(ctx: BenchContext): Promise<{ result: unknown; 
         runs: n,
         elapsedMs: bareElapsed,
         runsPerSec: round((bareDone.length / bareElapsed) * 1000, 2),
-        terminalAfterS: terminalSpread(bareDone.map((id) => ctx.reports.get(id)!), bareT0),
+        terminalAfterS: terminalSpread(
+          bareDone.map((id) => ctx.reports.get(id)!),
+          bareT0,
+        ),
         failed: n - bareDone.length + bareRefused,
         controlWorkerMaxRssMb: bareControlPeak,
         fleetStartMs: bareFleetStartMs,
@@ -250,14 +275,21 @@ export async function approvals(ctx: BenchContext, sims: Forked[]) {
   });
   const ids = started.filter((x): x is string => x !== null);
   let state = await runsState(ctx.db, ids);
-  await waitUntil(async () => (state = await runsState(ctx.db, ids)).waiting + state.done === ids.length, sizes.batchTimeoutMs, 200);
+  await waitUntil(
+    async () => (state = await runsState(ctx.db, ids)).waiting + state.done === ids.length,
+    sizes.batchTimeoutMs,
+    200,
+  );
   await sleep(1000);
   const waitingRss = rssMb(api.pid);
 
   // The plan hashes, as an admin's tool would read them: through the run list.
   const planHash = new Map<string, string>();
   for (let before: string | null = null, first = true; first || before; first = false) {
-    const r = await ctx.http('GET', `/v1/runs?phase=awaiting-approval&limit=500${before ? `&before=${encodeURIComponent(before)}` : ''}`);
+    const r = await ctx.http(
+      'GET',
+      `/v1/runs?phase=awaiting-approval&limit=500${before ? `&before=${encodeURIComponent(before)}` : ''}`,
+    );
     for (const run of r.body.runs) planHash.set(run.id, run.planHash);
     before = r.body.next;
   }
@@ -282,7 +314,11 @@ export async function approvals(ctx: BenchContext, sims: Forked[]) {
   const bareSims = await ctx.startSims('bare', bareHosts);
   const bareIds = bareHosts.map((_, i) => `bare-approval.${ctx.tag}.${i}`);
   await pool(bareIds, sizes.startConcurrency, (workflowId, i) =>
-    client.workflow.start('bareApprovalRun', { taskQueue: ctx.bareControlQueue, workflowId, args: [{ hostQueue: bareHosts[i]!.taskQueue }] }),
+    client.workflow.start('bareApprovalRun', {
+      taskQueue: ctx.bareControlQueue,
+      workflowId,
+      args: [{ hostQueue: bareHosts[i].taskQueue }],
+    }),
   );
   await waitUntil(() => bareIds.every((id) => ctx.planned.has(id)), sizes.batchTimeoutMs);
   await sleep(1000);
@@ -342,14 +378,28 @@ interface ReadFigures {
   errors: number;
 }
 
-async function load(url: string, token: string | null, ctx: BenchContext, label: string, bodyBytes: number): Promise<ReadFigures> {
+async function load(
+  url: string,
+  token: string | null,
+  ctx: BenchContext,
+  label: string,
+  bodyBytes: number,
+): Promise<ReadFigures> {
   const r = await autocannon({
     url,
     connections: ctx.sizes.connections,
     duration: ctx.sizes.readSeconds,
     headers: token ? { authorization: `Bearer ${token}` } : {},
   });
-  return { path: label, bodyBytes, p50: r.latency.p50, p99: r.latency.p99, reqPerSec: round(r.requests.average, 0)!, non2xx: r.non2xx, errors: r.errors };
+  return {
+    path: label,
+    bodyBytes,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    reqPerSec: round(r.requests.average, 0)!,
+    non2xx: r.non2xx,
+    errors: r.errors,
+  };
 }
 
 export async function reads(ctx: BenchContext, runId: string) {
@@ -357,7 +407,8 @@ export async function reads(ctx: BenchContext, runId: string) {
   const listPath = '/v1/runs';
   const one = await ctx.http('GET', onePath);
   const list = await ctx.http('GET', listPath);
-  if (one.status !== 200 || list.status !== 200) throw new Error(`reads: GET ${onePath} → ${one.status}, GET ${listPath} → ${list.status}`);
+  if (one.status !== 200 || list.status !== 200)
+    throw new Error(`reads: GET ${onePath} → ${one.status}, GET ${listPath} → ${list.status}`);
   const bodiesFile = path.join(ctx.tmp, 'bare-koa-bodies.json');
   writeFileSync(bodiesFile, JSON.stringify({ '/run': one.body, '/runs': list.body }));
   const koa = forkModule(path.join(DIST, 'bench/bare-koa.js'), [bodiesFile], path.join(ctx.tmp, 'bare-koa.log'));
@@ -382,7 +433,9 @@ export async function reads(ctx: BenchContext, runId: string) {
 // ---------- 5. agent at rest ----------
 
 export async function idleAgent(ctx: BenchContext) {
-  ctx.log(`5. idle: one agent process (dist/agent-worker/main.js) and one bare Worker process, ${ctx.sizes.idleSeconds} s`);
+  ctx.log(
+    `5. idle: one agent process (dist/agent-worker/main.js) and one bare Worker process, ${ctx.sizes.idleSeconds} s`,
+  );
   const stateDir = mkdtempSync(path.join(ctx.tmp, 'idle-agent-'));
   let out = '';
   const agent = spawn(process.execPath, [path.join(DIST, 'agent-worker/main.js')], {
@@ -398,26 +451,29 @@ export async function idleAgent(ctx: BenchContext) {
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  agent.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  agent.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const bareSims = await ctx.startSims('bare', [{ taskQueue: `bare.idle-${ctx.tag}` }], { procs: 1, options: 'default' });
+  agent.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  agent.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const bareSims = await ctx.startSims('bare', [{ taskQueue: `bare.idle-${ctx.tag}` }], {
+    procs: 1,
+    options: 'default',
+  });
   try {
     const polling = await waitUntil(() => /polling/.test(out) || agent.exitCode !== null, 30_000);
     if (!polling || agent.exitCode !== null) throw new Error(`idle agent did not start:\n${out}`);
     await sleep(2000); // past start-up
-    const pids = { agent: agent.pid!, bare: bareSims[0]!.child.pid! };
+    const pids = { agent: agent.pid!, bare: bareSims[0].child.pid! };
     const samples: Record<string, number[]> = { agent: [], bare: [] };
     const cpu0 = { agent: cpuSeconds(pids.agent), bare: cpuSeconds(pids.bare) };
     const t0 = performance.now();
     const seconds = ctx.sizes.idleSeconds;
     for (let s = 0; s < seconds; s++) {
       await sleep(1000);
-      for (const k of ['agent', 'bare'] as const) samples[k]!.push(rssMb(pids[k]) ?? 0);
+      for (const k of ['agent', 'bare'] as const) samples[k].push(rssMb(pids[k]) ?? 0);
     }
     const wall = (performance.now() - t0) / 1000;
     const figures = (k: 'agent' | 'bare') => ({
-      rssAvgMb: round(samples[k]!.reduce((a, b) => a + b, 0) / samples[k]!.length),
-      rssMaxMb: Math.max(...samples[k]!),
+      rssAvgMb: round(samples[k].reduce((a, b) => a + b, 0) / samples[k].length),
+      rssMaxMb: Math.max(...samples[k]),
       cpuPercent: round(((cpuSeconds(pids[k]) - cpu0[k]) / wall) * 100, 2),
       cpuSeconds: round(cpuSeconds(pids[k]) - cpu0[k], 2),
     });

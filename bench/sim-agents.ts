@@ -49,7 +49,12 @@ function activitiesFor(config: SimConfig, host: SimHost): object {
   if (config.mode === 'bare') {
     return {
       async dryRun() {
-        tell({ type: 'activity', name: 'dryRun', workflowId: Context.current().info.workflowExecution?.workflowId ?? '', at: Date.now() });
+        tell({
+          type: 'activity',
+          name: 'dryRun',
+          workflowId: Context.current().info.workflowExecution?.workflowId ?? '',
+          at: Date.now(),
+        });
       },
       async apply() {},
     };
@@ -59,13 +64,13 @@ function activitiesFor(config: SimConfig, host: SimHost): object {
 }
 
 async function main(): Promise<void> {
-  const config = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as SimConfig;
+  const config = JSON.parse(readFileSync(process.argv[2], 'utf8')) as SimConfig;
   Runtime.install({ logger: new DefaultLogger('WARN') });
   process.on('disconnect', () => process.exit(0)); // the driver is gone
 
   if (config.mode === 'agent') {
     // Download and verify the script once for this state dir, before any Worker polls.
-    const first = config.hosts[0]!;
+    const first = config.hosts[0];
     const warm = activitiesFor(config, first) as ReturnType<typeof createAgentActivities>;
     await warm.hashVerify({ scriptName: config.scriptName!, sha256: config.scriptSha256! });
   }

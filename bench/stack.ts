@@ -9,7 +9,14 @@ import { createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { stopChild, waitForHealth } from '../scripts/dev/processes';
 import { createScratchDatabase, type ScratchDatabase } from '../scripts/dev/scratch-db';
-import { ensureSearchAttributes, freePort, startDevServer, temporalCli, TEMPORAL_FLAGS, type DevServer } from '../scripts/dev/temporal-server';
+import {
+  ensureSearchAttributes,
+  freePort,
+  startDevServer,
+  temporalCli,
+  TEMPORAL_FLAGS,
+  type DevServer,
+} from '../scripts/dev/temporal-server';
 
 export const DIST = path.resolve(__dirname, '..');
 /** bench/fixtures in the source tree (next to dist/): holds the simulated hosts' apt-update.sh. */
@@ -37,8 +44,20 @@ export async function startTemporal(tmp: string, existing: string | undefined): 
     await ensureSearchAttributes(existing, namespace);
     return { address: existing, namespace, own: false, flags: null, version, pid: null, stop: async () => {} };
   }
-  const server: DevServer = await startDevServer({ dbFile: path.join(tmp, 'temporal.db'), logFile: path.join(tmp, 'temporal.log'), uiPort: null });
-  return { address: server.address, namespace, own: true, flags: TEMPORAL_FLAGS, version, pid: server.process.pid ?? null, stop: () => server.stop() };
+  const server: DevServer = await startDevServer({
+    dbFile: path.join(tmp, 'temporal.db'),
+    logFile: path.join(tmp, 'temporal.log'),
+    uiPort: null,
+  });
+  return {
+    address: server.address,
+    namespace,
+    own: true,
+    flags: TEMPORAL_FLAGS,
+    version,
+    pid: server.process.pid ?? null,
+    stop: () => server.stop(),
+  };
 }
 
 const PG_SERVER = process.env.PATCHNANNY_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -57,7 +76,11 @@ export interface ApiProcess {
   stop(): Promise<void>;
 }
 
-export async function startApi(opts: { temporal: Temporal; databaseUrl: string; logFile: string }): Promise<ApiProcess> {
+export async function startApi(opts: {
+  temporal: Temporal;
+  databaseUrl: string;
+  logFile: string;
+}): Promise<ApiProcess> {
   const port = await freePort();
   const adminToken = `bench-${randomBytes(18).toString('base64url')}`;
   const controlQueue = `patch-control-bench-${randomBytes(4).toString('hex')}`;
@@ -76,8 +99,8 @@ export async function startApi(opts: { temporal: Temporal; databaseUrl: string; 
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child.stdout!.pipe(log);
-  child.stderr!.pipe(log);
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
   const url = `http://127.0.0.1:${port}`;
   await waitForHealth(url, child, `; see ${opts.logFile}`);
   return {

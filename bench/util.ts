@@ -1,14 +1,18 @@
 /** Small helpers of the benchmark driver: bounded concurrency, percentiles, HTTP, waiting. */
 
 /** Run `fn` over `items` with at most `concurrency` in flight; results in input order. */
-export async function pool<T, R>(items: readonly T[], concurrency: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function pool<T, R>(
+  items: readonly T[],
+  concurrency: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   await Promise.all(
     Array.from({ length: Math.min(concurrency, items.length) }, async () => {
       while (next < items.length) {
         const i = next++;
-        out[i] = await fn(items[i]!, i);
+        out[i] = await fn(items[i], i);
       }
     }),
   );
@@ -19,7 +23,7 @@ export async function pool<T, R>(items: readonly T[], concurrency: number, fn: (
 export function percentile(values: readonly number[], p: number): number | null {
   if (values.length === 0) return null;
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
 export interface LatencySummary {
@@ -40,12 +44,18 @@ export function summarize(values: readonly number[]): LatencySummary {
   };
 }
 
-export const round = (v: number | null, digits = 1): number | null => (v === null || !Number.isFinite(v) ? null : Math.round(v * 10 ** digits) / 10 ** digits);
-export const ratio = (ours: number | null, base: number | null): number | null => (ours === null || base === null || base === 0 ? null : round(ours / base, 2));
+export const round = (v: number | null, digits = 1): number | null =>
+  v === null || !Number.isFinite(v) ? null : Math.round(v * 10 ** digits) / 10 ** digits;
+export const ratio = (ours: number | null, base: number | null): number | null =>
+  ours === null || base === null || base === 0 ? null : round(ours / base, 2);
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Poll `check` every `everyMs` until it returns true or the deadline passes; false on timeout. */
-export async function waitUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, everyMs = 100): Promise<boolean> {
+export async function waitUntil(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  everyMs = 100,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return true;
@@ -64,7 +74,10 @@ export function httpClient(baseUrl: string, token: string) {
   return async (method: string, path: string, body?: unknown): Promise<HttpResult> => {
     const res = await fetch(baseUrl + path, {
       method,
-      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
       body: body !== undefined ? JSON.stringify(body) : undefined,
     });
     const text = await res.text();

@@ -54,7 +54,11 @@ export const OsInfo = z.object({
 export type OsInfo = z.infer<typeof OsInfo>;
 
 export const AgentRegistration = z.object({
-  hostname: z.string().min(1).max(253).regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'not a hostname'),
+  hostname: z
+    .string()
+    .min(1)
+    .max(253)
+    .regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'not a hostname'),
   os: OsInfo,
 });
 export type AgentRegistration = z.infer<typeof AgentRegistration>;
@@ -69,7 +73,6 @@ export const Agent = z.object({
   lastSeenAt: z.string().nullable(),
 });
 export type Agent = z.infer<typeof Agent>;
-
 
 // ---- the script contract (docs/script-contract.md) ----
 

@@ -8,10 +8,10 @@ export function ulidFrom(timeMs: number, random: () => number): string {
   let time = '';
   let t = Math.floor(timeMs);
   for (let i = 0; i < 10; i++) {
-    time = CROCKFORD[t % 32]! + time;
+    time = CROCKFORD[t % 32] + time;
     t = Math.floor(t / 32);
   }
   let rand = '';
-  for (let i = 0; i < 16; i++) rand += CROCKFORD[Math.floor(random() * 32)]!;
+  for (let i = 0; i < 16; i++) rand += CROCKFORD[Math.floor(random() * 32)];
   return time + rand;
 }

@@ -30,7 +30,8 @@ export function checkApprove(raw: unknown): Checked<ApproveDecision> {
   const r = raw as Record<string, unknown>;
   const by = text(r, 'by', LIMITS.by);
   if (by === null) return { ok: false, problem: `by: a name of 1–${LIMITS.by} characters is required` };
-  if (typeof r.planHash !== 'string' || !PLAN_HASH_PATTERN.test(r.planHash)) return { ok: false, problem: 'planHash: a 64-hex plan hash is required' };
+  if (typeof r.planHash !== 'string' || !PLAN_HASH_PATTERN.test(r.planHash))
+    return { ok: false, problem: 'planHash: a 64-hex plan hash is required' };
   return { ok: true, value: { by, planHash: r.planHash } };
 }
 

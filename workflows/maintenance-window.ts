@@ -40,14 +40,34 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
   const startsAt = scheduledAt + firing.leadSeconds * 1000;
   const endsAt = startsAt + firing.durationSeconds * 1000;
   const applyBy = endsAt - firing.cutoffSeconds * 1000;
-  if (Date.now() > applyBy) return { windowId: firing.windowId, startsAt: new Date(startsAt).toISOString(), runs: [], skipped: 'fired after the cutoff' };
+  if (Date.now() > applyBy)
+    return {
+      windowId: firing.windowId,
+      startsAt: new Date(startsAt).toISOString(),
+      runs: [],
+      skipped: 'fired after the cutoff',
+    };
 
   const mode = firing.approval === 'dry-run-only' ? 'dry-run' : 'apply';
   const approval = firing.approval === 'pre-approved' ? 'required' : 'auto';
   const requestedBy = `window:${firing.windowId}`;
-  const planned = firing.agents.map(({ agentId, hostname }) => ({ agentId, hostname, runId: `patch-run.${agentId}.${ulidFrom(Date.now(), Math.random)}` }));
+  const planned = firing.agents.map(({ agentId, hostname }) => ({
+    agentId,
+    hostname,
+    runId: `patch-run.${agentId}.${ulidFrom(Date.now(), Math.random)}`,
+  }));
   // One activity writes every run row (a fleet window is one round-trip, not one per host).
-  await control.createRuns(planned.map(({ runId, agentId }) => ({ runId, agentId, mode, approval, requestedBy, windowId: firing.windowId, windowStart: startsAt })));
+  await control.createRuns(
+    planned.map(({ runId, agentId }) => ({
+      runId,
+      agentId,
+      mode,
+      approval,
+      requestedBy,
+      windowId: firing.windowId,
+      windowStart: startsAt,
+    })),
+  );
   const children: { runId: string; agentId: string; handle: ChildWorkflowHandle<typeof patchRun> }[] = [];
   for (const { agentId, hostname, runId } of planned) {
     const handle = await startChild(patchRun, {
@@ -61,7 +81,11 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
           approval,
           requestedBy,
           // An agent that has not picked up its task by the cutoff cannot patch in this window.
-          timeouts: { ...DEFAULT_RUN_TIMEOUTS, agentPickupMs: Math.max(1000, applyBy - Date.now()), approvalMs: Math.max(1000, startsAt - Date.now()) },
+          timeouts: {
+            ...DEFAULT_RUN_TIMEOUTS,
+            agentPickupMs: Math.max(1000, applyBy - Date.now()),
+            approvalMs: Math.max(1000, startsAt - Date.now()),
+          },
           window: { windowId: firing.windowId, startsAt, applyBy, endsAt },
         },
       ],
@@ -79,7 +103,12 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
   return {
     windowId: firing.windowId,
     startsAt: new Date(startsAt).toISOString(),
-    runs: results.map((r, i) => ({ runId: children[i]!.runId, agentId: children[i]!.agentId, outcome: r.outcome, overran: r.overran })),
+    runs: results.map((r, i) => ({
+      runId: children[i].runId,
+      agentId: children[i].agentId,
+      outcome: r.outcome,
+      overran: r.overran,
+    })),
     skipped: null,
   };
 }

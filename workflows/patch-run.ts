@@ -53,14 +53,28 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   const agent = proxyActivities<typeof agentActivities>({
     ...agentOptions,
     startToCloseTimeout: '2m',
-    retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: ['script-hash-mismatch'] },
+    retry: {
+      initialInterval: '1s',
+      maximumInterval: '30s',
+      maximumAttempts: 5,
+      nonRetryableErrorTypes: ['script-hash-mismatch'],
+    },
   });
-  const scriptOptions = { ...agentOptions, startToCloseTimeout: timeouts.scriptMs, heartbeatTimeout: timeouts.heartbeatMs * 3 };
+  const scriptOptions = {
+    ...agentOptions,
+    startToCloseTimeout: timeouts.scriptMs,
+    heartbeatTimeout: timeouts.heartbeatMs * 3,
+  };
   // A dry-run changes nothing, so a held package-manager lock, an unreachable mirror or a lost
   // agent is retried with backoff.
   const agentPlan = proxyActivities<typeof agentActivities>({
     ...scriptOptions,
-    retry: { initialInterval: '10s', maximumInterval: '2m', maximumAttempts: 6, nonRetryableErrorTypes: ['script-hash-mismatch', 'script-missing'] },
+    retry: {
+      initialInterval: '10s',
+      maximumInterval: '2m',
+      maximumAttempts: 6,
+      nonRetryableErrorTypes: ['script-hash-mismatch', 'script-missing'],
+    },
   });
   // An apply is never retried by Temporal: after an agent died mid-transaction, a second apply
   // would install whatever the mirror offers then, not the plan an admin approved. The run
@@ -93,7 +107,8 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   // bounds fleet throughput (docs/benchmark.md).
   const setPhase = (phase: RunPhase) => {
     status.phase = phase;
-    if (phase === 'awaiting-approval' || phase === 'applying') upsertSearchAttributes([{ key: PatchPhase, value: phase }]);
+    if (phase === 'awaiting-approval' || phase === 'applying')
+      upsertSearchAttributes([{ key: PatchPhase, value: phase }]);
   };
 
   const refuse = (kind: 'approve' | 'reject', reason: string, payload: unknown) => {
@@ -113,9 +128,18 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     {
       validator: (d) => {
         const checked = checkApprove(d);
-        if (!checked.ok) throw ApplicationFailure.create({ type: DECISION_REFUSED.malformed, message: checked.problem });
-        if (!awaiting()) throw ApplicationFailure.create({ type: DECISION_REFUSED.notAwaiting, message: `run is ${status.outcome ?? status.phase}, not awaiting approval` });
-        if (d.planHash !== status.planHash) throw ApplicationFailure.create({ type: DECISION_REFUSED.stalePlan, message: `plan hash ${d.planHash} is not the current plan ${status.planHash}` });
+        if (!checked.ok)
+          throw ApplicationFailure.create({ type: DECISION_REFUSED.malformed, message: checked.problem });
+        if (!awaiting())
+          throw ApplicationFailure.create({
+            type: DECISION_REFUSED.notAwaiting,
+            message: `run is ${status.outcome ?? status.phase}, not awaiting approval`,
+          });
+        if (d.planHash !== status.planHash)
+          throw ApplicationFailure.create({
+            type: DECISION_REFUSED.stalePlan,
+            message: `plan hash ${d.planHash} is not the current plan ${status.planHash}`,
+          });
       },
     },
   );
@@ -128,8 +152,13 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     {
       validator: (d) => {
         const checked = checkReject(d);
-        if (!checked.ok) throw ApplicationFailure.create({ type: DECISION_REFUSED.malformed, message: checked.problem });
-        if (!awaiting()) throw ApplicationFailure.create({ type: DECISION_REFUSED.notAwaiting, message: `run is ${status.outcome ?? status.phase}, not awaiting approval` });
+        if (!checked.ok)
+          throw ApplicationFailure.create({ type: DECISION_REFUSED.malformed, message: checked.problem });
+        if (!awaiting())
+          throw ApplicationFailure.create({
+            type: DECISION_REFUSED.notAwaiting,
+            message: `run is ${status.outcome ?? status.phase}, not awaiting approval`,
+          });
       },
     },
   );
@@ -138,7 +167,8 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     const checked = checkApprove(raw);
     if (!checked.ok) return refuse('approve', `malformed: ${checked.problem}`, raw);
     if (!awaiting()) return refuse('approve', `run is ${status.outcome ?? status.phase}, not awaiting approval`, raw);
-    if (checked.value.planHash !== status.planHash) return refuse('approve', `stale plan hash (current plan is ${status.planHash})`, raw);
+    if (checked.value.planHash !== status.planHash)
+      return refuse('approve', `stale plan hash (current plan is ${status.planHash})`, raw);
     decision = { kind: 'approve', ...checked.value };
   });
   setHandler(rejectSignal, (raw) => {
@@ -163,7 +193,14 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   let verified = false;
   const execute = async (sha256: string, scriptName: string, mode: 'dry-run' | 'apply'): Promise<ScriptExecution> => {
     const proxy = mode === 'apply' ? agentApply : agentPlan;
-    const run = () => proxy.scriptExecute({ runId: input.runId, sha256, mode, exclusions: status.exclusions, heartbeatMs: timeouts.heartbeatMs });
+    const run = () =>
+      proxy.scriptExecute({
+        runId: input.runId,
+        sha256,
+        mode,
+        exclusions: status.exclusions,
+        heartbeatMs: timeouts.heartbeatMs,
+      });
     if (!verified) {
       await agent.hashVerify({ scriptName, sha256 });
       verified = true;
@@ -172,7 +209,12 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     try {
       return await run();
     } catch (err) {
-      if (!(err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'script-missing')) throw err;
+      if (!(
+        err instanceof ActivityFailure &&
+        err.cause instanceof ApplicationFailure &&
+        err.cause.type === 'script-missing'
+      ))
+        throw err;
       await agent.hashVerify({ scriptName, sha256 });
       return run();
     }
@@ -181,7 +223,10 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   /** A run that has not started applying by the window's cutoff never starts. */
   const beforeCutoff = () => {
     if (window && Date.now() > window.applyBy) {
-      throw new RunEnded('skipped-window-closed', `apply had not started by the window cutoff ${new Date(window.applyBy).toISOString()}`);
+      throw new RunEnded(
+        'skipped-window-closed',
+        `apply had not started by the window cutoff ${new Date(window.applyBy).toISOString()}`,
+      );
     }
   };
   /** Wait for the window to open (pre-approved plans are made before it). */
@@ -200,7 +245,13 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     ]);
     await CancellationScope.nonCancellable(async () => {
       await flushIgnored();
-      await control.recordOutcome({ runId: input.runId, outcome, failureReason: reason, execution, overran: status.overran });
+      await control.recordOutcome({
+        runId: input.runId,
+        outcome,
+        failureReason: reason,
+        execution,
+        overran: status.overran,
+      });
     });
     return status;
   };
@@ -212,7 +263,11 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
 
     const plan = await execute(resolved.sha256, resolved.scriptName, 'dry-run');
     if (plan.exitCode !== 0 || !plan.result) {
-      throw new RunEnded('failed', `dry-run exited ${plan.exitCode}${plan.result?.error ? `: ${plan.result.error.message}` : ''}`, plan);
+      throw new RunEnded(
+        'failed',
+        `dry-run exited ${plan.exitCode}${plan.result?.error ? `: ${plan.result.error.message}` : ''}`,
+        plan,
+      );
     }
     status.plan = plan.result.packages;
     status.held = plan.result.held;
@@ -238,25 +293,48 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
       }
       const made = decision as Decision | null;
       if (made === null) {
-        if (window) throw new RunEnded('skipped-unapproved', `plan not approved by window start ${new Date(window.startsAt).toISOString()}`);
+        if (window)
+          throw new RunEnded(
+            'skipped-unapproved',
+            `plan not approved by window start ${new Date(window.startsAt).toISOString()}`,
+          );
         throw new RunEnded('expired', `no decision within ${timeouts.approvalMs} ms`);
       }
       if (made.kind === 'reject') {
         status.rejectedBy = made.by;
-        await control.recordDecision({ runId: input.runId, kind: 'reject', by: made.by, reason: made.reason, planHash: status.planHash, phase: 'done' });
+        await control.recordDecision({
+          runId: input.runId,
+          kind: 'reject',
+          by: made.by,
+          reason: made.reason,
+          planHash: status.planHash,
+          phase: 'done',
+        });
         throw new RunEnded('rejected', made.reason);
       }
       status.approvedBy = made.by;
-      await control.recordDecision({ runId: input.runId, kind: 'approve', by: made.by, reason: null, planHash: made.planHash, phase: 'applying' });
+      await control.recordDecision({
+        runId: input.runId,
+        kind: 'approve',
+        by: made.by,
+        reason: null,
+        planHash: made.planHash,
+        phase: 'applying',
+      });
       setPhase('applying');
       await enterWindow();
 
       // What an admin approved is exactly what gets installed: re-plan, stop on any drift.
       const replan = await execute(resolved.sha256, resolved.scriptName, 'dry-run');
-      if (replan.exitCode !== 0 || !replan.result) throw new RunEnded('failed', `re-plan exited ${replan.exitCode}`, replan);
+      if (replan.exitCode !== 0 || !replan.result)
+        throw new RunEnded('failed', `re-plan exited ${replan.exitCode}`, replan);
       if (replan.planHash !== made.planHash) {
         await control.recordPlan({ runId: input.runId, step: 'replan', execution: replan, phase: 'reporting' });
-        throw new RunEnded('plan-drift', `plan changed since approval (${made.planHash} → ${replan.planHash}); re-approval needed`, null);
+        throw new RunEnded(
+          'plan-drift',
+          `plan changed since approval (${made.planHash} → ${replan.planHash}); re-approval needed`,
+          null,
+        );
       }
     } else {
       // auto: the plan was made a moment ago and nobody reviews it, so no re-plan.
@@ -271,7 +349,9 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     if (window && Date.now() > window.endsAt) status.overran = true;
     setPhase('reporting');
     if (applied.exitCode !== 0 || !applied.result) {
-      const why = applied.result?.error ? `${applied.result.error.code}: ${applied.result.error.message}` : 'no result document';
+      const why = applied.result?.error
+        ? `${applied.result.error.code}: ${applied.result.error.message}`
+        : 'no result document';
       return await finish('failed', `apply exited ${applied.exitCode} (${why})`, applied);
     }
     return await finish('completed', null, applied);
@@ -281,7 +361,11 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     if (err instanceof ActivityFailure) {
       const cause = err.cause;
       if (cause instanceof TimeoutFailure && cause.timeoutType === TimeoutType.SCHEDULE_TO_START) {
-        return await finish('agent-unreachable', `agent ${input.agentId} did not pick up ${err.activityType} within ${timeouts.agentPickupMs} ms`, null);
+        return await finish(
+          'agent-unreachable',
+          `agent ${input.agentId} did not pick up ${err.activityType} within ${timeouts.agentPickupMs} ms`,
+          null,
+        );
       }
       if (cause instanceof ApplicationFailure && cause.type) {
         return await finish('failed', `${cause.type}: ${cause.message}`, null);

@@ -52,7 +52,10 @@ export function createAgentActivities(config: AgentActivityConfig) {
     }
     const actual = sha256Hex(content);
     if (actual !== sha256) {
-      throw ApplicationFailure.nonRetryable(`stored script ${sha256} now hashes to ${actual}; refusing to execute`, HASH_MISMATCH);
+      throw ApplicationFailure.nonRetryable(
+        `stored script ${sha256} now hashes to ${actual}; refusing to execute`,
+        HASH_MISMATCH,
+      );
     }
     return content;
   }
@@ -99,11 +102,18 @@ export function createAgentActivities(config: AgentActivityConfig) {
   async function scriptExecute(input: ScriptExecuteInput): Promise<ScriptExecution> {
     for (const name of input.exclusions) {
       if (!isLegalPackageName(config.family, name)) {
-        throw ApplicationFailure.nonRetryable(`exclusion ${JSON.stringify(name)} is not a legal ${config.family} package name`, 'invalid-exclusion');
+        throw ApplicationFailure.nonRetryable(
+          `exclusion ${JSON.stringify(name)} is not a legal ${config.family} package name`,
+          'invalid-exclusion',
+        );
       }
     }
     const content = await readVerified(input.sha256);
-    if (!content) throw ApplicationFailure.nonRetryable(`script ${input.sha256} is not stored on this agent; hash-verify first`, 'script-missing');
+    if (!content)
+      throw ApplicationFailure.nonRetryable(
+        `script ${input.sha256} is not stored on this agent; hash-verify first`,
+        'script-missing',
+      );
     const scriptPath = pathFor(input.sha256);
     const argv = [scriptPath, input.mode === 'dry-run' ? '--dry-run' : '--apply'];
     if (input.exclusions.length > 0) argv.push('--exclude', input.exclusions.join(','));
@@ -125,13 +135,17 @@ export function createAgentActivities(config: AgentActivityConfig) {
       lastLine = lines[lines.length - 1] ?? '';
     });
 
-    const progress = () => ctx.heartbeat({ stdoutBytes: stdout.length, stderrBytes: stderr.length, lastLine: lastLine.slice(0, 200) });
+    const progress = () =>
+      ctx.heartbeat({ stdoutBytes: stdout.length, stderrBytes: stderr.length, lastLine: lastLine.slice(0, 200) });
     const beat = setInterval(progress, Math.max(200, Math.floor(input.heartbeatMs)));
     const kill = () => {
       if (child.pid === undefined || child.exitCode !== null) return;
       try {
         process.kill(-child.pid, 'SIGTERM');
-        setTimeout(() => child.exitCode === null && child.pid !== undefined && process.kill(-child.pid, 'SIGKILL'), 10_000).unref();
+        setTimeout(
+          () => child.exitCode === null && child.pid !== undefined && process.kill(-child.pid, 'SIGKILL'),
+          10_000,
+        ).unref();
       } catch {
         /* already gone */
       }
@@ -153,7 +167,10 @@ export function createAgentActivities(config: AgentActivityConfig) {
     const retryable = exitCode === SCRIPT_EXIT.lock || exitCode === SCRIPT_EXIT.refresh;
     if (retryable) {
       // Nothing was changed; Temporal retries with backoff (see the workflow's retry policy).
-      throw ApplicationFailure.retryable(result?.error?.message ?? `script exited ${exitCode}`, exitCode === SCRIPT_EXIT.lock ? 'package-manager-locked' : 'metadata-refresh-failed');
+      throw ApplicationFailure.retryable(
+        result?.error?.message ?? `script exited ${exitCode}`,
+        exitCode === SCRIPT_EXIT.lock ? 'package-manager-locked' : 'metadata-refresh-failed',
+      );
     }
     return {
       mode: input.mode,

@@ -42,12 +42,18 @@ export function createControlActivities(db: Knex) {
     const family = Family.parse(agent.family);
     const scriptName = scriptNameFor(family);
     const script = await db('scripts').where({ name: scriptName }).first('sha256');
-    if (!script) throw ApplicationFailure.nonRetryable(`no script ${scriptName} for family ${family}`, 'script-not-found');
+    if (!script)
+      throw ApplicationFailure.nonRetryable(`no script ${scriptName} for family ${family}`, 'script-not-found');
     // Loaded at plan time, so an exception added or expired since the run started counts.
     const exclusions = await activeExceptionPatterns(db, input.agentId);
     await db('patch_runs')
       .where({ id: input.runId })
-      .update({ script_name: scriptName, script_sha256: script.sha256, exclusions: JSON.stringify(exclusions), updated_at: db.fn.now() });
+      .update({
+        script_name: scriptName,
+        script_sha256: script.sha256,
+        exclusions: JSON.stringify(exclusions),
+        updated_at: db.fn.now(),
+      });
     return { family, scriptName, sha256: script.sha256, exclusions };
   }
 
@@ -74,9 +80,20 @@ export function createControlActivities(db: Knex) {
         const rows = [
           ...(e.result?.packages ?? []).map((p) => ({ ...p, kind: 'planned' })),
           ...(e.result?.held ?? []).map((p) => ({ ...p, kind: 'held' })),
-        ].map((p) => ({ run_id: input.runId, kind: p.kind, name: p.name, arch: p.arch, current: p.current, candidate: p.candidate, repo: p.repo, action: p.action }));
+        ].map((p) => ({
+          run_id: input.runId,
+          kind: p.kind,
+          name: p.name,
+          arch: p.arch,
+          current: p.current,
+          candidate: p.candidate,
+          repo: p.repo,
+          action: p.action,
+        }));
         if (rows.length > 0) await trx('run_packages').insert(rows);
-        await trx('patch_runs').where({ id: input.runId }).update({ plan_hash: e.planHash, phase: input.phase, updated_at: trx.fn.now() });
+        await trx('patch_runs')
+          .where({ id: input.runId })
+          .update({ plan_hash: e.planHash, phase: input.phase, updated_at: trx.fn.now() });
       } else {
         await trx('patch_runs').where({ id: input.runId }).update({ phase: input.phase, updated_at: trx.fn.now() });
       }
@@ -89,7 +106,9 @@ export function createControlActivities(db: Knex) {
         input.kind === 'approve'
           ? { approved_by: input.by, approved_at: trx.fn.now() }
           : { rejected_by: input.by, reject_reason: input.reason };
-      await trx('patch_runs').where({ id: input.runId }).update({ ...update, phase: input.phase, updated_at: trx.fn.now() });
+      await trx('patch_runs')
+        .where({ id: input.runId })
+        .update({ ...update, phase: input.phase, updated_at: trx.fn.now() });
       await trx('run_events').insert({
         run_id: input.runId,
         kind: input.kind === 'approve' ? 'approved' : 'rejected',
@@ -99,7 +118,11 @@ export function createControlActivities(db: Knex) {
   }
 
   async function recordEvent(input: { runId: string; kind: string; detail: unknown }): Promise<void> {
-    await db('run_events').insert({ run_id: input.runId, kind: input.kind, detail: JSON.stringify(input.detail ?? null) });
+    await db('run_events').insert({
+      run_id: input.runId,
+      kind: input.kind,
+      detail: JSON.stringify(input.detail ?? null),
+    });
   }
 
   async function recordOutcome(input: RecordOutcomeInput): Promise<void> {

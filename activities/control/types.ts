@@ -51,4 +51,6 @@ export interface CreateRunInput {
 /** Insert the runs' rows before their workflows start (the API does the same for manual runs). */
 export declare function createRuns(input: CreateRunInput[]): Promise<void>;
 /** A window's current configuration and resolved targets, read at each firing. */
-export declare function loadWindowFiring(input: { windowId: string }): Promise<import('../../contract').WindowFiring | null>;
+export declare function loadWindowFiring(input: {
+  windowId: string;
+}): Promise<import('../../contract').WindowFiring | null>;

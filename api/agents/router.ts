@@ -24,7 +24,8 @@ export function agentsRouter(db: Knex): Router {
   router.get('/:id', requireRole('admin', 'agent'), validate({ params: z.object({ id: AgentId }) }), async (ctx) => {
     const { params } = ctx.state.valid as Valid<{ id: string }>;
     const principal = ctx.state.principal as Principal;
-    if (principal.role === 'agent' && principal.agentId !== params.id) throw new ApiError('forbidden', 'an agent may only read itself');
+    if (principal.role === 'agent' && principal.agentId !== params.id)
+      throw new ApiError('forbidden', 'an agent may only read itself');
     // An agent reading itself is its liveness signal.
     if (principal.role === 'agent') await touchAgent(db, params.id);
     const agent = await getAgent(db, params.id);

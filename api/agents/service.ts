@@ -28,7 +28,11 @@ export function toAgent(row: AgentRow): Agent {
 
 /** An agent id people can read: the host name as a slug, suffixed when taken. */
 function slug(hostname: string): string {
-  const s = hostname.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 50);
+  const s = hostname
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 50);
   return s || 'host';
 }
 

@@ -8,7 +8,9 @@ import { CreateExceptionBody, exceptionsService, UpdateExceptionBody } from './s
 
 // The path names the agent as :agentId so a bad one is reported as the field agentId.
 const AgentParams = z.object({ agentId: AgentId });
-const ExceptionParams = AgentParams.extend({ id: z.string().regex(/^exc-[0-9a-z]{26}$/, 'an exception id like exc-<ulid>') });
+const ExceptionParams = AgentParams.extend({
+  id: z.string().regex(/^exc-[0-9a-z]{26}$/, 'an exception id like exc-<ulid>'),
+});
 
 export function exceptionsRouter(db: Knex): Router {
   const exceptions = exceptionsService(db);

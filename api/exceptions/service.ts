@@ -46,14 +46,25 @@ export function exceptionsService(db: Knex) {
 
   const checkName = (family: Family, name: string) => {
     if (!isLegalPackageName(family, name)) {
-      throw new ApiError('validation_failed', `request body field package: ${JSON.stringify(name)} is not a legal ${family} package name or glob`, 'package');
+      throw new ApiError(
+        'validation_failed',
+        `request body field package: ${JSON.stringify(name)} is not a legal ${family} package name or glob`,
+        'package',
+      );
     }
   };
 
   async function create(agentId: string, body: CreateExceptionBody, by: string): Promise<PackageException> {
     checkName(await agentFamily(agentId), body.package);
     const [row] = await db('package_exceptions')
-      .insert({ id: `exc-${ulid().toLowerCase()}`, agent_id: agentId, package: body.package, reason: body.reason, created_by: by, expires_at: body.expiresAt ?? null })
+      .insert({
+        id: `exc-${ulid().toLowerCase()}`,
+        agent_id: agentId,
+        package: body.package,
+        reason: body.reason,
+        created_by: by,
+        expires_at: body.expiresAt ?? null,
+      })
       .onConflict(['agent_id', 'package'])
       .ignore()
       .returning('*');

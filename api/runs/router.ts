@@ -5,7 +5,9 @@ import { requireRole, type Principal } from '../auth';
 import { validate, type Valid } from '../validate';
 import { ListRunsQuery, StartRunBody, type RunsService } from './service';
 
-const RunParams = z.object({ id: z.string().regex(/^patch-run\.[a-z0-9-]+\.[0-9A-Z]{26}$/, 'a run id like patch-run.<agent>.<ulid>') });
+const RunParams = z.object({
+  id: z.string().regex(/^patch-run\.[a-z0-9-]+\.[0-9A-Z]{26}$/, 'a run id like patch-run.<agent>.<ulid>'),
+});
 const ApproveBody = ApproveDecision.pick({ planHash: true }).strict();
 const RejectBody = RejectDecision.pick({ reason: true }).strict();
 
@@ -17,7 +19,7 @@ export function runsRouter(runs: RunsService): Router {
   router.post('/', validate({ body: StartRunBody }), async (ctx) => {
     const { body } = ctx.state.valid as Valid<unknown, unknown, StartRunBody>;
     ctx.status = 202;
-    ctx.body = { run: await runs.start(body, by(ctx.state as { principal: Principal })) };
+    ctx.body = { run: await runs.start(body, by(ctx.state)) };
   });
 
   router.get('/', validate({ query: ListRunsQuery }), async (ctx) => {
@@ -32,12 +34,12 @@ export function runsRouter(runs: RunsService): Router {
 
   router.post('/:id/approve', validate({ params: RunParams, body: ApproveBody }), async (ctx) => {
     const { params, body } = ctx.state.valid as Valid<{ id: string }, unknown, { planHash: string }>;
-    ctx.body = { status: await runs.approve(params.id, body.planHash, by(ctx.state as { principal: Principal })) };
+    ctx.body = { status: await runs.approve(params.id, body.planHash, by(ctx.state)) };
   });
 
   router.post('/:id/reject', validate({ params: RunParams, body: RejectBody }), async (ctx) => {
     const { params, body } = ctx.state.valid as Valid<{ id: string }, unknown, { reason: string }>;
-    ctx.body = { status: await runs.reject(params.id, body.reason, by(ctx.state as { principal: Principal })) };
+    ctx.body = { status: await runs.reject(params.id, body.reason, by(ctx.state)) };
   });
 
   router.post('/:id/cancel', validate({ params: RunParams }), async (ctx) => {

@@ -3,7 +3,15 @@ import { ServiceError, WorkflowUpdateFailedError, type Client } from '@temporali
 import type { Knex } from 'knex';
 import { ulid } from 'ulid';
 import { z } from 'zod';
-import { AgentId, ApprovalPolicy, RunMode, RunOutcome, RunPhase, type PatchRunInput, type RunStatus } from '../../contract';
+import {
+  AgentId,
+  ApprovalPolicy,
+  RunMode,
+  RunOutcome,
+  RunPhase,
+  type PatchRunInput,
+  type RunStatus,
+} from '../../contract';
 import { approveUpdate, rejectUpdate } from '../../workflows/messages';
 import { PatchHost, PatchPhase } from '../../workflows/search-attributes';
 import { insertRunRows } from '../../activities/control';
@@ -83,7 +91,8 @@ export type Run = ReturnType<typeof toRun>;
 export function runsService(db: Knex, temporal: Client, defaults: RunDefaults) {
   async function start(body: StartRunBody, requestedBy: string): Promise<Run> {
     const agent = await db('agents').where({ id: body.agentId }).first('id', 'hostname');
-    if (!agent) throw new ApiError('validation_failed', `request body field agentId: unknown agent ${body.agentId}`, 'agentId');
+    if (!agent)
+      throw new ApiError('validation_failed', `request body field agentId: unknown agent ${body.agentId}`, 'agentId');
     const id = `patch-run.${agent.id}.${ulid()}`;
     const input: PatchRunInput = {
       runId: id,
@@ -99,7 +108,9 @@ export function runsService(db: Knex, temporal: Client, defaults: RunDefaults) {
         heartbeatMs: Math.min(30_000, Math.max(1000, Math.floor((body.timeouts.scriptMs ?? defaults.scriptMs) / 20))),
       },
     };
-    const [row] = await insertRunRows(db, [{ runId: id, agentId: agent.id, mode: body.mode, approval: body.approval, requestedBy }]);
+    const [row] = await insertRunRows(db, [
+      { runId: id, agentId: agent.id, mode: body.mode, approval: body.approval, requestedBy },
+    ]);
     try {
       await temporal.workflow.start('patchRun', {
         taskQueue: defaults.controlQueue,
@@ -119,18 +130,28 @@ export function runsService(db: Knex, temporal: Client, defaults: RunDefaults) {
   }
 
   async function list(q: ListRunsQuery): Promise<{ runs: Run[]; next: string | null }> {
-    const query = db('patch_runs').select('*').orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(q.limit + 1);
+    const query = db('patch_runs')
+      .select('*')
+      .orderBy([
+        { column: 'created_at', order: 'desc' },
+        { column: 'id', order: 'desc' },
+      ])
+      .limit(q.limit + 1);
     if (q.agentId) query.where({ agent_id: q.agentId });
     if (q.phase) query.where({ phase: q.phase });
     if (q.outcome) query.where({ outcome: q.outcome });
     if (q.before) {
       const cursor = await db('patch_runs').where({ id: q.before }).first('created_at', 'id');
       if (!cursor) throw new ApiError('validation_failed', `query field before: unknown run ${q.before}`, 'before');
-      query.where((w) => w.where('created_at', '<', cursor.created_at).orWhere((x) => x.where('created_at', cursor.created_at).andWhere('id', '<', cursor.id)));
+      query.where((w) =>
+        w
+          .where('created_at', '<', cursor.created_at)
+          .orWhere((x) => x.where('created_at', cursor.created_at).andWhere('id', '<', cursor.id)),
+      );
     }
     const rows = await query;
     const page = rows.slice(0, q.limit).map(toRun);
-    return { runs: page, next: rows.length > q.limit ? page[page.length - 1]!.id : null };
+    return { runs: page, next: rows.length > q.limit ? page[page.length - 1].id : null };
   }
 
   async function get(id: string) {
@@ -144,13 +165,28 @@ export function runsService(db: Knex, temporal: Client, defaults: RunDefaults) {
     const pkg = (kind: string) =>
       packages
         .filter((p) => p.kind === kind)
-        .map((p) => ({ name: p.name, arch: p.arch, current: p.current, candidate: p.candidate, repo: p.repo, action: p.action }));
+        .map((p) => ({
+          name: p.name,
+          arch: p.arch,
+          current: p.current,
+          candidate: p.candidate,
+          repo: p.repo,
+          action: p.action,
+        }));
     return {
       ...toRun(row),
       plan: pkg('planned'),
       held: pkg('held'),
       changed: pkg('changed').map((p) => ({ name: p.name, arch: p.arch, from: p.current, to: p.candidate })),
-      output: output.map((o) => ({ step: o.step, argv: o.argv, exitCode: o.exit_code, stdout: o.stdout, stderr: o.stderr, durationMs: o.duration_ms, at: new Date(o.created_at).toISOString() })),
+      output: output.map((o) => ({
+        step: o.step,
+        argv: o.argv,
+        exitCode: o.exit_code,
+        stdout: o.stdout,
+        stderr: o.stderr,
+        durationMs: o.duration_ms,
+        at: new Date(o.created_at).toISOString(),
+      })),
       events: events.map((e) => ({ kind: e.kind, detail: e.detail, at: new Date(e.at).toISOString() })),
     };
   }
@@ -164,7 +200,10 @@ export function runsService(db: Knex, temporal: Client, defaults: RunDefaults) {
       return await send();
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) throw new ApiError('conflict', err.cause?.message ?? err.message);
-      if (err instanceof WorkflowNotFoundError || (err instanceof ServiceError && /completed|not found/i.test(err.message))) {
+      if (
+        err instanceof WorkflowNotFoundError ||
+        (err instanceof ServiceError && /completed|not found/i.test(err.message))
+      ) {
         throw new ApiError('conflict', `run ${id} is no longer running`);
       }
       throw err;

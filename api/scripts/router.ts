@@ -14,12 +14,18 @@ export function scriptsRouter(db: Knex): Router {
     ctx.body = { scripts: await listScripts(db) };
   });
 
-  router.get('/:name', validate({ params: z.object({ name: z.string().regex(/^[a-z]+-update\.sh$/, 'a script name like apt-update.sh') }) }), async (ctx) => {
-    const { params } = ctx.state.valid as Valid<{ name: string }>;
-    const script = await getScript(db, params.name);
-    if (!script) throw notFound(`script ${params.name}`);
-    ctx.body = { script };
-  });
+  router.get(
+    '/:name',
+    validate({
+      params: z.object({ name: z.string().regex(/^[a-z]+-update\.sh$/, 'a script name like apt-update.sh') }),
+    }),
+    async (ctx) => {
+      const { params } = ctx.state.valid as Valid<{ name: string }>;
+      const script = await getScript(db, params.name);
+      if (!script) throw notFound(`script ${params.name}`);
+      ctx.body = { script };
+    },
+  );
 
   return router;
 }

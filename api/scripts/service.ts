@@ -31,10 +31,23 @@ export async function loadScripts(db: Knex, dir: string): Promise<ScriptMeta[]> 
 
 export async function listScripts(db: Knex): Promise<ScriptMeta[]> {
   const rows = await db('scripts').select('name', 'family', 'sha256', 'updated_at').orderBy('name');
-  return rows.map((r) => ({ name: r.name, family: r.family, sha256: r.sha256, updatedAt: new Date(r.updated_at).toISOString() }));
+  return rows.map((r) => ({
+    name: r.name,
+    family: r.family,
+    sha256: r.sha256,
+    updatedAt: new Date(r.updated_at).toISOString(),
+  }));
 }
 
 export async function getScript(db: Knex, name: string): Promise<(ScriptMeta & { content: string }) | null> {
   const r = await db('scripts').where({ name }).first();
-  return r ? { name: r.name, family: r.family, sha256: r.sha256, updatedAt: new Date(r.updated_at).toISOString(), content: r.content } : null;
+  return r
+    ? {
+        name: r.name,
+        family: r.family,
+        sha256: r.sha256,
+        updatedAt: new Date(r.updated_at).toISOString(),
+        content: r.content,
+      }
+    : null;
 }

@@ -5,7 +5,10 @@ import { validate, type Valid } from '../validate';
 import { CreateWindowBody, UpdateWindowBody, type WindowsService } from './service';
 
 const WindowParams = z.object({ id: z.string().regex(/^win-[0-9a-z]{26}$/, 'a window id like win-<ulid>') });
-const PauseBody = z.object({ note: z.string().max(500).optional() }).strict().default({});
+const PauseBody = z
+  .object({ note: z.string().max(500).optional() })
+  .strict()
+  .default({});
 
 export function windowsRouter(windows: WindowsService): Router {
   const router = new Router({ prefix: '/v1/windows' });

@@ -7,9 +7,24 @@ import type { CalendarSpec, DayOfWeek, Month, ScheduleSpec } from '@temporalio/c
 import { z } from 'zod';
 
 export const DAYS = ['SUNDAY', 'MONDAY', 'TUESDAY', 'WEDNESDAY', 'THURSDAY', 'FRIDAY', 'SATURDAY'] as const;
-export const MONTH_NAMES = ['JANUARY', 'FEBRUARY', 'MARCH', 'APRIL', 'MAY', 'JUNE', 'JULY', 'AUGUST', 'SEPTEMBER', 'OCTOBER', 'NOVEMBER', 'DECEMBER'] as const;
+export const MONTH_NAMES = [
+  'JANUARY',
+  'FEBRUARY',
+  'MARCH',
+  'APRIL',
+  'MAY',
+  'JUNE',
+  'JULY',
+  'AUGUST',
+  'SEPTEMBER',
+  'OCTOBER',
+  'NOVEMBER',
+  'DECEMBER',
+] as const;
 
-const DayRange = z.object({ start: z.number().int().min(1).max(31), end: z.number().int().min(1).max(31) }).refine((r) => r.start <= r.end, 'start must not be after end');
+const DayRange = z
+  .object({ start: z.number().int().min(1).max(31), end: z.number().int().min(1).max(31) })
+  .refine((r) => r.start <= r.end, 'start must not be after end');
 
 /** Calendar fields; all given fields must match. "Second Tuesday" = TUESDAY with dayOfMonth 8–14. */
 export const CalendarRecurrence = z
@@ -27,10 +42,20 @@ export type CalendarRecurrence = z.infer<typeof CalendarRecurrence>;
 const CRON = /^(@(yearly|annually|monthly|weekly|daily|hourly))$|^([0-9A-Za-z*,/?-]+\s+){4}[0-9A-Za-z*,/?#L-]+$/;
 
 export const Recurrence = z.union([
-  z.object({ cron: z.string().trim().regex(CRON, 'not a 5-field cron expression (minute hour day month weekday)') }).strict(),
+  z
+    .object({ cron: z.string().trim().regex(CRON, 'not a 5-field cron expression (minute hour day month weekday)') })
+    .strict(),
   z.object({ calendar: CalendarRecurrence }).strict(),
   /** Every N seconds, aligned to the epoch; meant for frequent windows and for tests. */
-  z.object({ everySeconds: z.number().int().min(1).max(366 * 86400) }).strict(),
+  z
+    .object({
+      everySeconds: z
+        .number()
+        .int()
+        .min(1)
+        .max(366 * 86400),
+    })
+    .strict(),
 ]);
 export type Recurrence = z.infer<typeof Recurrence>;
 
@@ -57,14 +82,24 @@ export function calendarFiring(cal: CalendarRecurrence, lead: number): CalendarF
     seconds += 86400;
     daysBack++;
   }
-  if (daysBack >= 7) throw new LeadShiftError('a lead time of 7 days or more cannot be expressed on a calendar recurrence');
-  const firing: CalendarFiring = { hour: Math.floor(seconds / 3600), minute: Math.floor((seconds % 3600) / 60), second: seconds % 60 };
-  if (cal.dayOfWeek) firing.dayOfWeek = cal.dayOfWeek.map((d) => DAYS[(DAYS.indexOf(d) - daysBack + 7) % 7]!);
+  if (daysBack >= 7)
+    throw new LeadShiftError('a lead time of 7 days or more cannot be expressed on a calendar recurrence');
+  const firing: CalendarFiring = {
+    hour: Math.floor(seconds / 3600),
+    minute: Math.floor((seconds % 3600) / 60),
+    second: seconds % 60,
+  };
+  if (cal.dayOfWeek) firing.dayOfWeek = cal.dayOfWeek.map((d) => DAYS[(DAYS.indexOf(d) - daysBack + 7) % 7]);
   if (cal.dayOfMonth) {
-    if (cal.dayOfMonth.start - daysBack < 1) throw new LeadShiftError('the lead time moves the planning day into the previous month; use a shorter lead or a later day of month');
+    if (cal.dayOfMonth.start - daysBack < 1)
+      throw new LeadShiftError(
+        'the lead time moves the planning day into the previous month; use a shorter lead or a later day of month',
+      );
     firing.dayOfMonth = { start: cal.dayOfMonth.start - daysBack, end: cal.dayOfMonth.end - daysBack };
   } else if (cal.month && daysBack > 0) {
-    throw new LeadShiftError('with a month restriction and no day of month, the lead time could cross into another month');
+    throw new LeadShiftError(
+      'with a month restriction and no day of month, the lead time could cross into another month',
+    );
   }
   if (cal.month) firing.month = cal.month;
   return firing;
@@ -74,9 +109,9 @@ export function calendarFiring(cal: CalendarRecurrence, lead: number): CalendarF
 export function shiftCalendar(cal: CalendarRecurrence, lead: number): CalendarSpec {
   const f = calendarFiring(cal, lead);
   const spec: CalendarSpec = { hour: f.hour, minute: f.minute, second: f.second };
-  if (f.dayOfWeek) spec.dayOfWeek = f.dayOfWeek as DayOfWeek[];
+  if (f.dayOfWeek) spec.dayOfWeek = f.dayOfWeek;
   if (f.dayOfMonth) spec.dayOfMonth = f.dayOfMonth;
-  if (f.month) spec.month = f.month as Month[];
+  if (f.month) spec.month = f.month;
   return spec;
 }
 
@@ -94,13 +129,18 @@ export function scheduleSpec(w: SpecInput): ScheduleSpec {
   const spec: ScheduleSpec = { timezone: w.timezone };
   const r = w.recurrence;
   if ('cron' in r) {
-    if (lead > 0) throw new LeadShiftError('a lead time needs a calendar or everySeconds recurrence (a cron expression cannot be shifted reliably)');
+    if (lead > 0)
+      throw new LeadShiftError(
+        'a lead time needs a calendar or everySeconds recurrence (a cron expression cannot be shifted reliably)',
+      );
     spec.cronExpressions = [r.cron];
   } else if ('calendar' in r) {
     spec.calendars = [shiftCalendar(r.calendar, lead)];
   } else {
     if (lead >= r.everySeconds) throw new LeadShiftError('the lead time must be shorter than the interval');
-    spec.intervals = [{ every: r.everySeconds * 1000, offset: ((r.everySeconds - (lead % r.everySeconds)) % r.everySeconds) * 1000 }];
+    spec.intervals = [
+      { every: r.everySeconds * 1000, offset: ((r.everySeconds - (lead % r.everySeconds)) % r.everySeconds) * 1000 },
+    ];
   }
   if (w.startAt) spec.startAt = new Date(w.startAt.getTime() - lead * 1000);
   if (w.endAt) spec.endAt = new Date(w.endAt.getTime() - lead * 1000);
@@ -126,12 +166,24 @@ const zoneFormats = new Map<string, Intl.DateTimeFormat>();
 function zoneOffset(timezone: string, at: number): number {
   let format = zoneFormats.get(timezone);
   if (!format) {
-    format = new Intl.DateTimeFormat('en-US', { timeZone: timezone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' });
+    format = new Intl.DateTimeFormat('en-US', {
+      timeZone: timezone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    });
     zoneFormats.set(timezone, format);
   }
   const parts = format.formatToParts(new Date(at));
   const get = (type: string) => Number(parts.find((p) => p.type === type)?.value);
-  return Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second')) - Math.floor(at / 1000) * 1000;
+  return (
+    Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second')) -
+    Math.floor(at / 1000) * 1000
+  );
 }
 
 /**
@@ -143,8 +195,8 @@ export function dstGapDays(cal: CalendarRecurrence, timezone: string, from = Dat
   const start = new Date(from);
   for (let i = 0; i < days; i++) {
     const day = new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth(), start.getUTCDate() + i));
-    if (cal.dayOfWeek && !cal.dayOfWeek.includes(DAYS[day.getUTCDay()]!)) continue;
-    if (cal.month && !cal.month.includes(MONTH_NAMES[day.getUTCMonth()]!)) continue;
+    if (cal.dayOfWeek && !cal.dayOfWeek.includes(DAYS[day.getUTCDay()])) continue;
+    if (cal.month && !cal.month.includes(MONTH_NAMES[day.getUTCMonth()])) continue;
     if (cal.dayOfMonth && (day.getUTCDate() < cal.dayOfMonth.start || day.getUTCDate() > cal.dayOfMonth.end)) continue;
     const wall = Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate(), cal.hour, cal.minute);
     // The wall time exists when, for the offset before or after it, the instant (wall − offset)

@@ -4,7 +4,15 @@ import { ulid } from 'ulid';
 import { z } from 'zod';
 import { AgentId, WindowApproval } from '../../contract';
 import { ApiError, notFound } from '../errors';
-import { calendarFiring, describeRecurrence, dstGapDays, isTimezone, LeadShiftError, Recurrence, scheduleSpec } from './schedule-spec';
+import {
+  calendarFiring,
+  describeRecurrence,
+  dstGapDays,
+  isTimezone,
+  LeadShiftError,
+  Recurrence,
+  scheduleSpec,
+} from './schedule-spec';
 
 const Timestamp = z.iso.datetime({ offset: true });
 
@@ -14,12 +22,21 @@ const WindowFields = z
     targets: z.object({ agentIds: z.array(AgentId).min(1).max(5000) }).strict(),
     recurrence: Recurrence,
     timezone: z.string().refine(isTimezone, 'not an IANA time zone (e.g. Europe/Berlin)'),
-    durationSeconds: z.number().int().positive('must be greater than 0').max(7 * 86400),
+    durationSeconds: z
+      .number()
+      .int()
+      .positive('must be greater than 0')
+      .max(7 * 86400),
     /** No host starts applying in the last `cutoffSeconds` of the window. */
     cutoffSeconds: z.number().int().min(0),
     approval: WindowApproval,
     /** pre-approved only: how long before the window the plan is made (default 24 h). */
-    leadSeconds: z.number().int().min(0).max(30 * 86400).optional(),
+    leadSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * 86400)
+      .optional(),
     startAt: Timestamp.nullable().optional(),
     endAt: Timestamp.nullable().optional(),
     note: z.string().max(500).optional(),
@@ -30,11 +47,13 @@ const WindowFields = z
 type Fields = z.infer<typeof WindowFields>;
 
 function checkConsistency(w: Fields, ctx: z.RefinementCtx) {
-  if (w.cutoffSeconds >= w.durationSeconds) ctx.addIssue({ code: 'custom', path: ['cutoffSeconds'], message: 'must be less than durationSeconds' });
+  if (w.cutoffSeconds >= w.durationSeconds)
+    ctx.addIssue({ code: 'custom', path: ['cutoffSeconds'], message: 'must be less than durationSeconds' });
   if (w.leadSeconds !== undefined && w.leadSeconds > 0 && w.approval !== 'pre-approved') {
     ctx.addIssue({ code: 'custom', path: ['leadSeconds'], message: 'only pre-approved windows have a lead time' });
   }
-  if (w.startAt && w.endAt && Date.parse(w.startAt) >= Date.parse(w.endAt)) ctx.addIssue({ code: 'custom', path: ['endAt'], message: 'must be after startAt' });
+  if (w.startAt && w.endAt && Date.parse(w.startAt) >= Date.parse(w.endAt))
+    ctx.addIssue({ code: 'custom', path: ['endAt'], message: 'must be after startAt' });
 }
 
 export const CreateWindowBody = WindowFields.superRefine(checkConsistency);
@@ -94,7 +113,9 @@ function warningsOf(w: Fields): string[] {
   const gaps = dstGapDays(fired, w.timezone, from, Math.max(0, Math.ceil((until - from) / 86400_000)));
   if (gaps.length === 0) return [];
   const time = `${String(fired.hour).padStart(2, '0')}:${String(fired.minute).padStart(2, '0')}`;
-  return [`${time} does not exist in ${w.timezone} on ${gaps.join(', ')} (daylight saving time): Temporal skips those firings`];
+  return [
+    `${time} does not exist in ${w.timezone} on ${gaps.join(', ')} (daylight saving time): Temporal skips those firings`,
+  ];
 }
 
 function toWindow(r: WindowRow) {
@@ -123,7 +144,8 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
         endAt: w.endAt ? new Date(w.endAt) : null,
       });
     } catch (err) {
-      if (err instanceof LeadShiftError) throw new ApiError('validation_failed', `leadSeconds: ${err.message}`, 'leadSeconds');
+      if (err instanceof LeadShiftError)
+        throw new ApiError('validation_failed', `leadSeconds: ${err.message}`, 'leadSeconds');
       throw err;
     }
   }
@@ -137,7 +159,13 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
     return {
       scheduleId: scheduleIdOf(id),
       spec: specOf(w),
-      action: { type: 'startWorkflow', workflowType: 'maintenanceWindow', taskQueue: controlQueue, args: [{ windowId: id }], workflowId: `window.${id}` },
+      action: {
+        type: 'startWorkflow',
+        workflowType: 'maintenanceWindow',
+        taskQueue: controlQueue,
+        args: [{ windowId: id }],
+        workflowId: `window.${id}`,
+      },
       policies: {
         overlap: ScheduleOverlapPolicy.SKIP,
         // A late firing (scheduler down) is only worth starting while hosts may still begin.
@@ -150,7 +178,8 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
   /** Temporal refuses some specs we cannot check locally (e.g. an impossible cron): that is bad input. */
   function scheduleError(err: unknown): never {
     const message = (err as Error).message ?? String(err);
-    const grpcCode = (err as { code?: number; cause?: { code?: number } }).code ?? (err as { cause?: { code?: number } }).cause?.code;
+    const grpcCode =
+      (err as { code?: number; cause?: { code?: number } }).code ?? (err as { cause?: { code?: number } }).cause?.code;
     const INVALID_ARGUMENT = 3;
     if (grpcCode === INVALID_ARGUMENT || /invalid|parse|not in range/i.test(message)) {
       throw new ApiError('validation_failed', `recurrence: ${message}`, 'recurrence');
@@ -161,7 +190,12 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
   async function checkTargets(agentIds: string[]) {
     const found = await db('agents').whereIn('id', agentIds).pluck('id');
     const missing = agentIds.filter((id) => !found.includes(id));
-    if (missing.length > 0) throw new ApiError('validation_failed', `targets.agentIds: unknown agent ${missing.join(', ')}`, 'targets.agentIds');
+    if (missing.length > 0)
+      throw new ApiError(
+        'validation_failed',
+        `targets.agentIds: unknown agent ${missing.join(', ')}`,
+        'targets.agentIds',
+      );
   }
 
   function dbRow(w: Fields) {
@@ -187,7 +221,9 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
     const id = `win-${ulid().toLowerCase()}`;
     const options = scheduleOptions(id, body);
     return db.transaction(async (trx) => {
-      const [row] = await trx('maintenance_windows').insert({ id, ...dbRow(body), created_by: by }).returning('*');
+      const [row] = await trx('maintenance_windows')
+        .insert({ id, ...dbRow(body), created_by: by })
+        .returning('*');
       await schedules.create(options).catch(scheduleError);
       return toWindow(row);
     });
@@ -207,7 +243,18 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
       .where({ window_id: id })
       .orderBy('created_at', 'desc')
       .limit(50)
-      .select('id', 'agent_id', 'mode', 'phase', 'outcome', 'failure_reason', 'overran', 'window_start', 'created_at', 'finished_at');
+      .select(
+        'id',
+        'agent_id',
+        'mode',
+        'phase',
+        'outcome',
+        'failure_reason',
+        'overran',
+        'window_start',
+        'created_at',
+        'finished_at',
+      );
     return {
       ...toWindow(r),
       schedule: {
@@ -216,7 +263,11 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
         // When the Schedule fires next (planning time for pre-approved) and when the window opens.
         nextFireTimes: desc.info.nextActionTimes.map((t) => t.toISOString()),
         nextWindowStarts: desc.info.nextActionTimes.map((t) => new Date(t.getTime() + leadMs).toISOString()),
-        recentFirings: desc.info.recentActions.map((a) => ({ scheduledAt: a.scheduledAt.toISOString(), takenAt: a.takenAt.toISOString(), workflowId: a.action.workflow.workflowId })),
+        recentFirings: desc.info.recentActions.map((a) => ({
+          scheduledAt: a.scheduledAt.toISOString(),
+          takenAt: a.takenAt.toISOString(),
+          workflowId: a.action.workflow.workflowId,
+        })),
       },
       recentRuns: runs.map((x) => ({
         id: x.id,
@@ -241,19 +292,32 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
   async function update(id: string, patch: UpdateWindowBody) {
     const current = await row(id);
     const merged = { ...toFields(current), ...patch };
-    if (patch.approval && patch.approval !== 'pre-approved' && patch.leadSeconds === undefined) merged.leadSeconds = undefined;
+    if (patch.approval && patch.approval !== 'pre-approved' && patch.leadSeconds === undefined)
+      merged.leadSeconds = undefined;
     const parsed = CreateWindowBody.safeParse(merged);
     if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new ApiError('validation_failed', `request body field ${issue.path.join('.')}: ${issue.message}`, issue.path.join('.'));
+      const issue = parsed.error.issues[0];
+      throw new ApiError(
+        'validation_failed',
+        `request body field ${issue.path.join('.')}: ${issue.message}`,
+        issue.path.join('.'),
+      );
     }
     if (patch.targets) await checkTargets(parsed.data.targets.agentIds);
     const options = scheduleOptions(id, parsed.data);
     return db.transaction(async (trx) => {
-      const [updated] = await trx('maintenance_windows').where({ id }).update({ ...dbRow(parsed.data), updated_at: trx.fn.now() }).returning('*');
+      const [updated] = await trx('maintenance_windows')
+        .where({ id })
+        .update({ ...dbRow(parsed.data), updated_at: trx.fn.now() })
+        .returning('*');
       const handle = schedules.getHandle(scheduleIdOf(id));
       await handle
-        .update((prev) => ({ ...prev, spec: options.spec, policies: { ...prev.policies, ...options.policies }, state: { ...prev.state, note: options.state!.note } }))
+        .update((prev) => ({
+          ...prev,
+          spec: options.spec,
+          policies: { ...prev.policies, ...options.policies },
+          state: { ...prev.state, note: options.state!.note },
+        }))
         .catch(scheduleError);
       if (patch.paused !== undefined && patch.paused !== current.paused) {
         await (patch.paused ? handle.pause(options.state!.note) : handle.unpause(options.state!.note));
@@ -267,7 +331,10 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
     const handle = schedules.getHandle(scheduleIdOf(id));
     const text = `${paused ? 'paused' : 'resumed'} by ${by}${note ? `: ${note}` : ''}`;
     await (paused ? handle.pause(text) : handle.unpause(text));
-    const [updated] = await db('maintenance_windows').where({ id }).update({ paused, updated_at: db.fn.now() }).returning('*');
+    const [updated] = await db('maintenance_windows')
+      .where({ id })
+      .update({ paused, updated_at: db.fn.now() })
+      .returning('*');
     return toWindow(updated);
   }
 

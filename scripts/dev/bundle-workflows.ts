@@ -5,7 +5,10 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 
 async function main(): Promise<void> {
   const distRoot = path.resolve(__dirname, '../..');
-  const { code } = await bundleWorkflowCode({ workflowsPath: path.join(distRoot, 'workflows/index.js'), logger: quiet });
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: path.join(distRoot, 'workflows/index.js'),
+    logger: quiet,
+  });
   writeFileSync(path.join(distRoot, 'workflow-bundle.js'), code);
 }
 

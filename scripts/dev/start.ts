@@ -43,7 +43,10 @@ async function embeddedPostgres(): Promise<{ url: string; stop(): Promise<void> 
 }
 
 function child(name: string, script: string, env: NodeJS.ProcessEnv): ChildProcess {
-  const p = spawn(process.execPath, [path.join(DIST, script)], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(process.execPath, [path.join(DIST, script)], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const prefix = (chunk: Buffer) =>
     chunk
       .toString()
@@ -51,8 +54,8 @@ function child(name: string, script: string, env: NodeJS.ProcessEnv): ChildProce
       .filter(Boolean)
       .map((l) => `${name.padEnd(6)}| ${l}`)
       .join('\n') + '\n';
-  p.stdout!.on('data', (d: Buffer) => process.stdout.write(prefix(d)));
-  p.stderr!.on('data', (d: Buffer) => process.stderr.write(prefix(d)));
+  p.stdout.on('data', (d: Buffer) => process.stdout.write(prefix(d)));
+  p.stderr.on('data', (d: Buffer) => process.stderr.write(prefix(d)));
   return p;
 }
 

@@ -14,24 +14,33 @@ export const REPO_ROOT = path.resolve(__dirname, '../../..');
 
 /** Server flags, printed by the benchmark next to its figures. */
 export const TEMPORAL_FLAGS = [
-  '--sqlite-pragma', 'journal_mode=wal',
-  '--sqlite-pragma', 'synchronous=normal',
+  '--sqlite-pragma',
+  'journal_mode=wal',
+  '--sqlite-pragma',
+  'synchronous=normal',
   // The dev server's single history shard reads its task queues at most 20×/s by default, which
   // adds ~45 ms to every task dispatch; durability is unchanged.
-  '--dynamic-config-value', 'history.transferProcessorMaxPollRPS=1000',
-  '--dynamic-config-value', 'history.timerProcessorMaxPollRPS=1000',
-  '--dynamic-config-value', 'history.visibilityProcessorMaxPollRPS=1000',
+  '--dynamic-config-value',
+  'history.transferProcessorMaxPollRPS=1000',
+  '--dynamic-config-value',
+  'history.timerProcessorMaxPollRPS=1000',
+  '--dynamic-config-value',
+  'history.visibilityProcessorMaxPollRPS=1000',
   // One partition per task queue: an agent polls its queue with one long poll, and with the
   // default 4 partitions a task written to a partition nobody polls waits until the poll
   // expires (~1 min; measured as a 1 % tail of 60–70 s runs over 1,000 hosts).
-  '--dynamic-config-value', 'matching.numTaskqueueReadPartitions=1',
-  '--dynamic-config-value', 'matching.numTaskqueueWritePartitions=1',
+  '--dynamic-config-value',
+  'matching.numTaskqueueReadPartitions=1',
+  '--dynamic-config-value',
+  'matching.numTaskqueueWritePartitions=1',
   ...SEARCH_ATTRIBUTES.flatMap((k) => ['--search-attribute', `${k.name}=Keyword`]),
 ];
 
 /** Path of the Temporal CLI, installed into the cache when missing. */
 export function temporalCli(): string {
-  return execFileSync('bash', [path.join(REPO_ROOT, 'scripts/dev/install-temporal.sh')], { stdio: ['ignore', 'pipe', 'inherit'] })
+  return execFileSync('bash', [path.join(REPO_ROOT, 'scripts/dev/install-temporal.sh')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
     .toString()
     .trim();
 }
@@ -54,18 +63,35 @@ export interface DevServer {
   stop(): Promise<void>;
 }
 
-export async function startDevServer(opts: { port?: number; uiPort?: number | null; dbFile: string; logFile: string }): Promise<DevServer> {
+export async function startDevServer(opts: {
+  port?: number;
+  uiPort?: number | null;
+  dbFile: string;
+  logFile: string;
+}): Promise<DevServer> {
   const cli = temporalCli();
   const port = opts.port ?? (await freePort());
   mkdirSync(path.dirname(opts.dbFile), { recursive: true });
   mkdirSync(path.dirname(opts.logFile), { recursive: true });
-  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--db-filename', opts.dbFile, '--log-level', 'warn', ...TEMPORAL_FLAGS];
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--db-filename',
+    opts.dbFile,
+    '--log-level',
+    'warn',
+    ...TEMPORAL_FLAGS,
+  ];
   if (opts.uiPort === null || opts.uiPort === undefined) args.push('--headless');
   else args.push('--ui-port', String(opts.uiPort));
   const log = createWriteStream(opts.logFile, { flags: 'a' });
   const child = spawn(cli, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.pipe(log);
-  child.stderr!.pipe(log);
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
   const address = `127.0.0.1:${port}`;
   let exited: number | null = null;
   child.once('exit', (code) => (exited = code ?? -1));

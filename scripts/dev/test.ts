@@ -24,7 +24,11 @@ async function main(): Promise<void> {
   const files = filter.length ? all.filter((f) => filter.some((x) => f.includes(x))) : all;
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'pn-test-temporal-'));
   const started = Date.now();
-  const server = await startDevServer({ dbFile: path.join(tmp, 'temporal.db'), logFile: path.join(tmp, 'temporal.log'), uiPort: null });
+  const server = await startDevServer({
+    dbFile: path.join(tmp, 'temporal.db'),
+    logFile: path.join(tmp, 'temporal.log'),
+    uiPort: null,
+  });
   console.log(`temporal dev server ${server.address} ready in ${Date.now() - started} ms; ${files.length} test files`);
   const code = await new Promise<number>((resolve) => {
     const child = spawn(process.execPath, ['--test', '--test-reporter=spec', '--test-concurrency=3', ...files], {

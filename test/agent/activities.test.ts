@@ -29,7 +29,8 @@ function setup(served = FIXTURE) {
 const sha = sha256Hex(FIXTURE);
 
 /** Run an activity in a mock activity context, keeping its types. */
-const act = <I, O>(env: MockActivityEnvironment, fn: (input: I) => Promise<O>, input: I): Promise<O> => env.run(fn as never, input as never) as Promise<O>;
+const act = <I, O>(env: MockActivityEnvironment, fn: (input: I) => Promise<O>, input: I): Promise<O> =>
+  env.run(fn as never, input as never) as Promise<O>;
 
 describe('agent activities: hash-verify and script-execute', () => {
   it('hash-verify stores the script content-addressed and owner-only after checking its hash', async () => {
@@ -44,12 +45,15 @@ describe('agent activities: hash-verify and script-execute', () => {
 
   it('hash-verify refuses a download that does not match the pinned hash and stores nothing', async () => {
     const { activities, env, stateDir } = setup('#!/bin/bash\necho evil\n');
-    await assert.rejects(act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha }), (err: unknown) => {
-      assert.ok(err instanceof ApplicationFailure);
-      assert.equal(err.type, 'script-hash-mismatch');
-      assert.equal(err.nonRetryable, true);
-      return true;
-    });
+    await assert.rejects(
+      act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha }),
+      (err: unknown) => {
+        assert.ok(err instanceof ApplicationFailure);
+        assert.equal(err.type, 'script-hash-mismatch');
+        assert.equal(err.nonRetryable, true);
+        return true;
+      },
+    );
     assert.equal(existsSync(path.join(stateDir, 'scripts', sha)), false);
   });
 
@@ -68,11 +72,23 @@ describe('agent activities: hash-verify and script-execute', () => {
   it('script-execute passes mode and exclusions as argv and returns the parsed plan with its hash', async () => {
     const { activities, env, fixtureDir } = setup();
     await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha });
-    const r = await act(env, activities.scriptExecute, { runId: 'r', sha256: sha, mode: 'dry-run', exclusions: ['linux-image-*'], heartbeatMs: 1000 });
+    const r = await act(env, activities.scriptExecute, {
+      runId: 'r',
+      sha256: sha,
+      mode: 'dry-run',
+      exclusions: ['linux-image-*'],
+      heartbeatMs: 1000,
+    });
     assert.deepEqual(r.argv, ['--dry-run', '--exclude', 'linux-image-*']);
     assert.equal(r.exitCode, 0);
-    assert.deepEqual(r.result?.packages.map((p) => p.name), ['openssl']);
-    assert.deepEqual(r.result?.held.map((p) => p.name), ['linux-image-amd64']);
+    assert.deepEqual(
+      r.result?.packages.map((p) => p.name),
+      ['openssl'],
+    );
+    assert.deepEqual(
+      r.result?.held.map((p) => p.name),
+      ['linux-image-amd64'],
+    );
     assert.match(r.planHash ?? '', /^[0-9a-f]{64}$/);
     assert.equal(readFileSync(path.join(fixtureDir, 'calls.log'), 'utf8'), 'dry-run --exclude linux-image-*\n');
   });
@@ -82,7 +98,13 @@ describe('agent activities: hash-verify and script-execute', () => {
     await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha });
     for (const bad of ['a;rm -rf /', '--all', '$(reboot)', 'UPPER']) {
       await assert.rejects(
-        act(env, activities.scriptExecute, { runId: 'r', sha256: sha, mode: 'apply', exclusions: [bad], heartbeatMs: 1000 }),
+        act(env, activities.scriptExecute, {
+          runId: 'r',
+          sha256: sha,
+          mode: 'apply',
+          exclusions: [bad],
+          heartbeatMs: 1000,
+        }),
         (err: unknown) => err instanceof ApplicationFailure && err.type === 'invalid-exclusion',
         bad,
       );
@@ -91,11 +113,18 @@ describe('agent activities: hash-verify and script-execute', () => {
   });
 
   it('a script that logs megabytes keeps the head and tail of its log, not the whole of it', async () => {
-    const loud = '#!/bin/bash\necho FIRST-LINE >&2\nfor i in $(seq 200000); do echo "noise line $i" >&2; done\necho LAST-LINE >&2\nexit 3\n';
+    const loud =
+      '#!/bin/bash\necho FIRST-LINE >&2\nfor i in $(seq 200000); do echo "noise line $i" >&2; done\necho LAST-LINE >&2\nexit 3\n';
     const { activities, env } = setup(loud);
     const loudSha = sha256Hex(loud);
     await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: loudSha });
-    const r = await act(env, activities.scriptExecute, { runId: 'r', sha256: loudSha, mode: 'dry-run', exclusions: [], heartbeatMs: 1000 });
+    const r = await act(env, activities.scriptExecute, {
+      runId: 'r',
+      sha256: loudSha,
+      mode: 'dry-run',
+      exclusions: [],
+      heartbeatMs: 1000,
+    });
     assert.equal(r.exitCode, 3);
     assert.equal(r.result, null, 'no JSON document: the contract was broken, and that is reported');
     assert.ok(r.stderr.length < 200 * 1024, `kept ${r.stderr.length} bytes`);
@@ -109,7 +138,13 @@ describe('agent activities: hash-verify and script-execute', () => {
     const { activities, env, fixtureDir } = setup(slow);
     const slowSha = sha256Hex(slow);
     await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: slowSha });
-    const running = act(env, activities.scriptExecute, { runId: 'r', sha256: slowSha, mode: 'apply', exclusions: [], heartbeatMs: 200 });
+    const running = act(env, activities.scriptExecute, {
+      runId: 'r',
+      sha256: slowSha,
+      mode: 'apply',
+      exclusions: [],
+      heartbeatMs: 200,
+    });
     setTimeout(() => env.cancel(), 500);
     const started = Date.now();
     await assert.rejects(running);

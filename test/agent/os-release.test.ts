@@ -19,12 +19,18 @@ describe('the agent detects its package-manager family from /etc/os-release', ()
   ];
   for (const [name, text, commands, family] of cases) {
     it(`${name} → ${family ?? 'unsupported'}`, () => {
-      assert.equal(detectFamily(rel(text), (c) => commands.includes(c)), family);
+      assert.equal(
+        detectFamily(rel(text), (c) => commands.includes(c)),
+        family,
+      );
     });
   }
 
   it('this machine is detected as apt', () => {
     const { readFileSync } = require('node:fs');
-    assert.equal(detectFamily(rel(readFileSync('/etc/os-release', 'utf8')), () => true), 'apt');
+    assert.equal(
+      detectFamily(rel(readFileSync('/etc/os-release', 'utf8')), () => true),
+      'apt',
+    );
   });
 });

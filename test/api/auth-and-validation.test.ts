@@ -8,7 +8,10 @@ describe('the API refuses what it must refuse, with a clear error', { concurrenc
   let agentToken: string;
   before(async () => {
     await stack.start();
-    const r = await stack.http('POST', '/v1/agents', { token: ENROL_TOKEN, body: { hostname: 'web-01.example.org', os: { id: 'debian', versionId: '12', family: 'apt' } } });
+    const r = await stack.http('POST', '/v1/agents', {
+      token: ENROL_TOKEN,
+      body: { hostname: 'web-01.example.org', os: { id: 'debian', versionId: '12', family: 'apt' } },
+    });
     assert.equal(r.status, 201);
     agentId = r.body.agent.id;
     agentToken = r.body.token;
@@ -20,10 +23,20 @@ describe('the API refuses what it must refuse, with a clear error', { concurrenc
     assert.match(agentToken, /^pna_/);
     const row = await stack.database.db('agents').where({ id: agentId }).first();
     assert.notEqual(row.token_hash, agentToken);
-    const again = await stack.http('POST', '/v1/agents', { token: ENROL_TOKEN, body: { hostname: 'web-01.example.org', os: { id: 'debian', family: 'apt' } } });
-    assert.equal(again.body.agent.id, 'web-01-example-org-2', 'a second registration never takes over the first identity');
+    const again = await stack.http('POST', '/v1/agents', {
+      token: ENROL_TOKEN,
+      body: { hostname: 'web-01.example.org', os: { id: 'debian', family: 'apt' } },
+    });
+    assert.equal(
+      again.body.agent.id,
+      'web-01-example-org-2',
+      'a second registration never takes over the first identity',
+    );
     const listed = await stack.http('GET', '/v1/agents');
-    assert.deepEqual(listed.body.agents.map((a: any) => a.taskQueue).sort(), ['agent.web-01-example-org', 'agent.web-01-example-org-2']);
+    assert.deepEqual(listed.body.agents.map((a: any) => a.taskQueue).sort(), [
+      'agent.web-01-example-org',
+      'agent.web-01-example-org-2',
+    ]);
   });
 
   it('no token is 401, an unknown token is 401', async () => {
@@ -49,7 +62,11 @@ describe('the API refuses what it must refuse, with a clear error', { concurrenc
       assert.equal(r.status, 403, `${method} ${url}`);
       assert.equal(r.body.error.code, 'forbidden');
     }
-    assert.equal((await stack.http('GET', '/v1/runs', { token: ENROL_TOKEN })).status, 403, 'the enrolment token only registers');
+    assert.equal(
+      (await stack.http('GET', '/v1/runs', { token: ENROL_TOKEN })).status,
+      403,
+      'the enrolment token only registers',
+    );
   });
 
   it('serves a script with the sha256 of exactly its content', async () => {
@@ -57,18 +74,51 @@ describe('the API refuses what it must refuse, with a clear error', { concurrenc
     const { createHash } = await import('node:crypto');
     assert.equal(r.body.script.sha256, createHash('sha256').update(r.body.script.content).digest('hex'));
     const list = await stack.http('GET', '/v1/scripts');
-    assert.deepEqual(list.body.scripts.map((s: any) => s.name), ['apt-update.sh']);
+    assert.deepEqual(
+      list.body.scripts.map((s: any) => s.name),
+      ['apt-update.sh'],
+    );
   });
 
   const bad: [string, string, string, unknown, string][] = [
     ['an unknown mode', 'POST', '/v1/runs', { agentId: 'web-01-example-org', mode: 'yolo' }, 'mode'],
     ['a missing agent id', 'POST', '/v1/runs', { mode: 'apply' }, 'agentId'],
     ['an unknown agent', 'POST', '/v1/runs', { agentId: 'nobody', mode: 'apply' }, 'agentId'],
-    ['an unknown approval policy', 'POST', '/v1/runs', { agentId: 'web-01-example-org', mode: 'apply', approval: 'maybe' }, 'approval'],
-    ['a negative timeout', 'POST', '/v1/runs', { agentId: 'web-01-example-org', mode: 'apply', timeouts: { approvalMs: -1 } }, 'timeouts.approvalMs'],
-    ['a plan hash that is not a hash', 'POST', '/v1/runs/patch-run.web-01-example-org.01JDQ7ZV8Y3M6W9S0X7K2P4N5R/approve', { planHash: 'abc' }, 'planHash'],
-    ['a reject without reason', 'POST', '/v1/runs/patch-run.web-01-example-org.01JDQ7ZV8Y3M6W9S0X7K2P4N5R/reject', {}, 'reason'],
-    ['a hostname with shell characters', 'POST', '/v1/agents', { hostname: 'a;rm -rf /', os: { id: 'debian', family: 'apt' } }, 'hostname'],
+    [
+      'an unknown approval policy',
+      'POST',
+      '/v1/runs',
+      { agentId: 'web-01-example-org', mode: 'apply', approval: 'maybe' },
+      'approval',
+    ],
+    [
+      'a negative timeout',
+      'POST',
+      '/v1/runs',
+      { agentId: 'web-01-example-org', mode: 'apply', timeouts: { approvalMs: -1 } },
+      'timeouts.approvalMs',
+    ],
+    [
+      'a plan hash that is not a hash',
+      'POST',
+      '/v1/runs/patch-run.web-01-example-org.01JDQ7ZV8Y3M6W9S0X7K2P4N5R/approve',
+      { planHash: 'abc' },
+      'planHash',
+    ],
+    [
+      'a reject without reason',
+      'POST',
+      '/v1/runs/patch-run.web-01-example-org.01JDQ7ZV8Y3M6W9S0X7K2P4N5R/reject',
+      {},
+      'reason',
+    ],
+    [
+      'a hostname with shell characters',
+      'POST',
+      '/v1/agents',
+      { hostname: 'a;rm -rf /', os: { id: 'debian', family: 'apt' } },
+      'hostname',
+    ],
     ['an unknown family', 'POST', '/v1/agents', { hostname: 'h1', os: { id: 'debian', family: 'brew' } }, 'os.family'],
     ['an unknown phase filter', 'GET', '/v1/runs?phase=bogus', undefined, 'phase'],
   ];

@@ -13,11 +13,16 @@ const execFileAsync = promisify(execFile);
 /** `temporal workflow signal --name approve --input '<json>'`, against the test run's server. */
 async function cliSignal(workflowId: string, input: unknown): Promise<void> {
   await execFileAsync(temporalCli(), [
-    'workflow', 'signal',
-    '--address', process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
-    '--workflow-id', workflowId,
-    '--name', 'approve',
-    '--input', JSON.stringify(input),
+    'workflow',
+    'signal',
+    '--address',
+    process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
+    '--workflow-id',
+    workflowId,
+    '--name',
+    'approve',
+    '--input',
+    JSON.stringify(input),
   ]);
 }
 
@@ -34,7 +39,8 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     assert.match(r.body.run.id, new RegExp(`^patch-run\\.${agentId}\\.[0-9A-Z]{26}$`));
     return r.body.run.id as string;
   };
-  const awaitingApproval = (id: string) => stack.waitForRun(id, (r) => r.phase === 'awaiting-approval' || r.outcome !== null);
+  const awaitingApproval = (id: string) =>
+    stack.waitForRun(id, (r) => r.phase === 'awaiting-approval' || r.outcome !== null);
   const calls = (agent: TestAgent) => readFileSync(path.join(agent.fixtureDir, 'calls.log'), 'utf8').trim().split('\n');
   const applied = (agent: TestAgent) => existsSync(path.join(agent.fixtureDir, 'applied'));
 
@@ -58,7 +64,10 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     assert.deepEqual(calls(agent), ['dry-run']);
     assert.equal(applied(agent), false);
     const listed = await stack.http('GET', `/v1/runs?agentId=${agent.id}`);
-    assert.deepEqual(listed.body.runs.map((r: any) => r.id), [id]);
+    assert.deepEqual(
+      listed.body.runs.map((r: any) => r.id),
+      [id],
+    );
   });
 
   it('approving the plan applies it and stores exit code, output and changed packages', async () => {
@@ -74,11 +83,17 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     assert.equal(run.exitCode, 0);
     assert.equal(run.approvedBy, 'alice');
     assert.equal(run.rebootRequired, true);
-    assert.deepEqual(run.changed.map((c: any) => [c.name, c.from, c.to]), [
-      ['curl', '7.88.1-10', '7.88.1-11'],
-      ['openssl', '3.0.15-1', '3.0.16-1'],
-    ]);
-    assert.deepEqual(run.output.map((o: any) => o.step), ['plan', 'apply']);
+    assert.deepEqual(
+      run.changed.map((c: any) => [c.name, c.from, c.to]),
+      [
+        ['curl', '7.88.1-10', '7.88.1-11'],
+        ['openssl', '3.0.15-1', '3.0.16-1'],
+      ],
+    );
+    assert.deepEqual(
+      run.output.map((o: any) => o.step),
+      ['plan', 'apply'],
+    );
     assert.match(run.output[1].stderr, /fixture: apply/);
     assert.ok(applied(agent));
     // plan, re-plan before apply, apply
@@ -131,7 +146,10 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     const id = await startRun(agent.id);
     const waiting = await awaitingApproval(id);
     // a new update lands in the mirror after the admin looked at the plan
-    writeFileSync(path.join(agent.fixtureDir, 'plan.txt'), [...PLAN, 'bash amd64 5.2.15-2 5.2.15-3 bookworm'].join('\n') + '\n');
+    writeFileSync(
+      path.join(agent.fixtureDir, 'plan.txt'),
+      [...PLAN, 'bash amd64 5.2.15-2 5.2.15-3 bookworm'].join('\n') + '\n',
+    );
     const r = await stack.http('POST', `/v1/runs/${id}/approve`, { body: { planHash: waiting.planHash } });
     assert.equal(r.status, 200);
     const run = await stack.waitForOutcome(id);
@@ -149,7 +167,10 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     // Sent with the real Temporal CLI, as an admin would.
     await cliSignal(id, { by: 'bob', planHash: '0'.repeat(64) });
     await cliSignal(id, { by: 'bob' });
-    const ignored = await stack.waitForRun(id, (r) => r.events.filter((e: any) => e.kind === 'ignored-approve').length === 2);
+    const ignored = await stack.waitForRun(
+      id,
+      (r) => r.events.filter((e: any) => e.kind === 'ignored-approve').length === 2,
+    );
     assert.equal(ignored.phase, 'awaiting-approval');
     assert.match(ignored.events[0].detail.reason, /stale plan hash/);
     assert.match(ignored.events[1].detail.reason, /malformed/);
@@ -181,7 +202,10 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     assert.equal(run.outcome, 'failed');
     assert.equal(run.exitCode, 6);
     assert.match(run.failureReason, /apply exited 6 \(transaction: fixture failure\)/);
-    assert.deepEqual(run.output.map((o: any) => o.step), ['plan', 'apply']);
+    assert.deepEqual(
+      run.output.map((o: any) => o.step),
+      ['plan', 'apply'],
+    );
     assert.equal(applied(agent), false);
   });
 
@@ -198,6 +222,9 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     assert.equal(desc.typedSearchAttributes.get(PatchOutcome), 'completed');
     assert.equal(desc.typedSearchAttributes.get(PatchPhase), 'done');
     const list = await stack.http('GET', `/v1/runs?outcome=completed&agentId=${agent.id}`);
-    assert.deepEqual(list.body.runs.map((r: any) => r.id), [id]);
+    assert.deepEqual(
+      list.body.runs.map((r: any) => r.id),
+      [id],
+    );
   });
 });

@@ -14,7 +14,9 @@ describe('runs that must not execute anything', { concurrency: true }, () => {
   it('an agent that is offline ends the run as agent-unreachable within its pickup timeout', async () => {
     const agentId = await stack.registerOffline('offline-host');
     const started = Date.now();
-    const r = await stack.http('POST', '/v1/runs', { body: { agentId, mode: 'dry-run', timeouts: { agentPickupMs: 1500 } } });
+    const r = await stack.http('POST', '/v1/runs', {
+      body: { agentId, mode: 'dry-run', timeouts: { agentPickupMs: 1500 } },
+    });
     assert.equal(r.status, 202);
     const run = await stack.waitForOutcome(r.body.run.id, 20_000);
     assert.equal(run.outcome, 'agent-unreachable');
@@ -25,9 +27,14 @@ describe('runs that must not execute anything', { concurrency: true }, () => {
   it('an apply whose agent dies mid-transaction is not retried: the run fails and the approved plan is never applied twice', async () => {
     const agent = await stack.startAgent('crash-host', PLAN);
     writeFileSync(path.join(agent.fixtureDir, 'delay-apply'), '8');
-    const r = await stack.http('POST', '/v1/runs', { body: { agentId: agent.id, mode: 'apply', approval: 'auto', timeouts: { scriptMs: 20_000 } } });
+    const r = await stack.http('POST', '/v1/runs', {
+      body: { agentId: agent.id, mode: 'apply', approval: 'auto', timeouts: { scriptMs: 20_000 } },
+    });
     const id = r.body.run.id;
-    const calls = () => (existsSync(path.join(agent.fixtureDir, 'calls.log')) ? readFileSync(path.join(agent.fixtureDir, 'calls.log'), 'utf8').trim().split('\n') : []);
+    const calls = () =>
+      existsSync(path.join(agent.fixtureDir, 'calls.log'))
+        ? readFileSync(path.join(agent.fixtureDir, 'calls.log'), 'utf8').trim().split('\n')
+        : [];
     await stack.waitForRun(id, () => calls().includes('apply'));
     agent.process.kill('SIGKILL'); // the host's agent dies; its script is still running
     const again = await stack.restartAgent(agent, 'crash-host');
@@ -62,7 +69,8 @@ describe('a tampered script', () => {
     const agent = await stack.startAgent('tampered-host', PLAN);
     const marker = path.join(agent.fixtureDir, 'pwned');
     // The served content changes behind the pinned hash (a tampered mirror, a bad deploy).
-    await stack.database.db('scripts')
+    await stack.database
+      .db('scripts')
       .where({ name: 'apt-update.sh' })
       .update({ content: `#!/bin/bash\ntouch ${marker}\necho '{}'\n` });
     const r = await stack.http('POST', '/v1/runs', { body: { agentId: agent.id, mode: 'apply', approval: 'auto' } });

@@ -65,11 +65,17 @@ export function proofSuite(makeSandbox: () => Sandbox): void {
       const plan = await sb.run(['--dry-run', '--exclude', 'pn-alpha']);
       assert.equal(plan.code, 0, plan.stderr);
       assert.ok(!plan.json.packages.some((p) => p.name === 'pn-alpha'), 'excluded package not planned');
-      assert.deepEqual(plan.json.held.map((p) => p.name), ['pn-alpha']);
-      assert.equal(plan.json.held[0]!.candidate, sb.version(2));
+      assert.deepEqual(
+        plan.json.held.map((p) => p.name),
+        ['pn-alpha'],
+      );
+      assert.equal(plan.json.held[0].candidate, sb.version(2));
       const r = await sb.run(['--apply', '--exclude', 'pn-alpha']);
       assert.equal(r.code, 0, r.stderr);
-      assert.deepEqual(r.json.held.map((p) => p.name), ['pn-alpha']);
+      assert.deepEqual(
+        r.json.held.map((p) => p.name),
+        ['pn-alpha'],
+      );
       assert.equal(await sb.installedVersion('pn-alpha'), sb.version(1));
       assert.equal(await sb.installedVersion('pn-beta'), sb.version(2));
       assert.equal(r.json.reboot_required, true, 'reboot package was upgraded');
@@ -79,7 +85,10 @@ export function proofSuite(makeSandbox: () => Sandbox): void {
       await fresh();
       const plan = await sb.run(['--dry-run', '--exclude', 'pn-al*,pn-beta']);
       assert.equal(plan.code, 0, plan.stderr);
-      assert.deepEqual(plan.json.packages.map((p) => p.name), [sb.rebootPackage]);
+      assert.deepEqual(
+        plan.json.packages.map((p) => p.name),
+        [sb.rebootPackage],
+      );
       assert.deepEqual(plan.json.held.map((p) => p.name).sort(), ['pn-alpha', 'pn-beta']);
     });
 

@@ -104,7 +104,9 @@ export function parseRun(r: { code: number; stdout: string; stderr: string }): S
   try {
     json = JSON.parse(r.stdout) as ScriptJson;
   } catch (err) {
-    throw new Error(`script stdout is not one JSON document (exit ${r.code}): ${String(err)}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+    throw new Error(
+      `script stdout is not one JSON document (exit ${r.code}): ${String(err)}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`,
+    );
   }
   return { ...r, json };
 }

@@ -78,7 +78,11 @@ export class Stack {
     return this;
   }
 
-  async http(method: string, urlPath: string, opts: { token?: string | null; body?: unknown; raw?: string } = {}): Promise<HttpResult> {
+  async http(
+    method: string,
+    urlPath: string,
+    opts: { token?: string | null; body?: unknown; raw?: string } = {},
+  ): Promise<HttpResult> {
     const token = opts.token === undefined ? ADMIN_TOKEN : opts.token;
     const res = await fetch(this.baseUrl + urlPath, {
       method,
@@ -113,8 +117,8 @@ export class Stack {
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const id = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`agent ${hostname} did not start:\n${out}`)), 30_000);
       child.once('exit', (code) => reject(new Error(`agent ${hostname} exited ${code}:\n${out}`)));
@@ -122,10 +126,10 @@ export class Stack {
         const m = /\[agent\] (\S+) .* polling/.exec(out);
         if (m) {
           clearTimeout(timer);
-          resolve(m[1]!);
+          resolve(m[1]);
         }
       };
-      child.stdout!.on('data', check);
+      child.stdout.on('data', check);
     });
     child.removeAllListeners('exit');
     const identity = JSON.parse(readFileSync(path.join(stateDir, 'identity.json'), 'utf8'));
@@ -149,7 +153,10 @@ export class Stack {
 
   /** Register an agent through the API without starting its process (an offline host). */
   async registerOffline(hostname: string): Promise<string> {
-    const r = await this.http('POST', '/v1/agents', { token: ENROL_TOKEN, body: { hostname, os: { id: 'debian', versionId: '12', family: 'apt' } } });
+    const r = await this.http('POST', '/v1/agents', {
+      token: ENROL_TOKEN,
+      body: { hostname, os: { id: 'debian', versionId: '12', family: 'apt' } },
+    });
     if (r.status !== 201) throw new Error(`registration failed: ${JSON.stringify(r.body)}`);
     return r.body.agent.id;
   }

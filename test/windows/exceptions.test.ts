@@ -4,7 +4,11 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Stack } from '../support/stack';
 
-const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security', 'linux-image-amd64 amd64 6.1.0-25 6.1.0-26 bookworm', 'curl amd64 7.88.1-10 7.88.1-11 bookworm'];
+const PLAN = [
+  'openssl amd64 3.0.15-1 3.0.16-1 bookworm-security',
+  'linux-image-amd64 amd64 6.1.0-25 6.1.0-26 bookworm',
+  'curl amd64 7.88.1-10 7.88.1-11 bookworm',
+];
 
 describe('package exceptions: never touched by a run', { concurrency: true }, () => {
   const stack = new Stack();
@@ -24,7 +28,10 @@ describe('package exceptions: never touched by a run', { concurrency: true }, ()
 
   it('an exception reaches the script as --exclude, is recorded on the run and shows as held', async () => {
     const agent = await stack.startAgent('exc-host', PLAN);
-    const exc = await addException(agent.id, { package: 'linux-image-*', reason: 'kernel upgrades need a maintenance ticket' });
+    const exc = await addException(agent.id, {
+      package: 'linux-image-*',
+      reason: 'kernel upgrades need a maintenance ticket',
+    });
     assert.equal(exc.createdBy, 'alice');
     assert.equal(exc.active, true);
     const run = await dryRun(agent.id);
@@ -32,13 +39,23 @@ describe('package exceptions: never touched by a run', { concurrency: true }, ()
     assert.deepEqual(run.output[0].argv, ['--dry-run', '--exclude', 'linux-image-*']);
     const calls = readFileSync(path.join(agent.fixtureDir, 'calls.log'), 'utf8');
     assert.equal(calls, 'dry-run --exclude linux-image-*\n', 'the argv the agent really ran');
-    assert.deepEqual(run.plan.map((p: any) => p.name), ['curl', 'openssl']);
-    assert.deepEqual(run.held.map((p: any) => [p.name, p.candidate]), [['linux-image-amd64', '6.1.0-26']]);
+    assert.deepEqual(
+      run.plan.map((p: any) => p.name),
+      ['curl', 'openssl'],
+    );
+    assert.deepEqual(
+      run.held.map((p: any) => [p.name, p.candidate]),
+      [['linux-image-amd64', '6.1.0-26']],
+    );
   });
 
   it('an exception stops applying on its own when it expires', async () => {
     const agent = await stack.startAgent('expiry-host', PLAN);
-    const exc = await addException(agent.id, { package: 'curl', reason: 'pinned for a week', expiresAt: new Date(Date.now() + 10_000).toISOString() });
+    const exc = await addException(agent.id, {
+      package: 'curl',
+      reason: 'pinned for a week',
+      expiresAt: new Date(Date.now() + 10_000).toISOString(),
+    });
     const first = await dryRun(agent.id);
     assert.deepEqual(first.exclusions, ['curl']);
     await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(exc.expiresAt) - Date.now()) + 200));
@@ -64,10 +81,14 @@ describe('package exceptions: never touched by a run', { concurrency: true }, ()
   it('an exception can be changed and deleted, and a deleted one no longer applies', async () => {
     const agent = await stack.startAgent('edit-host', PLAN);
     const exc = await addException(agent.id, { package: 'openssl', reason: 'vendor build' });
-    const patched = await stack.http('PATCH', `/v1/agents/${agent.id}/exceptions/${exc.id}`, { body: { reason: 'vendor build, see ticket 42' } });
+    const patched = await stack.http('PATCH', `/v1/agents/${agent.id}/exceptions/${exc.id}`, {
+      body: { reason: 'vendor build, see ticket 42' },
+    });
     assert.equal(patched.status, 200);
     assert.equal(patched.body.exception.reason, 'vendor build, see ticket 42');
-    const dup = await stack.http('POST', `/v1/agents/${agent.id}/exceptions`, { body: { package: 'openssl', reason: 'again' } });
+    const dup = await stack.http('POST', `/v1/agents/${agent.id}/exceptions`, {
+      body: { package: 'openssl', reason: 'again' },
+    });
     assert.equal(dup.status, 409);
     assert.equal((await stack.http('DELETE', `/v1/agents/${agent.id}/exceptions/${exc.id}`)).status, 204);
     assert.equal((await stack.http('DELETE', `/v1/agents/${agent.id}/exceptions/${exc.id}`)).status, 404);
@@ -80,11 +101,19 @@ describe('package exceptions: never touched by a run', { concurrency: true }, ()
     ['a name with shell characters', 'AGENT', { package: 'curl;reboot', reason: 'x' }, 'package'],
     ['a name that is not legal for apt', 'AGENT', { package: 'Curl_Upper', reason: 'x' }, 'package'],
     ['a missing reason', 'AGENT', { package: 'curl' }, 'reason'],
-    ['an expiry in the past', 'AGENT', { package: 'curl', reason: 'x', expiresAt: '2020-01-01T00:00:00Z' }, 'expiresAt'],
+    [
+      'an expiry in the past',
+      'AGENT',
+      { package: 'curl', reason: 'x', expiresAt: '2020-01-01T00:00:00Z' },
+      'expiresAt',
+    ],
   ];
   for (const [what, agentId, body, field] of bad) {
     it(`an exception with ${what} is a 400 naming ${field}, and nothing is created`, async () => {
-      const id = agentId === 'AGENT' ? await stack.registerOffline(`bad-${field}-${Math.random().toString(36).slice(2, 8)}`) : agentId;
+      const id =
+        agentId === 'AGENT'
+          ? await stack.registerOffline(`bad-${field}-${Math.random().toString(36).slice(2, 8)}`)
+          : agentId;
       const r = await stack.http('POST', `/v1/agents/${id}/exceptions`, { body });
       assert.equal(r.status, 400, JSON.stringify(r.body));
       assert.equal(r.body.error.field, field);

@@ -17,13 +17,25 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
 
   const createWindow = async (body: Record<string, unknown>) => {
     const r = await stack.http('POST', '/v1/windows', {
-      body: { name: 'test window', timezone: 'Europe/Berlin', durationSeconds: 60, cutoffSeconds: 10, approval: 'auto', ...body },
+      body: {
+        name: 'test window',
+        timezone: 'Europe/Berlin',
+        durationSeconds: 60,
+        cutoffSeconds: 10,
+        approval: 'auto',
+        ...body,
+      },
     });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     return r.body.window;
   };
-  const windowRuns = (windowId: string) => stack.database.db('patch_runs').where({ window_id: windowId }).orderBy('created_at');
-  const waitFor = async <T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> => {
+  const windowRuns = (windowId: string) =>
+    stack.database.db('patch_runs').where({ window_id: windowId }).orderBy('created_at');
+  const waitFor = async <T>(
+    what: string,
+    probe: () => Promise<T | undefined | false>,
+    timeoutMs = 30_000,
+  ): Promise<T> => {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const v = await probe();
@@ -45,16 +57,27 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
 
   it('a window recurring every few seconds fires real runs through its Schedule; pause stops them, resume restarts them, delete removes the Schedule', async () => {
     const agent = await stack.startAgent('win-host', PLAN);
-    const w = await createWindow({ targets: { agentIds: [agent.id] }, recurrence: { everySeconds: 2 }, durationSeconds: 30, cutoffSeconds: 5 });
+    const w = await createWindow({
+      targets: { agentIds: [agent.id] },
+      recurrence: { everySeconds: 2 },
+      durationSeconds: 30,
+      cutoffSeconds: 5,
+    });
     const handle = stack.temporal.schedule.getHandle(w.scheduleId);
     const desc = await handle.describe();
     assert.match(desc.state.note ?? '', /^test window: every 2s/);
 
-    const firstRun = await waitFor('a window run to complete', async () => (await windowRuns(w.id)).find((r) => r.outcome === 'completed'));
+    const firstRun = await waitFor('a window run to complete', async () =>
+      (await windowRuns(w.id)).find((r) => r.outcome === 'completed'),
+    );
     assert.equal(firstRun.agent_id, agent.id);
     assert.equal(firstRun.requested_by, `window:${w.id}`);
     const runDesc = await stack.temporal.workflow.getHandle(firstRun.id).describe();
-    assert.match(runDesc.parentExecution?.workflowId ?? '', new RegExp(`^window\\.${w.id}`), 'the run is a child of the window workflow');
+    assert.match(
+      runDesc.parentExecution?.workflowId ?? '',
+      new RegExp(`^window\\.${w.id}`),
+      'the run is a child of the window workflow',
+    );
 
     const paused = await stack.http('POST', `/v1/windows/${w.id}/pause`, { body: { note: 'change freeze' } });
     assert.equal(paused.status, 200);
@@ -103,7 +126,10 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
     const okRun = rows.find((r) => r.agent_id === approved.id)!;
     const skipRun = rows.find((r) => r.agent_id === ignored.id)!;
     const waiting = await stack.waitForRun(okRun.id, (r) => r.phase === 'awaiting-approval');
-    assert.ok(Date.parse(waiting.createdAt) < Date.parse(okRun.window_start.toISOString()), 'planned before the window starts');
+    assert.ok(
+      Date.parse(waiting.createdAt) < Date.parse(okRun.window_start.toISOString()),
+      'planned before the window starts',
+    );
     assert.equal(existsSync(path.join(approved.fixtureDir, 'applied')), false);
     const r = await stack.http('POST', `/v1/runs/${okRun.id}/approve`, { body: { planHash: waiting.planHash } });
     assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -123,7 +149,13 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
     const agent = await stack.startAgent('cutoff-host', PLAN);
     // applyBy = start + 10 s; the plan alone takes 14 s (margins for a loaded CI machine)
     writeFileSync(path.join(agent.fixtureDir, 'delay-dry-run'), '14');
-    const w = await createWindow({ ...NOT_BEFORE_2030, targets: { agentIds: [agent.id] }, recurrence: { everySeconds: 3600 }, durationSeconds: 40, cutoffSeconds: 30 });
+    const w = await createWindow({
+      ...NOT_BEFORE_2030,
+      targets: { agentIds: [agent.id] },
+      recurrence: { everySeconds: 3600 },
+      durationSeconds: 40,
+      cutoffSeconds: 30,
+    });
     const row = await triggerFirstRun(w.id);
     const run = await stack.waitForOutcome(row.id, 60_000);
     assert.equal(run.outcome, 'skipped-window-closed');
@@ -134,7 +166,13 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
     const agent = await stack.startAgent('overrun-host', PLAN);
     // the window ends 16 s after it starts; the apply alone takes 18 s
     writeFileSync(path.join(agent.fixtureDir, 'delay-apply'), '18');
-    const w = await createWindow({ ...NOT_BEFORE_2030, targets: { agentIds: [agent.id] }, recurrence: { everySeconds: 3600 }, durationSeconds: 16, cutoffSeconds: 1 });
+    const w = await createWindow({
+      ...NOT_BEFORE_2030,
+      targets: { agentIds: [agent.id] },
+      recurrence: { everySeconds: 3600 },
+      durationSeconds: 16,
+      cutoffSeconds: 1,
+    });
     const row = await triggerFirstRun(w.id);
     const run = await stack.waitForOutcome(row.id, 60_000);
     assert.equal(run.outcome, 'completed', run.failureReason);
@@ -145,7 +183,12 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
 
   it('dry-run-only plans and reports but never applies', async () => {
     const agent = await stack.startAgent('dryonly-host', PLAN);
-    const w = await createWindow({ ...NOT_BEFORE_2030, targets: { agentIds: [agent.id] }, recurrence: { everySeconds: 3600 }, approval: 'dry-run-only' });
+    const w = await createWindow({
+      ...NOT_BEFORE_2030,
+      targets: { agentIds: [agent.id] },
+      recurrence: { everySeconds: 3600 },
+      approval: 'dry-run-only',
+    });
     const row = await triggerFirstRun(w.id);
     const run = await stack.waitForOutcome(row.id);
     assert.equal(run.outcome, 'completed');
@@ -193,7 +236,16 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
       const agentId = await stack.registerOffline(`badwin-${Math.random().toString(36).slice(2, 8)}`);
       const name = `bad window ${Math.random().toString(36).slice(2)}`;
       const r = await stack.http('POST', '/v1/windows', {
-        body: { name, targets: { agentIds: [agentId] }, recurrence: { cron: '30 2 * * 0' }, timezone: 'Europe/Berlin', durationSeconds: 7200, cutoffSeconds: 1800, approval: 'auto', ...override },
+        body: {
+          name,
+          targets: { agentIds: [agentId] },
+          recurrence: { cron: '30 2 * * 0' },
+          timezone: 'Europe/Berlin',
+          durationSeconds: 7200,
+          cutoffSeconds: 1800,
+          approval: 'auto',
+          ...override,
+        },
       });
       assert.equal(r.status, 400, JSON.stringify(r.body));
       assert.equal(r.body.error.code, 'validation_failed');
@@ -210,7 +262,17 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
 /** Fire instants Temporal computes for 02:30 Europe/Berlin around the 2027 DST changes. */
 const DST = {
   // 28 March has no 02:30: Temporal skips that day's firing (docs/windows.md: avoid 02:00–03:00).
-  spring: ['2027-03-26T01:30:00.000Z', '2027-03-27T01:30:00.000Z', '2027-03-29T00:30:00.000Z', '2027-03-30T00:30:00.000Z'],
+  spring: [
+    '2027-03-26T01:30:00.000Z',
+    '2027-03-27T01:30:00.000Z',
+    '2027-03-29T00:30:00.000Z',
+    '2027-03-30T00:30:00.000Z',
+  ],
   // 31 October has 02:30 twice (00:30Z in CEST, 01:30Z in CET): Temporal fires once, at the second.
-  autumn: ['2027-10-29T00:30:00.000Z', '2027-10-30T00:30:00.000Z', '2027-10-31T01:30:00.000Z', '2027-11-01T01:30:00.000Z'],
+  autumn: [
+    '2027-10-29T00:30:00.000Z',
+    '2027-10-30T00:30:00.000Z',
+    '2027-10-31T01:30:00.000Z',
+    '2027-11-01T01:30:00.000Z',
+  ],
 };

@@ -73,14 +73,18 @@ const debFile = (f: Fixture) => `${f.name}_${f.version}_all.deb`;
  */
 function hostMirror(): string {
   const dir = '/etc/apt/sources.list.d';
-  const sources = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.sources')).sort() : [];
+  const sources = existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith('.sources'))
+        .sort()
+    : [];
   for (const file of sources) {
     const text = readFileSync(path.join(dir, file), 'utf8');
     for (const stanza of text.split(/\n\s*\n/)) {
       const fields = new Map<string, string>();
       for (const line of stanza.split('\n')) {
         const m = /^([A-Za-z-]+):\s*(.*)$/.exec(line);
-        if (m) fields.set(m[1]!.toLowerCase(), m[2]!.trim());
+        if (m) fields.set(m[1].toLowerCase(), m[2].trim());
       }
       const types = (fields.get('types') ?? '').split(/\s+/);
       const suites = (fields.get('suites') ?? '').split(/\s+/);
@@ -92,7 +96,10 @@ function hostMirror(): string {
   const list = '/etc/apt/sources.list';
   if (existsSync(list)) {
     for (const raw of readFileSync(list, 'utf8').split('\n')) {
-      const words = raw.replace(/\[[^\]]*\]/, ' ').trim().split(/\s+/);
+      const words = raw
+        .replace(/\[[^\]]*\]/, ' ')
+        .trim()
+        .split(/\s+/);
       if (words[0] === 'deb' && words[1] && words[2] && !words[2].includes('-')) return words[1];
     }
   }
@@ -114,7 +121,12 @@ function cachedBase(): Promise<string> {
       const root = path.join(work, 'root');
       await must('debootstrap', ['--variant=minbase', SUITE, root, hostMirror()]);
       // Hermetic base: no downloaded archives, no indexes, no sources pointing at the mirror.
-      await must('rm', ['-rf', '--one-file-system', path.join(root, 'var/cache/apt/archives'), path.join(root, 'var/lib/apt/lists')]);
+      await must('rm', [
+        '-rf',
+        '--one-file-system',
+        path.join(root, 'var/cache/apt/archives'),
+        path.join(root, 'var/lib/apt/lists'),
+      ]);
       await mkdir(path.join(root, 'var/cache/apt/archives/partial'), { recursive: true });
       await mkdir(path.join(root, 'var/lib/apt/lists/partial'), { recursive: true });
       await rm(path.join(root, 'etc/apt/sources.list'), { force: true });
@@ -217,7 +229,9 @@ export class AptSandbox implements Sandbox {
     const staging = path.join(root, 'tmp/pn-v1');
     await mkdir(staging);
     for (const f of installedV1) await copyFile(path.join(debs, debFile(f)), path.join(staging, debFile(f)));
-    await must('chroot', [root, 'dpkg', '-i', ...installedV1.map((f) => `/tmp/pn-v1/${debFile(f)}`)], { env: CHROOT_ENV });
+    await must('chroot', [root, 'dpkg', '-i', ...installedV1.map((f) => `/tmp/pn-v1/${debFile(f)}`)], {
+      env: CHROOT_ENV,
+    });
     await rm(staging, { recursive: true });
     // The host was rebooted after provisioning: v1 of the reboot package asked for one too.
     await rm(path.join(root, 'run/reboot-required'), { force: true });
@@ -263,7 +277,9 @@ export class AptSandbox implements Sandbox {
   }
 
   async installedVersion(name: string): Promise<string | null> {
-    const r = await exec('chroot', [this.root, 'dpkg-query', '-W', '-f', '${db:Status-Abbrev}\t${Version}', name], { env: CHROOT_ENV });
+    const r = await exec('chroot', [this.root, 'dpkg-query', '-W', '-f', '${db:Status-Abbrev}\t${Version}', name], {
+      env: CHROOT_ENV,
+    });
     if (r.code !== 0) return null;
     const [status = '', version = ''] = r.stdout.split('\t');
     return status[1] === 'n' || status[1] === 'c' || !version ? null : version;

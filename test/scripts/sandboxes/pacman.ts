@@ -45,8 +45,16 @@ function kernel(version: string, kver: string): Fixture {
 }
 
 const FIXTURES: Fixture[] = [
-  ...(['pn-alpha', 'pn-beta', 'pn-stable'] as const).map((name) => ({ name, version: VERSIONS[1], files: [versionFile(name, VERSIONS[1])] })),
-  ...(['pn-alpha', 'pn-beta'] as const).map((name) => ({ name, version: VERSIONS[2], files: [versionFile(name, VERSIONS[2])] })),
+  ...(['pn-alpha', 'pn-beta', 'pn-stable'] as const).map((name) => ({
+    name,
+    version: VERSIONS[1],
+    files: [versionFile(name, VERSIONS[1])],
+  })),
+  ...(['pn-alpha', 'pn-beta'] as const).map((name) => ({
+    name,
+    version: VERSIONS[2],
+    files: [versionFile(name, VERSIONS[2])],
+  })),
   kernel(VERSIONS[1], RUNNING_KERNEL),
   kernel(VERSIONS[2], `${RUNNING_KERNEL}-pn2`),
   // Ships a file owned by pn-stable: pacman's file-conflict check must fail the transaction.
@@ -77,7 +85,9 @@ async function buildPackage(out: string, fixture: Fixture): Promise<void> {
       await mkdir(join(work, f.path, '..'), { recursive: true });
       await writeFile(join(work, f.path), f.content);
     }
-    await must('bsdtar', ['--zstd', '-cf', join(out, fileName(fixture.name, fixture.version)), '.PKGINFO', 'usr'], { cwd: work });
+    await must('bsdtar', ['--zstd', '-cf', join(out, fileName(fixture.name, fixture.version)), '.PKGINFO', 'usr'], {
+      cwd: work,
+    });
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -117,10 +127,22 @@ export class PacmanSandbox implements Sandbox {
   private pacman(args: string[]) {
     const r = this.root;
     return exec('pacman', [
-      '--noconfirm', '--root', `${r}/`, '--dbpath', `${r}/var/lib/pacman/`,
-      '--cachedir', `${r}/var/cache/pacman/pkg/`, '--config', this.conf,
-      '--gpgdir', `${r}/etc/pacman.d/gnupg/`, '--hookdir', `${r}/etc/pacman.d/hooks/`,
-      '--logfile', `${r}/var/log/pacman.log`, ...args,
+      '--noconfirm',
+      '--root',
+      `${r}/`,
+      '--dbpath',
+      `${r}/var/lib/pacman/`,
+      '--cachedir',
+      `${r}/var/cache/pacman/pkg/`,
+      '--config',
+      this.conf,
+      '--gpgdir',
+      `${r}/etc/pacman.d/gnupg/`,
+      '--hookdir',
+      `${r}/etc/pacman.d/hooks/`,
+      '--logfile',
+      `${r}/var/log/pacman.log`,
+      ...args,
     ]);
   }
 
@@ -131,19 +153,23 @@ export class PacmanSandbox implements Sandbox {
       await mkdir(join(this.root, dir), { recursive: true });
     }
     await mkdir(this.repo);
-    await writeFile(this.conf, [
-      '[options]',
-      'Architecture = auto',
-      'SigLevel = Never',
-      'LocalFileSigLevel = Never',
-      '',
-      `[${REPO}]`,
-      `Server = file://${this.repo}`,
-      '',
-    ].join('\n'));
+    await writeFile(
+      this.conf,
+      [
+        '[options]',
+        'Architecture = auto',
+        'SigLevel = Never',
+        'LocalFileSigLevel = Never',
+        '',
+        `[${REPO}]`,
+        `Server = file://${this.repo}`,
+        '',
+      ].join('\n'),
+    );
     const v1 = FIXTURES.filter((f) => f.version === VERSIONS[1]).map((f) => join(pkgs, fileName(f.name, f.version)));
     const installed = await this.pacman(['-U', ...v1]);
-    if (installed.code !== 0) throw new Error(`pacman -U failed (${installed.code}):\n${installed.stderr}\n${installed.stdout}`);
+    if (installed.code !== 0)
+      throw new Error(`pacman -U failed (${installed.code}):\n${installed.stderr}\n${installed.stdout}`);
     await this.publish(FIXTURES.filter((f) => f.version === VERSIONS[2]));
   }
 
@@ -176,7 +202,7 @@ export class PacmanSandbox implements Sandbox {
 
   async hasHold(name: string): Promise<boolean> {
     const conf = await readFile(this.conf, 'utf8');
-    return [...conf.matchAll(/^\s*IgnorePkg\s*=(.*)$/gm)].some((m) => m[1]!.trim().split(/\s+/).includes(name));
+    return [...conf.matchAll(/^\s*IgnorePkg\s*=(.*)$/gm)].some((m) => m[1].trim().split(/\s+/).includes(name));
   }
 
   async publishBroken(): Promise<void> {

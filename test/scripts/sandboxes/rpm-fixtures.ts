@@ -52,12 +52,18 @@ export async function buildRpmFixtures(prefix: string, fixtures: RpmFixture[]): 
       const specFile = join(top, `${f.name}-${f.version}.spec`);
       await writeFile(specFile, spec(f));
       await must('rpmbuild', [
-        '--quiet', '-bb',
-        '--define', `_topdir ${top}/${f.name}-${f.version}`,
-        '--define', `_tmppath ${top}`,
-        '--define', `_dbpath ${top}/rpmdb`,
-        '--define', `_rpmdir ${dir}`,
-        '--define', '_build_name_fmt %{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}.rpm',
+        '--quiet',
+        '-bb',
+        '--define',
+        `_topdir ${top}/${f.name}-${f.version}`,
+        '--define',
+        `_tmppath ${top}`,
+        '--define',
+        `_dbpath ${top}/rpmdb`,
+        '--define',
+        `_rpmdir ${dir}`,
+        '--define',
+        '_build_name_fmt %{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}.rpm',
         specFile,
       ]);
     }),

@@ -67,7 +67,10 @@ class RpmSandbox implements Sandbox {
     const v1 = FIXTURES.filter((f) => f.version === '1.0');
     const v2 = FIXTURES.filter((f) => f.version === '2.0');
     await must('rpm', ['--root', this.root, '-i', ...v1.map((f) => join(rpms, rpmFile(f)))]);
-    const repos: [string, RpmFixture[]][] = [['base', v1], ['updates', v2]];
+    const repos: [string, RpmFixture[]][] = [
+      ['base', v1],
+      ['updates', v2],
+    ];
     for (const [id, packages] of repos) {
       const dir = join(this.base, 'repos', id);
       await mkdir(dir, { recursive: true });
@@ -90,7 +93,9 @@ class RpmSandbox implements Sandbox {
   async run(args: string[]): Promise<ScriptRun> {
     const bin = join(this.base, 'bin');
     const env = existsSync(bin) ? { ...process.env, PATH: `${bin}${delimiter}${process.env.PATH ?? ''}` } : process.env;
-    return parseRun(await exec('bash', [join(SCRIPTS, `${this.family}-update.sh`), ...args, '--root', this.root], { env }));
+    return parseRun(
+      await exec('bash', [join(SCRIPTS, `${this.family}-update.sh`), ...args, '--root', this.root], { env }),
+    );
   }
 
   async installedVersion(name: string): Promise<string | null> {
@@ -111,7 +116,7 @@ class RpmSandbox implements Sandbox {
   async hasHold(name: string): Promise<boolean> {
     const conf = await readFile(this.conf, 'utf8');
     return [...conf.matchAll(/^\s*(?:excludepkgs|exclude)\s*=(.*)$/gm)].some((m) =>
-      m[1]!.split(/[\s,]+/).includes(name),
+      m[1].split(/[\s,]+/).includes(name),
     );
   }
 

@@ -59,23 +59,27 @@ export class ZypperSandbox implements Sandbox {
   async create(): Promise<void> {
     const rpms = await fixtures();
     this.base = await mkdtemp(join(tmpdir(), 'pn-zypper-'));
-    for (const dir of ['etc/zypp/repos.d', 'var/log', 'var/tmp', 'run']) await mkdir(join(this.root, dir), { recursive: true });
+    for (const dir of ['etc/zypp/repos.d', 'var/log', 'var/tmp', 'run'])
+      await mkdir(join(this.root, dir), { recursive: true });
     await mkdir(this.repo);
     const init = await this.rpm(['--initdb']);
     if (init.code !== 0) throw new Error(`rpm --initdb failed: ${init.stderr}`);
     const v1 = FIXTURES.filter((f) => f.version === '1.0').map((f) => join(rpms, rpmFile(f)));
     const installed = await this.rpm(['-i', ...v1]);
     if (installed.code !== 0) throw new Error(`rpm -i failed (${installed.code}):\n${installed.stderr}`);
-    await writeFile(join(this.root, `etc/zypp/repos.d/${REPO}.repo`), [
-      `[${REPO}]`,
-      `name=${REPO}`,
-      'enabled=1',
-      'autorefresh=1',
-      `baseurl=file://${this.repo}`,
-      'type=rpm-md',
-      'gpgcheck=0',
-      '',
-    ].join('\n'));
+    await writeFile(
+      join(this.root, `etc/zypp/repos.d/${REPO}.repo`),
+      [
+        `[${REPO}]`,
+        `name=${REPO}`,
+        'enabled=1',
+        'autorefresh=1',
+        `baseurl=file://${this.repo}`,
+        'type=rpm-md',
+        'gpgcheck=0',
+        '',
+      ].join('\n'),
+    );
     await this.publish(FIXTURES.filter((f) => f.version === '2.0'));
   }
 
