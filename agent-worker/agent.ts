@@ -2,11 +2,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Worker } from '@temporalio/worker';
+import { Worker, type NativeConnection } from '@temporalio/worker';
 import { createAgentActivities } from '../activities/agent';
 import { agentTaskQueue, type Agent, type Family } from '../contract';
-import { temporalConnectionConfig } from '../contract/temporal';
-import { NativeConnection } from '@temporalio/worker';
+import { connectWorker } from '../runtime/temporal';
 import { ApiClient } from './api-client';
 import { Identity, identityPath, type AgentEnv } from './config';
 import { detectFamily, osInfo, parseOsRelease } from './os-release';
@@ -55,11 +54,10 @@ export async function createAgent(
   await chmod(env.PATCHNANNY_AGENT_STATE_DIR, 0o700);
   const api = new ApiClient(env.PATCHNANNY_API_URL, '');
   const { agent } = await ensureIdentity(env, api);
-  const cfg = temporalConnectionConfig(env);
-  const connection = await NativeConnection.connect({ address: cfg.address, tls: cfg.tls, apiKey: cfg.apiKey });
+  const { connection, namespace } = await connectWorker(env);
   const worker = await Worker.create({
     connection,
-    namespace: cfg.namespace,
+    namespace,
     taskQueue: agentTaskQueue(agent.id),
     activities: createAgentActivities({
       family: agent.family,

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { Family } from '../contract';
-import { TemporalEnv } from '../contract/temporal';
+import { TemporalEnv } from '../runtime/temporal';
 
 /** Agent configuration from the environment, validated at start (flags map onto the same names). */
 export const AgentEnv = TemporalEnv.extend({

@@ -1,6 +1,6 @@
 /** The host agent: `node dist/agent-worker/main.js [--api-url URL] [--state-dir DIR] …` (or the env names). */
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { parseEnv } from '../contract/temporal';
+import { parseEnv } from '../runtime/temporal';
 import { createAgent } from './agent';
 import { AgentEnv, flagsToEnv } from './config';
 

@@ -9,7 +9,8 @@ import type { AdminToken } from './env';
 import { errorMiddleware } from './errors';
 import { exceptionsRouter } from './exceptions/router';
 import { runsRouter } from './runs/router';
-import { runsService, type RunDefaults } from './runs/service';
+import { runsService } from './runs/service';
+import type { ConfigurableTimeouts } from '../contract';
 import { scriptsRouter } from './scripts/router';
 import { windowsRouter } from './windows/router';
 import { windowsService } from './windows/service';
@@ -19,7 +20,8 @@ export interface AppDeps {
   temporal: Client;
   admins: AdminToken[];
   enrolToken?: string;
-  runDefaults: RunDefaults;
+  controlQueue: string;
+  runDefaults: ConfigurableTimeouts;
 }
 
 export function createApp(deps: AppDeps): Koa {
@@ -52,8 +54,8 @@ export function createApp(deps: AppDeps): Koa {
     agentsRouter(deps.db),
     exceptionsRouter(deps.db),
     scriptsRouter(deps.db),
-    runsRouter(runsService(deps.db, deps.temporal, deps.runDefaults)),
-    windowsRouter(windowsService(deps.db, deps.temporal, deps.runDefaults.controlQueue)),
+    runsRouter(runsService(deps.db, deps.temporal, deps.controlQueue, deps.runDefaults)),
+    windowsRouter(windowsService(deps.db, deps.temporal, deps.controlQueue)),
   ];
   for (const router of routers) {
     app.use(router.routes()).use(router.allowedMethods());

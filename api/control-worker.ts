@@ -1,17 +1,22 @@
 import { Worker } from '@temporalio/worker';
 import type { Knex } from 'knex';
 import { createControlActivities } from '../activities/control';
-import type { TemporalEnv } from '../contract/temporal';
-import { connectWorker, workflowSource } from './temporal';
+import type { ConfigurableTimeouts } from '../contract';
+import { connectWorker, workflowSource, type TemporalEnv } from '../runtime/temporal';
 
 /** The control worker: patch-run workflows plus the control activities (database writes). */
-export async function createControlWorker(env: TemporalEnv, db: Knex, taskQueue: string): Promise<Worker> {
+export async function createControlWorker(
+  env: TemporalEnv,
+  db: Knex,
+  taskQueue: string,
+  runDefaults: ConfigurableTimeouts,
+): Promise<Worker> {
   const { connection, namespace } = await connectWorker(env);
   return Worker.create({
     connection,
     namespace,
     taskQueue,
     ...workflowSource(),
-    activities: createControlActivities(db),
+    activities: createControlActivities(db, runDefaults),
   });
 }

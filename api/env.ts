@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { TemporalEnv } from '../contract/temporal';
+import { DEFAULT_TIMEOUTS, type ConfigurableTimeouts } from '../contract';
+import { TemporalEnv } from '../runtime/temporal';
 
 const ms = z.coerce.number().int().positive();
 
@@ -15,11 +16,18 @@ export const ApiEnv = TemporalEnv.extend({
   PATCHNANNY_CONTROL_QUEUE: z.string().min(1).default('patch-control'),
   /** Folder whose `*-update.sh` files are loaded into the scripts table at start. */
   PATCHNANNY_SCRIPTS_DIR: z.string().default(path.resolve(__dirname, '../../scripts/patch')),
-  PATCHNANNY_APPROVAL_TIMEOUT_MS: ms.default(24 * 3600_000),
-  PATCHNANNY_AGENT_PICKUP_TIMEOUT_MS: ms.default(5 * 60_000),
-  PATCHNANNY_SCRIPT_TIMEOUT_MS: ms.default(60 * 60_000),
+  PATCHNANNY_APPROVAL_TIMEOUT_MS: ms.default(DEFAULT_TIMEOUTS.approvalMs),
+  PATCHNANNY_AGENT_PICKUP_TIMEOUT_MS: ms.default(DEFAULT_TIMEOUTS.agentPickupMs),
+  PATCHNANNY_SCRIPT_TIMEOUT_MS: ms.default(DEFAULT_TIMEOUTS.scriptMs),
 });
 export type ApiEnv = z.infer<typeof ApiEnv>;
+
+/** The configured run timeouts, for API runs and window runs alike (resolveRunTimeouts applies them). */
+export const runDefaultsOf = (env: ApiEnv): ConfigurableTimeouts => ({
+  approvalMs: env.PATCHNANNY_APPROVAL_TIMEOUT_MS,
+  agentPickupMs: env.PATCHNANNY_AGENT_PICKUP_TIMEOUT_MS,
+  scriptMs: env.PATCHNANNY_SCRIPT_TIMEOUT_MS,
+});
 
 export interface AdminToken {
   name: string;

@@ -4,13 +4,12 @@
  */
 import type { Server } from 'node:http';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { parseEnv } from '../contract/temporal';
+import { connectClient, parseEnv } from '../runtime/temporal';
 import { createApp } from './app';
 import { createControlWorker } from './control-worker';
 import { connect, migrate } from './db';
-import { ApiEnv, parseAdminTokens } from './env';
+import { ApiEnv, parseAdminTokens, runDefaultsOf } from './env';
 import { loadScripts } from './scripts/service';
-import { connectClient } from './temporal';
 
 async function main(): Promise<void> {
   const env = parseEnv(ApiEnv);
@@ -30,12 +29,8 @@ async function main(): Promise<void> {
       temporal,
       admins: parseAdminTokens(env.PATCHNANNY_ADMIN_TOKENS),
       enrolToken: env.PATCHNANNY_ENROL_TOKEN,
-      runDefaults: {
-        controlQueue: env.PATCHNANNY_CONTROL_QUEUE,
-        approvalMs: env.PATCHNANNY_APPROVAL_TIMEOUT_MS,
-        agentPickupMs: env.PATCHNANNY_AGENT_PICKUP_TIMEOUT_MS,
-        scriptMs: env.PATCHNANNY_SCRIPT_TIMEOUT_MS,
-      },
+      controlQueue: env.PATCHNANNY_CONTROL_QUEUE,
+      runDefaults: runDefaultsOf(env),
     });
     server = app.listen(env.PORT, env.HOST);
     await new Promise<void>((resolve) => server!.once('listening', resolve));
@@ -43,7 +38,7 @@ async function main(): Promise<void> {
     console.log(`[api] listening on http://${env.HOST}:${typeof addr === 'object' && addr ? addr.port : env.PORT}`);
   }
   if (role === 'all' || role === 'worker') {
-    const worker = await createControlWorker(env, db, env.PATCHNANNY_CONTROL_QUEUE);
+    const worker = await createControlWorker(env, db, env.PATCHNANNY_CONTROL_QUEUE, runDefaultsOf(env));
     console.log(`[control-worker] polling ${env.PATCHNANNY_CONTROL_QUEUE}`);
     await worker.run(); // returns after SIGINT/SIGTERM (the SDK's default shutdown signals)
     server?.close();

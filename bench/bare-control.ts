@@ -4,14 +4,17 @@
  * control worker. Every finished `report` is told to the driver, which counts terminal runs.
  */
 import { Context } from '@temporalio/activity';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { connectWorker, TemporalEnv } from '../runtime/temporal';
 import { tell } from './ipc';
 
 async function main(): Promise<void> {
   const [address, namespace, taskQueue] = process.argv.slice(2);
   if (!address || !namespace || !taskQueue) throw new Error('usage: bare-control.js ADDRESS NAMESPACE TASK_QUEUE');
   Runtime.install({ logger: new DefaultLogger('WARN') });
-  const connection = await NativeConnection.connect({ address });
+  const { connection } = await connectWorker(
+    TemporalEnv.parse({ TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: namespace }),
+  );
   const worker = await Worker.create({
     connection,
     namespace,

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { connectClient, TemporalEnv } from '../runtime/temporal';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { agentHost, simLauncher, type BenchContext, type RegisteredAgent, type Sizes } from './context';
 import { forkModule, type ChildMessage, type Forked } from './ipc';
@@ -277,9 +277,10 @@ async function main(): Promise<void> {
     const api: ApiProcess = await startApi({ temporal, databaseUrl: database.url, logFile: path.join(tmp, 'api.log') });
     cleanups.push(() => api.stop());
     log(`API + control worker pid ${api.pid} at ${api.url}, control queue ${api.controlQueue}`);
-    const connection = await Connection.connect({ address: temporal.address });
-    cleanups.push(() => connection.close());
-    const client = new Client({ connection, namespace: temporal.namespace });
+    const client = await connectClient(
+      TemporalEnv.parse({ TEMPORAL_ADDRESS: temporal.address, TEMPORAL_NAMESPACE: temporal.namespace }),
+    );
+    cleanups.push(() => client.connection.close());
     const http = httpClient(api.url, api.adminToken);
 
     const reports = new Map<string, number>();

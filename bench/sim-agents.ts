@@ -16,7 +16,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { Context } from '@temporalio/activity';
-import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import { connectWorker, TemporalEnv } from '../runtime/temporal';
+import { DefaultLogger, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createAgentActivities } from '../activities/agent';
 import { ApiClient } from '../agent-worker/api-client';
 import { tell } from './ipc';
@@ -76,7 +77,9 @@ async function main(): Promise<void> {
   }
 
   const started = Date.now();
-  const connection = await NativeConnection.connect({ address: config.address });
+  const { connection } = await connectWorker(
+    TemporalEnv.parse({ TEMPORAL_ADDRESS: config.address, TEMPORAL_NAMESPACE: config.namespace }),
+  );
   const workers: Worker[] = [];
   const queue = [...config.hosts];
   await Promise.all(

@@ -9,6 +9,7 @@ import { createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { stopChild, waitForHealth } from '../scripts/dev/processes';
 import { createScratchDatabase, type ScratchDatabase } from '../scripts/dev/scratch-db';
+import { TemporalEnv } from '../runtime/temporal';
 import {
   ensureSearchAttributes,
   freePort,
@@ -41,7 +42,7 @@ export async function startTemporal(tmp: string, existing: string | undefined): 
     /* reported as unknown */
   }
   if (existing) {
-    await ensureSearchAttributes(existing, namespace);
+    await ensureSearchAttributes(TemporalEnv.parse({ TEMPORAL_ADDRESS: existing, TEMPORAL_NAMESPACE: namespace }));
     return { address: existing, namespace, own: false, flags: null, version, pid: null, stop: async () => {} };
   }
   const server: DevServer = await startDevServer({

@@ -4,9 +4,27 @@
  * Keep this module free of Node built-ins: the workflow bundle imports it.
  */
 import { z } from 'zod';
-import { agentTaskQueue, DEFAULT_RUN_TIMEOUTS, LIMITS, PLAN_HASH_PATTERN } from './workflow-safe';
+import {
+  APPROVAL_POLICIES,
+  LIMITS,
+  MODES,
+  PLAN_HASH_PATTERN,
+  type ApprovalPolicy as Policy,
+  type ApproveDecision as Approve,
+  type RejectDecision as Reject,
+  type RunMode as Mode,
+} from './workflow-safe';
 
-export { agentTaskQueue };
+export { agentTaskQueue, newRunId, parseRunId, RUN_ID_PATTERN, windowScheduleId } from './run-id';
+import type { RunTimeouts } from './workflow-safe';
+export {
+  DEFAULT_TIMEOUTS,
+  resolveRunTimeouts,
+  type ConfigurableTimeouts,
+  type PatchRunInput,
+  type RunTimeouts,
+  type RunWindow,
+} from './workflow-safe';
 
 export const FAMILIES = ['apt', 'dnf', 'yum', 'zypper', 'pacman'] as const;
 export const Family = z.enum(FAMILIES);
@@ -98,11 +116,15 @@ export type ChangedPackage = z.infer<typeof ChangedPackage>;
 
 export const ScriptErrorCode = z.enum(['usage', 'environment', 'lock', 'refresh', 'transaction']);
 
+/** What a run does and a script is asked to do: plan only, or plan and apply. */
+export const RunMode = z.enum(MODES);
+export type RunMode = Mode;
+
 /** The one JSON document a patch script prints on stdout. */
 export const ScriptResult = z.object({
   contract: z.literal(1),
   manager: z.string(),
-  mode: z.enum(['dry-run', 'apply']).nullable(),
+  mode: RunMode.nullable(),
   packages: z.array(PlanPackage),
   held: z.array(PlanPackage),
   changed: z.array(ChangedPackage),
@@ -116,12 +138,9 @@ export type ScriptResult = z.infer<typeof ScriptResult>;
 /** Documented script exit codes (docs/script-contract.md). */
 export const SCRIPT_EXIT = { ok: 0, usage: 2, environment: 3, lock: 4, refresh: 5, transaction: 6 } as const;
 
-export const ScriptMode = z.enum(['dry-run', 'apply']);
-export type ScriptMode = z.infer<typeof ScriptMode>;
-
 /** What the agent's script-execute activity returns. */
 export interface ScriptExecution {
-  mode: ScriptMode;
+  mode: RunMode;
   argv: string[];
   exitCode: number;
   stdout: string;
@@ -135,10 +154,8 @@ export interface ScriptExecution {
 
 // ---- runs ----
 
-export const RunMode = z.enum(['dry-run', 'apply']);
-export type RunMode = z.infer<typeof RunMode>;
-export const ApprovalPolicy = z.enum(['required', 'auto']);
-export type ApprovalPolicy = z.infer<typeof ApprovalPolicy>;
+export const ApprovalPolicy = z.enum(APPROVAL_POLICIES);
+export type ApprovalPolicy = Policy;
 
 export const RUN_PHASES = ['pending', 'planning', 'awaiting-approval', 'applying', 'reporting', 'done'] as const;
 export const RunPhase = z.enum(RUN_PHASES);
@@ -160,54 +177,17 @@ export const RUN_OUTCOMES = [
 export const RunOutcome = z.enum(RUN_OUTCOMES);
 export type RunOutcome = z.infer<typeof RunOutcome>;
 
-/** Durations are inputs so tests (no time-skipping server offline) run in seconds. */
-export const RunTimeouts = z.object({
-  /** How long a plan waits for an admin decision before the run ends `expired`. */
-  approvalMs: z.number().int().positive().default(DEFAULT_RUN_TIMEOUTS.approvalMs),
-  /** How long a task may wait for the host's agent to pick it up → `agent-unreachable`. */
-  agentPickupMs: z.number().int().positive().default(DEFAULT_RUN_TIMEOUTS.agentPickupMs),
-  /** Upper bound of one script execution. */
-  scriptMs: z.number().int().positive().default(DEFAULT_RUN_TIMEOUTS.scriptMs),
-  /** The agent heartbeats at least this often while a script runs. */
-  heartbeatMs: z.number().int().positive().default(DEFAULT_RUN_TIMEOUTS.heartbeatMs),
-});
-export type RunTimeouts = z.infer<typeof RunTimeouts>;
-
-/** When a run belongs to a maintenance window: the times it must respect (epoch ms). */
-export const RunWindow = z.object({
-  windowId: z.string(),
-  /** Apply never starts before this (the window start; pre-approved plans are made earlier). */
-  startsAt: z.number(),
-  /** A run that has not started applying by now is `skipped-window-closed` (end − cutoff). */
-  applyBy: z.number(),
-  /** An apply still running at window end finishes (never kill a package manager) and is flagged overran. */
-  endsAt: z.number(),
-});
-export type RunWindow = z.infer<typeof RunWindow>;
-
-export const PatchRunInput = z.object({
-  runId: z.string(),
-  agentId: AgentId,
-  hostname: z.string(),
-  mode: RunMode,
-  approval: ApprovalPolicy,
-  requestedBy: z.string(),
-  timeouts: RunTimeouts,
-  window: RunWindow.optional(),
-});
-export type PatchRunInput = z.infer<typeof PatchRunInput>;
-
 export const ApproveDecision = z.object({
   by: z.string().min(1).max(LIMITS.by),
   planHash: z.string().regex(PLAN_HASH_PATTERN, 'a 64-hex plan hash'),
-});
-export type ApproveDecision = z.infer<typeof ApproveDecision>;
+}) satisfies z.ZodType<Approve>;
+export type ApproveDecision = Approve;
 
 export const RejectDecision = z.object({
   by: z.string().min(1).max(LIMITS.by),
   reason: z.string().min(1).max(LIMITS.reason),
-});
-export type RejectDecision = z.infer<typeof RejectDecision>;
+}) satisfies z.ZodType<Reject>;
+export type RejectDecision = Reject;
 
 /** A decision the run refused (stale or malformed signal), kept on the run for the record. */
 export interface IgnoredDecision {
@@ -271,6 +251,8 @@ export type WindowApproval = z.infer<typeof WindowApproval>;
 /** What a window firing needs to start its runs; read from the database at each firing. */
 export interface WindowFiring {
   windowId: string;
+  /** The configured run timeouts; the window narrows pickup and approval to its own times. */
+  timeouts: RunTimeouts;
   approval: WindowApproval;
   /** Seconds between the firing and the window start (pre-approved lead time, else 0). */
   leadSeconds: number;

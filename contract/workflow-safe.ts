@@ -1,23 +1,87 @@
 /**
  * The parts of the contract workflow code needs at run time, without zod: every value imported
  * into the workflow bundle is loaded into each workflow's sandbox, and zod made the bundle 4 MB.
- * The zod schemas in ./index build on the same constants, so both sides check the same rules.
+ * The zod schemas in ./index build on these constants and types, so both sides check the same
+ * rules. This module imports nothing from ./index.
  */
-import type { ApproveDecision, RejectDecision } from './index';
 
-export const agentTaskQueue = (agentId: string): string => `agent.${agentId}`;
+/** A run plans only (`dry-run`) or plans, is reviewed and applies (`apply`). */
+export const MODES = ['dry-run', 'apply'] as const;
+export type RunMode = (typeof MODES)[number];
+
+/** `required`: a person approves the plan; `auto`: policy does. */
+export const APPROVAL_POLICIES = ['required', 'auto'] as const;
+export type ApprovalPolicy = (typeof APPROVAL_POLICIES)[number];
 
 export const PLAN_HASH_PATTERN = /^[0-9a-f]{64}$/;
 export const LIMITS = { by: 200, reason: 2000 } as const;
 
-export const DEFAULT_RUN_TIMEOUTS = {
+/** Durations are inputs so tests (no time-skipping server offline) run in seconds. */
+export interface RunTimeouts {
+  /** How long a plan waits for an admin decision before the run ends `expired`. */
+  approvalMs: number;
+  /** How long a task may wait for the host's agent to pick it up → `agent-unreachable`. */
+  agentPickupMs: number;
+  /** Upper bound of one script execution. */
+  scriptMs: number;
+  /** The agent heartbeats at least this often while a script runs. */
+  heartbeatMs: number;
+}
+
+/** The three an admin configures (PATCHNANNY_*_TIMEOUT_MS) and may override per run. */
+export type ConfigurableTimeouts = Pick<RunTimeouts, 'approvalMs' | 'agentPickupMs' | 'scriptMs'>;
+
+export const DEFAULT_TIMEOUTS: ConfigurableTimeouts = {
   approvalMs: 24 * 3600_000,
   agentPickupMs: 5 * 60_000,
   scriptMs: 60 * 60_000,
-  heartbeatMs: 30_000,
 };
 
-type Checked<T> = { ok: true; value: T } | { ok: false; problem: string };
+/**
+ * The one place a run's timeouts are made, for API runs and window runs alike: the configured
+ * defaults, then per-run overrides; the heartbeat follows the script timeout (1–30 s).
+ */
+export function resolveRunTimeouts(
+  defaults: ConfigurableTimeouts,
+  overrides: Partial<ConfigurableTimeouts> = {},
+): RunTimeouts {
+  const t = { ...defaults, ...overrides };
+  return { ...t, heartbeatMs: Math.min(30_000, Math.max(1000, Math.floor(t.scriptMs / 20))) };
+}
+
+/** When a run belongs to a maintenance window: the times it must respect (epoch ms). */
+export interface RunWindow {
+  windowId: string;
+  /** Apply never starts before this (the window start; pre-approved plans are made earlier). */
+  startsAt: number;
+  /** A run that has not started applying by now is `skipped-window-closed` (end − cutoff). */
+  applyBy: number;
+  /** An apply still running at window end finishes (never kill a package manager) and is flagged overran. */
+  endsAt: number;
+}
+
+export interface PatchRunInput {
+  runId: string;
+  agentId: string;
+  hostname: string;
+  mode: RunMode;
+  approval: ApprovalPolicy;
+  requestedBy: string;
+  timeouts: RunTimeouts;
+  window?: RunWindow;
+}
+
+export interface ApproveDecision {
+  by: string;
+  planHash: string;
+}
+
+export interface RejectDecision {
+  by: string;
+  reason: string;
+}
+
+export type Checked<T> = { ok: true; value: T } | { ok: false; problem: string };
 
 function text(raw: Record<string, unknown>, field: string, max: number): string | null {
   const v = raw[field];

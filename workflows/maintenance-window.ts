@@ -1,15 +1,8 @@
-import {
-  ParentClosePolicy,
-  proxyLocalActivities,
-  startChild,
-  workflowInfo,
-  type ChildWorkflowHandle,
-} from '@temporalio/workflow';
+import { ParentClosePolicy, startChild, workflowInfo, type ChildWorkflowHandle } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import type * as controlActivities from '../activities/control/types';
 import type { RunOutcome, RunStatus } from '../contract';
-import { DEFAULT_RUN_TIMEOUTS } from '../contract/workflow-safe';
-import { ulidFrom } from '../contract/ulid';
+import { newRunId } from '../contract/run-id';
+import { control } from './activities';
 import { patchRun } from './patch-run';
 import { PatchHost, PatchPhase } from './search-attributes';
 
@@ -28,10 +21,6 @@ export interface WindowReport {
  * them as this workflow's children), each bound to the window's start, cutoff and end.
  */
 export async function maintenanceWindow(input: { windowId: string }): Promise<WindowReport> {
-  const control = proxyLocalActivities<typeof controlActivities>({
-    startToCloseTimeout: '30s',
-    retry: { initialInterval: '200ms', maximumInterval: '10s', maximumAttempts: 20 },
-  });
   const firing = await control.loadWindowFiring({ windowId: input.windowId });
   if (!firing) return { windowId: input.windowId, startsAt: null, runs: [], skipped: 'window deleted' };
 
@@ -54,7 +43,7 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
   const planned = firing.agents.map(({ agentId, hostname }) => ({
     agentId,
     hostname,
-    runId: `patch-run.${agentId}.${ulidFrom(Date.now(), Math.random)}`,
+    runId: newRunId(agentId, Date.now(), Math.random),
   }));
   // One activity writes every run row (a fleet window is one round-trip, not one per host).
   await control.createRuns(
@@ -82,7 +71,7 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
           requestedBy,
           // An agent that has not picked up its task by the cutoff cannot patch in this window.
           timeouts: {
-            ...DEFAULT_RUN_TIMEOUTS,
+            ...firing.timeouts,
             agentPickupMs: Math.max(1000, applyBy - Date.now()),
             approvalMs: Math.max(1000, startsAt - Date.now()),
           },

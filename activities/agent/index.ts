@@ -3,9 +3,35 @@ import { constants as fsc } from 'node:fs';
 import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { isLegalPackageName, SCRIPT_EXIT, ScriptResult, type Family, type ScriptExecution } from '../../contract';
+import {
+  isLegalPackageName,
+  SCRIPT_EXIT,
+  ScriptResult,
+  type Family,
+  type RunMode,
+  type ScriptExecution,
+} from '../../contract';
 import { planHash, sha256Hex } from '../../contract/plan-hash';
-import type { HashVerifyInput, HashVerifyResult, ScriptExecuteInput } from './types';
+
+export interface HashVerifyInput {
+  scriptName: string;
+  /** The SHA-256 pinned by the control plane when the run was resolved. */
+  sha256: string;
+}
+
+export interface HashVerifyResult {
+  sha256: string;
+  path: string;
+  downloaded: boolean;
+}
+
+export interface ScriptExecuteInput {
+  runId: string;
+  sha256: string;
+  mode: RunMode;
+  exclusions: string[];
+  heartbeatMs: number;
+}
 
 export interface AgentActivityConfig {
   family: Family;
@@ -186,6 +212,8 @@ export function createAgentActivities(config: AgentActivityConfig) {
 
   return { hashVerify, scriptExecute };
 }
+/** What the workflow proxies on the agent's task queue (its type is checked against this). */
+export type AgentActivities = ReturnType<typeof createAgentActivities>;
 
 function safeJson(text: string): unknown {
   try {

@@ -1,7 +1,58 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Knex } from 'knex';
-import { Family, scriptNameFor, type ScriptExecution, type WindowFiring } from '../../contract';
-import type { CreateRunInput, RecordDecisionInput, RecordOutcomeInput, RecordPlanInput, ResolvedRun } from './types';
+import {
+  Family,
+  resolveRunTimeouts,
+  scriptNameFor,
+  type ApprovalPolicy,
+  type ConfigurableTimeouts,
+  type RunMode,
+  type RunOutcome,
+  type RunPhase,
+  type ScriptExecution,
+  type WindowFiring,
+} from '../../contract';
+
+export interface ResolvedRun {
+  family: Family;
+  scriptName: string;
+  sha256: string;
+  exclusions: string[];
+}
+
+export interface RecordPlanInput {
+  runId: string;
+  step: 'plan' | 'replan';
+  execution: ScriptExecution;
+  phase: RunPhase;
+}
+
+export interface RecordDecisionInput {
+  runId: string;
+  kind: 'approve' | 'reject';
+  by: string;
+  reason: string | null;
+  planHash: string | null;
+  phase: RunPhase;
+}
+
+export interface RecordOutcomeInput {
+  runId: string;
+  outcome: RunOutcome;
+  failureReason: string | null;
+  execution: ScriptExecution | null;
+  overran: boolean;
+}
+
+export interface CreateRunInput {
+  runId: string;
+  agentId: string;
+  mode: RunMode;
+  approval: ApprovalPolicy;
+  requestedBy: string;
+  windowId?: string;
+  windowStart?: number;
+}
 
 /** The one place patch_runs rows are born, for API-started and window-started runs alike. */
 export async function insertRunRows(db: Knex, inputs: CreateRunInput[]): Promise<Record<string, unknown>[]> {
@@ -34,8 +85,11 @@ async function activeExceptionPatterns(db: Knex, agentId: string): Promise<strin
   return rows.map((r) => r.package as string);
 }
 
-/** Control-side activities: everything a run reads from or writes to the database. */
-export function createControlActivities(db: Knex) {
+/**
+ * Control-side activities: everything a run reads from or writes to the database. `runDefaults`
+ * are the configured timeouts (PATCHNANNY_*_TIMEOUT_MS), which window runs start from.
+ */
+export function createControlActivities(db: Knex, runDefaults: ConfigurableTimeouts) {
   async function resolveRun(input: { runId: string; agentId: string }): Promise<ResolvedRun> {
     const agent = await db('agents').where({ id: input.agentId }).first('family');
     if (!agent) throw ApplicationFailure.nonRetryable(`unknown agent ${input.agentId}`, 'unknown-agent');
@@ -175,6 +229,7 @@ export function createControlActivities(db: Knex) {
     const agents = await db('agents').whereIn('id', ids).orderBy('id').select('id', 'hostname');
     return {
       windowId: w.id,
+      timeouts: resolveRunTimeouts(runDefaults),
       approval: w.approval,
       leadSeconds: w.lead_seconds,
       durationSeconds: w.duration_seconds,
@@ -185,3 +240,5 @@ export function createControlActivities(db: Knex) {
 
   return { resolveRun, recordPlan, recordDecision, recordEvent, recordOutcome, createRuns, loadWindowFiring };
 }
+/** What the workflows proxy as local activities (their type is checked against this). */
+export type ControlActivities = ReturnType<typeof createControlActivities>;

@@ -1,12 +1,12 @@
 import Router from '@koa/router';
 import { z } from 'zod';
-import { ApproveDecision, RejectDecision } from '../../contract';
+import { ApproveDecision, RejectDecision, RUN_ID_PATTERN } from '../../contract';
 import { requireRole, type Principal } from '../auth';
 import { validate, type Valid } from '../validate';
 import { ListRunsQuery, StartRunBody, type RunsService } from './service';
 
 const RunParams = z.object({
-  id: z.string().regex(/^patch-run\.[a-z0-9-]+\.[0-9A-Z]{26}$/, 'a run id like patch-run.<agent>.<ulid>'),
+  id: z.string().regex(RUN_ID_PATTERN, 'a run id like patch-run.<agent>.<ulid>'),
 });
 const ApproveBody = ApproveDecision.pick({ planHash: true }).strict();
 const RejectBody = RejectDecision.pick({ reason: true }).strict();

@@ -1,17 +1,21 @@
 import { WorkflowNotFoundError } from '@temporalio/common';
 import { ServiceError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import type { Knex } from 'knex';
-import { ulid } from 'ulid';
+import { randomInt } from 'node:crypto';
 import { z } from 'zod';
 import {
   AgentId,
   ApprovalPolicy,
+  newRunId,
+  resolveRunTimeouts,
   RunMode,
   RunOutcome,
   RunPhase,
+  type ConfigurableTimeouts,
   type PatchRunInput,
   type RunStatus,
 } from '../../contract';
+import { patchRun } from '../../workflows/patch-run';
 import { approveUpdate, rejectUpdate } from '../../workflows/messages';
 import { PatchHost, PatchPhase } from '../../workflows/search-attributes';
 import { insertRunRows } from '../../activities/control';
@@ -49,13 +53,6 @@ export const ListRunsQuery = z
   .strict();
 export type ListRunsQuery = z.infer<typeof ListRunsQuery>;
 
-export interface RunDefaults {
-  controlQueue: string;
-  approvalMs: number;
-  agentPickupMs: number;
-  scriptMs: number;
-}
-
 /** A patch run as the API shows it; the id is the Temporal workflow id. */
 function toRun(r: Record<string, any>) {
   const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
@@ -88,12 +85,12 @@ function toRun(r: Record<string, any>) {
 }
 export type Run = ReturnType<typeof toRun>;
 
-export function runsService(db: Knex, temporal: Client, defaults: RunDefaults) {
+export function runsService(db: Knex, temporal: Client, controlQueue: string, runDefaults: ConfigurableTimeouts) {
   async function start(body: StartRunBody, requestedBy: string): Promise<Run> {
     const agent = await db('agents').where({ id: body.agentId }).first('id', 'hostname');
     if (!agent)
       throw new ApiError('validation_failed', `request body field agentId: unknown agent ${body.agentId}`, 'agentId');
-    const id = `patch-run.${agent.id}.${ulid()}`;
+    const id = newRunId(agent.id, Date.now(), () => randomInt(32) / 32);
     const input: PatchRunInput = {
       runId: id,
       agentId: agent.id,
@@ -101,19 +98,14 @@ export function runsService(db: Knex, temporal: Client, defaults: RunDefaults) {
       mode: body.mode,
       approval: body.approval,
       requestedBy,
-      timeouts: {
-        approvalMs: body.timeouts.approvalMs ?? defaults.approvalMs,
-        agentPickupMs: body.timeouts.agentPickupMs ?? defaults.agentPickupMs,
-        scriptMs: body.timeouts.scriptMs ?? defaults.scriptMs,
-        heartbeatMs: Math.min(30_000, Math.max(1000, Math.floor((body.timeouts.scriptMs ?? defaults.scriptMs) / 20))),
-      },
+      timeouts: resolveRunTimeouts(runDefaults, body.timeouts),
     };
     const [row] = await insertRunRows(db, [
       { runId: id, agentId: agent.id, mode: body.mode, approval: body.approval, requestedBy },
     ]);
     try {
-      await temporal.workflow.start('patchRun', {
-        taskQueue: defaults.controlQueue,
+      await temporal.workflow.start(patchRun, {
+        taskQueue: controlQueue,
         workflowId: id,
         args: [input],
         typedSearchAttributes: [

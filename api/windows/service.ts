@@ -2,7 +2,8 @@ import { ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@tempo
 import type { Knex } from 'knex';
 import { ulid } from 'ulid';
 import { z } from 'zod';
-import { AgentId, WindowApproval } from '../../contract';
+import { AgentId, WindowApproval, windowScheduleId } from '../../contract';
+import { maintenanceWindow } from '../../workflows/maintenance-window';
 import { ApiError, notFound } from '../errors';
 import {
   calendarFiring,
@@ -62,8 +63,6 @@ export type CreateWindowBody = z.infer<typeof CreateWindowBody>;
 export const UpdateWindowBody = WindowFields.partial().strict();
 export type UpdateWindowBody = z.infer<typeof UpdateWindowBody>;
 
-export const scheduleIdOf = (windowId: string) => `window.${windowId}`;
-
 interface WindowRow {
   id: string;
   name: string;
@@ -122,7 +121,7 @@ function toWindow(r: WindowRow) {
   const fields = toFields(r);
   return {
     id: r.id,
-    scheduleId: scheduleIdOf(r.id),
+    scheduleId: windowScheduleId(r.id),
     ...fields,
     warnings: warningsOf(fields),
     createdBy: r.created_by,
@@ -157,14 +156,14 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
 
   function scheduleOptions(id: string, w: Fields): ScheduleOptions {
     return {
-      scheduleId: scheduleIdOf(id),
+      scheduleId: windowScheduleId(id),
       spec: specOf(w),
       action: {
         type: 'startWorkflow',
-        workflowType: 'maintenanceWindow',
+        workflowType: maintenanceWindow,
         taskQueue: controlQueue,
         args: [{ windowId: id }],
-        workflowId: `window.${id}`,
+        workflowId: windowScheduleId(id),
       },
       policies: {
         overlap: ScheduleOverlapPolicy.SKIP,
@@ -237,7 +236,7 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
 
   async function get(id: string) {
     const r = await row(id);
-    const desc = await schedules.getHandle(scheduleIdOf(id)).describe();
+    const desc = await schedules.getHandle(windowScheduleId(id)).describe();
     const leadMs = r.lead_seconds * 1000;
     const runs = await db('patch_runs')
       .where({ window_id: id })
@@ -310,7 +309,7 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
         .where({ id })
         .update({ ...dbRow(parsed.data), updated_at: trx.fn.now() })
         .returning('*');
-      const handle = schedules.getHandle(scheduleIdOf(id));
+      const handle = schedules.getHandle(windowScheduleId(id));
       await handle
         .update((prev) => ({
           ...prev,
@@ -328,7 +327,7 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
 
   async function setPaused(id: string, paused: boolean, note: string | undefined, by: string) {
     await row(id);
-    const handle = schedules.getHandle(scheduleIdOf(id));
+    const handle = schedules.getHandle(windowScheduleId(id));
     const text = `${paused ? 'paused' : 'resumed'} by ${by}${note ? `: ${note}` : ''}`;
     await (paused ? handle.pause(text) : handle.unpause(text));
     const [updated] = await db('maintenance_windows')
@@ -341,7 +340,7 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
   async function remove(id: string) {
     await row(id);
     await schedules
-      .getHandle(scheduleIdOf(id))
+      .getHandle(windowScheduleId(id))
       .delete()
       .catch((err: Error) => {
         if (!/not found/i.test(err.message)) throw err;
@@ -352,7 +351,7 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
   /** Fire the window now (an admin's "run this window now"), through the same Schedule. */
   async function trigger(id: string) {
     await row(id);
-    await schedules.getHandle(scheduleIdOf(id)).trigger(ScheduleOverlapPolicy.SKIP);
+    await schedules.getHandle(windowScheduleId(id)).trigger(ScheduleOverlapPolicy.SKIP);
   }
 
   return { create, get, list, update, setPaused, remove, trigger };

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stopChild, waitForHealth } from './processes';
+import { TemporalEnv } from '../../runtime/temporal';
 import { ensureSearchAttributes, REPO_ROOT, startDevServer, type DevServer } from './temporal-server';
 
 const DATA = path.resolve(process.env.PATCHNANNY_DATA_DIR ?? path.join(REPO_ROOT, '.data'));
@@ -69,7 +70,7 @@ async function main(): Promise<void> {
   let temporalAddress = process.env.TEMPORAL_ADDRESS;
   let server: DevServer | undefined;
   if (temporalAddress) {
-    await ensureSearchAttributes(temporalAddress, namespace);
+    await ensureSearchAttributes(TemporalEnv.parse(process.env));
     console.log(`temporal | using ${temporalAddress} (namespace ${namespace})`);
   } else {
     console.log('temporal | starting the dev server (first run installs the CLI, ~3 min)');

@@ -6,7 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { Connection } from '@temporalio/client';
+import { connectClient, TemporalEnv } from '../../runtime/temporal';
 import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 import { stopChild } from './processes';
 
@@ -99,9 +99,9 @@ export async function startDevServer(opts: {
   for (;;) {
     if (exited !== null) throw new Error(`temporal dev server exited ${exited}; see ${opts.logFile}`);
     try {
-      const conn = await Connection.connect({ address, connectTimeout: 1000 });
-      await conn.workflowService.getSystemInfo({});
-      await conn.close();
+      const client = await connectClient(TemporalEnv.parse({ TEMPORAL_ADDRESS: address }), { connectTimeoutMs: 1000 });
+      await client.workflowService.getSystemInfo({});
+      await client.connection.close();
       break;
     } catch (err) {
       if (Date.now() > deadline) throw new Error(`temporal dev server not ready after 60 s: ${(err as Error).message}`);
@@ -116,9 +116,10 @@ export async function startDevServer(opts: {
   };
 }
 
-/** Against an existing server (TEMPORAL_ADDRESS): register the search attributes when missing. */
-export async function ensureSearchAttributes(address: string, namespace: string): Promise<void> {
-  const conn = await Connection.connect({ address });
+/** Against an existing server (TEMPORAL_ADDRESS, with its TLS or API key): register the search attributes when missing. */
+export async function ensureSearchAttributes(env: TemporalEnv): Promise<void> {
+  const { connection: conn } = await connectClient(env);
+  const namespace = env.TEMPORAL_NAMESPACE;
   try {
     const { customAttributes } = await conn.operatorService.listSearchAttributes({ namespace });
     const missing = SEARCH_ATTRIBUTES.filter((k) => !customAttributes || !(k.name in customAttributes));

@@ -14,8 +14,8 @@ import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import { createApp } from '../../api/app';
 import { createControlWorker } from '../../api/control-worker';
 import { loadScripts } from '../../api/scripts/service';
-import { connectClient } from '../../api/temporal';
-import { TemporalEnv } from '../../contract/temporal';
+import type { ConfigurableTimeouts } from '../../contract';
+import { connectClient, TemporalEnv } from '../../runtime/temporal';
 import { stopChild } from '../../scripts/dev/processes';
 import { createTestDatabase, type TestDatabase } from './db';
 
@@ -58,6 +58,11 @@ export class Stack {
   temporal!: Client;
   baseUrl = '';
 
+  /** `runDefaults` stand for the PATCHNANNY_*_TIMEOUT_MS settings of the API and control worker. */
+  constructor(
+    readonly runDefaults: ConfigurableTimeouts = { approvalMs: 60_000, agentPickupMs: 30_000, scriptMs: 60_000 },
+  ) {}
+
   /** Start API + control worker; `scriptsDir` is loaded into the scripts table. */
   async start(scriptsDir = FIXTURE_SCRIPTS): Promise<this> {
     this.database = await createTestDatabase();
@@ -68,12 +73,13 @@ export class Stack {
       temporal: this.temporal,
       admins: [{ name: 'alice', token: ADMIN_TOKEN }],
       enrolToken: ENROL_TOKEN,
-      runDefaults: { controlQueue: this.controlQueue, approvalMs: 60_000, agentPickupMs: 30_000, scriptMs: 60_000 },
+      controlQueue: this.controlQueue,
+      runDefaults: this.runDefaults,
     });
     this.server = app.listen(0, '127.0.0.1');
     await new Promise<void>((r) => this.server!.once('listening', () => r()));
     this.baseUrl = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
-    this.worker = await createControlWorker(this.temporalEnv, this.database.db, this.controlQueue);
+    this.worker = await createControlWorker(this.temporalEnv, this.database.db, this.controlQueue, this.runDefaults);
     this.workerDone = this.worker.run();
     return this;
   }

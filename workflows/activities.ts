@@ -1,0 +1,97 @@
+/**
+ * The activities a patch run calls, typed from their implementations (a changed activity
+ * signature fails `tsc` here), with their timeouts and retry policies in one place.
+ */
+import { ActivityFailure, ApplicationFailure, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
+import type { AgentActivities } from '../activities/agent';
+import type { ControlActivities } from '../activities/control';
+import type { PatchRunInput, RunMode, ScriptExecution } from '../contract';
+import { agentTaskQueue } from '../contract/run-id';
+
+/**
+ * Short control-side database writes are local activities in the control worker: no round trip
+ * through a task queue, no extra workflow task, no script output copied into history
+ * (measured: 8 → 4 workflow tasks a run; docs/benchmark.md).
+ */
+export const control = proxyLocalActivities<ControlActivities>({
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '200ms', maximumInterval: '10s', maximumAttempts: 20 },
+});
+
+/** The script a run executes on its host, pinned by name and SHA-256. */
+export interface PinnedScript {
+  scriptName: string;
+  sha256: string;
+}
+
+/** The host's agent, on its own task queue, for one run. */
+export function agentFor(input: PatchRunInput, exclusions: () => string[]) {
+  const { timeouts } = input;
+  const onHost = {
+    taskQueue: agentTaskQueue(input.agentId),
+    // An agent that never picks the task up ends the run as agent-unreachable; the timeout is not retried.
+    scheduleToStartTimeout: timeouts.agentPickupMs,
+  };
+  const verify = proxyActivities<AgentActivities>({
+    ...onHost,
+    startToCloseTimeout: '2m',
+    retry: {
+      initialInterval: '1s',
+      maximumInterval: '30s',
+      maximumAttempts: 5,
+      nonRetryableErrorTypes: ['script-hash-mismatch'],
+    },
+  }).hashVerify;
+  const script = { ...onHost, startToCloseTimeout: timeouts.scriptMs, heartbeatTimeout: timeouts.heartbeatMs * 3 };
+  const execute: Record<RunMode, AgentActivities['scriptExecute']> = {
+    // A dry-run changes nothing, so a held package-manager lock, an unreachable mirror or a lost
+    // agent is retried with backoff.
+    'dry-run': proxyActivities<AgentActivities>({
+      ...script,
+      retry: {
+        initialInterval: '10s',
+        maximumInterval: '2m',
+        maximumAttempts: 6,
+        nonRetryableErrorTypes: ['script-hash-mismatch', 'script-missing'],
+      },
+    }).scriptExecute,
+    // An apply is never retried by Temporal: after an agent died mid-transaction, a second apply
+    // would install whatever the mirror offers then, not the plan an admin approved. The run
+    // fails and a new run re-plans.
+    apply: proxyActivities<AgentActivities>({ ...script, retry: { maximumAttempts: 1 } }).scriptExecute,
+  };
+
+  /**
+   * Run the script in a mode on the host. hash-verify runs once a run (script-execute re-checks
+   * the stored file's hash before every execution anyway), and again only if the agent lost the
+   * file since.
+   */
+  let verified = false;
+  const verifyPinned = (p: PinnedScript) => verify({ scriptName: p.scriptName, sha256: p.sha256 });
+  return async function run(pinned: PinnedScript, mode: RunMode): Promise<ScriptExecution> {
+    const once = () =>
+      execute[mode]({
+        runId: input.runId,
+        sha256: pinned.sha256,
+        mode,
+        exclusions: exclusions(),
+        heartbeatMs: timeouts.heartbeatMs,
+      });
+    if (!verified) {
+      await verifyPinned(pinned);
+      verified = true;
+      return once();
+    }
+    try {
+      return await once();
+    } catch (err) {
+      const lost =
+        err instanceof ActivityFailure &&
+        err.cause instanceof ApplicationFailure &&
+        err.cause.type === 'script-missing';
+      if (!lost) throw err;
+      await verifyPinned(pinned);
+      return once();
+    }
+  };
+}
