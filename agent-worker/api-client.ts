@@ -1,4 +1,16 @@
+import { z } from 'zod';
 import { Agent, type AgentRegistration } from '../contract';
+
+/** The API's error shape, as far as the agent reads it. */
+const ErrorBody = z.object({ error: z.object({ code: z.string().optional(), message: z.string() }) }).partial();
+const Registered = z.object({ agent: Agent, token: z.string().min(1) });
+const Self = z.object({ agent: Agent });
+const ScriptBody = z.object({ script: z.object({ content: z.string(), sha256: z.string() }) });
+
+interface Reply {
+  status: number;
+  json: unknown;
+}
 
 /** The agent's side of the HTTP API: register, read itself, download scripts. */
 export class ApiClient {
@@ -11,7 +23,7 @@ export class ApiClient {
     this.token = token;
   }
 
-  private async request(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  private async request(method: string, path: string, body?: unknown): Promise<Reply> {
     const res = await fetch(new URL(path, this.baseUrl), {
       method,
       headers: { authorization: `Bearer ${this.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
@@ -19,23 +31,30 @@ export class ApiClient {
       signal: AbortSignal.timeout(30_000),
     });
     const text = await res.text();
-    let json: any = null;
     try {
-      json = text ? JSON.parse(text) : null;
+      return { status: res.status, json: text ? (JSON.parse(text) as unknown) : null };
     } catch {
-      json = { error: { message: text.slice(0, 200) } };
+      return { status: res.status, json: { error: { message: text.slice(0, 200) } } };
     }
-    return { status: res.status, json };
   }
 
-  private static fail(what: string, r: { status: number; json: any }): never {
-    throw new Error(`${what}: HTTP ${r.status} ${r.json?.error?.code ?? ''} ${r.json?.error?.message ?? ''}`.trim());
+  private static fail(what: string, r: Reply): never {
+    const body = ErrorBody.safeParse(r.json);
+    const error = body.success ? body.data.error : undefined;
+    throw new Error(`${what}: HTTP ${r.status} ${error?.code ?? ''} ${error?.message ?? ''}`.trim());
+  }
+
+  /** Parse a success body; an answer that breaks the API's shape is an error, not a guess. */
+  private static parse<T>(schema: z.ZodType<T>, what: string, r: Reply): T {
+    const parsed = schema.safeParse(r.json);
+    if (!parsed.success) throw new Error(`${what}: unexpected answer from the API: ${parsed.error.issues[0]?.message}`);
+    return parsed.data;
   }
 
   async register(reg: AgentRegistration): Promise<{ agent: Agent; token: string }> {
     const r = await this.request('POST', '/v1/agents', reg);
     if (r.status !== 201) ApiClient.fail('registration refused', r);
-    return { agent: Agent.parse(r.json.agent), token: String(r.json.token) };
+    return ApiClient.parse(Registered, 'registration', r);
   }
 
   /** Read this agent's own record; null when the token is no longer valid. */
@@ -43,12 +62,12 @@ export class ApiClient {
     const r = await this.request('GET', `/v1/agents/${encodeURIComponent(agentId)}`);
     if (r.status === 401 || r.status === 403 || r.status === 404) return null;
     if (r.status !== 200) ApiClient.fail('reading own identity failed', r);
-    return Agent.parse(r.json.agent);
+    return ApiClient.parse(Self, 'reading own identity', r).agent;
   }
 
   async script(name: string): Promise<{ content: string; sha256: string }> {
     const r = await this.request('GET', `/v1/scripts/${encodeURIComponent(name)}`);
     if (r.status !== 200) ApiClient.fail(`downloading script ${name} failed`, r);
-    return { content: String(r.json.script.content), sha256: String(r.json.script.sha256) };
+    return ApiClient.parse(ScriptBody, `downloading script ${name}`, r).script;
   }
 }

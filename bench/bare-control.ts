@@ -21,7 +21,7 @@ async function main(): Promise<void> {
     taskQueue,
     workflowsPath: require.resolve('./bare-workflow'),
     activities: {
-      async report() {
+      report() {
         tell({
           type: 'activity',
           name: 'report',

@@ -10,7 +10,7 @@ import { tell } from './ipc';
 
 const bodies = JSON.parse(readFileSync(process.argv[2], 'utf8')) as Record<string, unknown>;
 const app = new Koa();
-app.use(async (ctx) => {
+app.use((ctx) => {
   const body = bodies[ctx.path];
   if (body === undefined) ctx.status = 404;
   else ctx.body = body;

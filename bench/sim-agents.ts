@@ -49,7 +49,7 @@ export const SIM_WORKER_OPTIONS: Partial<WorkerOptions> = {
 function activitiesFor(config: SimConfig, host: SimHost): object {
   if (config.mode === 'bare') {
     return {
-      async dryRun() {
+      dryRun() {
         tell({
           type: 'activity',
           name: 'dryRun',

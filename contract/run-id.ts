@@ -27,7 +27,7 @@ export const newRunId = (agentId: string, timeMs: number, random: () => number):
 /** The agent a run id names, or null when the text is not a run id. */
 export function parseRunId(id: string): { agentId: string; ulid: string } | null {
   const m = RUN_ID_PATTERN.exec(id);
-  return m ? { agentId: m[1]!, ulid: m[2]! } : null;
+  return m ? { agentId: m[1], ulid: m[2] } : null;
 }
 
 /** Each host's agent polls its own task queue. */

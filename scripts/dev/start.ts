@@ -88,7 +88,7 @@ async function main(): Promise<void> {
   if (!databaseUrl) {
     const pg = await embeddedPostgres();
     databaseUrl = pg.url;
-    stops.unshift(pg.stop);
+    stops.unshift(() => pg.stop());
     console.log(`db     | embedded PGlite in ${path.join(DATA, 'pglite')} on ${pg.url}`);
   }
 

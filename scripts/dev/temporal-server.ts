@@ -93,18 +93,20 @@ export async function startDevServer(opts: {
   child.stdout.pipe(log);
   child.stderr.pipe(log);
   const address = `127.0.0.1:${port}`;
-  let exited: number | null = null;
-  child.once('exit', (code) => (exited = code ?? -1));
+  // Set by the exit listener; an object, so the loop below re-reads it after each await.
+  const state: { exited: number | null } = { exited: null };
+  child.once('exit', (code) => (state.exited = code ?? -1));
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (exited !== null) throw new Error(`temporal dev server exited ${exited}; see ${opts.logFile}`);
+    if (state.exited !== null) throw new Error(`temporal dev server exited ${state.exited}; see ${opts.logFile}`);
     try {
       const client = await connectClient(TemporalEnv.parse({ TEMPORAL_ADDRESS: address }), { connectTimeoutMs: 1000 });
       await client.workflowService.getSystemInfo({});
       await client.connection.close();
       break;
     } catch (err) {
-      if (Date.now() > deadline) throw new Error(`temporal dev server not ready after 60 s: ${(err as Error).message}`);
+      if (Date.now() > deadline)
+        throw new Error(`temporal dev server not ready after 60 s: ${(err as Error).message}`, { cause: err });
       await new Promise((r) => setTimeout(r, 250));
     }
   }

@@ -20,7 +20,7 @@ function setup(served = FIXTURE) {
   const activities = createAgentActivities({
     family: 'apt',
     stateDir,
-    fetchScript: async () => ({ content: served, sha256: sha256Hex(served) }),
+    fetchScript: () => Promise.resolve({ content: served, sha256: sha256Hex(served) }),
     scriptEnv: { PN_FIXTURE_DIR: fixtureDir },
   });
   return { stateDir, fixtureDir, activities, env: new MockActivityEnvironment() };
@@ -30,7 +30,7 @@ const sha = sha256Hex(FIXTURE);
 
 /** Run an activity in a mock activity context, keeping its types. */
 const act = <I, O>(env: MockActivityEnvironment, fn: (input: I) => Promise<O>, input: I): Promise<O> =>
-  env.run(fn as never, input as never) as Promise<O>;
+  env.run(fn, input);
 
 describe('agent activities: hash-verify and script-execute', () => {
   it('hash-verify stores the script content-addressed and owner-only after checking its hash', async () => {
