@@ -8,7 +8,9 @@ import {
   APPROVAL_POLICIES,
   LIMITS,
   MODES,
+  MULTI_LINE_TEXT,
   PLAN_HASH_PATTERN,
+  SINGLE_LINE_TEXT,
   type ApprovalPolicy as Policy,
   type ApproveDecision as Approve,
   type RejectDecision as Reject,
@@ -177,24 +179,39 @@ export const RUN_OUTCOMES = [
 export const RunOutcome = z.enum(RUN_OUTCOMES);
 export type RunOutcome = z.infer<typeof RunOutcome>;
 
+/** Free text a person typed: bounded, and no NUL or other control characters (tab and newlines when multi-line). */
+export const freeText = (max: number, opts: { multiLine?: boolean } = {}) =>
+  z
+    .string()
+    .max(max)
+    .regex(
+      opts.multiLine ? MULTI_LINE_TEXT : SINGLE_LINE_TEXT,
+      opts.multiLine
+        ? 'must not contain control characters other than tab and newline'
+        : 'must not contain control characters',
+    );
+
 export const ApproveDecision = z.object({
-  by: z.string().min(1).max(LIMITS.by),
+  by: freeText(LIMITS.by).min(1),
   planHash: z.string().regex(PLAN_HASH_PATTERN, 'a 64-hex plan hash'),
 }) satisfies z.ZodType<Approve>;
 export type ApproveDecision = Approve;
 
 export const RejectDecision = z.object({
-  by: z.string().min(1).max(LIMITS.by),
-  reason: z.string().min(1).max(LIMITS.reason),
+  by: freeText(LIMITS.by).min(1),
+  reason: freeText(LIMITS.reason, { multiLine: true }).min(1),
 }) satisfies z.ZodType<Reject>;
 export type RejectDecision = Reject;
 
-/** A decision the run refused (stale or malformed signal), kept on the run for the record. */
+/**
+ * A decision the run refused (stale or malformed signal), kept on the run for the record. The
+ * payload is kept as a bounded JSON preview, never the raw value: a signal can carry anything.
+ */
 export interface IgnoredDecision {
   at: string;
   kind: 'approve' | 'reject';
   reason: string;
-  payload: unknown;
+  payload: string;
 }
 
 /** Live status of a run, answered by the workflow's `status` query. */
@@ -212,7 +229,9 @@ export interface RunStatus {
   exclusions: string[];
   approvedBy: string | null;
   rejectedBy: string | null;
+  /** The first refused signals (at most MAX_IGNORED_KEPT); the rest are only counted. */
   ignoredDecisions: IgnoredDecision[];
+  ignoredDecisionsDropped: number;
   /** The apply finished after the window's end. */
   overran: boolean;
 }

@@ -16,6 +16,37 @@ export type ApprovalPolicy = (typeof APPROVAL_POLICIES)[number];
 export const PLAN_HASH_PATTERN = /^[0-9a-f]{64}$/;
 export const LIMITS = { by: 200, reason: 2000 } as const;
 
+/** Refused signals kept on a run, and the characters of each one's payload preview. */
+export const MAX_IGNORED_KEPT = 20;
+export const IGNORED_PREVIEW_CHARS = 500;
+
+/**
+ * A bounded, printable preview of any value (for the record of a refused signal): JSON, cut to
+ * `max` characters, with control characters escaped so no NUL ever reaches the database.
+ */
+export function preview(value: unknown, max = IGNORED_PREVIEW_CHARS): string {
+  let json: string;
+  try {
+    json = JSON.stringify(value) ?? String(value);
+  } catch {
+    json = String(value);
+  }
+  // eslint-disable-next-line no-control-regex -- escaping control characters is the point
+  const printable = json.replace(
+    /[\u0000-\u001f\u007f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+  return printable.length <= max ? printable : `${printable.slice(0, max)}…[${printable.length - max} more]`;
+}
+
+/**
+ * Free text people type (names, reasons, notes): no NUL or other control characters, which
+ * PostgreSQL refuses (`\u0000`) or which garble logs and terminals. Multi-line text keeps tab and
+ * line breaks.
+ */
+export const SINGLE_LINE_TEXT = /^[^\u0000-\u001f\u007f]*$/;
+export const MULTI_LINE_TEXT = /^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$/;
+
 /** Durations are inputs so tests (no time-skipping server offline) run in seconds. */
 export interface RunTimeouts {
   /** How long a plan waits for an admin decision before the run ends `expired`. */
@@ -83,17 +114,19 @@ export interface RejectDecision {
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; problem: string };
 
-function text(raw: Record<string, unknown>, field: string, max: number): string | null {
+function text(raw: Record<string, unknown>, field: string, max: number, pattern: RegExp): string | null {
   const v = raw[field];
-  return typeof v === 'string' && v.length >= 1 && v.length <= max ? v : null;
+  return typeof v === 'string' && v.length >= 1 && v.length <= max && pattern.test(v) ? v : null;
 }
+
+const BY_PROBLEM = `by: a name of 1–${LIMITS.by} characters without control characters is required`;
 
 /** Validate an approve decision from an Update or a Signal (a signal's payload is anything). */
 export function checkApprove(raw: unknown): Checked<ApproveDecision> {
   if (typeof raw !== 'object' || raw === null) return { ok: false, problem: 'not an object' };
   const r = raw as Record<string, unknown>;
-  const by = text(r, 'by', LIMITS.by);
-  if (by === null) return { ok: false, problem: `by: a name of 1–${LIMITS.by} characters is required` };
+  const by = text(r, 'by', LIMITS.by, SINGLE_LINE_TEXT);
+  if (by === null) return { ok: false, problem: BY_PROBLEM };
   if (typeof r.planHash !== 'string' || !PLAN_HASH_PATTERN.test(r.planHash))
     return { ok: false, problem: 'planHash: a 64-hex plan hash is required' };
   return { ok: true, value: { by, planHash: r.planHash } };
@@ -102,9 +135,10 @@ export function checkApprove(raw: unknown): Checked<ApproveDecision> {
 export function checkReject(raw: unknown): Checked<RejectDecision> {
   if (typeof raw !== 'object' || raw === null) return { ok: false, problem: 'not an object' };
   const r = raw as Record<string, unknown>;
-  const by = text(r, 'by', LIMITS.by);
-  if (by === null) return { ok: false, problem: `by: a name of 1–${LIMITS.by} characters is required` };
-  const reason = text(r, 'reason', LIMITS.reason);
-  if (reason === null) return { ok: false, problem: `reason: 1–${LIMITS.reason} characters are required` };
+  const by = text(r, 'by', LIMITS.by, SINGLE_LINE_TEXT);
+  if (by === null) return { ok: false, problem: BY_PROBLEM };
+  const reason = text(r, 'reason', LIMITS.reason, MULTI_LINE_TEXT);
+  if (reason === null)
+    return { ok: false, problem: `reason: 1–${LIMITS.reason} characters without control characters are required` };
   return { ok: true, value: { by, reason } };
 }

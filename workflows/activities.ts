@@ -11,11 +11,13 @@ import { agentTaskQueue } from '../contract/run-id';
 /**
  * Short control-side database writes are local activities in the control worker: no round trip
  * through a task queue, no extra workflow task, no script output copied into history
- * (measured: 8 → 4 workflow tasks a run; docs/benchmark.md).
+ * (measured: 8 → 4 workflow tasks a run; docs/benchmark.md). They retry without a limit: a run
+ * waits out a database outage of any length rather than fail with its record half-written
+ * (errors that can never succeed are non-retryable ApplicationFailures, e.g. unknown-agent).
  */
 export const control = proxyLocalActivities<ControlActivities>({
   startToCloseTimeout: '30s',
-  retry: { initialInterval: '200ms', maximumInterval: '10s', maximumAttempts: 20 },
+  retry: { initialInterval: '200ms', maximumInterval: '30s' },
 });
 
 /** The script a run executes on its host, pinned by name and SHA-256. */

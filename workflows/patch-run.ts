@@ -31,7 +31,7 @@ class RunEnded extends Error {
 export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   const { runId, window } = input;
   const status = initialStatus(input);
-  const review = openReview(status, recordIgnored);
+  const review = openReview(status, (ignored, dropped) => control.recordIgnoredDecisions({ runId, ignored, dropped }));
   const execute = agentFor(input, () => status.exclusions);
 
   try {
@@ -111,9 +111,9 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     }
     return await finish('completed', null, applied);
   } catch (err) {
+    // No failure escapes a run: whatever was thrown, the run ends in a named outcome.
     const ended = asRunEnded(err, input);
-    if (ended) return await finish(ended.outcome, ended.reason, ended.execution);
-    throw err;
+    return await finish(ended.outcome, ended.reason, ended.execution);
   }
 
   /** A dry-run that must have produced a plan; anything else ends the run `failed`. */
@@ -142,22 +142,22 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     beforeCutoff();
   }
 
-  async function recordIgnored(ignored: RunStatus['ignoredDecisions']) {
-    for (const detail of ignored) await control.recordEvent({ runId, kind: `ignored-${detail.kind}`, detail });
-  }
-
+  /**
+   * Record the outcome, then show it in Temporal's visibility: control writes retry until the
+   * database answers, so the row and the search attributes end up saying the same thing.
+   */
   async function finish(outcome: RunOutcome, reason: string | null, execution: ScriptExecution | null) {
     status.outcome = outcome;
     status.failureReason = reason;
     status.phase = 'done';
+    await CancellationScope.nonCancellable(async () => {
+      await review.flushIgnored();
+      await control.recordOutcome({ runId, outcome, failureReason: reason, execution, overran: status.overran });
+    });
     upsertSearchAttributes([
       { key: PatchPhase, value: 'done' },
       { key: PatchOutcome, value: outcome },
     ]);
-    await CancellationScope.nonCancellable(async () => {
-      await recordIgnored(review.unrecorded.splice(0));
-      await control.recordOutcome({ runId, outcome, failureReason: reason, execution, overran: status.overran });
-    });
     return status;
   }
 }
@@ -176,6 +176,7 @@ function initialStatus(input: PatchRunInput): RunStatus {
     approvedBy: null,
     rejectedBy: null,
     ignoredDecisions: [],
+    ignoredDecisionsDropped: 0,
     overran: false,
   };
 }
@@ -191,11 +192,18 @@ function setPhase(status: RunStatus, phase: RunPhase) {
     upsertSearchAttributes([{ key: PatchPhase, value: phase }]);
 }
 
-/** The named outcome an error ends the run with; null for an error the run cannot name. */
-function asRunEnded(err: unknown, input: PatchRunInput): RunEnded | null {
+/** The named outcome an error ends the run with. */
+function asRunEnded(err: unknown, input: PatchRunInput): RunEnded {
   if (err instanceof RunEnded) return err;
   if (isCancellation(err)) return new RunEnded('cancelled', 'cancelled by request');
-  if (!(err instanceof ActivityFailure)) return null;
+  // A failed local (control) activity surfaces as the failure itself, not as an ActivityFailure.
+  if (!(err instanceof ActivityFailure)) {
+    const e =
+      err instanceof ApplicationFailure && err.type
+        ? `${err.type}: ${err.message}`
+        : String((err as Error)?.message ?? err);
+    return new RunEnded('failed', `internal: ${e}`);
+  }
   const cause = err.cause;
   if (cause instanceof TimeoutFailure && cause.timeoutType === TimeoutType.SCHEDULE_TO_START) {
     return new RunEnded(

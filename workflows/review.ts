@@ -5,7 +5,14 @@
  */
 import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
 import type { IgnoredDecision, RunStatus } from '../contract';
-import { checkApprove, checkReject, type ApproveDecision, type RejectDecision } from '../contract/workflow-safe';
+import {
+  checkApprove,
+  checkReject,
+  MAX_IGNORED_KEPT,
+  preview,
+  type ApproveDecision,
+  type RejectDecision,
+} from '../contract/workflow-safe';
 import { approveSignal, approveUpdate, DECISION_REFUSED, rejectSignal, rejectUpdate, statusQuery } from './messages';
 
 export type Decision = ({ kind: 'approve' } & ApproveDecision) | ({ kind: 'reject' } & RejectDecision);
@@ -16,14 +23,20 @@ export interface Review {
   readonly decision: Decision | null;
   /** Wait until a decision is accepted or `deadline` (epoch ms) passes; records ignored signals meanwhile. */
   waitForDecision(deadline: number): Promise<Decision | null>;
-  /** Ignored signals not yet written to the database. */
-  readonly unrecorded: IgnoredDecision[];
+  /** Write the refused signals to the record if any arrived since the last write. */
+  flushIgnored(): Promise<void>;
 }
 
-/** Register the status query and the approve/reject handlers for this run. */
-export function openReview(status: RunStatus, recordIgnored: (ignored: IgnoredDecision[]) => Promise<void>): Review {
+/**
+ * Register the status query and the approve/reject handlers for this run. `recordIgnored`
+ * writes the run's whole (bounded) list of refused signals and the count of those not kept.
+ */
+export function openReview(
+  status: RunStatus,
+  recordIgnored: (ignored: IgnoredDecision[], dropped: number) => Promise<void>,
+): Review {
   let decision: Decision | null = null;
-  const unrecorded: IgnoredDecision[] = [];
+  let unrecorded = false;
 
   /** The one rule: well-formed, the run is waiting, and an approval names the current plan. */
   function judge(kind: Decision['kind'], raw: unknown): Decision | Refusal {
@@ -58,32 +71,39 @@ export function openReview(status: RunStatus, recordIgnored: (ignored: IgnoredDe
   setHandler(approveUpdate, accept('approve'), { validator: validator('approve') });
   setHandler(rejectUpdate, accept('reject'), { validator: validator('reject') });
 
-  // Signals cannot be refused synchronously: a refused one is kept on the run and recorded.
+  // Signals cannot be refused synchronously: a refused one is kept on the run and recorded —
+  // the first MAX_IGNORED_KEPT of them, so a burst of signals cannot grow the run without bound.
   const onSignal = (kind: Decision['kind']) => (raw: unknown) => {
     const r = judge(kind, raw);
     if (!refused(r)) {
       decision = r;
       return;
     }
-    const ignored = { at: new Date().toISOString(), kind, reason: r.message, payload: raw };
-    status.ignoredDecisions.push(ignored);
-    unrecorded.push(ignored);
+    unrecorded = true;
+    if (status.ignoredDecisions.length >= MAX_IGNORED_KEPT) status.ignoredDecisionsDropped++;
+    else status.ignoredDecisions.push({ at: new Date().toISOString(), kind, reason: r.message, payload: preview(raw) });
   };
   setHandler(approveSignal, onSignal('approve'));
   setHandler(rejectSignal, onSignal('reject'));
   setHandler(statusQuery, () => status);
 
+  async function flushIgnored() {
+    if (!unrecorded) return;
+    unrecorded = false;
+    await recordIgnored([...status.ignoredDecisions], status.ignoredDecisionsDropped);
+  }
+
   return {
     get decision() {
       return decision;
     },
-    unrecorded,
+    flushIgnored,
     async waitForDecision(deadline: number) {
       while (decision === null) {
         const remaining = deadline - Date.now();
         if (remaining <= 0) break;
-        await condition(() => decision !== null || unrecorded.length > 0, remaining);
-        await recordIgnored(unrecorded.splice(0));
+        await condition(() => decision !== null || unrecorded, remaining);
+        await flushIgnored();
       }
       return decision;
     },

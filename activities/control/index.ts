@@ -6,6 +6,7 @@ import {
   scriptNameFor,
   type ApprovalPolicy,
   type ConfigurableTimeouts,
+  type IgnoredDecision,
   type RunMode,
   type RunOutcome,
   type RunPhase,
@@ -43,6 +44,14 @@ export interface RecordOutcomeInput {
   execution: ScriptExecution | null;
   overran: boolean;
 }
+
+export interface RecordIgnoredInput {
+  runId: string;
+  ignored: IgnoredDecision[];
+  dropped: number;
+}
+
+const IGNORED_KINDS = ['ignored-approve', 'ignored-reject', 'ignored-decisions-dropped'];
 
 export interface CreateRunInput {
   runId: string;
@@ -163,19 +172,35 @@ export function createControlActivities(db: Knex, runDefaults: ConfigurableTimeo
       await trx('patch_runs')
         .where({ id: input.runId })
         .update({ ...update, phase: input.phase, updated_at: trx.fn.now() });
+      // Idempotent: a local activity can run again when its workflow task is retried.
+      const kind = input.kind === 'approve' ? 'approved' : 'rejected';
+      await trx('run_events').where({ run_id: input.runId, kind }).delete();
       await trx('run_events').insert({
         run_id: input.runId,
-        kind: input.kind === 'approve' ? 'approved' : 'rejected',
+        kind,
         detail: JSON.stringify({ by: input.by, reason: input.reason, planHash: input.planHash }),
       });
     });
   }
 
-  async function recordEvent(input: { runId: string; kind: string; detail: unknown }): Promise<void> {
-    await db('run_events').insert({
-      run_id: input.runId,
-      kind: input.kind,
-      detail: JSON.stringify(input.detail ?? null),
+  /**
+   * The run's refused signals, replaced as a whole (idempotent: a local activity runs again when
+   * its workflow task is retried, which a burst of signals causes): one row each, plus one
+   * counting those not kept.
+   */
+  async function recordIgnoredDecisions(input: RecordIgnoredInput): Promise<void> {
+    await db.transaction(async (trx) => {
+      await trx('run_events').where({ run_id: input.runId }).whereIn('kind', IGNORED_KINDS).delete();
+      const rows = input.ignored.map((detail) => ({
+        run_id: input.runId,
+        kind: `ignored-${detail.kind}`,
+        detail: JSON.stringify(detail),
+      }));
+      if (input.dropped > 0) {
+        const detail = { dropped: input.dropped, kept: input.ignored.length };
+        rows.push({ run_id: input.runId, kind: 'ignored-decisions-dropped', detail: JSON.stringify(detail) });
+      }
+      if (rows.length > 0) await trx('run_events').insert(rows);
     });
   }
 
@@ -238,7 +263,15 @@ export function createControlActivities(db: Knex, runDefaults: ConfigurableTimeo
     };
   }
 
-  return { resolveRun, recordPlan, recordDecision, recordEvent, recordOutcome, createRuns, loadWindowFiring };
+  return {
+    resolveRun,
+    recordPlan,
+    recordDecision,
+    recordIgnoredDecisions,
+    recordOutcome,
+    createRuns,
+    loadWindowFiring,
+  };
 }
 /** What the workflows proxy as local activities (their type is checked against this). */
 export type ControlActivities = ReturnType<typeof createControlActivities>;
