@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import { createAgentActivities } from '../activities/agent';
-import { agentTaskQueue, type Agent, type Family } from '../contract';
+import { agentTaskQueue, type Agent } from '../contract';
 import { connectWorker } from '../runtime/temporal';
 import { ApiClient } from './api-client';
 import { Identity, identityPath, type AgentEnv } from './config';
@@ -15,11 +15,13 @@ const hasCommand = (cmd: string) =>
 
 function detectOs(env: AgentEnv) {
   const release = parseOsRelease(readFileSync(env.PATCHNANNY_OS_RELEASE, 'utf8'));
-  const family: Family | null = env.PATCHNANNY_AGENT_FAMILY ?? detectFamily(release, hasCommand);
+  const family = env.PATCHNANNY_AGENT_FAMILY ?? detectFamily(release, hasCommand);
   if (!family)
     throw new Error(
       `unsupported OS ${release.ID ?? '?'} (${release.PRETTY_NAME ?? ''}); set PATCHNANNY_AGENT_FAMILY to override`,
     );
+  if (typeof family === 'object')
+    throw new Error(`${family.unsupported} (${release.PRETTY_NAME ?? release.ID ?? '?'})`);
   return osInfo(release, family);
 }
 

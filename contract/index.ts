@@ -32,8 +32,11 @@ export const FAMILIES = ['apt', 'dnf', 'yum', 'zypper', 'pacman'] as const;
 export const Family = z.enum(FAMILIES);
 export type Family = z.infer<typeof Family>;
 
-/** The shipped script that serves a family: `<family>-update.sh`. */
-export const scriptNameFor = (family: Family): string => `${family}-update.sh`;
+/**
+ * The shipped script that serves a family: `<family>-update.sh`, except the yum family (EL 8+
+ * hosts whose entry point is `yum`, which there is dnf 4): dnf-update.sh, which drives that yum.
+ */
+export const scriptNameFor = (family: Family): string => `${family === 'yum' ? 'dnf' : family}-update.sh`;
 
 /**
  * Legal package names (or simple `*` globs) per family, as the scripts check them too.

@@ -20,8 +20,10 @@ function testFiles(dir: string): string[] {
 async function main(): Promise<void> {
   execFileSync('bash', [path.join(REPO_ROOT, 'scripts/dev/install-test-deps.sh')], { stdio: 'inherit' });
   const filter = process.argv.slice(2);
-  const all = testFiles(path.join(REPO_ROOT, 'dist/test')).sort();
-  const files = filter.length ? all.filter((f) => filter.some((x) => f.includes(x))) : all;
+  const root = path.join(REPO_ROOT, 'dist/test');
+  const all = testFiles(root).sort();
+  // Filters match the path below dist/test (`runs/`, `scripts/apt`), not the checkout's own path.
+  const files = filter.length ? all.filter((f) => filter.some((x) => path.relative(root, f).includes(x))) : all;
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'pn-test-temporal-'));
   const started = Date.now();
   const server = await startDevServer({

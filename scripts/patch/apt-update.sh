@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
+# Generated from scripts/patch/src/apt.sh and scripts/patch/src/common.sh by
+# scripts/dev/gen-scripts.ts. Do not edit: edit src/, then run `npm run gen:scripts`.
+#
 # apt-update.sh — patchnanny patch script for the apt family (Debian 10+, Ubuntu 20.04+).
 #
-# Speaks docs/script-contract.md: `--dry-run | --apply`, `--exclude a,b`, one JSON document on
-# stdout, the human log (including apt's own output) on stderr, exit codes 0/2/3/4/5/6.
+#   apt-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--apt-mode dist-upgrade|upgrade]
 #
-# Self-contained on purpose: the agent downloads this one file and verifies its SHA-256, so it
-# sources nothing and needs nothing beyond apt, dpkg and bash (no jq, no python).
+# Speaks docs/script-contract.md: one JSON document on stdout, the human log (including apt's own
+# output) on stderr, exit codes 0/2/3/4/5/6. Self-contained on purpose: the agent downloads this
+# one file and verifies its SHA-256, so it sources nothing and needs nothing beyond apt, dpkg and
+# bash (no jq, no python).
 #
 # Why `apt-get dist-upgrade` by default: `apt-get upgrade` never installs a new package and never
 # removes one, so a kernel ABI bump (linux-image-amd64 depending on a newly named
@@ -14,18 +18,19 @@
 # `--apt-mode upgrade` gives the conservative behaviour for hosts that want it.
 #
 # Exclusions use apt's native mechanism, holds: the script holds only the excluded packages that
-# are not held already and a trap releases exactly those on every exit path, so an admin's holds
-# are never touched. The plan is read from the machine-readable `Inst`/`Remv` lines of
+# are not held already and the EXIT trap releases exactly those on every exit path, so an admin's
+# holds are never touched. The plan is read from the machine-readable `Inst`/`Remv` lines of
 # `apt-get -s`, and `changed` is a diff of the dpkg database before and after, not log scraping.
 set -euo pipefail
 
-readonly CONTRACT_VERSION=1
+readonly SCRIPT=apt-update.sh
 readonly EXCLUDE_PATTERN='^[a-z0-9*][a-z0-9+.*-]*$'
+readonly OPTIONS=' --apt-mode --root '
+readonly USAGE='usage: apt-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--apt-mode dist-upgrade|upgrade]'
 readonly REBOOT_FLAG=/var/run/reboot-required
 readonly REBOOT_PKGS=/var/run/reboot-required.pkgs
-readonly USAGE='usage: apt-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--apt-mode dist-upgrade|upgrade]'
-# Field separator of the internal package records: not whitespace, so `read` keeps empty fields.
-readonly FS=$'\x1f'
+readonly SNAPSHOT_FAILED='dpkg-query (reading the package database) failed'
+manager=apt
 
 # Non-interactive always; keep existing conffiles (dpkg and ucf); C locale so apt's messages,
 # which the lock detection reads, are not translated.
@@ -33,39 +38,54 @@ export DEBIAN_FRONTEND=noninteractive APT_LISTCHANGES_FRONTEND=none UCF_FORCE_CO
 export LC_ALL=C LANG=C
 unset LANGUAGE
 
-MODE=""
-APT_MODE=dist-upgrade
-EXCLUDES=()
-EXCLUDE_SEEN=0
-ADDED_HOLDS=()
-WORKDIR=""
-ERR_LINE=""
-CHANGES_RECORDED=0
-
-PACKAGES_JSON="[]"
-HELD_JSON="[]"
-CHANGED_JSON="[]"
-REBOOT_REQUIRED=false
-REBOOT_REASON=""
-MANAGER_EXIT_CODE=""
-RESULT_EXIT=""
-RESULT_ERROR_CODE=""
-RESULT_ERROR_MESSAGE=""
-
-APT_OPTS=(
+readonly APT_OPTS=(
   -y
   -o DPkg::Lock::Timeout=0
   -o Dpkg::Options::=--force-confdef
   -o Dpkg::Options::=--force-confold
 )
 
-log() { printf 'apt-update: %s\n' "$*" >&2; }
-
 # ---------------------------------------------------------------------------------------------
-# JSON output (pure bash)
+# Shared by every patch script (scripts/patch/src/common.sh): arguments, exit paths, JSON output.
+#
+# The part that includes this defines, before the include:
+#   SCRIPT            the served file name (apt-update.sh), for logs and messages
+#   EXCLUDE_PATTERN   the family's legal package names (docs/script-contract.md)
+#   OPTIONS           " --flag … " family flags that take one value; set_option FLAG VALUE
+#                     stores each (called once per flag, after the value is present)
+#   USAGE             the usage line
+#   manager           the manager named in the JSON (the part may change it once it found one)
+# and after it, the hooks the EXIT trap calls:
+#   undo_exclusions   remove exactly the holds/locks this run added; on failure set
+#                     undo_failure to a message naming them and return 1
+#   report_on_exit    once the environment was checked (workdir exists): whatever is worth
+#                     reporting however the run ended (changes of an interrupted apply, reboot)
+#
+# Package data travels as records, one a line, fields separated by FS (not whitespace, so `read`
+# keeps empty fields; an empty field is JSON null): the part writes the plan to
+# $workdir/packages and $workdir/held ("name arch current candidate repo action") and the apply's
+# changes to $workdir/changed ("name arch from to"); emit_json turns them into the document.
 # ---------------------------------------------------------------------------------------------
 
-# json_quote VALUE — sets JSON_QUOTED to VALUE as a JSON string literal.
+readonly CONTRACT_VERSION=1
+readonly FS=$'\x1f'
+
+mode=''
+exclusions=()
+workdir=''
+undo_failure=''
+err_line=''
+reboot_required=false
+reboot_reason=''
+manager_exit_code=''
+result_exit=''
+result_error_code=''
+result_error_message=''
+in_exit_trap=false
+
+log() { printf '%s: %s\n' "${SCRIPT%.sh}" "$*" >&2; }
+
+# json_quote VALUE — sets json_quoted to VALUE as a JSON string literal (no subshell).
 json_quote() {
   local s=$1 i c hex
   s=${s//\\/\\\\}
@@ -80,78 +100,94 @@ json_quote() {
       s=${s//"$c"/\\u00$hex}
     done
   fi
-  JSON_QUOTED="\"$s\""
+  json_quoted="\"$s\""
 }
 
 # json_nullable VALUE — like json_quote, but the empty string becomes null.
 json_nullable() {
-  if [[ -z $1 ]]; then JSON_QUOTED=null; else json_quote "$1"; fi
+  if [[ -z $1 ]]; then json_quoted=null; else json_quote "$1"; fi
 }
 
-# packages_to_json FILE — records "name FS arch FS current FS candidate FS repo FS action",
-# sorted by name, as a JSON array in JSON_ARRAY.
+# packages_to_json FILE — package records, sorted by name and arch, as a JSON array in json_array.
 packages_to_json() {
   local name arch current candidate repo action item sep=""
-  JSON_ARRAY="["
+  json_array="["
   while IFS=$FS read -r name arch current candidate repo action; do
-    json_quote "$name"; item="{\"name\":$JSON_QUOTED"
-    json_quote "$arch"; item+=",\"arch\":$JSON_QUOTED"
-    json_nullable "$current"; item+=",\"current\":$JSON_QUOTED"
-    json_nullable "$candidate"; item+=",\"candidate\":$JSON_QUOTED"
-    json_quote "$repo"; item+=",\"repo\":$JSON_QUOTED"
-    json_quote "$action"; item+=",\"action\":$JSON_QUOTED}"
-    JSON_ARRAY+="$sep$item"
+    json_quote "$name"; item="{\"name\":$json_quoted"
+    json_quote "$arch"; item+=",\"arch\":$json_quoted"
+    json_nullable "$current"; item+=",\"current\":$json_quoted"
+    json_nullable "$candidate"; item+=",\"candidate\":$json_quoted"
+    json_quote "$repo"; item+=",\"repo\":$json_quoted"
+    json_quote "$action"; item+=",\"action\":$json_quoted}"
+    json_array+="$sep$item"
     sep=","
   done < <(LC_ALL=C sort -t "$FS" -k1,1 -k2,2 -- "$1")
-  JSON_ARRAY+="]"
+  json_array+="]"
 }
 
-# changes_to_json FILE — records "name FS arch FS from FS to", sorted, as JSON_ARRAY.
+# changes_to_json FILE — change records, sorted by name and arch, as a JSON array in json_array.
 changes_to_json() {
   local name arch from to item sep=""
-  JSON_ARRAY="["
+  json_array="["
   while IFS=$FS read -r name arch from to; do
-    json_quote "$name"; item="{\"name\":$JSON_QUOTED"
-    json_quote "$arch"; item+=",\"arch\":$JSON_QUOTED"
-    json_nullable "$from"; item+=",\"from\":$JSON_QUOTED"
-    json_nullable "$to"; item+=",\"to\":$JSON_QUOTED}"
-    JSON_ARRAY+="$sep$item"
+    json_quote "$name"; item="{\"name\":$json_quoted"
+    json_quote "$arch"; item+=",\"arch\":$json_quoted"
+    json_nullable "$from"; item+=",\"from\":$json_quoted"
+    json_nullable "$to"; item+=",\"to\":$json_quoted}"
+    json_array+="$sep$item"
     sep=","
   done < <(LC_ALL=C sort -t "$FS" -k1,1 -k2,2 -- "$1")
-  JSON_ARRAY+="]"
+  json_array+="]"
+}
+
+# record FIELD... — one record line on stdout.
+record() {
+  local IFS=$FS
+  printf '%s\n' "$*"
 }
 
 emit_json() {
-  local mode error="null" reason exit_code
-  json_nullable "$MODE"; mode=$JSON_QUOTED
-  json_nullable "$REBOOT_REASON"; reason=$JSON_QUOTED
-  exit_code=${MANAGER_EXIT_CODE:-null}
-  if [[ -n $RESULT_ERROR_CODE ]]; then
-    local code message
-    json_quote "$RESULT_ERROR_CODE"; code=$JSON_QUOTED
-    json_quote "$RESULT_ERROR_MESSAGE"; message=$JSON_QUOTED
+  local json_mode json_manager json_reason packages='[]' held='[]' changed='[]' error=null code message
+  json_nullable "$mode"; json_mode=$json_quoted
+  json_quote "$manager"; json_manager=$json_quoted
+  json_nullable "$reboot_reason"; json_reason=$json_quoted
+  if [[ -n $workdir ]]; then
+    if [[ -f $workdir/packages ]]; then packages_to_json "$workdir/packages"; packages=$json_array; fi
+    if [[ -f $workdir/held ]]; then packages_to_json "$workdir/held"; held=$json_array; fi
+    if [[ -f $workdir/changed ]]; then changes_to_json "$workdir/changed"; changed=$json_array; fi
+  fi
+  if [[ -n $result_error_code ]]; then
+    json_quote "$result_error_code"; code=$json_quoted
+    json_quote "$result_error_message"; message=$json_quoted
     error="{\"code\":$code,\"message\":$message}"
   fi
-  printf '{"contract":%s,"manager":"apt","mode":%s,"packages":%s,"held":%s,"changed":%s,"reboot_required":%s,"reboot_reason":%s,"manager_exit_code":%s,"error":%s}\n' \
-    "$CONTRACT_VERSION" "$mode" "$PACKAGES_JSON" "$HELD_JSON" "$CHANGED_JSON" \
-    "$REBOOT_REQUIRED" "$reason" "$exit_code" "$error"
+  printf '{"contract":%s,"manager":%s,"mode":%s,"packages":%s,"held":%s,"changed":%s,"reboot_required":%s,"reboot_reason":%s,"manager_exit_code":%s,"error":%s}\n' \
+    "$CONTRACT_VERSION" "$json_manager" "$json_mode" "$packages" "$held" "$changed" \
+    "$reboot_required" "$json_reason" "${manager_exit_code:-null}" "$error"
 }
 
 # ---------------------------------------------------------------------------------------------
-# Exit paths
+# Exit paths: every run ends in on_exit, which undoes the exclusions and prints the one document
 # ---------------------------------------------------------------------------------------------
 
 # fail EXIT_CODE ERROR_CODE MESSAGE — end the run; the EXIT trap cleans up and prints the JSON.
+# Never call it in a subshell ($(…), a pipeline): there `exit` would end only the subshell.
 fail() {
-  RESULT_EXIT=$1
-  RESULT_ERROR_CODE=$2
-  RESULT_ERROR_MESSAGE=$3
+  if [[ $in_exit_trap == true ]]; then
+    # A failure while the trap reports (a signal, the package database unreadable) must not end
+    # the script before the document is printed; the run's own result stands.
+    log "while reporting: $2: $3 (the run's result stands)"
+    return 1
+  fi
   log "error ($2): $3"
+  result_exit=$1
+  result_error_code=$2
+  result_error_message=$3
   exit "$1"
 }
 
 usage_error() {
-  MODE=""
+  mode=''
   fail 2 usage "$1; $USAGE"
 }
 
@@ -159,81 +195,158 @@ on_exit() {
   local rc=$?
   trap - EXIT
   set +e
-  if ! release_holds; then
-    # A hold this script added could not be removed: the host is not as we found it, and whoever
-    # reads the result must know, whatever the outcome of the run was.
-    RESULT_EXIT=3
-    RESULT_ERROR_CODE=environment
-    RESULT_ERROR_MESSAGE="could not remove the temporary apt holds on: ${ADDED_HOLDS[*]} (run: apt-mark unhold ${ADDED_HOLDS[*]})"
+  in_exit_trap=true
+  if ! undo_exclusions; then
+    # A hold or lock this script added is still there: the host is not as we found it, and
+    # whoever reads the result must know, whatever the outcome of the run was.
+    result_exit=3
+    result_error_code=environment
+    result_error_message=$undo_failure
   fi
-  if [[ -z $RESULT_EXIT ]]; then
+  if [[ -z $result_exit ]]; then
     if ((rc == 0)); then
-      RESULT_EXIT=0
+      result_exit=0
     else
-      RESULT_EXIT=3
-      RESULT_ERROR_CODE=environment
-      RESULT_ERROR_MESSAGE="unexpected failure (exit $rc) at line ${ERR_LINE:-?} of apt-update.sh"
+      result_exit=3
+      result_error_code=environment
+      result_error_message="unexpected failure (exit $rc) at line ${err_line:-?} of $SCRIPT"
     fi
   fi
-  # An apply that ended early (failure, signal) may still have changed packages: report them.
-  if [[ $MODE == apply && -f $WORKDIR/before && $CHANGES_RECORDED -eq 0 ]]; then
-    record_changes
-  fi
-  # The reboot flag is the host's state, worth reporting after any run that got past the checks.
-  if [[ -n $WORKDIR ]]; then
-    detect_reboot
+  if [[ -n $workdir ]]; then
+    report_on_exit
   fi
   emit_json
-  if [[ -n $WORKDIR ]]; then
-    rm -rf -- "$WORKDIR"
+  if [[ -n $workdir ]]; then
+    rm -rf -- "$workdir"
   fi
-  exit "$RESULT_EXIT"
+  exit "$result_exit"
+}
+
+# set_traps — first thing in main: from here on every exit path prints the JSON document.
+set_traps() {
+  trap on_exit EXIT
+  # errtrace: functions inherit the ERR trap, so an unexpected failure reports its line.
+  set -o errtrace
+  trap 'err_line=$LINENO' ERR
+  # A signal ends the run through the EXIT trap too (after the running command returns).
+  trap 'fail 3 environment "interrupted by SIGINT"' INT
+  trap 'fail 3 environment "terminated by SIGTERM"' TERM
+  trap 'fail 3 environment "hung up (SIGHUP)"' HUP
+}
+
+# make_workdir — the run's scratch directory (records, logs); the EXIT trap removes it.
+make_workdir() {
+  workdir=$(mktemp -d "${TMPDIR:-/tmp}/${SCRIPT%.sh}.XXXXXX") || fail 3 environment "cannot create a temporary directory"
 }
 
 # ---------------------------------------------------------------------------------------------
 # Arguments (validated before anything runs)
 # ---------------------------------------------------------------------------------------------
 
-parse_excludes() {
+parse_exclusions() {
   local rest=$1 entry
-  ((EXCLUDE_SEEN == 0)) || usage_error "--exclude may be given once"
-  EXCLUDE_SEEN=1
   # Split by expansion, not `read`, which would stop at a newline and drop the rest unchecked.
   while :; do
     entry=${rest%%,*}
-    [[ $entry =~ $EXCLUDE_PATTERN ]] || usage_error "illegal package name in --exclude: '$entry'"
-    EXCLUDES+=("$entry")
+    [[ $entry =~ $EXCLUDE_PATTERN ]] || usage_error "not a legal $manager package name in --exclude: '$entry'"
+    exclusions+=("$entry")
     [[ $rest == *,* ]] || break
     rest=${rest#*,}
   done
 }
 
 parse_args() {
+  local -A seen=()
   while (($# > 0)); do
     case $1 in
       --dry-run | --apply)
-        [[ -z $MODE ]] || usage_error "exactly one of --dry-run and --apply is required"
-        MODE=${1#--}
+        [[ -z $mode ]] || usage_error "exactly one of --dry-run and --apply is required"
+        mode=${1#--}
         ;;
-      --exclude)
-        (($# >= 2)) || usage_error "--exclude needs a value"
-        parse_excludes "$2"
+      --exclude | --*)
+        [[ $1 == --exclude || $OPTIONS == *" $1 "* ]] || usage_error "unknown argument: '$1'"
+        (($# >= 2)) || usage_error "$1 needs a value"
+        [[ -z ${seen[$1]:-} ]] || usage_error "$1 may be given once"
+        seen[$1]=1
+        if [[ $1 == --exclude ]]; then parse_exclusions "$2"; else set_option "$1" "$2"; fi
         shift
         ;;
-      --apt-mode)
-        (($# >= 2)) || usage_error "--apt-mode needs a value"
-        case $2 in
-          dist-upgrade | upgrade) APT_MODE=$2 ;;
-          *) usage_error "--apt-mode must be dist-upgrade or upgrade" ;;
-        esac
-        shift
-        ;;
-      --root) usage_error "apt has no --root; run the script inside the system (e.g. in a chroot)" ;;
       *) usage_error "unknown argument: '$1'" ;;
     esac
     shift
   done
-  [[ -n $MODE ]] || usage_error "exactly one of --dry-run and --apply is required"
+  [[ -n $mode ]] || usage_error "exactly one of --dry-run and --apply is required"
+}
+
+# root_option DIR — the value of --root (dnf, zypper, pacman): a directory, never a flag.
+root_option() {
+  [[ -n $1 && $1 != -* ]] || usage_error "--root needs a directory"
+  # shellcheck disable=SC2034 # apt takes no --root; the parts that do read it
+  root=$1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Helpers every manager uses
+# ---------------------------------------------------------------------------------------------
+
+# run_manager LOGFILE COMMAND... — run COMMAND, stream its output to stderr, keep a copy in
+# LOGFILE, record its exit status in manager_exit_code and return it.
+run_manager() {
+  local logfile=$1 rc=0
+  shift
+  log "running: $*"
+  "$@" </dev/null 2>&1 | tee -- "$logfile" >&2 || rc=${PIPESTATUS[0]}
+  manager_exit_code=$rc
+  return "$rc"
+}
+
+# is_excluded NAME — whether NAME matches an --exclude entry (a simple `*` glob).
+is_excluded() {
+  local name=$1 pattern
+  for pattern in "${exclusions[@]}"; do
+    # shellcheck disable=SC2053 # the right side is a glob on purpose (`linux-image-*`)
+    if [[ $name == $pattern ]]; then return 0; fi
+  done
+  return 1
+}
+
+# diff_snapshots BEFORE AFTER OUT — change records from two snapshots of "name arch version"
+# records (extra fields ignored). Per name+arch, the versions that went away are paired in order
+# with the versions that came (from → to); the rest are installs (from empty) and removals (to
+# empty). Several versions of one name+arch (installonly kernels) are several records.
+diff_snapshots() {
+  LC_ALL=C comm -3 <(cut -d "$FS" -f 1-3 -- "$1" | LC_ALL=C sort -u) <(cut -d "$FS" -f 1-3 -- "$2" | LC_ALL=C sort -u) |
+    awk -v fs="$FS" '
+      BEGIN { FS = fs; OFS = fs }
+      {
+        came = sub(/^\t/, "")
+        key = $1 OFS $2
+        keys[key] = 1
+        if (came) to[key, ++ncame[key]] = $3; else from[key, ++ngone[key]] = $3
+      }
+      END {
+        for (key in keys) {
+          n = ncame[key] > ngone[key] ? ncame[key] : ngone[key]
+          for (i = 1; i <= n; i++) print key, from[key, i], to[key, i]
+        }
+      }' >"$3"
+}
+
+apt_mode=dist-upgrade
+added_holds=()
+apply_started=false
+changes_recorded=false
+
+set_option() {
+  case $1 in
+    --apt-mode)
+      case $2 in
+        dist-upgrade | upgrade) apt_mode=$2 ;;
+        *) usage_error "--apt-mode must be dist-upgrade or upgrade" ;;
+      esac
+      ;;
+    --root) usage_error "apt has no --root; run the script inside the system (e.g. in a chroot)" ;;
+  esac
 }
 
 check_environment() {
@@ -242,23 +355,12 @@ check_environment() {
   for tool in apt-get apt-mark dpkg dpkg-query; do
     command -v "$tool" >/dev/null 2>&1 || fail 3 environment "$tool not found; is this an apt system?"
   done
-  WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/apt-update.XXXXXX") || fail 3 environment "cannot create a temporary directory"
+  make_workdir
 }
 
 # ---------------------------------------------------------------------------------------------
 # Running apt
 # ---------------------------------------------------------------------------------------------
-
-# run_manager LOGFILE COMMAND... — run COMMAND, stream its output to stderr, keep a copy in
-# LOGFILE, record its exit status in MANAGER_EXIT_CODE and return it.
-run_manager() {
-  local logfile=$1 rc=0
-  shift
-  log "running: $*"
-  "$@" </dev/null 2>&1 | tee -- "$logfile" >&2 || rc=${PIPESTATUS[0]}
-  MANAGER_EXIT_CODE=$rc
-  return "$rc"
-}
 
 # lock_failure LOGFILE — print the line saying another package manager holds a lock; fails when
 # there is none. apt-get exits 100 with "Could not get lock ..." / "Unable to acquire the dpkg
@@ -282,8 +384,15 @@ fetch_failure() {
   grep -m 1 -E '^(W|E): (Failed to fetch|Some index files failed to download)' -- "$1"
 }
 
+# fail_apt LOGFILE WHAT — a failed apt command: a held lock is exit 4, anything else exit 6.
+fail_apt() {
+  local line
+  if line=$(lock_failure "$1"); then fail 4 lock "another process holds the package manager lock: $line"; fi
+  fail 6 transaction "$2 failed: $(last_error "$1")"
+}
+
 refresh_metadata() {
-  local logfile=$WORKDIR/update.log line
+  local logfile=$workdir/update.log line
   if ! run_manager "$logfile" apt-get "${APT_OPTS[@]}" update; then
     if line=$(lock_failure "$logfile"); then fail 4 lock "another process holds the package manager lock: $line"; fi
     fail 5 refresh "apt-get update failed: $(fetch_failure "$logfile" || last_error "$logfile")"
@@ -295,78 +404,50 @@ refresh_metadata() {
   fi
 }
 
-# ---------------------------------------------------------------------------------------------
-# Package database
-# ---------------------------------------------------------------------------------------------
-
-# snapshot_installed FILE — "name FS arch FS version" of every package dpkg has on disk
-# (anything but not-installed and config-files).
-snapshot_installed() {
+# snapshot FILE — "name arch version" records of every package dpkg has on disk (anything but
+# not-installed and config-files).
+snapshot() {
   local out=$1 name arch version status
   : >"$out"
   while IFS=$FS read -r name arch version status; do
     case ${status:1:1} in
       n | c | "") continue ;;
     esac
-    printf '%s%s%s%s%s\n' "$name" "$FS" "$arch" "$FS" "$version" >>"$out"
+    record "$name" "$arch" "$version" >>"$out"
   done < <(dpkg-query -W -f "\${Package}$FS\${Architecture}$FS\${Version}$FS\${db:Status-Abbrev}\n")
-}
-
-# diff_snapshots BEFORE AFTER OUT — "name FS arch FS from FS to" for every package that differs.
-diff_snapshots() {
-  local name arch version key
-  local -A before=() after=() seen=()
-  while IFS=$FS read -r name arch version; do before["$name$FS$arch"]=$version; done <"$1"
-  while IFS=$FS read -r name arch version; do after["$name$FS$arch"]=$version; done <"$2"
-  : >"$3"
-  for key in "${!before[@]}" "${!after[@]}"; do
-    [[ -z ${seen[$key]:-} ]] || continue
-    seen[$key]=1
-    if [[ ${before[$key]:-} != "${after[$key]:-}" ]]; then
-      printf '%s%s%s%s\n' "$key" "$FS" "${before[$key]:-}" "$FS${after[$key]:-}" >>"$3"
-    fi
-  done
 }
 
 # ---------------------------------------------------------------------------------------------
 # Exclusions: globs expanded against installed packages, applied as temporary apt holds
 # ---------------------------------------------------------------------------------------------
 
-is_excluded() {
-  local name=$1 pattern
-  for pattern in "${EXCLUDES[@]}"; do
-    # shellcheck disable=SC2053 # the right side is a glob on purpose (`linux-image-*`)
-    if [[ $name == $pattern ]]; then return 0; fi
-  done
-  return 1
+# held_names — the names apt-mark reports as held (without an :arch suffix), one a line.
+held_names() {
+  local list name
+  list=$(apt-mark showhold) || return 1
+  while IFS= read -r name; do
+    if [[ -n $name ]]; then printf '%s\n' "${name%%:*}"; fi
+  done <<<"$list"
 }
 
-apply_holds() {
-  ((${#EXCLUDES[@]} > 0)) || return 0
-  local name line held_list logfile=$WORKDIR/hold.log
+add_holds() {
+  ((${#exclusions[@]} > 0)) || return 0
+  local name held_list logfile=$workdir/hold.log
   local -A already_held=() to_hold=()
-  held_list=$(apt-mark showhold) || fail 3 environment "apt-mark showhold failed"
+  held_list=$(held_names) || fail 3 environment "apt-mark showhold failed"
   while IFS= read -r name; do
-    if [[ -n $name ]]; then already_held[${name%%:*}]=1; fi
+    if [[ -n $name ]]; then already_held[$name]=1; fi
   done <<<"$held_list"
-  while IFS= read -r name; do
+  while IFS=$FS read -r name _; do
     if is_excluded "$name" && [[ -z ${already_held[$name]:-} ]]; then to_hold[$name]=1; fi
-  done < <(snapshot_names)
+  done <"$workdir/before"
   ((${#to_hold[@]} > 0)) || { log "nothing to hold: excluded packages are not installed or already held"; return 0; }
   # Recorded before holding, so the trap releases even a partially applied hold.
-  ADDED_HOLDS=("${!to_hold[@]}")
-  if ! run_manager "$logfile" apt-mark hold "${ADDED_HOLDS[@]}"; then
-    if line=$(lock_failure "$logfile"); then fail 4 lock "another process holds the package manager lock: $line"; fi
-    fail 6 transaction "apt-mark hold failed: $(last_error "$logfile")"
-  fi
+  added_holds=("${!to_hold[@]}")
+  run_manager "$logfile" apt-mark hold "${added_holds[@]}" || fail_apt "$logfile" "apt-mark hold"
 }
 
-snapshot_names() {
-  local name arch version
-  while IFS=$FS read -r name arch version; do printf '%s\n' "$name"; done <"$WORKDIR/before"
-}
-
-release_holds() {
+undo_exclusions() {
   local attempt name held_list
   local -a still_held
   local -A held
@@ -374,25 +455,26 @@ release_holds() {
   # leaving our holds behind. Only holds actually in place are released, so a hold step that
   # never happened (lock held) costs no waiting.
   for attempt in 1 2 3 4 5 6 7 8 9 10; do
-    ((${#ADDED_HOLDS[@]} > 0)) || return 0
-    held_list=$(apt-mark showhold) || held_list=""
+    ((${#added_holds[@]} > 0)) || return 0
+    held_list=$(held_names) || held_list=""
     held=()
     while IFS= read -r name; do
-      if [[ -n $name ]]; then held[${name%%:*}]=1; fi
+      if [[ -n $name ]]; then held[$name]=1; fi
     done <<<"$held_list"
     still_held=()
-    for name in "${ADDED_HOLDS[@]}"; do
+    for name in "${added_holds[@]}"; do
       if [[ -n ${held[$name]:-} ]]; then still_held+=("$name"); fi
     done
-    ADDED_HOLDS=("${still_held[@]}")
-    ((${#ADDED_HOLDS[@]} > 0)) || return 0
-    if apt-mark unhold "${ADDED_HOLDS[@]}" >&2; then
-      ADDED_HOLDS=()
+    added_holds=("${still_held[@]}")
+    ((${#added_holds[@]} > 0)) || return 0
+    if apt-mark unhold "${added_holds[@]}" >&2; then
+      added_holds=()
       return 0
     fi
     log "apt-mark unhold failed (attempt $attempt), retrying"
     sleep 3
   done
+  undo_failure="could not remove the temporary apt holds on: ${added_holds[*]} (run: apt-mark unhold ${added_holds[*]})"
   return 1
 }
 
@@ -414,6 +496,18 @@ repo_label() {
     if [[ -n $suite && ,$label, != *",$suite,"* ]]; then label+=${label:+,}$suite; fi
   done
   printf '%s' "$label"
+}
+
+# installed_arch NAME — its architecture in the snapshot taken before the run.
+installed_arch() {
+  local name arch
+  while IFS=$FS read -r name arch _; do
+    if [[ $name == "$1" ]]; then
+      printf '%s' "$arch"
+      return 0
+    fi
+  done <"$workdir/before"
+  printf 'unknown'
 }
 
 # parse_simulation LOGFILE OUT — the `Inst`/`Remv` lines of `apt-get -s` as package records:
@@ -456,49 +550,30 @@ parse_simulation() {
     fi
     [[ -z ${seen[$name:$arch]:-} ]] || continue
     seen[$name:$arch]=1
-    printf '%s\n' "$name$FS$arch$FS$current$FS$candidate$FS$repo$FS$action" >>"$out"
+    record "$name" "$arch" "$current" "$candidate" "$repo" "$action" >>"$out"
   done <"$logfile"
 }
 
-installed_arch() {
-  local name arch version
-  while IFS=$FS read -r name arch version; do
-    if [[ $name == "$1" ]]; then
-      printf '%s' "$arch"
-      return 0
-    fi
-  done <"$WORKDIR/before"
-  printf 'unknown'
-}
-
-# simulate NAME [APT-GET OPTION...] — `apt-get -s <mode>`: the solver path apply takes.
+# simulate OUT [APT-GET OPTION...] — `apt-get -s <mode>`, the solver path apply takes, as records.
 simulate() {
-  local name=$1 line logfile=$WORKDIR/$1.log
+  local out=$1 logfile=$1.log
   shift
-  if ! run_manager "$logfile" apt-get -s "${APT_OPTS[@]}" "$@" "$APT_MODE"; then
-    if line=$(lock_failure "$logfile"); then fail 4 lock "another process holds the package manager lock: $line"; fi
-    fail 6 transaction "apt-get -s $APT_MODE failed: $(last_error "$logfile")"
-  fi
-  parse_simulation "$logfile" "$WORKDIR/$name.records"
+  run_manager "$logfile" apt-get -s "${APT_OPTS[@]}" "$@" "$apt_mode" || fail_apt "$logfile" "apt-get -s $apt_mode"
+  parse_simulation "$logfile" "$out"
 }
 
 compute_plan() {
-  simulate plan
-  packages_to_json "$WORKDIR/plan.records"
-  PACKAGES_JSON=$JSON_ARRAY
-  ((${#EXCLUDES[@]} > 0)) || return 0
+  simulate "$workdir/packages"
+  ((${#exclusions[@]} > 0)) || return 0
   # `held`: what the excluded packages would do without the holds. --ignore-hold ignores every
   # hold, ours and the admin's, so an excluded package the admin already held is reported too.
   # Even in a simulation apt-get refuses (exit 100, "Held packages were changed and -y was used
   # without --allow-change-held-packages") unless told the change is allowed; -s changes nothing.
-  simulate unheld --ignore-hold --allow-change-held-packages
+  simulate "$workdir/unheld" --ignore-hold --allow-change-held-packages
   local name rest
-  : >"$WORKDIR/held.records"
   while IFS=$FS read -r name rest; do
-    if is_excluded "$name"; then printf '%s\n' "$name$FS$rest" >>"$WORKDIR/held.records"; fi
-  done <"$WORKDIR/unheld.records"
-  packages_to_json "$WORKDIR/held.records"
-  HELD_JSON=$JSON_ARRAY
+    if is_excluded "$name"; then printf '%s\n' "$name$FS$rest"; fi
+  done <"$workdir/unheld" >"$workdir/held"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -506,26 +581,24 @@ compute_plan() {
 # ---------------------------------------------------------------------------------------------
 
 apply_plan() {
-  local line logfile=$WORKDIR/apply.log
-  if run_manager "$logfile" apt-get "${APT_OPTS[@]}" "$APT_MODE"; then
-    record_changes
-    return 0
-  fi
-  if line=$(lock_failure "$logfile"); then fail 4 lock "another process holds the package manager lock: $line"; fi
-  fail 6 transaction "apt-get $APT_MODE failed: $(last_error "$logfile")"
+  local logfile=$workdir/apply.log
+  apply_started=true
+  run_manager "$logfile" apt-get "${APT_OPTS[@]}" "$apt_mode" || fail_apt "$logfile" "apt-get $apt_mode"
+  record_changes
 }
 
 record_changes() {
-  CHANGES_RECORDED=1
-  snapshot_installed "$WORKDIR/after"
-  diff_snapshots "$WORKDIR/before" "$WORKDIR/after" "$WORKDIR/changed.records"
-  changes_to_json "$WORKDIR/changed.records"
-  CHANGED_JSON=$JSON_ARRAY
+  changes_recorded=true
+  if ! snapshot "$workdir/after"; then
+    fail 3 environment "$SNAPSHOT_FAILED after the transaction"
+    return 1 # only inside the EXIT trap, where fail does not end the script
+  fi
+  diff_snapshots "$workdir/before" "$workdir/after" "$workdir/changed"
 }
 
 detect_reboot() {
   [[ -e $REBOOT_FLAG ]] || return 0
-  REBOOT_REQUIRED=true
+  reboot_required=true
   local name names=""
   if [[ -r $REBOOT_PKGS ]]; then
     while IFS= read -r name; do
@@ -533,26 +606,30 @@ detect_reboot() {
     done <"$REBOOT_PKGS"
   fi
   if [[ -n $names ]]; then
-    REBOOT_REASON="reboot required by: $names"
+    reboot_reason="reboot required by: $names"
   else
-    REBOOT_REASON="$REBOOT_FLAG exists"
+    reboot_reason="$REBOOT_FLAG exists"
   fi
 }
 
+report_on_exit() {
+  # An apply that ended early (failure, signal) may still have changed packages: report them.
+  if [[ $apply_started == true && $changes_recorded == false ]]; then
+    record_changes
+  fi
+  # The reboot flag is the host's state, worth reporting after any run that got past the checks.
+  detect_reboot
+}
+
 main() {
-  trap on_exit EXIT
-  # errtrace: functions inherit the ERR trap, so an unexpected failure reports its line.
-  set -o errtrace
-  trap 'ERR_LINE=$LINENO' ERR
-  trap 'fail 3 environment "interrupted by SIGINT"' INT
-  trap 'fail 3 environment "terminated by SIGTERM"' TERM
+  set_traps
   parse_args "$@"
   check_environment
   refresh_metadata
-  snapshot_installed "$WORKDIR/before"
-  apply_holds
+  snapshot "$workdir/before" || fail 3 environment "$SNAPSHOT_FAILED"
+  add_holds
   compute_plan
-  if [[ $MODE == apply ]]; then
+  if [[ $mode == apply ]]; then
     apply_plan
   fi
 }

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# dnf-update.sh — patch an RHEL 8+ / CentOS Stream 8+ / Fedora system with dnf 4.
-# Speaks docs/script-contract.md: one JSON document on stdout, the human log on stderr.
+# Generated from scripts/patch/src/dnf.sh and scripts/patch/src/common.sh by
+# scripts/dev/gen-scripts.ts. Do not edit: edit src/, then run `npm run gen:scripts`.
+#
+# dnf-update.sh — patch an RHEL 8+ / CentOS Stream 8+ / Fedora system with dnf 4. It serves the
+# dnf and the yum families: on EL 8+ `yum` is dnf 4 under another name (both link to dnf-3).
 #
 #   dnf-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--root DIR]
 #
-# Self-contained on purpose: the agent downloads this one file and verifies its hash.
-# yum-update.sh is this script with another manager (only the block marked MANAGER differs).
+# Speaks docs/script-contract.md: one JSON document on stdout, the human log on stderr.
+# Self-contained on purpose: the agent downloads this one file and verifies its SHA-256.
 #
 # How each contract step maps onto dnf 4:
+# - manager:  `dnf`; where there is none, `yum` — used only when `yum --version` says 4.x, i.e. it
+#             is dnf 4 called as yum. yum 3 (EL 7) and dnf 5 (Fedora 41+) are refused with exit 3:
+#             their output differs and is not proven (the agent refuses EL 7 at enrolment).
 # - root:     --installroot DIR --config DIR/etc/dnf/dnf.conf (or DIR/etc/yum.conf)
 #             --setopt=reposdir=DIR/etc/yum.repos.d. dnf 4 reads config and repos from the
 #             installroot only when they exist there and silently falls back to the host's
@@ -36,201 +42,379 @@
 #             waiting when another dnf holds ROOT/var/lib/dnf/rpmdb_lock.pid (or the metadata
 #             lock during refresh). Reported as exit 4; dnf takes the rpmdb lock before the rpm
 #             transaction starts, so nothing has changed.
-# - dnf 5 (Fedora 41+) has a different CLI and no depsolve records: refused with exit 3.
 set -euo pipefail
 
-# MANAGER: the only block that differs between dnf-update.sh and yum-update.sh.
-readonly MANAGER=dnf
-readonly USAGE='usage: dnf-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--root DIR]'
-find_manager() { command -v dnf || true; }
-# end MANAGER
-
+readonly SCRIPT=dnf-update.sh
 readonly EXCLUDE_PATTERN='^[A-Za-z0-9_*][A-Za-z0-9_+.*-]*$'
+readonly OPTIONS=' --root '
+readonly USAGE='usage: dnf-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--root DIR]'
 readonly EVR_FORMAT='%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}'
 readonly SOLVER_RECORD='^---> Package (.+)\.([^.[:space:]]+) ([^[:space:]]+) will be (.+)$'
+readonly SNAPSHOT_FAILED='rpm -qa (reading the package database) failed'
+manager=dnf
+
+# ---------------------------------------------------------------------------------------------
+# Shared by every patch script (scripts/patch/src/common.sh): arguments, exit paths, JSON output.
+#
+# The part that includes this defines, before the include:
+#   SCRIPT            the served file name (apt-update.sh), for logs and messages
+#   EXCLUDE_PATTERN   the family's legal package names (docs/script-contract.md)
+#   OPTIONS           " --flag … " family flags that take one value; set_option FLAG VALUE
+#                     stores each (called once per flag, after the value is present)
+#   USAGE             the usage line
+#   manager           the manager named in the JSON (the part may change it once it found one)
+# and after it, the hooks the EXIT trap calls:
+#   undo_exclusions   remove exactly the holds/locks this run added; on failure set
+#                     undo_failure to a message naming them and return 1
+#   report_on_exit    once the environment was checked (workdir exists): whatever is worth
+#                     reporting however the run ended (changes of an interrupted apply, reboot)
+#
+# Package data travels as records, one a line, fields separated by FS (not whitespace, so `read`
+# keeps empty fields; an empty field is JSON null): the part writes the plan to
+# $workdir/packages and $workdir/held ("name arch current candidate repo action") and the apply's
+# changes to $workdir/changed ("name arch from to"); emit_json turns them into the document.
+# ---------------------------------------------------------------------------------------------
+
+readonly CONTRACT_VERSION=1
+readonly FS=$'\x1f'
 
 mode=''
-root=''
-manager_bin=''
 exclusions=()
-manager_cmd=()
-rpm_cmd=()
 workdir=''
-transaction_log=''
-plan_records=()
-
-json_mode=null
-json_packages=()
-json_held=()
-json_changed=()
+undo_failure=''
+err_line=''
 reboot_required=false
-reboot_reason=null
-manager_exit_code=null
-error_json=null
-finished=false
+reboot_reason=''
+manager_exit_code=''
+result_exit=''
+result_error_code=''
+result_error_message=''
+in_exit_trap=false
 
-log() { printf '%s-update: %s\n' "$MANAGER" "$*" >&2; }
+log() { printf '%s: %s\n' "${SCRIPT%.sh}" "$*" >&2; }
 
-json_string() {
-  local s=$1 out='' c i
+# json_quote VALUE — sets json_quoted to VALUE as a JSON string literal (no subshell).
+json_quote() {
+  local s=$1 i c hex
   s=${s//\\/\\\\}
   s=${s//\"/\\\"}
   s=${s//$'\n'/\\n}
   s=${s//$'\r'/\\r}
   s=${s//$'\t'/\\t}
-  if [[ $s == *[$'\001'-$'\037']* ]]; then
-    for ((i = 0; i < ${#s}; i++)); do
-      c=${s:i:1}
-      if [[ $c == [$'\001'-$'\037'] ]]; then
-        printf -v c '\\u%04x' "'$c"
-      fi
-      out+=$c
+  if [[ $s == *[[:cntrl:]]* ]]; then
+    for ((i = 1; i < 32; i++)); do
+      printf -v hex '%02x' "$i"
+      printf -v c '%b' "\\x$hex"
+      s=${s//"$c"/\\u00$hex}
     done
-    s=$out
   fi
-  printf '"%s"' "$s"
+  json_quoted="\"$s\""
 }
 
-json_or_null() { if [[ -n $1 ]]; then json_string "$1"; else printf 'null'; fi; }
+# json_nullable VALUE — like json_quote, but the empty string becomes null.
+json_nullable() {
+  if [[ -z $1 ]]; then json_quoted=null; else json_quote "$1"; fi
+}
 
-json_array() {
-  local IFS=,
-  printf '[%s]' "$*"
+# packages_to_json FILE — package records, sorted by name and arch, as a JSON array in json_array.
+packages_to_json() {
+  local name arch current candidate repo action item sep=""
+  json_array="["
+  while IFS=$FS read -r name arch current candidate repo action; do
+    json_quote "$name"; item="{\"name\":$json_quoted"
+    json_quote "$arch"; item+=",\"arch\":$json_quoted"
+    json_nullable "$current"; item+=",\"current\":$json_quoted"
+    json_nullable "$candidate"; item+=",\"candidate\":$json_quoted"
+    json_quote "$repo"; item+=",\"repo\":$json_quoted"
+    json_quote "$action"; item+=",\"action\":$json_quoted}"
+    json_array+="$sep$item"
+    sep=","
+  done < <(LC_ALL=C sort -t "$FS" -k1,1 -k2,2 -- "$1")
+  json_array+="]"
+}
+
+# changes_to_json FILE — change records, sorted by name and arch, as a JSON array in json_array.
+changes_to_json() {
+  local name arch from to item sep=""
+  json_array="["
+  while IFS=$FS read -r name arch from to; do
+    json_quote "$name"; item="{\"name\":$json_quoted"
+    json_quote "$arch"; item+=",\"arch\":$json_quoted"
+    json_nullable "$from"; item+=",\"from\":$json_quoted"
+    json_nullable "$to"; item+=",\"to\":$json_quoted}"
+    json_array+="$sep$item"
+    sep=","
+  done < <(LC_ALL=C sort -t "$FS" -k1,1 -k2,2 -- "$1")
+  json_array+="]"
+}
+
+# record FIELD... — one record line on stdout.
+record() {
+  local IFS=$FS
+  printf '%s\n' "$*"
 }
 
 emit_json() {
-  printf '{"contract":1,"manager":"%s","mode":%s,"packages":%s,"held":%s,"changed":%s,' \
-    "$MANAGER" "$json_mode" "$(json_array "${json_packages[@]}")" \
-    "$(json_array "${json_held[@]}")" "$(json_array "${json_changed[@]}")"
-  printf '"reboot_required":%s,"reboot_reason":%s,"manager_exit_code":%s,"error":%s}\n' \
-    "$reboot_required" "$reboot_reason" "$manager_exit_code" "$error_json"
-}
-
-# finish CODE [ERROR_CODE MESSAGE] — print the one JSON document and exit.
-finish() {
-  local code=$1
-  if (($# > 1)); then
-    error_json="{\"code\":$(json_string "$2"),\"message\":$(json_string "$3")}"
-    log "error ($2): $3"
+  local json_mode json_manager json_reason packages='[]' held='[]' changed='[]' error=null code message
+  json_nullable "$mode"; json_mode=$json_quoted
+  json_quote "$manager"; json_manager=$json_quoted
+  json_nullable "$reboot_reason"; json_reason=$json_quoted
+  if [[ -n $workdir ]]; then
+    if [[ -f $workdir/packages ]]; then packages_to_json "$workdir/packages"; packages=$json_array; fi
+    if [[ -f $workdir/held ]]; then packages_to_json "$workdir/held"; held=$json_array; fi
+    if [[ -f $workdir/changed ]]; then changes_to_json "$workdir/changed"; changed=$json_array; fi
   fi
-  finished=true
-  emit_json
-  exit "$code"
+  if [[ -n $result_error_code ]]; then
+    json_quote "$result_error_code"; code=$json_quoted
+    json_quote "$result_error_message"; message=$json_quoted
+    error="{\"code\":$code,\"message\":$message}"
+  fi
+  printf '{"contract":%s,"manager":%s,"mode":%s,"packages":%s,"held":%s,"changed":%s,"reboot_required":%s,"reboot_reason":%s,"manager_exit_code":%s,"error":%s}\n' \
+    "$CONTRACT_VERSION" "$json_manager" "$json_mode" "$packages" "$held" "$changed" \
+    "$reboot_required" "$json_reason" "${manager_exit_code:-null}" "$error"
 }
 
-# shellcheck disable=SC2317  # invoked by the EXIT trap
+# ---------------------------------------------------------------------------------------------
+# Exit paths: every run ends in on_exit, which undoes the exclusions and prints the one document
+# ---------------------------------------------------------------------------------------------
+
+# fail EXIT_CODE ERROR_CODE MESSAGE — end the run; the EXIT trap cleans up and prints the JSON.
+# Never call it in a subshell ($(…), a pipeline): there `exit` would end only the subshell.
+fail() {
+  if [[ $in_exit_trap == true ]]; then
+    # A failure while the trap reports (a signal, the package database unreadable) must not end
+    # the script before the document is printed; the run's own result stands.
+    log "while reporting: $2: $3 (the run's result stands)"
+    return 1
+  fi
+  log "error ($2): $3"
+  result_exit=$1
+  result_error_code=$2
+  result_error_message=$3
+  exit "$1"
+}
+
+usage_error() {
+  mode=''
+  fail 2 usage "$1; $USAGE"
+}
+
 on_exit() {
-  local code=$?
-  [[ -n $workdir ]] && rm -rf -- "$workdir"
-  if [[ $finished == false ]]; then
-    finished=true
-    error_json="{\"code\":\"environment\",\"message\":$(json_string "unexpected failure (exit $code)")}"
-    emit_json
-    exit 3
+  local rc=$?
+  trap - EXIT
+  set +e
+  in_exit_trap=true
+  if ! undo_exclusions; then
+    # A hold or lock this script added is still there: the host is not as we found it, and
+    # whoever reads the result must know, whatever the outcome of the run was.
+    result_exit=3
+    result_error_code=environment
+    result_error_message=$undo_failure
   fi
+  if [[ -z $result_exit ]]; then
+    if ((rc == 0)); then
+      result_exit=0
+    else
+      result_exit=3
+      result_error_code=environment
+      result_error_message="unexpected failure (exit $rc) at line ${err_line:-?} of $SCRIPT"
+    fi
+  fi
+  if [[ -n $workdir ]]; then
+    report_on_exit
+  fi
+  emit_json
+  if [[ -n $workdir ]]; then
+    rm -rf -- "$workdir"
+  fi
+  exit "$result_exit"
 }
 
-usage() { finish 2 usage "$1; $USAGE"; }
+# set_traps — first thing in main: from here on every exit path prints the JSON document.
+set_traps() {
+  trap on_exit EXIT
+  # errtrace: functions inherit the ERR trap, so an unexpected failure reports its line.
+  set -o errtrace
+  trap 'err_line=$LINENO' ERR
+  # A signal ends the run through the EXIT trap too (after the running command returns).
+  trap 'fail 3 environment "interrupted by SIGINT"' INT
+  trap 'fail 3 environment "terminated by SIGTERM"' TERM
+  trap 'fail 3 environment "hung up (SIGHUP)"' HUP
+}
+
+# make_workdir — the run's scratch directory (records, logs); the EXIT trap removes it.
+make_workdir() {
+  workdir=$(mktemp -d "${TMPDIR:-/tmp}/${SCRIPT%.sh}.XXXXXX") || fail 3 environment "cannot create a temporary directory"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Arguments (validated before anything runs)
+# ---------------------------------------------------------------------------------------------
 
 parse_exclusions() {
-  local list=$1 name
-  [[ -n $list ]] || usage '--exclude needs at least one package name'
-  [[ $list != *, && $list != ,* && $list != *,,* ]] || usage "--exclude has an empty entry: $list"
-  IFS=, read -r -a exclusions <<<"$list"
-  for name in "${exclusions[@]}"; do
-    [[ $name =~ $EXCLUDE_PATTERN ]] || usage "not a legal $MANAGER package name: $name"
+  local rest=$1 entry
+  # Split by expansion, not `read`, which would stop at a newline and drop the rest unchecked.
+  while :; do
+    entry=${rest%%,*}
+    [[ $entry =~ $EXCLUDE_PATTERN ]] || usage_error "not a legal $manager package name in --exclude: '$entry'"
+    exclusions+=("$entry")
+    [[ $rest == *,* ]] || break
+    rest=${rest#*,}
   done
 }
 
 parse_args() {
-  local exclude_seen=false root_seen=false
-  while (($#)); do
+  local -A seen=()
+  while (($# > 0)); do
     case $1 in
       --dry-run | --apply)
-        [[ -z $mode ]] || usage 'exactly one of --dry-run or --apply is allowed'
+        [[ -z $mode ]] || usage_error "exactly one of --dry-run and --apply is required"
         mode=${1#--}
         ;;
-      --exclude)
-        (($# >= 2)) || usage '--exclude needs a value'
-        [[ $exclude_seen == false ]] || usage '--exclude may be given once'
-        exclude_seen=true
-        parse_exclusions "$2"
+      --exclude | --*)
+        [[ $1 == --exclude || $OPTIONS == *" $1 "* ]] || usage_error "unknown argument: '$1'"
+        (($# >= 2)) || usage_error "$1 needs a value"
+        [[ -z ${seen[$1]:-} ]] || usage_error "$1 may be given once"
+        seen[$1]=1
+        if [[ $1 == --exclude ]]; then parse_exclusions "$2"; else set_option "$1" "$2"; fi
         shift
         ;;
-      --root)
-        (($# >= 2)) || usage '--root needs a directory'
-        [[ $root_seen == false ]] || usage '--root may be given once'
-        root_seen=true
-        root=$2
-        [[ -n $root && $root != -* ]] || usage '--root needs a directory'
-        shift
-        ;;
-      *) usage "unknown argument: $1" ;;
+      *) usage_error "unknown argument: '$1'" ;;
     esac
     shift
   done
-  [[ -n $mode ]] || usage 'one of --dry-run or --apply is required'
-  json_mode=$(json_string "$mode")
+  [[ -n $mode ]] || usage_error "exactly one of --dry-run and --apply is required"
 }
 
+# root_option DIR — the value of --root (dnf, zypper, pacman): a directory, never a flag.
+root_option() {
+  [[ -n $1 && $1 != -* ]] || usage_error "--root needs a directory"
+  # shellcheck disable=SC2034 # apt takes no --root; the parts that do read it
+  root=$1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Helpers every manager uses
+# ---------------------------------------------------------------------------------------------
+
+# run_manager LOGFILE COMMAND... — run COMMAND, stream its output to stderr, keep a copy in
+# LOGFILE, record its exit status in manager_exit_code and return it.
+run_manager() {
+  local logfile=$1 rc=0
+  shift
+  log "running: $*"
+  "$@" </dev/null 2>&1 | tee -- "$logfile" >&2 || rc=${PIPESTATUS[0]}
+  manager_exit_code=$rc
+  return "$rc"
+}
+
+# is_excluded NAME — whether NAME matches an --exclude entry (a simple `*` glob).
+is_excluded() {
+  local name=$1 pattern
+  for pattern in "${exclusions[@]}"; do
+    # shellcheck disable=SC2053 # the right side is a glob on purpose (`linux-image-*`)
+    if [[ $name == $pattern ]]; then return 0; fi
+  done
+  return 1
+}
+
+# diff_snapshots BEFORE AFTER OUT — change records from two snapshots of "name arch version"
+# records (extra fields ignored). Per name+arch, the versions that went away are paired in order
+# with the versions that came (from → to); the rest are installs (from empty) and removals (to
+# empty). Several versions of one name+arch (installonly kernels) are several records.
+diff_snapshots() {
+  LC_ALL=C comm -3 <(cut -d "$FS" -f 1-3 -- "$1" | LC_ALL=C sort -u) <(cut -d "$FS" -f 1-3 -- "$2" | LC_ALL=C sort -u) |
+    awk -v fs="$FS" '
+      BEGIN { FS = fs; OFS = fs }
+      {
+        came = sub(/^\t/, "")
+        key = $1 OFS $2
+        keys[key] = 1
+        if (came) to[key, ++ncame[key]] = $3; else from[key, ++ngone[key]] = $3
+      }
+      END {
+        for (key in keys) {
+          n = ncame[key] > ngone[key] ? ncame[key] : ngone[key]
+          for (i = 1; i <= n; i++) print key, from[key, i], to[key, i]
+        }
+      }' >"$3"
+}
+
+root=''
+dnf_cmd=()
+rpm_cmd=()
+exclude_opts=()
+transaction_log=''
+plan_records=()
+apply_started=false
+changes_recorded=false
+
+set_option() { root_option "$2"; }
+
+undo_exclusions() { :; } # --exclude is per invocation: nothing to undo
+
 check_manager_version() {
-  local version
-  version=$("$manager_bin" --version 2>/dev/null | head -n 1 || true)
+  local bin=$1 version
+  version=$("$bin" --version 2>/dev/null | head -n 1 || true)
   case $version in
-    4.*) log "using $manager_bin (dnf $version)" ;;
-    *dnf5* | 5.*) finish 3 environment "dnf 5 is not supported yet ($manager_bin --version: $version)" ;;
-    *) finish 3 environment "dnf 4 is required; $manager_bin --version says: ${version:-nothing}" ;;
+    4.*) log "using $bin (dnf $version)" ;;
+    *dnf5* | 5.*) fail 3 environment "dnf 5 is not supported yet ($bin --version: $version)" ;;
+    3.*) fail 3 environment "yum 3 (EL 7) is not supported: patchnanny needs dnf 4 (EL 8+); $bin --version: $version" ;;
+    *) fail 3 environment "dnf 4 is required; $bin --version says: ${version:-nothing}" ;;
   esac
 }
 
 check_root_dir() {
   local dbpath config=''
-  [[ -d $root ]] || finish 3 environment "--root is not a directory: $root"
-  root=$(cd -- "$root" && pwd -P) || finish 3 environment "--root is not accessible: $root"
-  [[ $root != / ]] || { root=''; return; }
+  [[ -d $root ]] || fail 3 environment "--root is not a directory: $root"
+  root=$(cd -- "$root" && pwd -P) || fail 3 environment "--root is not accessible: $root"
+  [[ $root != / ]] || { root=''; return 0; }
   # rpm and dnf read the same _dbpath macro (Fedora: /usr/lib/sysimage/rpm, RHEL: /var/lib/rpm).
   dbpath=$(rpm --eval '%{_dbpath}')
-  [[ -d $root$dbpath ]] || finish 3 environment "--root has no rpm database at $root$dbpath"
+  [[ -d $root$dbpath ]] || fail 3 environment "--root has no rpm database at $root$dbpath"
   if [[ -f $root/etc/dnf/dnf.conf ]]; then
     config=$root/etc/dnf/dnf.conf
   elif [[ -f $root/etc/yum.conf ]]; then
     config=$root/etc/yum.conf
   else
-    finish 3 environment "--root has neither etc/dnf/dnf.conf nor etc/yum.conf: $root"
+    fail 3 environment "--root has neither etc/dnf/dnf.conf nor etc/yum.conf: $root"
   fi
-  manager_cmd+=(--installroot "$root" --config "$config" "--setopt=reposdir=$root/etc/yum.repos.d")
+  dnf_cmd+=(--installroot "$root" --config "$config" "--setopt=reposdir=$root/etc/yum.repos.d")
   rpm_cmd+=(--root "$root")
 }
 
 check_environment() {
-  manager_bin=$(find_manager)
-  [[ -n $manager_bin ]] || finish 3 environment "$MANAGER is not installed"
-  command -v rpm >/dev/null || finish 3 environment 'rpm is not installed'
-  [[ $(id -u) == 0 ]] || finish 3 environment 'must run as root'
+  local bin
+  # dnf, else yum: check_manager_version lets a yum through only when it is dnf 4
+  bin=$(command -v dnf || command -v yum) || fail 3 environment "neither dnf nor yum is installed"
+  manager=${bin##*/}
+  command -v rpm >/dev/null || fail 3 environment 'rpm is not installed'
+  [[ $(id -u) == 0 ]] || fail 3 environment 'must run as root'
   # LC_ALL=C: the depsolve records and "Operation aborted." are read in their untranslated form.
-  manager_cmd=(env LC_ALL=C "$manager_bin" --setopt=exit_on_lock=True --setopt=skip_if_unavailable=False)
+  dnf_cmd=(env LC_ALL=C "$bin" --setopt=exit_on_lock=True --setopt=skip_if_unavailable=False)
   rpm_cmd=(rpm)
-  check_manager_version
+  check_manager_version "$bin"
   [[ -z $root ]] || check_root_dir
-  workdir=$(mktemp -d)
+  if ((${#exclusions[@]})); then
+    local IFS=,
+    exclude_opts=(--exclude "${exclusions[*]}")
+  fi
+  make_workdir
   transaction_log=$workdir/transaction.log
 }
 
-# run_manager LOGFILE ARGS... — the manager's output goes to the human log (stderr) and LOGFILE.
-run_manager() {
-  local logfile=$1 code=0
+# run_dnf LOGFILE ARGS... — dnf with the run's options; output to the human log and LOGFILE.
+run_dnf() {
+  local logfile=$1
   shift
-  log "running: $MANAGER $*"
-  "${manager_cmd[@]}" "$@" 2>&1 | tee "$logfile" >&2 || code=$?
-  manager_exit_code=$code
-  return "$code"
+  run_manager "$logfile" "${dnf_cmd[@]}" "$@"
 }
 
 # The holder dnf names when it exits 200 ("RPMDB already locked by PID").
 lock_message() {
   local message
   message=$(grep -m 1 'already locked by' "$1" || true)
-  printf '%s' "${message:-$MANAGER lock held by another process}"
+  printf '%s' "${message:-$manager lock held by another process}"
 }
 
 # The first "Error..." line of a failed run and the line after it (dnf puts the cause there).
@@ -242,41 +426,31 @@ manager_error() {
 
 refresh_metadata() {
   local code=0
-  run_manager "$workdir/refresh.log" -y makecache --refresh || code=$?
-  ((code == 0)) && return
-  ((code == 200)) && finish 4 lock "$(lock_message "$workdir/refresh.log")"
-  finish 5 refresh "$(manager_error "$workdir/refresh.log" "$MANAGER makecache --refresh failed with exit $code")"
+  run_dnf "$workdir/refresh.log" -y makecache --refresh || code=$?
+  ((code == 0)) && return 0
+  ((code == 200)) && fail 4 lock "$(lock_message "$workdir/refresh.log")"
+  fail 5 refresh "$(manager_error "$workdir/refresh.log" "$manager makecache --refresh failed with exit $code")"
 }
 
-# snapshot FILE — installed packages as "name<TAB>arch<TAB>evr<TAB>installtime", sorted.
+# snapshot FILE — installed packages as "name arch evr installtime" records (gpg-pubkey entries
+# are keys, not packages).
 snapshot() {
-  "${rpm_cmd[@]}" -qa --qf "%{NAME}\t%{ARCH}\t$EVR_FORMAT\t%{INSTALLTIME}\n" | LC_ALL=C sort >"$1"
+  "${rpm_cmd[@]}" -qa --qf "%{NAME}$FS%{ARCH}$FS$EVR_FORMAT$FS%{INSTALLTIME}\n" |
+    { grep -v "^gpg-pubkey$FS" || true; } | LC_ALL=C sort >"$1"
 }
 
 # installed_evr NAME ARCH — the most recently installed version (installonly packages have several).
 installed_evr() {
-  awk -F '\t' -v n="$1" -v a="$2" '$1 == n && $2 == a && $4 >= t { t = $4; v = $3 } END { print v }' \
+  awk -F "$FS" -v n="$1" -v a="$2" '$1 == n && $2 == a && $4 >= t { t = $4; v = $3 } END { print v }' \
     "$workdir/before"
 }
 
-exclude_args() {
-  ((${#exclusions[@]})) || return 0
-  local IFS=,
-  printf '%s\0' --exclude "${exclusions[*]}"
-}
-
-package_json() { # name arch current candidate repo action
-  printf '{"name":%s,"arch":%s,"current":%s,"candidate":%s,"repo":%s,"action":%s}' \
-    "$(json_string "$1")" "$(json_string "$2")" "$(json_or_null "$3")" "$(json_or_null "$4")" \
-    "$(json_string "$5")" "$(json_string "$6")"
-}
-
-# solver_records LOGFILE — "kind<TAB>name<TAB>arch<TAB>evr" for each depsolve record.
+# solver_records LOGFILE — "kind name arch evr" records, one for each depsolve record.
 solver_records() {
   local line
   while IFS= read -r line; do
     [[ $line =~ $SOLVER_RECORD ]] || continue
-    printf '%s\t%s\t%s\t%s\n' "${BASH_REMATCH[4]}" "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}"
+    record "${BASH_REMATCH[4]}" "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}"
   done <"$1"
 }
 
@@ -286,43 +460,44 @@ repo_of() {
 }
 
 lookup_repos() {
-  local record kind name arch evr nevras=()
+  local entry kind name arch evr nevras=()
   : >"$workdir/repos"
-  for record in "${plan_records[@]}"; do
-    IFS=$'\t' read -r kind name arch evr <<<"$record"
+  for entry in "${plan_records[@]}"; do
+    IFS=$FS read -r kind name arch evr <<<"$entry"
     [[ $kind == 'an upgrade' || $kind == 'a downgrade' || $kind == installed || $kind == obsoleting ]] || continue
     nevras+=("$name-$evr.$arch")
   done
   ((${#nevras[@]})) || return 0
-  run_manager "$workdir/repoquery.log" -q repoquery --qf '%{name}.%{arch}\t%{evr}\t%{repoid}' -- "${nevras[@]}" ||
-    finish 6 transaction "$(manager_error "$workdir/repoquery.log" "$MANAGER repoquery failed with exit $manager_exit_code")"
+  run_dnf "$workdir/repoquery.log" -q repoquery --qf '%{name}.%{arch}\t%{evr}\t%{repoid}' -- "${nevras[@]}" ||
+    fail 6 transaction "$(manager_error "$workdir/repoquery.log" "$manager repoquery failed with exit $manager_exit_code")"
   grep $'\t' "$workdir/repoquery.log" >"$workdir/repos" || true
 }
 
-# Pairs each new package of the solved transaction with the installed one it replaces.
+# build_plan — package records of the solved transaction: each new package paired with the
+# installed one it replaces.
 build_plan() {
-  local record kind name arch evr i current action repo olds=() old_kind old_name old_arch old_evr
+  local entry kind name arch evr i current action repo olds=() old_kind old_name old_arch old_evr
   mapfile -t plan_records < <(solver_records "$transaction_log")
   lookup_repos
-  for record in "${plan_records[@]}"; do
-    IFS=$'\t' read -r kind name arch evr <<<"$record"
-    [[ $kind == upgraded || $kind == downgraded || $kind == erased || $kind == obsoleted ]] && olds+=("$record")
+  for entry in "${plan_records[@]}"; do
+    IFS=$FS read -r kind name arch evr <<<"$entry"
+    if [[ $kind == upgraded || $kind == downgraded || $kind == erased || $kind == obsoleted ]]; then olds+=("$entry"); fi
   done
-  for record in "${plan_records[@]}"; do
-    IFS=$'\t' read -r kind name arch evr <<<"$record"
+  for entry in "${plan_records[@]}"; do
+    IFS=$FS read -r kind name arch evr <<<"$entry"
     current=''
     case $kind in
       'an upgrade' | 'a downgrade')
         action=${kind##* }
         # the replaced package: same name.arch, else same name (an arch change such as i686 → noarch)
         for i in "${!olds[@]}"; do
-          IFS=$'\t' read -r old_kind old_name old_arch old_evr <<<"${olds[i]}"
+          IFS=$FS read -r old_kind old_name old_arch old_evr <<<"${olds[i]}"
           [[ $old_kind == "${action}d" && $old_name == "$name" && $old_arch == "$arch" ]] || continue
           current=$old_evr && unset 'olds[i]' && break
         done
         if [[ -z $current ]]; then
           for i in "${!olds[@]}"; do
-            IFS=$'\t' read -r old_kind old_name old_arch old_evr <<<"${olds[i]}"
+            IFS=$FS read -r old_kind old_name old_arch old_evr <<<"${olds[i]}"
             [[ $old_kind == "${action}d" && $old_name == "$name" ]] || continue
             current=$old_evr && unset 'olds[i]' && break
           done
@@ -332,82 +507,59 @@ build_plan() {
       *) continue ;;
     esac
     repo=$(repo_of "$name" "$arch" "$evr")
-    printf '%s\t%s\n' "$name" "$(package_json "$name" "$arch" "$current" "$evr" "${repo:-unknown}" "$action")"
-  done >"$workdir/plan"
-  for record in "${olds[@]}"; do
-    IFS=$'\t' read -r kind name arch evr <<<"$record"
+    record "$name" "$arch" "$current" "$evr" "${repo:-unknown}" "$action"
+  done >"$workdir/packages"
+  for entry in "${olds[@]}"; do
+    IFS=$FS read -r kind name arch evr <<<"$entry"
     [[ $kind == erased || $kind == obsoleted ]] || continue
-    printf '%s\t%s\n' "$name" "$(package_json "$name" "$arch" "$evr" '' '@System' remove)"
-  done >>"$workdir/plan"
-  mapfile -t json_packages < <(LC_ALL=C sort -t $'\t' -k1,1 -s "$workdir/plan" | cut -f 2-)
+    record "$name" "$arch" "$evr" '' '@System' remove
+  done >>"$workdir/packages"
 }
 
 compute_held() {
   local name arch evr repo
   ((${#exclusions[@]})) || return 0
-  run_manager "$workdir/held.log" -q repoquery --upgrades --latest-limit 1 \
+  run_dnf "$workdir/held.log" -q repoquery --upgrades --latest-limit 1 \
     --qf '%{name}\t%{arch}\t%{evr}\t%{repoid}' -- "${exclusions[@]}" ||
-    finish 6 transaction "$(manager_error "$workdir/held.log" "$MANAGER repoquery --upgrades failed with exit $manager_exit_code")"
+    fail 6 transaction "$(manager_error "$workdir/held.log" "$manager repoquery --upgrades failed with exit $manager_exit_code")"
   while IFS=$'\t' read -r name arch evr repo; do
     [[ -n $repo ]] || continue
-    json_held+=("$(package_json "$name" "$arch" "$(installed_evr "$name" "$arch")" "$evr" "$repo" upgrade)")
-  done < <(grep $'\t' "$workdir/held.log" | LC_ALL=C sort -u)
+    record "$name" "$arch" "$(installed_evr "$name" "$arch")" "$evr" "$repo" upgrade
+  done < <(grep $'\t' "$workdir/held.log" | LC_ALL=C sort -u) >"$workdir/held"
 }
 
 plan_dry_run() {
-  local code=0 exclude=()
-  mapfile -d '' -t exclude < <(exclude_args)
-  run_manager "$transaction_log" -v --assumeno "${exclude[@]}" upgrade || code=$?
+  local code=0
+  run_dnf "$transaction_log" -v --assumeno "${exclude_opts[@]}" upgrade || code=$?
   # --assumeno answers the confirmation with "no": exit 1 and "Operation aborted." after a
   # successful resolution; exit 0 when there is nothing to do. Anything else is a solver failure.
   if ((code == 0)) || { ((code == 1)) && grep -qx 'Operation aborted.' "$transaction_log"; }; then
     build_plan
-    return
+    return 0
   fi
-  ((code == 200)) && finish 4 lock "$(lock_message "$transaction_log")"
-  finish 6 transaction "$(manager_error "$transaction_log" "$MANAGER upgrade (solving) failed with exit $code")"
+  ((code == 200)) && fail 4 lock "$(lock_message "$transaction_log")"
+  fail 6 transaction "$(manager_error "$transaction_log" "$manager upgrade (solving) failed with exit $code")"
 }
 
-compute_changed() {
-  local removed=() added=() record name arch evr i from to old_name old_arch old_evr
-  cut -f 1-3 "$workdir/before" | LC_ALL=C sort -u >"$workdir/before.nevra"
-  cut -f 1-3 "$workdir/after" | LC_ALL=C sort -u >"$workdir/after.nevra"
-  mapfile -t removed < <(LC_ALL=C comm -23 "$workdir/before.nevra" "$workdir/after.nevra")
-  mapfile -t added < <(LC_ALL=C comm -13 "$workdir/before.nevra" "$workdir/after.nevra")
-  for record in "${added[@]}"; do
-    IFS=$'\t' read -r name arch evr <<<"$record"
-    from=''
-    for i in "${!removed[@]}"; do
-      IFS=$'\t' read -r old_name old_arch old_evr <<<"${removed[i]}"
-      [[ $old_name == "$name" && $old_arch == "$arch" ]] || continue
-      from=$old_evr && unset 'removed[i]' && break
-    done
-    printf '%s\t%s\t%s\t%s\n' "$name" "$arch" "$from" "$evr"
-  done >"$workdir/changed"
-  for record in "${removed[@]}"; do
-    IFS=$'\t' read -r name arch evr <<<"$record"
-    printf '%s\t%s\t%s\t\n' "$name" "$arch" "$evr"
-  done >>"$workdir/changed"
-  json_changed=()
-  while IFS=$'\t' read -r name arch from to; do
-    json_changed+=("$(printf '{"name":%s,"arch":%s,"from":%s,"to":%s}' "$(json_string "$name")" \
-      "$(json_string "$arch")" "$(json_or_null "$from")" "$(json_or_null "$to")")")
-  done < <(LC_ALL=C sort -t $'\t' -k1,1 -s "$workdir/changed")
+record_changes() {
+  changes_recorded=true
+  if ! snapshot "$workdir/after"; then
+    fail 3 environment "$SNAPSHOT_FAILED after the transaction"
+    return 1 # only inside the EXIT trap, where fail does not end the script
+  fi
+  diff_snapshots "$workdir/before" "$workdir/after" "$workdir/changed"
 }
 
 apply_upgrade() {
-  local code=0 exclude=()
-  mapfile -d '' -t exclude < <(exclude_args)
-  run_manager "$transaction_log" -v -y "${exclude[@]}" upgrade || code=$?
-  snapshot "$workdir/after"
-  compute_changed
+  local code=0
+  apply_started=true
+  run_dnf "$transaction_log" -v -y "${exclude_opts[@]}" upgrade || code=$?
+  record_changes
   build_plan
-  # a failed transaction may still have left a reboot due (an earlier kernel update)
-  check_reboot "$workdir/after"
   manager_exit_code=$code # the upgrade's status, not the repository lookup's
-  ((code == 0)) && return
-  ((code == 200)) && finish 4 lock "$(lock_message "$transaction_log")"
-  finish 6 transaction "$(manager_error "$transaction_log" "$MANAGER upgrade failed with exit $code")"
+  ((code == 0)) && return 0
+  ((code == 200)) && fail 4 lock "$(lock_message "$transaction_log")"
+  fail 6 transaction "$(manager_error "$transaction_log" "$manager upgrade failed with exit $code")"
 }
 
 is_reboot_package() {
@@ -418,6 +570,7 @@ is_reboot_package() {
   esac
 }
 
+# check_reboot SNAPSHOT — needs-restarting -r on the running system, else the core-package rule.
 check_reboot() {
   local snapshot_file=$1 code=0 output boot name arch evr installed found=()
   if [[ -z $root ]] && command -v needs-restarting >/dev/null; then
@@ -427,36 +580,44 @@ check_reboot() {
       0) return 0 ;;
       1)
         reboot_required=true
-        reboot_reason=$(json_string "needs-restarting -r: $(head -n 1 <<<"$output")")
+        reboot_reason="needs-restarting -r: $(head -n 1 <<<"$output")"
         return 0
         ;;
       *) log "needs-restarting -r failed with exit $code; using the core-package rule" ;;
     esac
   fi
+  [[ -f $snapshot_file ]] || return 0
   boot=$(awk '$1 == "btime" { print $2 }' /proc/stat)
-  while IFS=$'\t' read -r name arch evr installed; do
-    is_reboot_package "$name" && ((installed > boot)) && found+=("$name-$evr.$arch")
+  while IFS=$FS read -r name arch evr installed; do
+    if is_reboot_package "$name" && ((installed > boot)); then found+=("$name-$evr.$arch"); fi
   done <"$snapshot_file"
   ((${#found[@]})) || return 0
   reboot_required=true
   local IFS=,
-  reboot_reason=$(json_string "core packages installed after the last boot: ${found[*]}")
+  reboot_reason="core packages installed after the last boot: ${found[*]}"
+}
+
+report_on_exit() {
+  # An apply that ended early (failure, signal) may still have changed packages: report them.
+  if [[ $apply_started == true && $changes_recorded == false ]]; then
+    record_changes
+  fi
+  # Reboot state is the host's, worth reporting after any run that got past the checks.
+  if [[ -f $workdir/after ]]; then check_reboot "$workdir/after"; else check_reboot "$workdir/before"; fi
 }
 
 main() {
-  trap on_exit EXIT
+  set_traps
   parse_args "$@"
   check_environment
-  snapshot "$workdir/before"
+  snapshot "$workdir/before" || fail 3 environment "$SNAPSHOT_FAILED"
   refresh_metadata
   compute_held
   if [[ $mode == apply ]]; then
     apply_upgrade
   else
     plan_dry_run
-    check_reboot "$workdir/before"
   fi
-  finish 0
 }
 
 main "$@"

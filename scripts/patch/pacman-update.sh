@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
+# Generated from scripts/patch/src/pacman.sh and scripts/patch/src/common.sh by
+# scripts/dev/gen-scripts.ts. Do not edit: edit src/, then run `npm run gen:scripts`.
+#
 # pacman-update.sh — patch an Arch Linux system with pacman.
-# Speaks docs/script-contract.md: one JSON document on stdout, the human log on stderr.
 #
 #   pacman-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--root DIR]
 #
-# Self-contained on purpose: the agent downloads this one file and verifies its hash.
+# Speaks docs/script-contract.md: one JSON document on stdout, the human log on stderr.
+# Self-contained on purpose: the agent downloads this one file and verifies its SHA-256.
 #
 # How each contract step maps onto pacman:
 # - refresh:  pacman -Syy. A plain -Sy skips a database whose timestamp looks current and
@@ -25,170 +28,347 @@
 # Removals caused by replaces/conflicts are not printed by --print; they show up in `changed`.
 set -euo pipefail
 
-readonly MANAGER=pacman
+readonly SCRIPT=pacman-update.sh
 readonly EXCLUDE_PATTERN='^[a-z0-9@_+*][a-z0-9@._+*-]*$'
+readonly OPTIONS=' --root '
 readonly USAGE='usage: pacman-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--root DIR]'
+readonly SNAPSHOT_FAILED='pacman -Q (reading the local package database) failed'
+manager=pacman
+
+# ---------------------------------------------------------------------------------------------
+# Shared by every patch script (scripts/patch/src/common.sh): arguments, exit paths, JSON output.
+#
+# The part that includes this defines, before the include:
+#   SCRIPT            the served file name (apt-update.sh), for logs and messages
+#   EXCLUDE_PATTERN   the family's legal package names (docs/script-contract.md)
+#   OPTIONS           " --flag … " family flags that take one value; set_option FLAG VALUE
+#                     stores each (called once per flag, after the value is present)
+#   USAGE             the usage line
+#   manager           the manager named in the JSON (the part may change it once it found one)
+# and after it, the hooks the EXIT trap calls:
+#   undo_exclusions   remove exactly the holds/locks this run added; on failure set
+#                     undo_failure to a message naming them and return 1
+#   report_on_exit    once the environment was checked (workdir exists): whatever is worth
+#                     reporting however the run ended (changes of an interrupted apply, reboot)
+#
+# Package data travels as records, one a line, fields separated by FS (not whitespace, so `read`
+# keeps empty fields; an empty field is JSON null): the part writes the plan to
+# $workdir/packages and $workdir/held ("name arch current candidate repo action") and the apply's
+# changes to $workdir/changed ("name arch from to"); emit_json turns them into the document.
+# ---------------------------------------------------------------------------------------------
+
+readonly CONTRACT_VERSION=1
+readonly FS=$'\x1f'
 
 mode=''
-root=''
 exclusions=()
-pacman_cmd=()
-declare -A installed_before=()
-declare -A installed_after=()
-
-json_mode=null
-json_packages=()
-json_held=()
-json_changed=()
+workdir=''
+undo_failure=''
+err_line=''
 reboot_required=false
-reboot_reason=null
-manager_exit_code=null
-error_json=null
-finished=false
+reboot_reason=''
+manager_exit_code=''
+result_exit=''
+result_error_code=''
+result_error_message=''
+in_exit_trap=false
 
-log() { printf 'pacman-update: %s\n' "$*" >&2; }
+log() { printf '%s: %s\n' "${SCRIPT%.sh}" "$*" >&2; }
 
-json_string() {
-  local s=$1 out='' c i
+# json_quote VALUE — sets json_quoted to VALUE as a JSON string literal (no subshell).
+json_quote() {
+  local s=$1 i c hex
   s=${s//\\/\\\\}
   s=${s//\"/\\\"}
   s=${s//$'\n'/\\n}
   s=${s//$'\r'/\\r}
   s=${s//$'\t'/\\t}
-  if [[ $s == *[$'\001'-$'\037']* ]]; then
-    for ((i = 0; i < ${#s}; i++)); do
-      c=${s:i:1}
-      if [[ $c == [$'\001'-$'\037'] ]]; then
-        printf -v c '\\u%04x' "'$c"
-      fi
-      out+=$c
+  if [[ $s == *[[:cntrl:]]* ]]; then
+    for ((i = 1; i < 32; i++)); do
+      printf -v hex '%02x' "$i"
+      printf -v c '%b' "\\x$hex"
+      s=${s//"$c"/\\u00$hex}
     done
-    s=$out
   fi
-  printf '"%s"' "$s"
+  json_quoted="\"$s\""
 }
 
-json_or_null() { if [[ -n $1 ]]; then json_string "$1"; else printf 'null'; fi; }
+# json_nullable VALUE — like json_quote, but the empty string becomes null.
+json_nullable() {
+  if [[ -z $1 ]]; then json_quoted=null; else json_quote "$1"; fi
+}
 
-json_array() {
-  local IFS=,
-  printf '[%s]' "$*"
+# packages_to_json FILE — package records, sorted by name and arch, as a JSON array in json_array.
+packages_to_json() {
+  local name arch current candidate repo action item sep=""
+  json_array="["
+  while IFS=$FS read -r name arch current candidate repo action; do
+    json_quote "$name"; item="{\"name\":$json_quoted"
+    json_quote "$arch"; item+=",\"arch\":$json_quoted"
+    json_nullable "$current"; item+=",\"current\":$json_quoted"
+    json_nullable "$candidate"; item+=",\"candidate\":$json_quoted"
+    json_quote "$repo"; item+=",\"repo\":$json_quoted"
+    json_quote "$action"; item+=",\"action\":$json_quoted}"
+    json_array+="$sep$item"
+    sep=","
+  done < <(LC_ALL=C sort -t "$FS" -k1,1 -k2,2 -- "$1")
+  json_array+="]"
+}
+
+# changes_to_json FILE — change records, sorted by name and arch, as a JSON array in json_array.
+changes_to_json() {
+  local name arch from to item sep=""
+  json_array="["
+  while IFS=$FS read -r name arch from to; do
+    json_quote "$name"; item="{\"name\":$json_quoted"
+    json_quote "$arch"; item+=",\"arch\":$json_quoted"
+    json_nullable "$from"; item+=",\"from\":$json_quoted"
+    json_nullable "$to"; item+=",\"to\":$json_quoted}"
+    json_array+="$sep$item"
+    sep=","
+  done < <(LC_ALL=C sort -t "$FS" -k1,1 -k2,2 -- "$1")
+  json_array+="]"
+}
+
+# record FIELD... — one record line on stdout.
+record() {
+  local IFS=$FS
+  printf '%s\n' "$*"
 }
 
 emit_json() {
-  printf '{"contract":1,"manager":"%s","mode":%s,"packages":%s,"held":%s,"changed":%s,' \
-    "$MANAGER" "$json_mode" "$(json_array "${json_packages[@]}")" \
-    "$(json_array "${json_held[@]}")" "$(json_array "${json_changed[@]}")"
-  printf '"reboot_required":%s,"reboot_reason":%s,"manager_exit_code":%s,"error":%s}\n' \
-    "$reboot_required" "$reboot_reason" "$manager_exit_code" "$error_json"
-}
-
-# finish CODE [ERROR_CODE MESSAGE] — print the one JSON document and exit.
-finish() {
-  local code=$1
-  if (($# > 1)); then
-    error_json="{\"code\":$(json_string "$2"),\"message\":$(json_string "$3")}"
-    log "error ($2): $3"
+  local json_mode json_manager json_reason packages='[]' held='[]' changed='[]' error=null code message
+  json_nullable "$mode"; json_mode=$json_quoted
+  json_quote "$manager"; json_manager=$json_quoted
+  json_nullable "$reboot_reason"; json_reason=$json_quoted
+  if [[ -n $workdir ]]; then
+    if [[ -f $workdir/packages ]]; then packages_to_json "$workdir/packages"; packages=$json_array; fi
+    if [[ -f $workdir/held ]]; then packages_to_json "$workdir/held"; held=$json_array; fi
+    if [[ -f $workdir/changed ]]; then changes_to_json "$workdir/changed"; changed=$json_array; fi
   fi
-  finished=true
-  emit_json
-  exit "$code"
+  if [[ -n $result_error_code ]]; then
+    json_quote "$result_error_code"; code=$json_quoted
+    json_quote "$result_error_message"; message=$json_quoted
+    error="{\"code\":$code,\"message\":$message}"
+  fi
+  printf '{"contract":%s,"manager":%s,"mode":%s,"packages":%s,"held":%s,"changed":%s,"reboot_required":%s,"reboot_reason":%s,"manager_exit_code":%s,"error":%s}\n' \
+    "$CONTRACT_VERSION" "$json_manager" "$json_mode" "$packages" "$held" "$changed" \
+    "$reboot_required" "$json_reason" "${manager_exit_code:-null}" "$error"
 }
 
-# shellcheck disable=SC2317  # invoked by the EXIT trap
+# ---------------------------------------------------------------------------------------------
+# Exit paths: every run ends in on_exit, which undoes the exclusions and prints the one document
+# ---------------------------------------------------------------------------------------------
+
+# fail EXIT_CODE ERROR_CODE MESSAGE — end the run; the EXIT trap cleans up and prints the JSON.
+# Never call it in a subshell ($(…), a pipeline): there `exit` would end only the subshell.
+fail() {
+  if [[ $in_exit_trap == true ]]; then
+    # A failure while the trap reports (a signal, the package database unreadable) must not end
+    # the script before the document is printed; the run's own result stands.
+    log "while reporting: $2: $3 (the run's result stands)"
+    return 1
+  fi
+  log "error ($2): $3"
+  result_exit=$1
+  result_error_code=$2
+  result_error_message=$3
+  exit "$1"
+}
+
+usage_error() {
+  mode=''
+  fail 2 usage "$1; $USAGE"
+}
+
 on_exit() {
-  local code=$?
-  if [[ $finished == false ]]; then
-    finished=true
-    local why="unexpected failure (exit $code)"
-    ((code > 128)) && why="terminated by signal $((code - 128))"
-    error_json="{\"code\":\"environment\",\"message\":$(json_string "$why")}"
-    emit_json
-    exit 3
+  local rc=$?
+  trap - EXIT
+  set +e
+  in_exit_trap=true
+  if ! undo_exclusions; then
+    # A hold or lock this script added is still there: the host is not as we found it, and
+    # whoever reads the result must know, whatever the outcome of the run was.
+    result_exit=3
+    result_error_code=environment
+    result_error_message=$undo_failure
   fi
+  if [[ -z $result_exit ]]; then
+    if ((rc == 0)); then
+      result_exit=0
+    else
+      result_exit=3
+      result_error_code=environment
+      result_error_message="unexpected failure (exit $rc) at line ${err_line:-?} of $SCRIPT"
+    fi
+  fi
+  if [[ -n $workdir ]]; then
+    report_on_exit
+  fi
+  emit_json
+  if [[ -n $workdir ]]; then
+    rm -rf -- "$workdir"
+  fi
+  exit "$result_exit"
 }
 
-usage() { finish 2 usage "$1; $USAGE"; }
+# set_traps — first thing in main: from here on every exit path prints the JSON document.
+set_traps() {
+  trap on_exit EXIT
+  # errtrace: functions inherit the ERR trap, so an unexpected failure reports its line.
+  set -o errtrace
+  trap 'err_line=$LINENO' ERR
+  # A signal ends the run through the EXIT trap too (after the running command returns).
+  trap 'fail 3 environment "interrupted by SIGINT"' INT
+  trap 'fail 3 environment "terminated by SIGTERM"' TERM
+  trap 'fail 3 environment "hung up (SIGHUP)"' HUP
+}
+
+# make_workdir — the run's scratch directory (records, logs); the EXIT trap removes it.
+make_workdir() {
+  workdir=$(mktemp -d "${TMPDIR:-/tmp}/${SCRIPT%.sh}.XXXXXX") || fail 3 environment "cannot create a temporary directory"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Arguments (validated before anything runs)
+# ---------------------------------------------------------------------------------------------
 
 parse_exclusions() {
-  local list=$1 name
-  [[ -n $list ]] || usage '--exclude needs at least one package name'
-  [[ $list != *, && $list != ,* && $list != *,,* ]] || usage "--exclude has an empty entry: $list"
-  IFS=, read -r -a exclusions <<<"$list"
-  for name in "${exclusions[@]}"; do
-    [[ $name =~ $EXCLUDE_PATTERN ]] || usage "not a legal pacman package name: $name"
+  local rest=$1 entry
+  # Split by expansion, not `read`, which would stop at a newline and drop the rest unchecked.
+  while :; do
+    entry=${rest%%,*}
+    [[ $entry =~ $EXCLUDE_PATTERN ]] || usage_error "not a legal $manager package name in --exclude: '$entry'"
+    exclusions+=("$entry")
+    [[ $rest == *,* ]] || break
+    rest=${rest#*,}
   done
 }
 
 parse_args() {
-  local exclude_seen=false root_seen=false
-  while (($#)); do
+  local -A seen=()
+  while (($# > 0)); do
     case $1 in
       --dry-run | --apply)
-        [[ -z $mode ]] || usage 'exactly one of --dry-run or --apply is allowed'
+        [[ -z $mode ]] || usage_error "exactly one of --dry-run and --apply is required"
         mode=${1#--}
         ;;
-      --exclude)
-        (($# >= 2)) || usage '--exclude needs a value'
-        [[ $exclude_seen == false ]] || usage '--exclude may be given once'
-        exclude_seen=true
-        parse_exclusions "$2"
+      --exclude | --*)
+        [[ $1 == --exclude || $OPTIONS == *" $1 "* ]] || usage_error "unknown argument: '$1'"
+        (($# >= 2)) || usage_error "$1 needs a value"
+        [[ -z ${seen[$1]:-} ]] || usage_error "$1 may be given once"
+        seen[$1]=1
+        if [[ $1 == --exclude ]]; then parse_exclusions "$2"; else set_option "$1" "$2"; fi
         shift
         ;;
-      --root)
-        (($# >= 2)) || usage '--root needs a directory'
-        [[ $root_seen == false ]] || usage '--root may be given once'
-        root_seen=true
-        root=$2
-        [[ -n $root ]] || usage '--root needs a directory'
-        shift
-        ;;
-      *) usage "unknown argument: $1" ;;
+      *) usage_error "unknown argument: '$1'" ;;
     esac
     shift
   done
-  [[ -n $mode ]] || usage 'one of --dry-run or --apply is required'
-  json_mode=$(json_string "$mode")
+  [[ -n $mode ]] || usage_error "exactly one of --dry-run and --apply is required"
 }
 
+# root_option DIR — the value of --root (dnf, zypper, pacman): a directory, never a flag.
+root_option() {
+  [[ -n $1 && $1 != -* ]] || usage_error "--root needs a directory"
+  # shellcheck disable=SC2034 # apt takes no --root; the parts that do read it
+  root=$1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Helpers every manager uses
+# ---------------------------------------------------------------------------------------------
+
+# run_manager LOGFILE COMMAND... — run COMMAND, stream its output to stderr, keep a copy in
+# LOGFILE, record its exit status in manager_exit_code and return it.
+run_manager() {
+  local logfile=$1 rc=0
+  shift
+  log "running: $*"
+  "$@" </dev/null 2>&1 | tee -- "$logfile" >&2 || rc=${PIPESTATUS[0]}
+  manager_exit_code=$rc
+  return "$rc"
+}
+
+# is_excluded NAME — whether NAME matches an --exclude entry (a simple `*` glob).
+is_excluded() {
+  local name=$1 pattern
+  for pattern in "${exclusions[@]}"; do
+    # shellcheck disable=SC2053 # the right side is a glob on purpose (`linux-image-*`)
+    if [[ $name == $pattern ]]; then return 0; fi
+  done
+  return 1
+}
+
+# diff_snapshots BEFORE AFTER OUT — change records from two snapshots of "name arch version"
+# records (extra fields ignored). Per name+arch, the versions that went away are paired in order
+# with the versions that came (from → to); the rest are installs (from empty) and removals (to
+# empty). Several versions of one name+arch (installonly kernels) are several records.
+diff_snapshots() {
+  LC_ALL=C comm -3 <(cut -d "$FS" -f 1-3 -- "$1" | LC_ALL=C sort -u) <(cut -d "$FS" -f 1-3 -- "$2" | LC_ALL=C sort -u) |
+    awk -v fs="$FS" '
+      BEGIN { FS = fs; OFS = fs }
+      {
+        came = sub(/^\t/, "")
+        key = $1 OFS $2
+        keys[key] = 1
+        if (came) to[key, ++ncame[key]] = $3; else from[key, ++ngone[key]] = $3
+      }
+      END {
+        for (key in keys) {
+          n = ncame[key] > ngone[key] ? ncame[key] : ngone[key]
+          for (i = 1; i <= n; i++) print key, from[key, i], to[key, i]
+        }
+      }' >"$3"
+}
+
+root=''
+pacman_cmd=()
+ignore_opts=()
+declare -A installed=()
+apply_started=false
+changes_recorded=false
+
+set_option() { root_option "$2"; }
+
+undo_exclusions() { :; } # --ignore is per invocation: nothing to undo
+
 check_environment() {
-  command -v pacman >/dev/null || finish 3 environment 'pacman is not installed'
-  command -v vercmp >/dev/null || finish 3 environment 'vercmp (part of pacman) is not installed'
-  [[ $(id -u) == 0 ]] || finish 3 environment 'must run as root'
+  command -v pacman >/dev/null || fail 3 environment 'pacman is not installed'
+  command -v vercmp >/dev/null || fail 3 environment 'vercmp (part of pacman) is not installed'
+  [[ $(id -u) == 0 ]] || fail 3 environment 'must run as root'
   pacman_cmd=(pacman --noconfirm)
   if [[ -n $root ]]; then
     root=${root%/}
-    [[ -d $root/ ]] || finish 3 environment "--root is not a directory: $root/"
+    [[ -d $root/ ]] || fail 3 environment "--root is not a directory: $root/"
     [[ -f $root/etc/pacman.conf && -d $root/var/lib/pacman ]] ||
-      finish 3 environment "--root has no etc/pacman.conf and var/lib/pacman: $root/"
+      fail 3 environment "--root has no etc/pacman.conf and var/lib/pacman: $root/"
     # Everything pacman reads or writes lives under ROOT, so the host is never touched.
     pacman_cmd+=(--root "$root/" --dbpath "$root/var/lib/pacman/"
       --cachedir "$root/var/cache/pacman/pkg/" --config "$root/etc/pacman.conf"
       --gpgdir "$root/etc/pacman.d/gnupg/" --hookdir "$root/etc/pacman.d/hooks/"
       --logfile "$root/var/log/pacman.log")
   fi
+  if ((${#exclusions[@]})); then
+    local IFS=,
+    ignore_opts=(--ignore "${exclusions[*]}")
+  fi
+  make_workdir
 }
 
 lock_is_held() { [[ -e $root/var/lib/pacman/db.lck ]]; }
 
-# read_installed before|after — name → version from the local package database.
-read_installed() {
-  local name version output code=0
-  output=$("${pacman_cmd[@]}" -Q) || code=$?
-  if ((code != 0)); then
-    manager_exit_code=$code
-    finish 3 environment "pacman -Q (reading the local package database) failed with exit $code"
-  fi
+# snapshot FILE — "name arch version" records of the local package database; the arch is left
+# empty (pacman -Q has none) and looked up for the changed packages only.
+snapshot() {
+  local name version output
+  output=$("${pacman_cmd[@]}" -Q) || { manager_exit_code=$? && return 1; }
   while read -r name version; do
-    [[ -n $name ]] || continue
-    if [[ $1 == before ]]; then
-      installed_before["$name"]=$version
-    else
-      installed_after["$name"]=$version
-    fi
-  done <<<"$output"
+    if [[ -n $name ]]; then record "$name" '' "$version"; fi
+  done <<<"$output" >"$1"
 }
 
+# installed_arch NAME VERSION — the arch in the package's local database entry.
 installed_arch() {
   local desc="$root/var/lib/pacman/local/$1-$2/desc"
   [[ -f $desc ]] && sed -n '/^%ARCH%$/{n;p;q}' "$desc"
@@ -208,24 +388,9 @@ refresh_metadata() {
   local code=0
   "${pacman_cmd[@]}" -Syy --noprogressbar >&2 || code=$?
   manager_exit_code=$code
-  ((code == 0)) && return
-  lock_is_held && finish 4 lock "pacman database is locked ($root/var/lib/pacman/db.lck exists)"
-  finish 5 refresh "pacman -Syy failed with exit $code"
-}
-
-is_excluded() {
-  local name=$1 pattern
-  for pattern in "${exclusions[@]}"; do
-    # shellcheck disable=SC2053  # the pattern is a glob on purpose (only * is legal)
-    [[ $name == $pattern ]] && return 0
-  done
-  return 1
-}
-
-package_json() { # name arch current candidate repo action
-  printf '{"name":%s,"arch":%s,"current":%s,"candidate":%s,"repo":%s,"action":%s}' \
-    "$(json_string "$1")" "$(json_string "$2")" "$(json_or_null "$3")" "$(json_or_null "$4")" \
-    "$(json_string "$5")" "$(json_string "$6")"
+  ((code == 0)) && return 0
+  lock_is_held && fail 4 lock "pacman database is locked ($root/var/lib/pacman/db.lck exists)"
+  fail 5 refresh "pacman -Syy failed with exit $code"
 }
 
 action_for() { # current candidate
@@ -235,26 +400,19 @@ action_for() { # current candidate
   if ((cmp < 0)); then printf 'downgrade'; else printf 'upgrade'; fi
 }
 
-ignore_args() {
-  ((${#exclusions[@]})) || return 0
-  local IFS=,
-  printf '%s\0' --ignore "${exclusions[*]}"
-}
-
 compute_plan() {
-  local name version repo location current output code=0 ignore=()
-  mapfile -d '' -t ignore < <(ignore_args)
-  output=$("${pacman_cmd[@]}" -Sup --print-format '%n %v %r %l' "${ignore[@]}") || code=$?
+  local name version repo location current output code=0
+  output=$("${pacman_cmd[@]}" -Sup --print-format '%n %v %r %l' "${ignore_opts[@]}") || code=$?
   if ((code != 0)); then
     manager_exit_code=$code
-    finish 6 transaction "pacman -Sup (planning the upgrade) failed with exit $code"
+    fail 6 transaction "pacman -Sup (planning the upgrade) failed with exit $code"
   fi
   while read -r name version repo location; do
     [[ -n $name && -n $location ]] || continue
-    current=${installed_before[$name]:-}
-    json_packages+=("$(package_json "$name" "$(arch_from_location "$name" "$version" "$location")" \
-      "$current" "$version" "$repo" "$(action_for "$current" "$version")")")
-  done < <(sort <<<"$output")
+    current=${installed[$name]:-}
+    record "$name" "$(arch_from_location "$name" "$version" "$location")" \
+      "$current" "$version" "$repo" "$(action_for "$current" "$version")"
+  done <<<"$output" >"$workdir/packages"
 }
 
 compute_held() {
@@ -265,39 +423,37 @@ compute_held() {
     # An explicit target is printed even when ignored; a name in no repository is skipped.
     while read -r name version repo location; do
       [[ $name == "$current" ]] || continue
-      (($(vercmp "$version" "${installed_before[$name]}") > 0)) || continue
-      json_held+=("$(package_json "$name" "$(arch_from_location "$name" "$version" "$location")" \
-        "${installed_before[$name]}" "$version" "$repo" upgrade)")
+      (($(vercmp "$version" "${installed[$name]}") > 0)) || continue
+      record "$name" "$(arch_from_location "$name" "$version" "$location")" \
+        "${installed[$name]}" "$version" "$repo" upgrade
     done < <("${pacman_cmd[@]}" -Sp --print-format '%n %v %r %l' "$current" 2>/dev/null || true)
-  done < <(printf '%s\n' "${!installed_before[@]}" | sort)
+  done < <(printf '%s\n' "${!installed[@]}" | LC_ALL=C sort) >"$workdir/held"
+}
+
+record_changes() {
+  local name arch from to
+  changes_recorded=true
+  if ! snapshot "$workdir/after"; then
+    fail 3 environment "$SNAPSHOT_FAILED after the transaction"
+    return 1 # only inside the EXIT trap, where fail does not end the script
+  fi
+  diff_snapshots "$workdir/before" "$workdir/after" "$workdir/changes"
+  while IFS=$FS read -r name arch from to; do
+    arch=$(installed_arch "$name" "${to:-$from}" || true)
+    record "$name" "${arch:-unknown}" "$from" "$to"
+  done <"$workdir/changes" >"$workdir/changed"
 }
 
 apply_upgrade() {
-  local code=0 ignore=()
-  mapfile -d '' -t ignore < <(ignore_args)
-  log "upgrading (pacman -Su ${ignore[*]})"
-  "${pacman_cmd[@]}" -Su --noprogressbar "${ignore[@]}" >&2 || code=$?
+  local code=0
+  apply_started=true
+  log "upgrading (pacman -Su ${ignore_opts[*]})"
+  "${pacman_cmd[@]}" -Su --noprogressbar "${ignore_opts[@]}" >&2 || code=$?
   manager_exit_code=$code
-  read_installed after
-  compute_changed
-  ((code == 0)) && return
-  check_reboot # a failed transaction may still have left a newer kernel installed
-  lock_is_held && finish 4 lock "pacman database is locked ($root/var/lib/pacman/db.lck exists)"
-  finish 6 transaction "pacman -Su failed with exit $code"
-}
-
-compute_changed() {
-  local name from to arch
-  json_changed=()
-  while read -r name; do
-    from=${installed_before[$name]:-}
-    to=${installed_after[$name]:-}
-    [[ $from != "$to" ]] || continue
-    arch=$(installed_arch "$name" "${to:-$from}" || true)
-    [[ -n $arch ]] || arch=unknown
-    json_changed+=("$(printf '{"name":%s,"arch":%s,"from":%s,"to":%s}' "$(json_string "$name")" \
-      "$(json_string "$arch")" "$(json_or_null "$from")" "$(json_or_null "$to")")")
-  done < <(printf '%s\n' "${!installed_before[@]}" "${!installed_after[@]}" | sort -u)
+  record_changes
+  ((code == 0)) && return 0
+  lock_is_held && fail 4 lock "pacman database is locked ($root/var/lib/pacman/db.lck exists)"
+  fail 6 transaction "pacman -Su failed with exit $code"
 }
 
 check_reboot() {
@@ -312,24 +468,31 @@ check_reboot() {
   [[ -f $modules/$running/vmlinuz ]] && return 0
   reboot_required=true
   local IFS=,
-  reboot_reason=$(json_string "running kernel $running is no longer installed; installed: ${kernels[*]}")
+  reboot_reason="running kernel $running is no longer installed; installed: ${kernels[*]}"
+}
+
+report_on_exit() {
+  # An apply that ended early (failure, signal) may still have changed packages: report them.
+  if [[ $apply_started == true && $changes_recorded == false ]]; then
+    record_changes
+  fi
+  # Reboot state is the host's, worth reporting after any run that got past the checks.
+  check_reboot
 }
 
 main() {
-  trap on_exit EXIT
-  # A signal becomes an exit, so the EXIT trap still cleans up and prints the JSON document.
-  trap 'exit 129' HUP
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  local name version
+  set_traps
   parse_args "$@"
   check_environment
-  read_installed before
+  snapshot "$workdir/before" || fail 3 environment "$SNAPSHOT_FAILED"
+  while IFS=$FS read -r name _ version; do installed[$name]=$version; done <"$workdir/before"
   refresh_metadata
   compute_held
   compute_plan
-  [[ $mode == apply ]] && apply_upgrade
-  check_reboot
-  finish 0
+  if [[ $mode == apply ]]; then
+    apply_upgrade
+  fi
 }
 
 main "$@"

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
+# Generated from scripts/patch/src/zypper.sh and scripts/patch/src/common.sh by
+# scripts/dev/gen-scripts.ts. Do not edit: edit src/, then run `npm run gen:scripts`.
+#
 # zypper-update.sh — patch a SLES 15+ / openSUSE Leap 15+ system with zypper.
-# Speaks docs/script-contract.md: one JSON document on stdout, the human log on stderr.
 #
 #   zypper-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--root DIR]
 #
-# Self-contained on purpose: the agent downloads this one file and verifies its hash.
+# Speaks docs/script-contract.md: one JSON document on stdout, the human log on stderr.
+# Self-contained on purpose: the agent downloads this one file and verifies its SHA-256.
 #
 # How each contract step maps onto zypper:
 # - refresh:  zypper refresh (checks every repository's repomd; exit 7 = locked, else failure;
@@ -17,7 +20,7 @@
 #             sees every package: libzypp runs rpm with --force, and a package downloaded "as
 #             needed" is excluded from the check, so a conflicting file would silently be
 #             overwritten instead of failing the transaction (exit 8).
-# - exclude:  zypper addlock for the names not already locked; an EXIT trap removes exactly
+# - exclude:  zypper addlock for the names not already locked; the EXIT trap removes exactly
 #             those again (pre-existing locks are never touched).
 # - held:     zypper --xmlout list-updates --all (newer versions regardless of locks),
 #             filtered by --exclude.
@@ -33,179 +36,335 @@
 #             else DIR/var/lib/rpm (explicit, because rpm's own default differs between distros).
 set -euo pipefail
 
-readonly MANAGER=zypper
+readonly SCRIPT=zypper-update.sh
 readonly EXCLUDE_PATTERN='^[A-Za-z0-9_*][A-Za-z0-9_+.*-]*$'
+readonly OPTIONS=' --root '
 readonly USAGE='usage: zypper-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--root DIR]'
 readonly ZYPPER_EXIT_ZYPP_LOCKED=7
 readonly ZYPPER_EXIT_INF_REBOOT_NEEDED=102
+readonly SNAPSHOT_FAILED='rpm -qa (reading the package database) failed'
+manager=zypper
+
+# ---------------------------------------------------------------------------------------------
+# Shared by every patch script (scripts/patch/src/common.sh): arguments, exit paths, JSON output.
+#
+# The part that includes this defines, before the include:
+#   SCRIPT            the served file name (apt-update.sh), for logs and messages
+#   EXCLUDE_PATTERN   the family's legal package names (docs/script-contract.md)
+#   OPTIONS           " --flag … " family flags that take one value; set_option FLAG VALUE
+#                     stores each (called once per flag, after the value is present)
+#   USAGE             the usage line
+#   manager           the manager named in the JSON (the part may change it once it found one)
+# and after it, the hooks the EXIT trap calls:
+#   undo_exclusions   remove exactly the holds/locks this run added; on failure set
+#                     undo_failure to a message naming them and return 1
+#   report_on_exit    once the environment was checked (workdir exists): whatever is worth
+#                     reporting however the run ended (changes of an interrupted apply, reboot)
+#
+# Package data travels as records, one a line, fields separated by FS (not whitespace, so `read`
+# keeps empty fields; an empty field is JSON null): the part writes the plan to
+# $workdir/packages and $workdir/held ("name arch current candidate repo action") and the apply's
+# changes to $workdir/changed ("name arch from to"); emit_json turns them into the document.
+# ---------------------------------------------------------------------------------------------
+
+readonly CONTRACT_VERSION=1
+readonly FS=$'\x1f'
 
 mode=''
-root=''
 exclusions=()
-added_locks=()
-zypper_cmd=()
-zypper_output=''
-rpm_cmd=()
-installed_before=''
-installed_after=''
-
-json_mode=null
-json_packages=()
-json_held=()
-json_changed=()
+workdir=''
+undo_failure=''
+err_line=''
 reboot_required=false
-reboot_reason=null
-manager_exit_code=null
-error_json=null
-finished=false
+reboot_reason=''
+manager_exit_code=''
+result_exit=''
+result_error_code=''
+result_error_message=''
+in_exit_trap=false
 
-log() { printf 'zypper-update: %s\n' "$*" >&2; }
+log() { printf '%s: %s\n' "${SCRIPT%.sh}" "$*" >&2; }
 
-json_string() {
-  local s=$1 out='' c i
+# json_quote VALUE — sets json_quoted to VALUE as a JSON string literal (no subshell).
+json_quote() {
+  local s=$1 i c hex
   s=${s//\\/\\\\}
   s=${s//\"/\\\"}
   s=${s//$'\n'/\\n}
   s=${s//$'\r'/\\r}
   s=${s//$'\t'/\\t}
-  if [[ $s == *[$'\001'-$'\037']* ]]; then
-    for ((i = 0; i < ${#s}; i++)); do
-      c=${s:i:1}
-      if [[ $c == [$'\001'-$'\037'] ]]; then
-        printf -v c '\\u%04x' "'$c"
-      fi
-      out+=$c
+  if [[ $s == *[[:cntrl:]]* ]]; then
+    for ((i = 1; i < 32; i++)); do
+      printf -v hex '%02x' "$i"
+      printf -v c '%b' "\\x$hex"
+      s=${s//"$c"/\\u00$hex}
     done
-    s=$out
   fi
-  printf '"%s"' "$s"
+  json_quoted="\"$s\""
 }
 
-json_or_null() { if [[ -n $1 && $1 != - ]]; then json_string "$1"; else printf 'null'; fi; }
+# json_nullable VALUE — like json_quote, but the empty string becomes null.
+json_nullable() {
+  if [[ -z $1 ]]; then json_quoted=null; else json_quote "$1"; fi
+}
 
-json_array() {
-  local IFS=,
-  printf '[%s]' "$*"
+# packages_to_json FILE — package records, sorted by name and arch, as a JSON array in json_array.
+packages_to_json() {
+  local name arch current candidate repo action item sep=""
+  json_array="["
+  while IFS=$FS read -r name arch current candidate repo action; do
+    json_quote "$name"; item="{\"name\":$json_quoted"
+    json_quote "$arch"; item+=",\"arch\":$json_quoted"
+    json_nullable "$current"; item+=",\"current\":$json_quoted"
+    json_nullable "$candidate"; item+=",\"candidate\":$json_quoted"
+    json_quote "$repo"; item+=",\"repo\":$json_quoted"
+    json_quote "$action"; item+=",\"action\":$json_quoted}"
+    json_array+="$sep$item"
+    sep=","
+  done < <(LC_ALL=C sort -t "$FS" -k1,1 -k2,2 -- "$1")
+  json_array+="]"
+}
+
+# changes_to_json FILE — change records, sorted by name and arch, as a JSON array in json_array.
+changes_to_json() {
+  local name arch from to item sep=""
+  json_array="["
+  while IFS=$FS read -r name arch from to; do
+    json_quote "$name"; item="{\"name\":$json_quoted"
+    json_quote "$arch"; item+=",\"arch\":$json_quoted"
+    json_nullable "$from"; item+=",\"from\":$json_quoted"
+    json_nullable "$to"; item+=",\"to\":$json_quoted}"
+    json_array+="$sep$item"
+    sep=","
+  done < <(LC_ALL=C sort -t "$FS" -k1,1 -k2,2 -- "$1")
+  json_array+="]"
+}
+
+# record FIELD... — one record line on stdout.
+record() {
+  local IFS=$FS
+  printf '%s\n' "$*"
 }
 
 emit_json() {
-  printf '{"contract":1,"manager":"%s","mode":%s,"packages":%s,"held":%s,"changed":%s,' \
-    "$MANAGER" "$json_mode" "$(json_array "${json_packages[@]}")" \
-    "$(json_array "${json_held[@]}")" "$(json_array "${json_changed[@]}")"
-  printf '"reboot_required":%s,"reboot_reason":%s,"manager_exit_code":%s,"error":%s}\n' \
-    "$reboot_required" "$reboot_reason" "$manager_exit_code" "$error_json"
+  local json_mode json_manager json_reason packages='[]' held='[]' changed='[]' error=null code message
+  json_nullable "$mode"; json_mode=$json_quoted
+  json_quote "$manager"; json_manager=$json_quoted
+  json_nullable "$reboot_reason"; json_reason=$json_quoted
+  if [[ -n $workdir ]]; then
+    if [[ -f $workdir/packages ]]; then packages_to_json "$workdir/packages"; packages=$json_array; fi
+    if [[ -f $workdir/held ]]; then packages_to_json "$workdir/held"; held=$json_array; fi
+    if [[ -f $workdir/changed ]]; then changes_to_json "$workdir/changed"; changed=$json_array; fi
+  fi
+  if [[ -n $result_error_code ]]; then
+    json_quote "$result_error_code"; code=$json_quoted
+    json_quote "$result_error_message"; message=$json_quoted
+    error="{\"code\":$code,\"message\":$message}"
+  fi
+  printf '{"contract":%s,"manager":%s,"mode":%s,"packages":%s,"held":%s,"changed":%s,"reboot_required":%s,"reboot_reason":%s,"manager_exit_code":%s,"error":%s}\n' \
+    "$CONTRACT_VERSION" "$json_manager" "$json_mode" "$packages" "$held" "$changed" \
+    "$reboot_required" "$json_reason" "${manager_exit_code:-null}" "$error"
 }
 
-# Remove exactly the locks this run added; retried because another zypper may hold the lock.
-remove_added_locks() {
-  ((${#added_locks[@]})) || return 0
-  local attempt code
-  for attempt in 1 2 3 4 5; do
-    code=0
-    "${zypper_cmd[@]}" removelock "${added_locks[@]}" >&2 || code=$?
-    if ((code == 0)); then
-      added_locks=()
-      return 0
+# ---------------------------------------------------------------------------------------------
+# Exit paths: every run ends in on_exit, which undoes the exclusions and prints the one document
+# ---------------------------------------------------------------------------------------------
+
+# fail EXIT_CODE ERROR_CODE MESSAGE — end the run; the EXIT trap cleans up and prints the JSON.
+# Never call it in a subshell ($(…), a pipeline): there `exit` would end only the subshell.
+fail() {
+  if [[ $in_exit_trap == true ]]; then
+    # A failure while the trap reports (a signal, the package database unreadable) must not end
+    # the script before the document is printed; the run's own result stands.
+    log "while reporting: $2: $3 (the run's result stands)"
+    return 1
+  fi
+  log "error ($2): $3"
+  result_exit=$1
+  result_error_code=$2
+  result_error_message=$3
+  exit "$1"
+}
+
+usage_error() {
+  mode=''
+  fail 2 usage "$1; $USAGE"
+}
+
+on_exit() {
+  local rc=$?
+  trap - EXIT
+  set +e
+  in_exit_trap=true
+  if ! undo_exclusions; then
+    # A hold or lock this script added is still there: the host is not as we found it, and
+    # whoever reads the result must know, whatever the outcome of the run was.
+    result_exit=3
+    result_error_code=environment
+    result_error_message=$undo_failure
+  fi
+  if [[ -z $result_exit ]]; then
+    if ((rc == 0)); then
+      result_exit=0
+    else
+      result_exit=3
+      result_error_code=environment
+      result_error_message="unexpected failure (exit $rc) at line ${err_line:-?} of $SCRIPT"
     fi
-    log "zypper removelock failed with exit $code (attempt $attempt)"
-    sleep 2
-  done
-  log "could not remove the locks this run added: ${added_locks[*]}"
-  return 1
-}
-
-# finish CODE [ERROR_CODE MESSAGE] — undo our locks, print the one JSON document and exit.
-finish() {
-  local code=$1
-  finished=true
-  remove_added_locks || true
-  if (($# > 1)); then
-    error_json="{\"code\":$(json_string "$2"),\"message\":$(json_string "$3")}"
-    log "error ($2): $3"
+  fi
+  if [[ -n $workdir ]]; then
+    report_on_exit
   fi
   emit_json
-  exit "$code"
-}
-
-# shellcheck disable=SC2317  # invoked by the EXIT trap
-on_exit() {
-  local code=$?
-  if [[ $finished == false ]]; then
-    finished=true
-    remove_added_locks || true
-    local why="unexpected failure (exit $code)"
-    ((code > 128)) && why="terminated by signal $((code - 128))"
-    error_json="{\"code\":\"environment\",\"message\":$(json_string "$why")}"
-    emit_json
-    exit 3
+  if [[ -n $workdir ]]; then
+    rm -rf -- "$workdir"
   fi
+  exit "$result_exit"
 }
 
-usage() { finish 2 usage "$1; $USAGE"; }
+# set_traps — first thing in main: from here on every exit path prints the JSON document.
+set_traps() {
+  trap on_exit EXIT
+  # errtrace: functions inherit the ERR trap, so an unexpected failure reports its line.
+  set -o errtrace
+  trap 'err_line=$LINENO' ERR
+  # A signal ends the run through the EXIT trap too (after the running command returns).
+  trap 'fail 3 environment "interrupted by SIGINT"' INT
+  trap 'fail 3 environment "terminated by SIGTERM"' TERM
+  trap 'fail 3 environment "hung up (SIGHUP)"' HUP
+}
+
+# make_workdir — the run's scratch directory (records, logs); the EXIT trap removes it.
+make_workdir() {
+  workdir=$(mktemp -d "${TMPDIR:-/tmp}/${SCRIPT%.sh}.XXXXXX") || fail 3 environment "cannot create a temporary directory"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Arguments (validated before anything runs)
+# ---------------------------------------------------------------------------------------------
 
 parse_exclusions() {
-  local list=$1 name
-  [[ -n $list ]] || usage '--exclude needs at least one package name'
-  [[ $list != *, && $list != ,* && $list != *,,* ]] || usage "--exclude has an empty entry: $list"
-  IFS=, read -r -a exclusions <<<"$list"
-  for name in "${exclusions[@]}"; do
-    [[ $name =~ $EXCLUDE_PATTERN ]] || usage "not a legal zypper package name: $name"
+  local rest=$1 entry
+  # Split by expansion, not `read`, which would stop at a newline and drop the rest unchecked.
+  while :; do
+    entry=${rest%%,*}
+    [[ $entry =~ $EXCLUDE_PATTERN ]] || usage_error "not a legal $manager package name in --exclude: '$entry'"
+    exclusions+=("$entry")
+    [[ $rest == *,* ]] || break
+    rest=${rest#*,}
   done
 }
 
 parse_args() {
-  local exclude_seen=false root_seen=false
-  while (($#)); do
+  local -A seen=()
+  while (($# > 0)); do
     case $1 in
       --dry-run | --apply)
-        [[ -z $mode ]] || usage 'exactly one of --dry-run or --apply is allowed'
+        [[ -z $mode ]] || usage_error "exactly one of --dry-run and --apply is required"
         mode=${1#--}
         ;;
-      --exclude)
-        (($# >= 2)) || usage '--exclude needs a value'
-        [[ $exclude_seen == false ]] || usage '--exclude may be given once'
-        exclude_seen=true
-        parse_exclusions "$2"
+      --exclude | --*)
+        [[ $1 == --exclude || $OPTIONS == *" $1 "* ]] || usage_error "unknown argument: '$1'"
+        (($# >= 2)) || usage_error "$1 needs a value"
+        [[ -z ${seen[$1]:-} ]] || usage_error "$1 may be given once"
+        seen[$1]=1
+        if [[ $1 == --exclude ]]; then parse_exclusions "$2"; else set_option "$1" "$2"; fi
         shift
         ;;
-      --root)
-        (($# >= 2)) || usage '--root needs a directory'
-        [[ $root_seen == false ]] || usage '--root may be given once'
-        root_seen=true
-        root=$2
-        [[ -n $root ]] || usage '--root needs a directory'
-        shift
-        ;;
-      *) usage "unknown argument: $1" ;;
+      *) usage_error "unknown argument: '$1'" ;;
     esac
     shift
   done
-  [[ -n $mode ]] || usage 'one of --dry-run or --apply is required'
-  json_mode=$(json_string "$mode")
+  [[ -n $mode ]] || usage_error "exactly one of --dry-run and --apply is required"
 }
 
+# root_option DIR — the value of --root (dnf, zypper, pacman): a directory, never a flag.
+root_option() {
+  [[ -n $1 && $1 != -* ]] || usage_error "--root needs a directory"
+  # shellcheck disable=SC2034 # apt takes no --root; the parts that do read it
+  root=$1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Helpers every manager uses
+# ---------------------------------------------------------------------------------------------
+
+# run_manager LOGFILE COMMAND... — run COMMAND, stream its output to stderr, keep a copy in
+# LOGFILE, record its exit status in manager_exit_code and return it.
+run_manager() {
+  local logfile=$1 rc=0
+  shift
+  log "running: $*"
+  "$@" </dev/null 2>&1 | tee -- "$logfile" >&2 || rc=${PIPESTATUS[0]}
+  manager_exit_code=$rc
+  return "$rc"
+}
+
+# is_excluded NAME — whether NAME matches an --exclude entry (a simple `*` glob).
+is_excluded() {
+  local name=$1 pattern
+  for pattern in "${exclusions[@]}"; do
+    # shellcheck disable=SC2053 # the right side is a glob on purpose (`linux-image-*`)
+    if [[ $name == $pattern ]]; then return 0; fi
+  done
+  return 1
+}
+
+# diff_snapshots BEFORE AFTER OUT — change records from two snapshots of "name arch version"
+# records (extra fields ignored). Per name+arch, the versions that went away are paired in order
+# with the versions that came (from → to); the rest are installs (from empty) and removals (to
+# empty). Several versions of one name+arch (installonly kernels) are several records.
+diff_snapshots() {
+  LC_ALL=C comm -3 <(cut -d "$FS" -f 1-3 -- "$1" | LC_ALL=C sort -u) <(cut -d "$FS" -f 1-3 -- "$2" | LC_ALL=C sort -u) |
+    awk -v fs="$FS" '
+      BEGIN { FS = fs; OFS = fs }
+      {
+        came = sub(/^\t/, "")
+        key = $1 OFS $2
+        keys[key] = 1
+        if (came) to[key, ++ncame[key]] = $3; else from[key, ++ngone[key]] = $3
+      }
+      END {
+        for (key in keys) {
+          n = ncame[key] > ngone[key] ? ncame[key] : ngone[key]
+          for (i = 1; i <= n; i++) print key, from[key, i], to[key, i]
+        }
+      }' >"$3"
+}
+
+root=''
+added_locks=()
+zypper_cmd=()
+zypper_output=''
+rpm_cmd=()
+apply_started=false
+changes_recorded=false
+
+set_option() { root_option "$2"; }
+
 check_environment() {
-  command -v zypper >/dev/null || finish 3 environment 'zypper is not installed'
-  command -v rpm >/dev/null || finish 3 environment 'rpm is not installed'
-  [[ $(id -u) == 0 ]] || finish 3 environment 'must run as root'
+  command -v zypper >/dev/null || fail 3 environment 'zypper is not installed'
+  command -v rpm >/dev/null || fail 3 environment 'rpm is not installed'
+  [[ $(id -u) == 0 ]] || fail 3 environment 'must run as root'
   zypper_cmd=(zypper --non-interactive)
   rpm_cmd=(rpm)
   if [[ -n $root ]]; then
     root=${root%/}
-    [[ -d $root/ ]] || finish 3 environment "--root is not a directory: $root/"
-    [[ -d $root/etc/zypp/repos.d ]] || finish 3 environment "--root has no etc/zypp/repos.d: $root/"
+    [[ -d $root/ ]] || fail 3 environment "--root is not a directory: $root/"
+    [[ -d $root/etc/zypp/repos.d ]] || fail 3 environment "--root has no etc/zypp/repos.d: $root/"
     local dbpath=/var/lib/rpm
     [[ -d $root/usr/lib/sysimage/rpm ]] && dbpath=/usr/lib/sysimage/rpm
-    [[ -d $root$dbpath ]] || finish 3 environment "--root has no rpm database: $root$dbpath"
+    [[ -d $root$dbpath ]] || fail 3 environment "--root has no rpm database: $root$dbpath"
     export ZYPP_LOCKFILE_ROOT="$root/" ZYPP_LOGFILE="$root/var/log/zypper.log"
     # libzypp's scratch dirs (default /var/tmp/zypp.*) too, when the root has a /var/tmp
     [[ -d $root/var/tmp ]] && export ZYPPTMPDIR="$root/var/tmp"
     zypper_cmd+=(--root "$root/")
     rpm_cmd+=(--root "$root/" --dbpath "$dbpath")
   fi
+  make_workdir
 }
 
-# run_zypper ARGS... — run zypper, keep its stdout in zypper_output, return its exit code.
+# run_zypper ARGS... — run zypper, keep its stdout (XML) in zypper_output, return its exit code.
 run_zypper() {
   local code=0
   zypper_output=$("${zypper_cmd[@]}" "$@") || code=$?
@@ -213,28 +372,25 @@ run_zypper() {
   return "$code"
 }
 
-# fail_zypper CODE WHAT — map a zypper failure onto the contract's exit codes.
+# fail_zypper CODE WHAT [EXIT_CODE ERROR_CODE] — map a zypper failure onto the contract's exit
+# codes: a held lock is exit 4, anything else EXIT_CODE (default 6, transaction).
 fail_zypper() {
   local code=$1 what=$2 on_failure=${3:-6} error_code=${4:-transaction}
   ((code == ZYPPER_EXIT_ZYPP_LOCKED)) &&
-    finish 4 lock "zypper is locked by another process (exit $code during $what)"
-  finish "$on_failure" "$error_code" "zypper $what failed with exit $code"
+    fail 4 lock "zypper is locked by another process (exit $code during $what)"
+  fail "$on_failure" "$error_code" "zypper $what failed with exit $code"
 }
 
 # 100-105 are zypper's informational exit codes (updates pending, reboot/restart needed, ...);
 # 106 (a repository was skipped) and 107 (an rpm scriptlet failed) are not success.
 zypper_ok() { (($1 == 0 || ($1 >= 100 && $1 <= 105))); }
 
-# read_installed before|after — "name arch [epoch:]version-release" lines from the rpm
-# database (gpg-pubkey entries are keys, not packages).
-read_installed() {
-  local output code=0
-  output=$("${rpm_cmd[@]}" -qa --qf '%{NAME} %{ARCH} %|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\n') || code=$?
-  if ((code != 0)); then
-    finish 3 environment "rpm -qa (reading the package database) failed with exit $code"
-  fi
-  output=$(grep -v '^gpg-pubkey ' <<<"$output" | sort || true)
-  if [[ $1 == before ]]; then installed_before=$output; else installed_after=$output; fi
+# snapshot FILE — "name arch [epoch:]version-release" records from the rpm database (gpg-pubkey
+# entries are keys, not packages).
+snapshot() {
+  local output
+  output=$("${rpm_cmd[@]}" -qa --qf "%{NAME}$FS%{ARCH}$FS%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\n") || return 1
+  { grep -v "^gpg-pubkey$FS" <<<"$output" || true; } | LC_ALL=C sort >"$1"
 }
 
 refresh_metadata() {
@@ -262,6 +418,24 @@ add_locks() {
     manager_exit_code=$code
     ((code == 0)) || fail_zypper "$code" "addlock $name" 3 environment
   done
+}
+
+# Remove exactly the locks this run added; retried because another zypper may hold the lock.
+undo_exclusions() {
+  ((${#added_locks[@]})) || return 0
+  local attempt code
+  for attempt in 1 2 3 4 5; do
+    code=0
+    "${zypper_cmd[@]}" removelock "${added_locks[@]}" >&2 || code=$?
+    if ((code == 0)); then
+      added_locks=()
+      return 0
+    fi
+    log "zypper removelock failed with exit $code (attempt $attempt)"
+    sleep 2
+  done
+  undo_failure="could not remove the zypper locks this run added: ${added_locks[*]} (run: zypper removelock ${added_locks[*]})"
+  return 1
 }
 
 # Solvables of an XML document as "tag section type name edition arch edition-old repo" lines,
@@ -294,21 +468,6 @@ xml_solvables() {
   '
 }
 
-package_json() { # name arch current candidate repo action
-  printf '{"name":%s,"arch":%s,"current":%s,"candidate":%s,"repo":%s,"action":%s}' \
-    "$(json_string "$1")" "$(json_string "$2")" "$(json_or_null "$3")" "$(json_or_null "$4")" \
-    "$(json_string "$5")" "$(json_string "$6")"
-}
-
-is_excluded() {
-  local name=$1 pattern
-  for pattern in "${exclusions[@]}"; do
-    # shellcheck disable=SC2053  # the pattern is a glob on purpose (only * is legal)
-    [[ $name == $pattern ]] && return 0
-  done
-  return 1
-}
-
 compute_held() {
   ((${#exclusions[@]})) || return 0
   local code=0 tag section type name edition arch old repo
@@ -317,8 +476,9 @@ compute_held() {
   while read -r tag section type name edition arch old repo; do
     [[ $tag == update && $type == package ]] || continue
     is_excluded "$name" || continue
-    json_held+=("$(package_json "$name" "$arch" "$old" "$edition" "$repo" upgrade)")
-  done < <(xml_solvables <<<"$zypper_output" | sort -k4,4)
+    [[ $old != - ]] || old=''
+    record "$name" "$arch" "$old" "$edition" "$repo" upgrade
+  done < <(xml_solvables <<<"$zypper_output") >"$workdir/held"
 }
 
 # repo_of NAME EDITION ARCH SEARCH_LINES — the repository alias offering that exact solvable.
@@ -338,6 +498,7 @@ compute_plan() {
   run_zypper --no-refresh --xmlout update --dry-run --download-in-advance || code=$?
   zypper_ok "$code" || fail_zypper "$code" 'update --dry-run'
   plan=$(xml_solvables <<<"$zypper_output" | awk '$1 == "solvable" && $3 == "package"' | sort -u -k4,4 -k5,5)
+  : >"$workdir/packages"
   [[ -n $plan ]] || return 0
   mapfile -t names < <(awk '{ print $4 }' <<<"$plan" | sort -u)
   code=0
@@ -345,55 +506,36 @@ compute_plan() {
   zypper_ok "$code" || fail_zypper "$code" 'search --details'
   search=$(xml_solvables <<<"$zypper_output")
   while read -r tag section type name edition arch old repo; do
+    [[ $old != - ]] || old=''
     case $section in
       upgrade | downgrade)
-        json_packages+=("$(package_json "$name" "$arch" "$old" "$edition" \
-          "$(repo_of "$name" "$edition" "$arch" "$search")" "$section")") ;;
+        record "$name" "$arch" "$old" "$edition" "$(repo_of "$name" "$edition" "$arch" "$search")" "$section" ;;
       install)
-        json_packages+=("$(package_json "$name" "$arch" - "$edition" \
-          "$(repo_of "$name" "$edition" "$arch" "$search")" install)") ;;
+        record "$name" "$arch" '' "$edition" "$(repo_of "$name" "$edition" "$arch" "$search")" install ;;
       remove)
-        json_packages+=("$(package_json "$name" "$arch" "$edition" - '@System' remove)") ;;
+        record "$name" "$arch" "$edition" '' '@System' remove ;;
       *) log "not reported in the plan: $section $name $edition" ;;
     esac
-  done <<<"$plan"
+  done <<<"$plan" >"$workdir/packages"
+}
+
+record_changes() {
+  changes_recorded=true
+  if ! snapshot "$workdir/after"; then
+    fail 3 environment "$SNAPSHOT_FAILED after the transaction"
+    return 1 # only inside the EXIT trap, where fail does not end the script
+  fi
+  diff_snapshots "$workdir/before" "$workdir/after" "$workdir/changed"
 }
 
 apply_update() {
   local code=0
+  apply_started=true
   log 'updating (zypper update --download-in-advance)'
   "${zypper_cmd[@]}" --no-refresh update --download-in-advance >&2 || code=$?
   manager_exit_code=$code
-  read_installed after
-  compute_changed
-  zypper_ok "$code" && return
-  check_reboot # a failed transaction may still have installed a reboot-needing package
-  fail_zypper "$code" update
-}
-
-# Per name+arch: one version replaced by one other is from→to; anything else is installs/removals.
-compute_changed() {
-  local name arch from to
-  json_changed=()
-  while read -r name arch from to; do
-    [[ -n $name ]] || continue
-    json_changed+=("$(printf '{"name":%s,"arch":%s,"from":%s,"to":%s}' "$(json_string "$name")" \
-      "$(json_string "$arch")" "$(json_or_null "$from")" "$(json_or_null "$to")")")
-  done < <(
-    { awk '{ print "B", $0 }' <<<"$installed_before"; awk '{ print "A", $0 }' <<<"$installed_after"; } | awk '
-      NF == 4 { key = $2 " " $3; keys[key] = 1; seen[$1 " " key " " $4] = 1; list[$1 " " key] = list[$1 " " key] " " $4 }
-      END {
-        for (key in keys) {
-          nr = split(list["B " key], before, " "); na = split(list["A " key], after, " ")
-          r = 0; a = 0
-          for (i = 1; i <= nr; i++) if (!(("A " key " " before[i]) in seen)) removed[++r] = before[i]
-          for (i = 1; i <= na; i++) if (!(("B " key " " after[i]) in seen)) added[++a] = after[i]
-          if (r == 1 && a == 1) { print key, removed[1], added[1]; continue }
-          for (i = 1; i <= r; i++) print key, removed[i], "-"
-          for (i = 1; i <= a; i++) print key, "-", added[i]
-        }
-      }' | sort
-  )
+  record_changes
+  zypper_ok "$code" || fail_zypper "$code" update
 }
 
 check_reboot() {
@@ -401,30 +543,35 @@ check_reboot() {
   "${zypper_cmd[@]}" needs-rebooting >&2 || code=$?
   if ((code == ZYPPER_EXIT_INF_REBOOT_NEEDED)); then
     reboot_required=true
-    reboot_reason=$(json_string "zypper needs-rebooting: core libraries or services were updated ($root/run/reboot-needed)")
+    reboot_reason="zypper needs-rebooting: core libraries or services were updated ($root/run/reboot-needed)"
   elif ((code != 0)) && [[ -e $root/run/reboot-needed ]]; then
     # zypper without needs-rebooting: the flag file it would read
     reboot_required=true
-    reboot_reason=$(json_string "$root/run/reboot-needed exists (set by libzypp after a reboot-needed update)")
+    reboot_reason="$root/run/reboot-needed exists (set by libzypp after a reboot-needed update)"
   fi
 }
 
+report_on_exit() {
+  # An apply that ended early (failure, signal) may still have changed packages: report them.
+  if [[ $apply_started == true && $changes_recorded == false ]]; then
+    record_changes
+  fi
+  # Reboot state is the host's, worth reporting after any run that got past the checks.
+  check_reboot
+}
+
 main() {
-  trap on_exit EXIT
-  # A signal becomes an exit, so the EXIT trap still cleans up and prints the JSON document.
-  trap 'exit 129' HUP
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  set_traps
   parse_args "$@"
   check_environment
-  read_installed before
+  snapshot "$workdir/before" || fail 3 environment "$SNAPSHOT_FAILED"
   refresh_metadata
   add_locks
   compute_held
   compute_plan
-  [[ $mode == apply ]] && apply_update
-  check_reboot
-  finish 0
+  if [[ $mode == apply ]]; then
+    apply_update
+  fi
 }
 
 main "$@"

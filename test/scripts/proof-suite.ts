@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { scriptNameFor } from '../../contract';
 import type { Sandbox } from './sandbox';
 
 /**
@@ -8,7 +9,8 @@ import type { Sandbox } from './sandbox';
  */
 export function proofSuite(makeSandbox: () => Sandbox): void {
   const probe = makeSandbox();
-  describe(`${probe.family}-update.sh against the real package manager`, { concurrency: 1 }, () => {
+  const title = `${scriptNameFor(probe.family)} for the ${probe.family} family against the real package manager`;
+  describe(title, { concurrency: 1 }, () => {
     let sb: Sandbox;
     const fresh = async () => {
       if (sb) await sb.dispose();

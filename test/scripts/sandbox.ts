@@ -106,6 +106,7 @@ export function parseRun(r: { code: number; stdout: string; stderr: string }): S
   } catch (err) {
     throw new Error(
       `script stdout is not one JSON document (exit ${r.code}): ${String(err)}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`,
+      { cause: err },
     );
   }
   return { ...r, json };

@@ -13,6 +13,7 @@ import { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import { createApp } from '../../api/app';
 import { createControlWorker } from '../../api/control-worker';
+import { connect } from '../../api/db';
 import { loadScripts } from '../../api/scripts/service';
 import type { ConfigurableTimeouts } from '../../contract';
 import { connectClient, TemporalEnv } from '../../runtime/temporal';
@@ -52,11 +53,15 @@ export class Stack {
   private worker?: Worker;
   private workerDone?: Promise<void>;
   private agents: TestAgent[] = [];
+  private cleanups: (() => Promise<void>)[] = [];
   /** Every agent's state and fixture folder lives here; removed by stop(). */
   private readonly tmp = mkdtempSync(path.join(os.tmpdir(), 'pn-stack-'));
   database!: TestDatabase;
   temporal!: Client;
   baseUrl = '';
+
+  /** When set, the control worker reaches the database through this URL (e.g. a proxy the test can cut). */
+  controlDatabaseUrl?: (directUrl: string) => string;
 
   /** `runDefaults` stand for the PATCHNANNY_*_TIMEOUT_MS settings of the API and control worker. */
   constructor(
@@ -79,7 +84,11 @@ export class Stack {
     this.server = app.listen(0, '127.0.0.1');
     await new Promise<void>((r) => this.server!.once('listening', () => r()));
     this.baseUrl = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
-    this.worker = await createControlWorker(this.temporalEnv, this.database.db, this.controlQueue, this.runDefaults);
+    const controlDb = this.controlDatabaseUrl
+      ? connect(this.controlDatabaseUrl(this.database.url), { max: 4 })
+      : this.database.db;
+    if (controlDb !== this.database.db) this.cleanups.push(() => controlDb.destroy());
+    this.worker = await createControlWorker(this.temporalEnv, controlDb, this.controlQueue, this.runDefaults);
     this.workerDone = this.worker.run();
     return this;
   }
@@ -190,6 +199,7 @@ export class Stack {
     await this.workerDone?.catch(() => undefined);
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     await this.temporal?.connection.close();
+    for (const cleanup of this.cleanups) await cleanup();
     await this.database?.drop();
     rmSync(this.tmp, { recursive: true, force: true });
   }

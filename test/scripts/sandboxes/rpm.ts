@@ -1,7 +1,8 @@
-import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { existsSync, rmSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
+import { scriptNameFor } from '../../../contract';
 import { exec, must, parseRun, type Sandbox, type ScriptRun } from '../sandbox';
 import { buildRpmFixtures, rpmFileName, type RpmFixture } from './rpm-fixtures';
 
@@ -35,10 +36,39 @@ function onPath(cmd: string): string | undefined {
   return (process.env.PATH ?? '').split(delimiter).find((dir) => dir && existsSync(join(dir, cmd)));
 }
 
+let yumBin: Promise<string> | undefined;
+
+/**
+ * A PATH directory where `yum` is this machine's dnf 4 and there is no `dnf`: every other command
+ * on PATH is linked into it. dnf-update.sh run with only this on PATH must find and drive `yum`,
+ * as on an EL 8+ host whose entry point is yum (there a link to dnf-3 as well). Debian's dnf
+ * package ships no `yum`. Built once per process, removed when it exits.
+ */
+function yumOnlyBin(): Promise<string> {
+  yumBin ??= (async () => {
+    const dnfDir = onPath('dnf');
+    if (!dnfDir) throw new Error('dnf is not installed');
+    const bin = await mkdtemp(join(tmpdir(), 'pn-yum-bin-'));
+    process.on('exit', () => rmSync(bin, { recursive: true, force: true }));
+    const linked = new Set(['dnf', 'yum']);
+    for (const dir of (process.env.PATH ?? '').split(delimiter).filter(Boolean)) {
+      const names = await readdir(dir).catch(() => [] as string[]);
+      for (const name of names.filter((n) => !linked.has(n))) {
+        linked.add(name); // the first on PATH wins, as in a shell
+        await symlink(join(dir, name), join(bin, name));
+      }
+    }
+    await symlink(await realpath(join(dnfDir, 'dnf')), join(bin, 'yum'));
+    return bin;
+  })();
+  return yumBin;
+}
+
 /**
  * An rpm system under a temporary root: v1 fixtures installed with rpm, a `pn-base` repository
  * holding v1 and a `pn-updates` repository holding v2 (as baseos + updates do), both file://,
- * configured in ROOT/etc/yum.repos.d. Shared by the dnf and yum families.
+ * configured in ROOT/etc/yum.repos.d. Shared by the dnf and yum families: both are served
+ * dnf-update.sh (contract scriptNameFor); the yum sandbox runs it with `yum` as the only manager.
  */
 class RpmSandbox implements Sandbox {
   readonly rebootPackage = REBOOT_PACKAGE;
@@ -81,21 +111,17 @@ class RpmSandbox implements Sandbox {
         `[pn-${id}]\nname=patchnanny ${id}\nbaseurl=file://${dir}\ngpgcheck=0\nenabled=1\n`,
       );
     }
-    if (this.family === 'yum' && !onPath('yum')) {
-      // Debian's dnf package ships no `yum`; on EL 8+ yum is a symlink to dnf-3, so is this one.
-      const dnf = onPath('dnf');
-      if (!dnf) throw new Error('dnf is not installed');
-      await mkdir(join(this.base, 'bin'));
-      await symlink(join(dnf, 'dnf'), join(this.base, 'bin', 'yum'));
-    }
   }
 
   async run(args: string[]): Promise<ScriptRun> {
-    const bin = join(this.base, 'bin');
-    const env = existsSync(bin) ? { ...process.env, PATH: `${bin}${delimiter}${process.env.PATH ?? ''}` } : process.env;
-    return parseRun(
-      await exec('bash', [join(SCRIPTS, `${this.family}-update.sh`), ...args, '--root', this.root], { env }),
+    const env = this.family === 'yum' ? { ...process.env, PATH: await yumOnlyBin() } : process.env;
+    const r = parseRun(
+      await exec('bash', [join(SCRIPTS, scriptNameFor(this.family)), ...args, '--root', this.root], { env }),
     );
+    // The script names the manager it drove: proof that the yum run went through `yum`.
+    if (r.json.error?.code !== 'usage' && r.json.manager !== this.family)
+      throw new Error(`expected the script to drive ${this.family}, it drove ${r.json.manager}\n${r.stderr}`);
+    return r;
   }
 
   async installedVersion(name: string): Promise<string | null> {
