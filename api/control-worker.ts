@@ -1,15 +1,21 @@
+import type { Client } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import type { Knex } from 'knex';
 import { createControlActivities } from '../activities/control';
+import { createHostLockActivities } from '../activities/control/host-lock';
 import type { ConfigurableTimeouts } from '../contract';
 import { connectWorker, workflowSource, type TemporalEnv } from '../runtime/temporal';
 
-/** The control worker: patch-run workflows plus the control activities (database writes). */
+/**
+ * The control worker: patch-run workflows plus the control activities (database writes, and the
+ * host-lock request, which starts and signals workflows through `client`).
+ */
 export async function createControlWorker(
   env: TemporalEnv,
   db: Knex,
   taskQueue: string,
   runDefaults: ConfigurableTimeouts,
+  client: Client,
 ): Promise<Worker> {
   const { connection, namespace } = await connectWorker(env);
   return Worker.create({
@@ -17,6 +23,6 @@ export async function createControlWorker(
     namespace,
     taskQueue,
     ...workflowSource(),
-    activities: createControlActivities(db, runDefaults),
+    activities: { ...createControlActivities(db, runDefaults), ...createHostLockActivities(client, taskQueue) },
   });
 }

@@ -3,6 +3,7 @@
  * runs the control worker in one process (`PATCHNANNY_ROLE=api|worker` runs only one of them).
  */
 import type { Server } from 'node:http';
+import type { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { connectClient, parseEnv } from '../runtime/temporal';
 import { createApp } from './app';
@@ -22,8 +23,9 @@ async function main(): Promise<void> {
   console.log(`[api] scripts: ${scripts.map((s) => `${s.name} ${s.sha256.slice(0, 12)}`).join(', ') || 'none'}`);
 
   let server: Server | undefined;
+  let temporal: Client | undefined;
   if (role === 'all' || role === 'api') {
-    const temporal = await connectClient(env);
+    temporal = await connectClient(env);
     const app = createApp({
       db,
       temporal,
@@ -38,7 +40,8 @@ async function main(): Promise<void> {
     console.log(`[api] listening on http://${env.HOST}:${typeof addr === 'object' && addr ? addr.port : env.PORT}`);
   }
   if (role === 'all' || role === 'worker') {
-    const worker = await createControlWorker(env, db, env.PATCHNANNY_CONTROL_QUEUE, runDefaultsOf(env));
+    temporal ??= await connectClient(env);
+    const worker = await createControlWorker(env, db, env.PATCHNANNY_CONTROL_QUEUE, runDefaultsOf(env), temporal);
     console.log(`[control-worker] polling ${env.PATCHNANNY_CONTROL_QUEUE}`);
     await worker.run(); // returns after SIGINT/SIGTERM (the SDK's default shutdown signals)
     server?.close();

@@ -162,7 +162,16 @@ export interface ScriptExecution {
 export const ApprovalPolicy = z.enum(APPROVAL_POLICIES);
 export type ApprovalPolicy = Policy;
 
-export const RUN_PHASES = ['pending', 'planning', 'awaiting-approval', 'applying', 'reporting', 'done'] as const;
+export const RUN_PHASES = [
+  'pending',
+  /** waiting for its host: another run's scripts are running there (run events say the position) */
+  'queued',
+  'planning',
+  'awaiting-approval',
+  'applying',
+  'reporting',
+  'done',
+] as const;
 export const RunPhase = z.enum(RUN_PHASES);
 export type RunPhase = z.infer<typeof RunPhase>;
 

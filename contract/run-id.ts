@@ -35,3 +35,6 @@ export const agentTaskQueue = (agentId: string): string => `agent.${agentId}`;
 
 /** A window's Temporal Schedule id; also the prefix of the workflow ids its firings start. */
 export const windowScheduleId = (windowId: string): string => `window.${windowId}`;
+
+/** The workflow that hands a host to one run at a time. */
+export const hostLockId = (agentId: string): string => `host-lock.${agentId}`;

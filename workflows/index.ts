@@ -1,2 +1,3 @@
 export { patchRun } from './patch-run';
 export { maintenanceWindow } from './maintenance-window';
+export { hostLock } from './host-lock';

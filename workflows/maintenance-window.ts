@@ -1,4 +1,11 @@
-import { ParentClosePolicy, startChild, workflowInfo, type ChildWorkflowHandle } from '@temporalio/workflow';
+import {
+  CancellationScope,
+  isCancellation,
+  ParentClosePolicy,
+  startChild,
+  workflowInfo,
+  type ChildWorkflowHandle,
+} from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { RunOutcome, RunStatus } from '../contract';
 import { newRunId } from '../contract/run-id';
@@ -88,7 +95,13 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
     children.push({ runId, agentId, handle });
   }
 
-  const results: RunStatus[] = await Promise.all(children.map((c) => c.handle.result()));
+  // Cancelling the window asks each run to cancel; a run that is applying finishes its apply
+  // first (patchRun never interrupts a package manager), and the window still reports every run.
+  const all = () => Promise.all(children.map((c) => c.handle.result()));
+  const results: RunStatus[] = await all().catch((err) => {
+    if (!isCancellation(err)) throw err;
+    return CancellationScope.nonCancellable(all);
+  });
   return {
     windowId: firing.windowId,
     startsAt: new Date(startsAt).toISOString(),

@@ -18,3 +18,15 @@ export const DECISION_REFUSED = {
   stalePlan: 'stale-plan-hash',
   malformed: 'malformed-decision',
 } as const;
+
+// ---- the per-host lock (workflows/host-lock.ts) ----
+
+/** A run asks for its host (sent with signal-with-start by the requestHostLock activity). */
+export const acquireSignal = defineSignal<[{ runId: string; leaseMs: number }]>('acquire');
+/** A run gives its host back, or withdraws its request. */
+export const releaseSignal = defineSignal<[{ runId: string }]>('release');
+/** The lock tells a run it may run its scripts now. */
+export const grantedSignal = defineSignal('granted');
+/** The lock tells a waiting run its place in the queue (1 = next). */
+export const queuedSignal = defineSignal<[{ position: number; holder: string }]>('queued');
+export const hostQueueQuery = defineQuery<{ holder: string | null; waiting: string[] }>('queue');

@@ -10,6 +10,7 @@ import {
 import { TimeoutType } from '@temporalio/common';
 import type { PatchRunInput, RunOutcome, RunPhase, RunStatus, ScriptExecution } from '../contract';
 import { agentFor, control, type PinnedScript } from './activities';
+import { hostTurns } from './host-lock';
 import { openReview } from './review';
 import { PatchOutcome, PatchPhase } from './search-attributes';
 
@@ -33,13 +34,18 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   const status = initialStatus(input);
   const review = openReview(status, (ignored, dropped) => control.recordIgnoredDecisions({ runId, ignored, dropped }));
   const execute = agentFor(input, () => status.exclusions);
+  const host = hostTurns(input, async (queue) => {
+    setPhase(status, 'queued');
+    await control.recordPhase({ runId, phase: 'queued', queue });
+  });
 
   try {
     setPhase(status, 'planning');
     const script = await control.resolveRun({ runId, agentId: input.agentId });
     status.exclusions = script.exclusions;
 
-    // 1. Plan.
+    // 1. Plan, with the host to ourselves (one run's scripts at a time per host).
+    await takeHost('planning');
     const plan = await planned(script, 'dry-run');
     status.plan = plan.result!.packages;
     status.held = plan.result!.held;
@@ -52,6 +58,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
 
     // 2. Review: a person approves exactly this plan (or policy does).
     if (input.approval === 'required') {
+      await host.release(); // nobody waits for a host while a person reviews
       // Accept decisions from here on: once the API shows the plan, the workflow already waits for it.
       setPhase(status, 'awaiting-approval');
       await control.recordPlan({ runId, step: 'plan', execution: plan, phase: 'awaiting-approval' });
@@ -79,6 +86,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
       status.approvedBy = by;
       setPhase(status, 'applying');
       await enterWindow();
+      await takeHost('applying');
       // What an admin approved is exactly what gets installed: re-plan, stop on any drift.
       const replan = await planned(script, 're-plan');
       if (replan.planHash !== decision.planHash) {
@@ -95,9 +103,10 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
       await enterWindow();
     }
 
-    // 3. Apply.
+    // 3. Apply. A package manager is never interrupted: a cancel that arrives now is deferred
+    // until the apply has finished, and the run then reports what really happened.
     beforeCutoff();
-    const applied = await execute(script, 'apply');
+    const applied = await CancellationScope.nonCancellable(() => execute(script, 'apply'));
     // Never kill a package manager mid-transaction: a late apply finishes and is flagged.
     if (window && Date.now() > window.endsAt) status.overran = true;
     setPhase(status, 'reporting');
@@ -109,11 +118,22 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
         : 'no result document';
       return await finish('failed', `apply exited ${applied.exitCode} (${why})`, applied);
     }
-    return await finish('completed', null, applied);
+    const cancelNote = CancellationScope.current().consideredCancelled
+      ? 'cancel requested during apply; the apply was not interrupted'
+      : null;
+    return await finish('completed', cancelNote, applied);
   } catch (err) {
     // No failure escapes a run: whatever was thrown, the run ends in a named outcome.
     const ended = asRunEnded(err, input);
     return await finish(ended.outcome, ended.reason, ended.execution);
+  }
+
+  /** Wait for this run's turn on its host; a run that had to queue says so, then moves on. */
+  async function takeHost(then: RunPhase) {
+    await host.acquire();
+    if (status.phase !== 'queued') return;
+    setPhase(status, then);
+    await control.recordPhase({ runId, phase: then });
   }
 
   /** A dry-run that must have produced a plan; anything else ends the run `failed`. */
@@ -151,6 +171,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     status.failureReason = reason;
     status.phase = 'done';
     await CancellationScope.nonCancellable(async () => {
+      await host.release();
       await review.flushIgnored();
       await control.recordOutcome({ runId, outcome, failureReason: reason, execution, overran: status.overran });
     });
@@ -188,8 +209,9 @@ function initialStatus(input: PatchRunInput): RunStatus {
  */
 function setPhase(status: RunStatus, phase: RunPhase) {
   status.phase = phase;
-  if (phase === 'awaiting-approval' || phase === 'applying')
+  if (phase === 'queued' || phase === 'awaiting-approval' || phase === 'applying') {
     upsertSearchAttributes([{ key: PatchPhase, value: phase }]);
+  }
 }
 
 /** The named outcome an error ends the run with. */

@@ -45,6 +45,12 @@ export interface RecordOutcomeInput {
   overran: boolean;
 }
 
+export interface RecordPhaseInput {
+  runId: string;
+  phase: RunPhase;
+  queue?: { position: number; holder: string };
+}
+
 export interface RecordIgnoredInput {
   runId: string;
   ignored: IgnoredDecision[];
@@ -184,6 +190,20 @@ export function createControlActivities(db: Knex, runDefaults: ConfigurableTimeo
   }
 
   /**
+   * A phase change the run makes between its records: `queued` behind another run on the same
+   * host (with its place, kept as the run's one `queued` event) and back when the host is its own.
+   */
+  async function recordPhase(input: RecordPhaseInput): Promise<void> {
+    await db.transaction(async (trx) => {
+      await trx('patch_runs').where({ id: input.runId }).update({ phase: input.phase, updated_at: trx.fn.now() });
+      if (input.queue) {
+        await trx('run_events').where({ run_id: input.runId, kind: 'queued' }).delete();
+        await trx('run_events').insert({ run_id: input.runId, kind: 'queued', detail: JSON.stringify(input.queue) });
+      }
+    });
+  }
+
+  /**
    * The run's refused signals, replaced as a whole (idempotent: a local activity runs again when
    * its workflow task is retried, which a burst of signals causes): one row each, plus one
    * counting those not kept.
@@ -268,10 +288,12 @@ export function createControlActivities(db: Knex, runDefaults: ConfigurableTimeo
     recordPlan,
     recordDecision,
     recordIgnoredDecisions,
+    recordPhase,
     recordOutcome,
     createRuns,
     loadWindowFiring,
   };
 }
 /** What the workflows proxy as local activities (their type is checked against this). */
-export type ControlActivities = ReturnType<typeof createControlActivities>;
+export type ControlActivities = ReturnType<typeof createControlActivities> &
+  ReturnType<typeof import('./host-lock').createHostLockActivities>;

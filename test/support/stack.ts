@@ -88,7 +88,13 @@ export class Stack {
       ? connect(this.controlDatabaseUrl(this.database.url), { max: 4 })
       : this.database.db;
     if (controlDb !== this.database.db) this.cleanups.push(() => controlDb.destroy());
-    this.worker = await createControlWorker(this.temporalEnv, controlDb, this.controlQueue, this.runDefaults);
+    this.worker = await createControlWorker(
+      this.temporalEnv,
+      controlDb,
+      this.controlQueue,
+      this.runDefaults,
+      this.temporal,
+    );
     this.workerDone = this.worker.run();
     return this;
   }
