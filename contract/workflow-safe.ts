@@ -1,3 +1,4 @@
+/* eslint-disable no-control-regex -- finding control characters in free text is what these patterns are for */
 /**
  * The parts of the contract workflow code needs at run time, without zod: every value imported
  * into the workflow bundle is loaded into each workflow's sandbox, and zod made the bundle 4 MB.
@@ -31,7 +32,6 @@ export function preview(value: unknown, max = IGNORED_PREVIEW_CHARS): string {
   } catch {
     json = String(value);
   }
-  // eslint-disable-next-line no-control-regex -- escaping control characters is the point
   const printable = json.replace(
     /[\u0000-\u001f\u007f]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,

@@ -57,7 +57,7 @@ describe('fault: database unreachable while a run records its plan and its outco
     const handle = stack.temporal.workflow.getHandle(id);
 
     // 1. Cut the database while the dry-run runs: the plan cannot be recorded.
-    await waitUntil('the dry-run to start', async () => calls().includes('dry-run'));
+    await waitUntil('the dry-run to start', () => Promise.resolve(calls().includes('dry-run')));
     proxy.cut();
     await waitUntil(
       'the plan to exist in the workflow',
@@ -71,7 +71,7 @@ describe('fault: database unreachable while a run records its plan and its outco
 
     // 2. Restore: the plan is recorded, the run applies; cut again while the apply runs.
     proxy.restore();
-    await waitUntil('the apply to start', async () => calls().includes('apply'));
+    await waitUntil('the apply to start', () => Promise.resolve(calls().includes('apply')));
     assert.match((await row(id)).plan_hash, /^[0-9a-f]{64}$/);
     proxy.cut();
     await waitUntil('the apply to finish', async () => (await handle.query(statusQuery)).phase === 'done');
