@@ -19,6 +19,8 @@ export const ApiEnv = TemporalEnv.extend({
   PATCHNANNY_APPROVAL_TIMEOUT_MS: ms.default(DEFAULT_TIMEOUTS.approvalMs),
   PATCHNANNY_AGENT_PICKUP_TIMEOUT_MS: ms.default(DEFAULT_TIMEOUTS.agentPickupMs),
   PATCHNANNY_SCRIPT_TIMEOUT_MS: ms.default(DEFAULT_TIMEOUTS.scriptMs),
+  /** `api` serves HTTP only, `worker` polls the control queue only; a typo must not silently run neither. */
+  PATCHNANNY_ROLE: z.enum(['all', 'api', 'worker']).default('all'),
 });
 export type ApiEnv = z.infer<typeof ApiEnv>;
 

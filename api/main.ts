@@ -16,7 +16,7 @@ async function main(): Promise<void> {
   const env = parseEnv(ApiEnv);
   // The SDK logs every worker state change at INFO; PATCHNANNY_LOG_LEVEL=INFO brings that back.
   Runtime.install({ logger: new DefaultLogger(env.PATCHNANNY_LOG_LEVEL) });
-  const role = process.env.PATCHNANNY_ROLE ?? 'all';
+  const role = env.PATCHNANNY_ROLE;
   const db = connect(env.DATABASE_URL);
   await migrate(db);
   const scripts = await loadScripts(db, env.PATCHNANNY_SCRIPTS_DIR);

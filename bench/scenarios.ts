@@ -47,10 +47,20 @@ async function tupleStats(db: Knex): Promise<TupleStats> {
 /**
  * PostgreSQL backends flush their table statistics when idle, but at most once a second and
  * otherwise after a 10 s idle timeout (PG 15), so the figures are read after the system idled.
+ * With `runs`, also wait (bounded by that timeout) until patch_runs shows at least one insert
+ * and one update per run since `since`: the smoke run's short settle time alone missed them on
+ * a loaded machine, and counted 0 rows written.
  */
-async function settledTupleStats(ctx: BenchContext): Promise<TupleStats> {
+async function settledTupleStats(ctx: BenchContext, since?: TupleStats, runs = 0): Promise<TupleStats> {
   await sleep(ctx.sizes.statsSettleMs);
-  return tupleStats(ctx.db);
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const stats = await tupleStats(ctx.db);
+    const now = stats.patch_runs ?? { ins: 0, upd: 0, del: 0 };
+    const then = since?.patch_runs ?? { ins: 0, upd: 0, del: 0 };
+    if ((now.ins - then.ins >= runs && now.upd - then.upd >= runs) || Date.now() > deadline) return stats;
+    await sleep(250);
+  }
 }
 
 function rowsPerRun(before: TupleStats, after: TupleStats, runs: number) {
@@ -224,7 +234,7 @@ export async function throughput(ctx: BenchContext): Promise<{ result: unknown; 
     .select(ctx.db.raw('extract(epoch from finished_at) * 1000 as ms'));
   const maxRss = rss.stop();
   const apiPeak = peakReset ? peakRssMb(api.pid) : maxRss.api;
-  const after = await settledTupleStats(ctx);
+  const after = await settledTupleStats(ctx, before, ids.length);
 
   return {
     sims,

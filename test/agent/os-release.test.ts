@@ -8,12 +8,26 @@ import { detectFamily, parseOsRelease, YUM3_UNSUPPORTED, type Unsupported } from
 
 const rel = (text: string) => parseOsRelease(text);
 
+/** /etc/os-release of a Proxmox VE 8.2 host, verbatim. */
+const PVE8_OS_RELEASE = `PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
+NAME="Debian GNU/Linux"
+VERSION_ID="12"
+VERSION="12 (bookworm)"
+VERSION_CODENAME=bookworm
+ID=debian
+HOME_URL="https://www.debian.org/"
+SUPPORT_URL="https://www.debian.org/support"
+BUG_REPORT_URL="https://bugs.debian.org/"
+`;
+
 describe('the agent detects its package-manager family from /etc/os-release', () => {
   const yum3: Unsupported = { unsupported: YUM3_UNSUPPORTED };
   const cases: [string, string, string[], string | Unsupported | null][] = [
     ['Debian 12', 'ID=debian\nVERSION_ID="12"\n', [], 'apt'],
     ['Ubuntu 22.04', 'ID=ubuntu\nID_LIKE=debian\nVERSION_ID="22.04"\n', [], 'apt'],
-    ['Proxmox VE (Debian)', 'ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n', [], 'apt'],
+    // A Proxmox VE 8 host ships Debian's os-release unchanged (what marks it as PVE is
+    // `pveversion` and /etc/pve, which detection does not look at): it is patched as Debian.
+    ['Proxmox VE 8 (its os-release is Debian 12’s)', PVE8_OS_RELEASE, ['pveversion'], 'apt'],
     ['Rocky 9 with dnf', 'ID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.3"\n', ['dnf'], 'dnf'],
     ['CentOS 7 with only yum', 'ID="centos"\nID_LIKE="rhel fedora"\nVERSION_ID="7"\n', ['yum'], yum3],
     ['Amazon Linux 2 (yum 3)', 'ID="amzn"\nID_LIKE="centos rhel fedora"\nVERSION_ID="2"\n', ['yum'], yum3],

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ENROL_TOKEN, Stack } from '../support/stack';
 
@@ -21,8 +22,21 @@ describe('the API refuses what it must refuse, with a clear error', { concurrenc
   it('registers an agent with a readable id, its task queue and a one-time token stored only hashed', async () => {
     assert.equal(agentId, 'web-01-example-org');
     assert.match(agentToken, /^pna_/);
+    // Stored only as its SHA-256: no column of the row holds the token itself.
     const row = await stack.database.db('agents').where({ id: agentId }).first();
-    assert.notEqual(row.token_hash, agentToken);
+    assert.equal(row.token_hash, createHash('sha256').update(agentToken).digest('hex'));
+    assert.ok(!JSON.stringify(row).includes(agentToken), 'the token itself is not stored');
+    // Shown once: no read gives it back, to an admin or to the agent itself.
+    for (const [url, token] of [
+      ['/v1/agents', undefined],
+      [`/v1/agents/${agentId}`, undefined],
+      [`/v1/agents/${agentId}`, agentToken],
+    ] as const) {
+      const read = await stack.http('GET', url, { token });
+      assert.equal(read.status, 200);
+      assert.ok(!JSON.stringify(read.body).includes(agentToken), `GET ${url} does not return the token`);
+      assert.ok(!JSON.stringify(read.body).includes(row.token_hash), `GET ${url} does not return its hash`);
+    }
     const again = await stack.http('POST', '/v1/agents', {
       token: ENROL_TOKEN,
       body: { hostname: 'web-01.example.org', os: { id: 'debian', family: 'apt' } },
@@ -71,7 +85,6 @@ describe('the API refuses what it must refuse, with a clear error', { concurrenc
 
   it('serves a script with the sha256 of exactly its content', async () => {
     const r = await stack.http('GET', '/v1/scripts/apt-update.sh', { token: agentToken });
-    const { createHash } = await import('node:crypto');
     assert.equal(r.body.script.sha256, createHash('sha256').update(r.body.script.content).digest('hex'));
     const list = await stack.http('GET', '/v1/scripts');
     assert.deepEqual(
@@ -124,14 +137,21 @@ describe('the API refuses what it must refuse, with a clear error', { concurrenc
   ];
   for (const [what, method, url, body, field] of bad) {
     it(`${what} is a 400 naming the field ${field}, and nothing is created`, async () => {
-      const before = await stack.database.db('patch_runs').count<{ count: string }[]>('* as count');
+      // What a wrongly accepted request would have created: an agent with that host name, or a
+      // run (no other test in this file starts one).
+      const table = url.startsWith('/v1/agents') ? 'agents' : 'patch_runs';
+      const count = async () => {
+        const q = stack.database.db(table);
+        if (table === 'agents') q.where({ hostname: (body as { hostname: string }).hostname });
+        return Number((await q.count<{ count: string }[]>('* as count'))[0].count);
+      };
+      const before = await count();
       const r = await stack.http(method, url, { body });
       assert.equal(r.status, 400, JSON.stringify(r.body));
       assert.equal(r.body.error.code, 'validation_failed');
       assert.equal(r.body.error.field, field);
       assert.ok(r.body.error.message.length > 0);
-      const afterCount = await stack.database.db('patch_runs').count<{ count: string }[]>('* as count');
-      assert.deepEqual(afterCount, before);
+      assert.equal(await count(), before, `no row in ${table}`);
     });
   }
 

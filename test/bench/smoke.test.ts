@@ -20,7 +20,12 @@ describe('npm run bench in smoke mode', () => {
       if (process.env.TEMPORAL_ADDRESS) args.push('--temporal-address', process.env.TEMPORAL_ADDRESS);
       let output = '';
       const code = await new Promise<number | null>((resolve) => {
-        const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        // The bench's PostgreSQL is the tests' one unless PATCHNANNY_BENCH_PG says otherwise.
+        const benchPg = process.env.PATCHNANNY_BENCH_PG ?? process.env.PATCHNANNY_TEST_PG;
+        const child = spawn(process.execPath, args, {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, ...(benchPg ? { PATCHNANNY_BENCH_PG: benchPg } : {}) },
+        });
         child.stdout.on('data', (d: Buffer) => (output += d.toString()));
         child.stderr.on('data', (d: Buffer) => (output += d.toString()));
         child.on('exit', resolve);
