@@ -6,8 +6,8 @@ import type { Server } from 'node:http';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { connectClient, parseEnv } from '../runtime/temporal';
 import { createApp } from './app';
-import { createControlWorker } from './control-worker';
-import { connect, migrate } from './db';
+import { createControlWorker } from '../control-worker';
+import { connect, migrate } from '../db';
 import { ApiEnv, parseAdminTokens, runDefaultsOf } from './env';
 import { loadScripts } from './scripts/service';
 

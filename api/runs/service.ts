@@ -18,7 +18,7 @@ import {
 import { patchRun } from '../../workflows/patch-run';
 import { approveUpdate, rejectUpdate } from '../../workflows/messages';
 import { PatchHost, PatchPhase } from '../../workflows/search-attributes';
-import { insertRunRows } from '../../activities/control';
+import { insertRunRows } from '../../db/runs';
 import { ApiError, notFound } from '../errors';
 
 const timeoutMs = (max: number) => z.number().int().min(100).max(max);

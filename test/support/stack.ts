@@ -12,7 +12,7 @@ import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import { createApp } from '../../api/app';
-import { createControlWorker } from '../../api/control-worker';
+import { createControlWorker } from '../../control-worker';
 import { loadScripts } from '../../api/scripts/service';
 import type { ConfigurableTimeouts } from '../../contract';
 import { connectClient, TemporalEnv } from '../../runtime/temporal';

@@ -1,5 +1,5 @@
 import { Worker } from '@temporalio/worker';
-import type { Knex } from 'knex';
+import type { Db } from '../db';
 import { createControlActivities } from '../activities/control';
 import type { ConfigurableTimeouts } from '../contract';
 import { connectWorker, workflowSource, type TemporalEnv } from '../runtime/temporal';
@@ -7,7 +7,7 @@ import { connectWorker, workflowSource, type TemporalEnv } from '../runtime/temp
 /** The control worker: patch-run workflows plus the control activities (database writes). */
 export async function createControlWorker(
   env: TemporalEnv,
-  db: Knex,
+  db: Db,
   taskQueue: string,
   runDefaults: ConfigurableTimeouts,
 ): Promise<Worker> {
