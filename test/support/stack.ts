@@ -13,7 +13,7 @@ import { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import { createApp } from '../../api/app';
 import { createControlWorker } from '../../control-worker';
-import { loadScripts } from '../../api/scripts/service';
+import { scriptsService } from '../../api/scripts/service';
 import type { ConfigurableTimeouts } from '../../contract';
 import { connectClient, TemporalEnv } from '../../runtime/temporal';
 import { stopChild } from '../../scripts/dev/processes';
@@ -66,7 +66,7 @@ export class Stack {
   /** Start API + control worker; `scriptsDir` is loaded into the scripts table. */
   async start(scriptsDir = FIXTURE_SCRIPTS): Promise<this> {
     this.database = await createTestDatabase();
-    await loadScripts(this.database.db, scriptsDir);
+    await scriptsService({ db: this.database.db }).load(scriptsDir);
     this.temporal = await connectClient(this.temporalEnv);
     const app = createApp({
       db: this.database.db,
