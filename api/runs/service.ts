@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { ServiceError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import {
   newRunId,
@@ -172,13 +172,10 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
     try {
       return await send();
     } catch (err) {
+      // The workflow refused the decision (stale plan hash, no longer awaiting approval) ...
       if (err instanceof WorkflowUpdateFailedError) throw new ApiError('conflict', err.cause?.message ?? err.message);
-      if (
-        err instanceof WorkflowNotFoundError ||
-        (err instanceof ServiceError && /completed|not found/i.test(err.message))
-      ) {
-        throw new ApiError('conflict', `run ${id} is no longer running`);
-      }
+      // ... or it ended between the check above and the Update (the SDK maps gRPC NOT_FOUND to this).
+      if (err instanceof WorkflowNotFoundError) throw new ApiError('conflict', `run ${id} is no longer running`);
       throw err;
     }
   }

@@ -1,4 +1,11 @@
-import { ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
+import {
+  isGrpcServiceError,
+  ScheduleNotFoundError,
+  ScheduleOverlapPolicy,
+  ServiceError,
+  type Client,
+  type ScheduleOptions,
+} from '@temporalio/client';
 import { ulid } from 'ulid';
 import { windowScheduleId } from '../../contract';
 import type { Db } from '../../db';
@@ -126,15 +133,24 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
     return { options, note };
   }
 
-  /** Temporal refuses some specs we cannot check locally (e.g. an impossible cron): that is bad input. */
+  /**
+   * Temporal refuses some specs we cannot check locally (e.g. an impossible cron): that is bad
+   * input. The SDK reports a spec the server calls invalid, or one it cannot encode, as a
+   * TypeError or RangeError; other refusals arrive as a ServiceError carrying the gRPC status.
+   */
   function scheduleError(err: unknown): never {
-    const message = (err as Error).message ?? String(err);
-    const grpcCode =
-      (err as { code?: number; cause?: { code?: number } }).code ?? (err as { cause?: { code?: number } }).cause?.code;
-    const INVALID_ARGUMENT = 3;
-    if (grpcCode === INVALID_ARGUMENT || /invalid|parse|not in range/i.test(message)) {
-      throw new ApiError('validation_failed', `recurrence: ${message}`, 'recurrence');
-    }
+    const INVALID_ARGUMENT = 3; // gRPC status code
+    const invalid =
+      err instanceof TypeError ||
+      err instanceof RangeError ||
+      (err instanceof ServiceError && isGrpcServiceError(err.cause) && Number(err.cause.code) === INVALID_ARGUMENT);
+    const message =
+      err instanceof ServiceError && isGrpcServiceError(err.cause)
+        ? err.cause.details
+        : err instanceof Error
+          ? err.message
+          : String(err);
+    if (invalid) throw new ApiError('validation_failed', `recurrence: ${message}`, 'recurrence');
     throw new ApiError('unavailable', `Temporal refused the schedule: ${message}`);
   }
 
@@ -272,8 +288,9 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
     await schedules
       .getHandle(windowScheduleId(id))
       .delete()
-      .catch((err: Error) => {
-        if (!/not found/i.test(err.message)) throw err;
+      .catch((err: unknown) => {
+        // Already gone (deleted by hand, or a previous attempt got this far): the row goes too.
+        if (!(err instanceof ScheduleNotFoundError)) throw err;
       });
     await deleteWindow(db, id);
   }
