@@ -14,6 +14,25 @@ export default tseslint.config(
     },
   },
   {
+    // The HTTP layer reaches the database through db/ and Temporal through the client; it starts
+    // workflows by function but never imports worker code. api/main.ts composes both halves.
+    files: ['api/**/*.ts'],
+    ignores: ['api/main.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/activities', '**/activities/**', '**/control-worker', '**/workflows/activities'],
+              message: 'the API does not import worker code; shared queries live in db/',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Tests and the benchmark read JSON answers and assert on them: an `any` there is checked by
     // the assertion that follows, and node:test's describe/it promises are awaited by the runner.
     files: ['test/**/*.ts', 'bench/**/*.ts'],

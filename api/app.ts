@@ -2,21 +2,25 @@ import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Client } from '@temporalio/client';
 import Koa from 'koa';
-import type { Knex } from 'knex';
+import type { ConfigurableTimeouts } from '../contract';
+import type { Db } from '../db';
 import { agentsRouter } from './agents/router';
-import { authenticate } from './auth';
+import { agentsService } from './agents/service';
+import { authenticate, type AppState } from './auth';
 import type { AdminToken } from './env';
 import { errorMiddleware } from './errors';
 import { exceptionsRouter } from './exceptions/router';
+import { exceptionsService } from './exceptions/service';
 import { runsRouter } from './runs/router';
 import { runsService } from './runs/service';
-import type { ConfigurableTimeouts } from '../contract';
 import { scriptsRouter } from './scripts/router';
+import { scriptsService } from './scripts/service';
 import { windowsRouter } from './windows/router';
 import { windowsService } from './windows/service';
 
+/** Everything the features need; each service takes the part it uses. */
 export interface AppDeps {
-  db: Knex;
+  db: Db;
   temporal: Client;
   admins: AdminToken[];
   enrolToken?: string;
@@ -24,8 +28,8 @@ export interface AppDeps {
   runDefaults: ConfigurableTimeouts;
 }
 
-export function createApp(deps: AppDeps): Koa {
-  const app = new Koa();
+export function createApp(deps: AppDeps): Koa<AppState> {
+  const app = new Koa<AppState>();
   app.on('error', (err: Error) => {
     if (process.env.NODE_ENV !== 'test') console.error('[api]', err);
   });
@@ -51,11 +55,11 @@ export function createApp(deps: AppDeps): Koa {
 
   app.use(authenticate(deps.db, deps.admins, deps.enrolToken));
   const routers = [
-    agentsRouter(deps.db),
-    exceptionsRouter(deps.db),
-    scriptsRouter(deps.db),
-    runsRouter(runsService(deps.db, deps.temporal, deps.controlQueue, deps.runDefaults)),
-    windowsRouter(windowsService(deps.db, deps.temporal, deps.controlQueue)),
+    agentsRouter(agentsService(deps)),
+    exceptionsRouter(exceptionsService(deps)),
+    scriptsRouter(scriptsService(deps)),
+    runsRouter(runsService(deps)),
+    windowsRouter(windowsService(deps)),
   ];
   for (const router of routers) {
     app.use(router.routes()).use(router.allowedMethods());

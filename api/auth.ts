@@ -1,7 +1,8 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Context, Next } from 'koa';
-import type { Knex } from 'knex';
+import type { Middleware } from 'koa';
 import { sha256Hex } from '../contract/plan-hash';
+import type { Db } from '../db';
+import { agentIdByTokenHash } from '../db/agents';
 import type { AdminToken } from './env';
 import { ApiError } from './errors';
 
@@ -11,6 +12,11 @@ export type Principal =
   | { role: 'agent'; agentId: string; name: string };
 
 export type Role = Principal['role'];
+
+/** What every authenticated route finds in `ctx.state` (routers are `Router<AppState>`). */
+export interface AppState {
+  principal: Principal;
+}
 
 /** A fresh agent token: shown once at registration, stored only as its SHA-256. */
 export function newAgentToken(): { token: string; hash: string } {
@@ -24,8 +30,8 @@ function sameSecret(a: string, b: string): boolean {
 }
 
 /** Bearer-token authentication: admin tokens from config, agent tokens from the agents table. */
-export function authenticate(db: Knex, admins: AdminToken[], enrolToken: string | undefined) {
-  return async (ctx: Context, next: Next) => {
+export function authenticate(db: Db, admins: AdminToken[], enrolToken: string | undefined): Middleware<AppState> {
+  return async (ctx, next) => {
     const header = ctx.get('authorization');
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match) throw new ApiError('unauthorized', 'missing bearer token (Authorization: Bearer <token>)');
@@ -35,10 +41,8 @@ export function authenticate(db: Knex, admins: AdminToken[], enrolToken: string 
     if (admin) principal = { role: 'admin', name: admin.name };
     else if (enrolToken && sameSecret(enrolToken, token)) principal = { role: 'enrol', name: 'enrolment' };
     else if (token.startsWith('pna_')) {
-      const agent = await db('agents')
-        .where({ token_hash: sha256Hex(token) })
-        .first('id');
-      if (agent) principal = { role: 'agent', agentId: agent.id, name: `agent:${agent.id}` };
+      const agentId = await agentIdByTokenHash(db, sha256Hex(token));
+      if (agentId) principal = { role: 'agent', agentId, name: `agent:${agentId}` };
     }
     if (!principal) throw new ApiError('unauthorized', 'invalid token');
     ctx.state.principal = principal;
@@ -46,9 +50,10 @@ export function authenticate(db: Knex, admins: AdminToken[], enrolToken: string 
   };
 }
 
-export function requireRole(...roles: Role[]) {
-  return async (ctx: Context, next: Next) => {
-    const principal = ctx.state.principal as Principal;
+/** A Koa (not router) middleware, so it composes with any route's own state, e.g. `validate`'s. */
+export function requireRole(...roles: Role[]): Middleware<AppState> {
+  return async (ctx, next) => {
+    const { principal } = ctx.state;
     if (!roles.includes(principal.role)) {
       throw new ApiError('forbidden', `${principal.role} tokens may not ${ctx.method} ${ctx.path}`);
     }

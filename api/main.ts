@@ -7,10 +7,10 @@ import type { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { connectClient, parseEnv } from '../runtime/temporal';
 import { createApp } from './app';
-import { createControlWorker } from './control-worker';
-import { connect, migrate } from './db';
+import { createControlWorker } from '../control-worker';
+import { connect, migrate } from '../db';
 import { ApiEnv, parseAdminTokens, runDefaultsOf } from './env';
-import { loadScripts } from './scripts/service';
+import { scriptsService } from './scripts/service';
 
 async function main(): Promise<void> {
   const env = parseEnv(ApiEnv);
@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   const role = env.PATCHNANNY_ROLE;
   const db = connect(env.DATABASE_URL);
   await migrate(db);
-  const scripts = await loadScripts(db, env.PATCHNANNY_SCRIPTS_DIR);
+  const scripts = await scriptsService({ db }).load(env.PATCHNANNY_SCRIPTS_DIR);
   console.log(`[api] scripts: ${scripts.map((s) => `${s.name} ${s.sha256.slice(0, 12)}`).join(', ') || 'none'}`);
 
   let server: Server | undefined;

@@ -1,20 +1,14 @@
-import type { Knex } from 'knex';
-import { agentTaskQueue, type Agent, type AgentRegistration, type Family } from '../../contract';
+import { agentTaskQueue, type Agent, type AgentRegistration } from '../../contract';
+import type { Db } from '../../db';
+import { getAgent, insertAgent, listAgents, touchAgent, type AgentRow } from '../../db/agents';
 import { newAgentToken } from '../auth';
+import { notFound } from '../errors';
 
-interface AgentRow {
-  id: string;
-  hostname: string;
-  os_id: string;
-  os_version: string;
-  os_pretty_name: string;
-  family: Family;
-  package_manager: string;
-  created_at: Date;
-  last_seen_at: Date | null;
+export interface AgentsDeps {
+  db: Db;
 }
 
-export function toAgent(row: AgentRow): Agent {
+function toAgent(row: AgentRow): Agent {
   return {
     id: row.id,
     hostname: row.hostname,
@@ -36,14 +30,13 @@ function slug(hostname: string): string {
   return s || 'host';
 }
 
-export async function registerAgent(db: Knex, reg: AgentRegistration): Promise<{ agent: Agent; token: string }> {
-  const base = slug(reg.hostname);
-  const { token, hash } = newAgentToken();
-  for (let n = 1; n < 1000; n++) {
-    const id = n === 1 ? base : `${base}-${n}`;
-    const [row] = await db('agents')
-      .insert({
-        id,
+export function agentsService({ db }: AgentsDeps) {
+  async function register(reg: AgentRegistration): Promise<{ agent: Agent; token: string }> {
+    const base = slug(reg.hostname);
+    const { token, hash } = newAgentToken();
+    for (let n = 1; n < 1000; n++) {
+      const row = await insertAgent(db, {
+        id: n === 1 ? base : `${base}-${n}`,
         hostname: reg.hostname,
         os_id: reg.os.id,
         os_version: reg.os.versionId,
@@ -51,26 +44,24 @@ export async function registerAgent(db: Knex, reg: AgentRegistration): Promise<{
         family: reg.os.family,
         package_manager: reg.os.family,
         token_hash: hash,
-        last_seen_at: db.fn.now(),
-      })
-      .onConflict('id')
-      .ignore()
-      .returning('*');
-    if (row) return { agent: toAgent(row as AgentRow), token };
+      });
+      if (row) return { agent: toAgent(row), token };
+    }
+    throw new Error(`no free agent id for ${reg.hostname}`);
   }
-  throw new Error(`no free agent id for ${reg.hostname}`);
-}
 
-export async function listAgents(db: Knex): Promise<Agent[]> {
-  const rows = await db('agents').select('*').orderBy('id');
-  return rows.map((r: AgentRow) => toAgent(r));
-}
+  async function list(): Promise<Agent[]> {
+    return (await listAgents(db)).map(toAgent);
+  }
 
-export async function getAgent(db: Knex, id: string): Promise<Agent | null> {
-  const row = await db('agents').where({ id }).first();
-  return row ? toAgent(row as AgentRow) : null;
-}
+  /** `seen`: the agent itself is asking, which is its liveness signal. */
+  async function get(id: string, opts: { seen?: boolean } = {}): Promise<Agent> {
+    if (opts.seen) await touchAgent(db, id);
+    const row = await getAgent(db, id);
+    if (!row) throw notFound(`agent ${id}`);
+    return toAgent(row);
+  }
 
-export async function touchAgent(db: Knex, id: string): Promise<void> {
-  await db('agents').where({ id }).update({ last_seen_at: db.fn.now() });
+  return { register, list, get };
 }
+export type AgentsService = ReturnType<typeof agentsService>;

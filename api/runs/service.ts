@@ -1,83 +1,67 @@
-import { WorkflowNotFoundError } from '@temporalio/common';
-import { ServiceError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
-import type { Knex } from 'knex';
 import { randomInt } from 'node:crypto';
-import { z } from 'zod';
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/common';
 import {
-  AgentId,
-  ApprovalPolicy,
   newRunId,
   resolveRunTimeouts,
-  RunMode,
-  RunOutcome,
-  RunPhase,
   type ConfigurableTimeouts,
   type PatchRunInput,
   type RunStatus,
 } from '../../contract';
-import { patchRun } from '../../workflows/patch-run';
+import type { Db } from '../../db';
+import { getAgent } from '../../db/agents';
+import {
+  deleteRun,
+  getRun,
+  getRunCursor,
+  getRunOutcome,
+  getRunRecord,
+  insertRunRows,
+  listRuns,
+  type PackageKind,
+  type RunCursor,
+  type RunRow,
+} from '../../db/runs';
 import { approveUpdate, rejectUpdate } from '../../workflows/messages';
+import { patchRun } from '../../workflows/patch-run';
 import { PatchHost, PatchPhase } from '../../workflows/search-attributes';
-import { insertRunRows } from '../../activities/control';
 import { ApiError, notFound } from '../errors';
+import type { ListRunsQuery, StartRunBody } from './schema';
 
-const timeoutMs = (max: number) => z.number().int().min(100).max(max);
+export interface RunsDeps {
+  db: Db;
+  temporal: Client;
+  controlQueue: string;
+  /** The configured run timeouts a run's `timeouts` override. */
+  runDefaults: ConfigurableTimeouts;
+}
 
-export const StartRunBody = z
-  .object({
-    agentId: AgentId,
-    mode: RunMode,
-    approval: ApprovalPolicy.default('required'),
-    /** Per-run overrides of the configured defaults (milliseconds). */
-    timeouts: z
-      .object({
-        approvalMs: timeoutMs(30 * 24 * 3600_000).optional(),
-        agentPickupMs: timeoutMs(7 * 24 * 3600_000).optional(),
-        scriptMs: timeoutMs(24 * 3600_000).optional(),
-      })
-      .strict()
-      .default({}),
-  })
-  .strict();
-export type StartRunBody = z.infer<typeof StartRunBody>;
-
-export const ListRunsQuery = z
-  .object({
-    agentId: AgentId.optional(),
-    phase: RunPhase.optional(),
-    outcome: RunOutcome.optional(),
-    limit: z.coerce.number().int().min(1).max(500).default(50),
-    /** Cursor: return runs created before this run id (from the previous page's `next`). */
-    before: z.string().max(200).optional(),
-  })
-  .strict();
-export type ListRunsQuery = z.infer<typeof ListRunsQuery>;
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 /** A patch run as the API shows it; the id is the Temporal workflow id. */
-function toRun(r: Record<string, any>) {
-  const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
+function toRun(r: RunRow) {
   return {
-    id: r.id as string,
-    agentId: r.agent_id as string,
-    mode: r.mode as string,
-    approval: r.approval as string,
-    phase: r.phase as string,
-    outcome: (r.outcome as string | null) ?? null,
-    failureReason: (r.failure_reason as string | null) ?? null,
-    requestedBy: r.requested_by as string,
-    script: r.script_name ? { name: r.script_name as string, sha256: r.script_sha256 as string } : null,
-    exclusions: (r.exclusions as string[]) ?? [],
-    planHash: (r.plan_hash as string | null) ?? null,
-    approvedBy: (r.approved_by as string | null) ?? null,
+    id: r.id,
+    agentId: r.agent_id,
+    mode: r.mode,
+    approval: r.approval,
+    phase: r.phase,
+    outcome: r.outcome,
+    failureReason: r.failure_reason,
+    requestedBy: r.requested_by,
+    script: r.script_name ? { name: r.script_name, sha256: r.script_sha256 } : null,
+    exclusions: r.exclusions,
+    planHash: r.plan_hash,
+    approvedBy: r.approved_by,
     approvedAt: iso(r.approved_at),
-    rejectedBy: (r.rejected_by as string | null) ?? null,
-    rejectReason: (r.reject_reason as string | null) ?? null,
-    exitCode: (r.exit_code as number | null) ?? null,
-    rebootRequired: (r.reboot_required as boolean | null) ?? null,
-    rebootReason: (r.reboot_reason as string | null) ?? null,
-    windowId: (r.window_id as string | null) ?? null,
+    rejectedBy: r.rejected_by,
+    rejectReason: r.reject_reason,
+    exitCode: r.exit_code,
+    rebootRequired: r.reboot_required,
+    rebootReason: r.reboot_reason,
+    windowId: r.window_id,
     windowStart: iso(r.window_start),
-    overran: Boolean(r.overran),
+    overran: r.overran,
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
     finishedAt: iso(r.finished_at),
@@ -85,9 +69,9 @@ function toRun(r: Record<string, any>) {
 }
 export type Run = ReturnType<typeof toRun>;
 
-export function runsService(db: Knex, temporal: Client, controlQueue: string, runDefaults: ConfigurableTimeouts) {
+export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDeps) {
   async function start(body: StartRunBody, requestedBy: string): Promise<Run> {
-    const agent = await db('agents').where({ id: body.agentId }).first('id', 'hostname');
+    const agent = await getAgent(db, body.agentId);
     if (!agent)
       throw new ApiError('validation_failed', `request body field agentId: unknown agent ${body.agentId}`, 'agentId');
     const id = newRunId(agent.id, Date.now(), () => randomInt(32) / 32);
@@ -115,46 +99,38 @@ export function runsService(db: Knex, temporal: Client, controlQueue: string, ru
       });
     } catch (err) {
       // Nothing half-made: a run Temporal never accepted does not exist.
-      await db('patch_runs').where({ id }).delete();
-      throw new ApiError('unavailable', `could not start the run on Temporal: ${(err as Error).message}`);
+      await deleteRun(db, id);
+      throw new ApiError(
+        'unavailable',
+        `could not start the run on Temporal: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
     return toRun(row);
   }
 
   async function list(q: ListRunsQuery): Promise<{ runs: Run[]; next: string | null }> {
-    const query = db('patch_runs')
-      .select('*')
-      .orderBy([
-        { column: 'created_at', order: 'desc' },
-        { column: 'id', order: 'desc' },
-      ])
-      .limit(q.limit + 1);
-    if (q.agentId) query.where({ agent_id: q.agentId });
-    if (q.phase) query.where({ phase: q.phase });
-    if (q.outcome) query.where({ outcome: q.outcome });
+    let before: RunCursor | undefined;
     if (q.before) {
-      const cursor = await db('patch_runs').where({ id: q.before }).first('created_at', 'id');
-      if (!cursor) throw new ApiError('validation_failed', `query field before: unknown run ${q.before}`, 'before');
-      query.where((w) =>
-        w
-          .where('created_at', '<', cursor.created_at)
-          .orWhere((x) => x.where('created_at', cursor.created_at).andWhere('id', '<', cursor.id)),
-      );
+      before = await getRunCursor(db, q.before);
+      if (!before) throw new ApiError('validation_failed', `query field before: unknown run ${q.before}`, 'before');
     }
-    const rows = await query;
+    // One row more than the page tells whether there is a next page.
+    const rows = await listRuns(db, {
+      agentId: q.agentId,
+      phase: q.phase,
+      outcome: q.outcome,
+      before,
+      limit: q.limit + 1,
+    });
     const page = rows.slice(0, q.limit).map(toRun);
     return { runs: page, next: rows.length > q.limit ? page[page.length - 1].id : null };
   }
 
   async function get(id: string) {
-    const row = await db('patch_runs').where({ id }).first();
+    const row = await getRun(db, id);
     if (!row) throw notFound(`run ${id}`);
-    const [packages, output, events] = await Promise.all([
-      db('run_packages').where({ run_id: id }).orderBy(['kind', 'name', 'arch']),
-      db('run_output').where({ run_id: id }).orderBy('id'),
-      db('run_events').where({ run_id: id }).orderBy('id'),
-    ]);
-    const pkg = (kind: string) =>
+    const { packages, output, events } = await getRunRecord(db, id);
+    const pkg = (kind: PackageKind) =>
       packages
         .filter((p) => p.kind === kind)
         .map((p) => ({
@@ -177,27 +153,29 @@ export function runsService(db: Knex, temporal: Client, controlQueue: string, ru
         stdout: o.stdout,
         stderr: o.stderr,
         durationMs: o.duration_ms,
-        at: new Date(o.created_at).toISOString(),
+        at: o.created_at.toISOString(),
       })),
-      events: events.map((e) => ({ kind: e.kind, detail: e.detail, at: new Date(e.at).toISOString() })),
+      events: events.map((e) => ({ kind: e.kind, detail: e.detail, at: e.at.toISOString() })),
     };
+  }
+
+  /** A run that exists and has not ended yet, else 404 or 409. */
+  async function running(id: string): Promise<void> {
+    const row = await getRunOutcome(db, id);
+    if (!row) throw notFound(`run ${id}`);
+    if (row.outcome) throw new ApiError('conflict', `run ${id} already ended: ${row.outcome}`);
   }
 
   /** Send a decision as a workflow Update, so a stale or late one is refused synchronously (409). */
   async function decide(id: string, send: () => Promise<RunStatus>): Promise<RunStatus> {
-    const row = await db('patch_runs').where({ id }).first('id', 'outcome');
-    if (!row) throw notFound(`run ${id}`);
-    if (row.outcome) throw new ApiError('conflict', `run ${id} already ended: ${row.outcome}`);
+    await running(id);
     try {
       return await send();
     } catch (err) {
+      // The workflow refused the decision (stale plan hash, no longer awaiting approval) ...
       if (err instanceof WorkflowUpdateFailedError) throw new ApiError('conflict', err.cause?.message ?? err.message);
-      if (
-        err instanceof WorkflowNotFoundError ||
-        (err instanceof ServiceError && /completed|not found/i.test(err.message))
-      ) {
-        throw new ApiError('conflict', `run ${id} is no longer running`);
-      }
+      // ... or it ended between the check above and the Update (the SDK maps gRPC NOT_FOUND to this).
+      if (err instanceof WorkflowNotFoundError) throw new ApiError('conflict', `run ${id} is no longer running`);
       throw err;
     }
   }
@@ -209,9 +187,7 @@ export function runsService(db: Knex, temporal: Client, controlQueue: string, ru
     decide(id, () => temporal.workflow.getHandle(id).executeUpdate(rejectUpdate, { args: [{ by, reason }] }));
 
   async function cancel(id: string): Promise<void> {
-    const row = await db('patch_runs').where({ id }).first('id', 'outcome');
-    if (!row) throw notFound(`run ${id}`);
-    if (row.outcome) throw new ApiError('conflict', `run ${id} already ended: ${row.outcome}`);
+    await running(id);
     await temporal.workflow.getHandle(id).cancel();
   }
 

@@ -1,31 +1,20 @@
 import Router from '@koa/router';
-import type { Knex } from 'knex';
-import { z } from 'zod';
-import { requireRole } from '../auth';
-import { notFound } from '../errors';
-import { validate, type Valid } from '../validate';
-import { getScript, listScripts } from './service';
+import { requireRole, type AppState } from '../auth';
+import { validate } from '../validate';
+import { ScriptParams } from './schema';
+import type { ScriptsService } from './service';
 
-export function scriptsRouter(db: Knex): Router {
-  const router = new Router({ prefix: '/v1/scripts' });
+export function scriptsRouter(scripts: ScriptsService): Router<AppState> {
+  const router = new Router<AppState>({ prefix: '/v1/scripts' });
   router.use(requireRole('admin', 'agent'));
 
   router.get('/', async (ctx) => {
-    ctx.body = { scripts: await listScripts(db) };
+    ctx.body = { scripts: await scripts.list() };
   });
 
-  router.get(
-    '/:name',
-    validate({
-      params: z.object({ name: z.string().regex(/^[a-z]+-update\.sh$/, 'a script name like apt-update.sh') }),
-    }),
-    async (ctx) => {
-      const { params } = ctx.state.valid as Valid<{ name: string }>;
-      const script = await getScript(db, params.name);
-      if (!script) throw notFound(`script ${params.name}`);
-      ctx.body = { script };
-    },
-  );
+  router.get('/:name', validate({ params: ScriptParams }), async (ctx) => {
+    ctx.body = { script: await scripts.get(ctx.state.valid.params.name) };
+  });
 
   return router;
 }

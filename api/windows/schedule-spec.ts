@@ -3,7 +3,7 @@
  * becomes. Pre-approved windows fire `leadSeconds` before the window starts (the plan is made
  * then), so their spec is the recurrence shifted back by the lead.
  */
-import type { CalendarSpec, DayOfWeek, Month, ScheduleSpec } from '@temporalio/client';
+import type { CalendarSpec, ScheduleSpec } from '@temporalio/client';
 import { z } from 'zod';
 
 export const DAYS = ['SUNDAY', 'MONDAY', 'TUESDAY', 'WEDNESDAY', 'THURSDAY', 'FRIDAY', 'SATURDAY'] as const;

@@ -1,92 +1,49 @@
-import { ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
-import type { Knex } from 'knex';
+import {
+  isGrpcServiceError,
+  ScheduleNotFoundError,
+  ScheduleOverlapPolicy,
+  ServiceError,
+  type Client,
+  type ScheduleOptions,
+} from '@temporalio/client';
 import { ulid } from 'ulid';
-import { z } from 'zod';
-import { AgentId, WindowApproval, windowScheduleId } from '../../contract';
+import { windowScheduleId } from '../../contract';
+import type { Db } from '../../db';
+import { agentsByIds } from '../../db/agents';
+import { listWindowRuns } from '../../db/runs';
+import {
+  deleteWindow,
+  getWindow,
+  insertWindow,
+  listWindows,
+  setWindowPaused,
+  updateWindow,
+  type WindowRow,
+  type WindowValues,
+} from '../../db/windows';
 import { maintenanceWindow } from '../../workflows/maintenance-window';
 import { ApiError, notFound } from '../errors';
 import {
   calendarFiring,
   describeRecurrence,
   dstGapDays,
-  isTimezone,
   LeadShiftError,
   Recurrence,
   scheduleSpec,
 } from './schedule-spec';
+import { CreateWindowBody, type UpdateWindowBody, type WindowFields } from './schema';
 
-const Timestamp = z.iso.datetime({ offset: true });
-
-const WindowFields = z
-  .object({
-    name: z.string().trim().min(1).max(200),
-    targets: z.object({ agentIds: z.array(AgentId).min(1).max(5000) }).strict(),
-    recurrence: Recurrence,
-    timezone: z.string().refine(isTimezone, 'not an IANA time zone (e.g. Europe/Berlin)'),
-    durationSeconds: z
-      .number()
-      .int()
-      .positive('must be greater than 0')
-      .max(7 * 86400),
-    /** No host starts applying in the last `cutoffSeconds` of the window. */
-    cutoffSeconds: z.number().int().min(0),
-    approval: WindowApproval,
-    /** pre-approved only: how long before the window the plan is made (default 24 h). */
-    leadSeconds: z
-      .number()
-      .int()
-      .min(0)
-      .max(30 * 86400)
-      .optional(),
-    startAt: Timestamp.nullable().optional(),
-    endAt: Timestamp.nullable().optional(),
-    note: z.string().max(500).optional(),
-    paused: z.boolean().optional(),
-  })
-  .strict();
-
-type Fields = z.infer<typeof WindowFields>;
-
-function checkConsistency(w: Fields, ctx: z.RefinementCtx) {
-  if (w.cutoffSeconds >= w.durationSeconds)
-    ctx.addIssue({ code: 'custom', path: ['cutoffSeconds'], message: 'must be less than durationSeconds' });
-  if (w.leadSeconds !== undefined && w.leadSeconds > 0 && w.approval !== 'pre-approved') {
-    ctx.addIssue({ code: 'custom', path: ['leadSeconds'], message: 'only pre-approved windows have a lead time' });
-  }
-  if (w.startAt && w.endAt && Date.parse(w.startAt) >= Date.parse(w.endAt))
-    ctx.addIssue({ code: 'custom', path: ['endAt'], message: 'must be after startAt' });
+export interface WindowsDeps {
+  db: Db;
+  temporal: Client;
+  controlQueue: string;
 }
 
-export const CreateWindowBody = WindowFields.superRefine(checkConsistency);
-export type CreateWindowBody = z.infer<typeof CreateWindowBody>;
-/** PATCH takes any subset; the merged window is validated as a whole. */
-export const UpdateWindowBody = WindowFields.partial().strict();
-export type UpdateWindowBody = z.infer<typeof UpdateWindowBody>;
-
-interface WindowRow {
-  id: string;
-  name: string;
-  targets: { agentIds: string[] };
-  recurrence: Recurrence;
-  timezone: string;
-  duration_seconds: number;
-  cutoff_seconds: number;
-  approval: WindowApproval;
-  lead_seconds: number;
-  start_at: Date | null;
-  end_at: Date | null;
-  paused: boolean;
-  note: string;
-  created_by: string;
-  created_at: Date;
-  updated_at: Date;
-}
-
-function toFields(r: WindowRow): Fields {
+function toFields(r: WindowRow): WindowFields {
   return {
     name: r.name,
     targets: r.targets,
-    recurrence: r.recurrence,
+    recurrence: Recurrence.parse(r.recurrence), // written by this API, so it parses
     timezone: r.timezone,
     durationSeconds: r.duration_seconds,
     cutoffSeconds: r.cutoff_seconds,
@@ -99,10 +56,10 @@ function toFields(r: WindowRow): Fields {
   };
 }
 
-const leadOf = (w: Fields) => (w.approval === 'pre-approved' ? (w.leadSeconds ?? 86400) : 0);
+const leadOf = (w: WindowFields) => (w.approval === 'pre-approved' ? (w.leadSeconds ?? 86400) : 0);
 
 /** Things an admin should know about a valid window, e.g. firings a DST gap will skip. */
-function warningsOf(w: Fields): string[] {
+function warningsOf(w: WindowFields): string[] {
   if (!('calendar' in w.recurrence)) return [];
   // The Schedule fires at the (lead-shifted) calendar time: that is what a DST gap can swallow.
   const fired = calendarFiring(w.recurrence.calendar, leadOf(w));
@@ -130,10 +87,10 @@ function toWindow(r: WindowRow) {
   };
 }
 
-export function windowsService(db: Knex, temporal: Client, controlQueue: string) {
+export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
   const schedules = temporal.schedule;
 
-  function specOf(w: Fields) {
+  function specOf(w: WindowFields) {
     try {
       return scheduleSpec({
         recurrence: w.recurrence,
@@ -149,13 +106,14 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
     }
   }
 
-  function noteOf(w: Fields) {
+  function noteOf(w: WindowFields) {
     const lead = leadOf(w);
     return `${w.name}: ${describeRecurrence(w.recurrence, w.timezone)}, ${w.durationSeconds}s, cutoff ${w.cutoffSeconds}s, ${w.approval}${lead ? `, plans ${lead}s ahead` : ''}${w.note ? ` — ${w.note}` : ''}`;
   }
 
-  function scheduleOptions(id: string, w: Fields): ScheduleOptions {
-    return {
+  function scheduleOptions(id: string, w: WindowFields) {
+    const note = noteOf(w);
+    const options: ScheduleOptions = {
       scheduleId: windowScheduleId(id),
       spec: specOf(w),
       action: {
@@ -170,25 +128,35 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
         // A late firing (scheduler down) is only worth starting while hosts may still begin.
         catchupWindow: Math.max(10, w.durationSeconds - w.cutoffSeconds) * 1000,
       },
-      state: { paused: w.paused ?? false, note: noteOf(w) },
+      state: { paused: w.paused ?? false, note },
     };
+    return { options, note };
   }
 
-  /** Temporal refuses some specs we cannot check locally (e.g. an impossible cron): that is bad input. */
+  /**
+   * Temporal refuses some specs we cannot check locally (e.g. an impossible cron): that is bad
+   * input. The SDK reports a spec the server calls invalid, or one it cannot encode, as a
+   * TypeError or RangeError; other refusals arrive as a ServiceError carrying the gRPC status.
+   */
   function scheduleError(err: unknown): never {
-    const message = (err as Error).message ?? String(err);
-    const grpcCode =
-      (err as { code?: number; cause?: { code?: number } }).code ?? (err as { cause?: { code?: number } }).cause?.code;
-    const INVALID_ARGUMENT = 3;
-    if (grpcCode === INVALID_ARGUMENT || /invalid|parse|not in range/i.test(message)) {
-      throw new ApiError('validation_failed', `recurrence: ${message}`, 'recurrence');
-    }
+    const INVALID_ARGUMENT = 3; // gRPC status code
+    const invalid =
+      err instanceof TypeError ||
+      err instanceof RangeError ||
+      (err instanceof ServiceError && isGrpcServiceError(err.cause) && Number(err.cause.code) === INVALID_ARGUMENT);
+    const message =
+      err instanceof ServiceError && isGrpcServiceError(err.cause)
+        ? err.cause.details
+        : err instanceof Error
+          ? err.message
+          : String(err);
+    if (invalid) throw new ApiError('validation_failed', `recurrence: ${message}`, 'recurrence');
     throw new ApiError('unavailable', `Temporal refused the schedule: ${message}`);
   }
 
   async function checkTargets(agentIds: string[]) {
-    const found = await db('agents').whereIn('id', agentIds).pluck('id');
-    const missing = agentIds.filter((id) => !found.includes(id));
+    const found = new Set((await agentsByIds(db, agentIds)).map((a) => a.id));
+    const missing = agentIds.filter((id) => !found.has(id));
     if (missing.length > 0)
       throw new ApiError(
         'validation_failed',
@@ -197,18 +165,18 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
       );
   }
 
-  function dbRow(w: Fields) {
+  function valuesOf(w: WindowFields): WindowValues {
     return {
       name: w.name,
-      targets: JSON.stringify(w.targets),
-      recurrence: JSON.stringify(w.recurrence),
+      targets: w.targets,
+      recurrence: w.recurrence,
       timezone: w.timezone,
       duration_seconds: w.durationSeconds,
       cutoff_seconds: w.cutoffSeconds,
       approval: w.approval,
       lead_seconds: leadOf(w),
-      start_at: w.startAt ?? null,
-      end_at: w.endAt ?? null,
+      start_at: w.startAt ? new Date(w.startAt) : null,
+      end_at: w.endAt ? new Date(w.endAt) : null,
       paused: w.paused ?? false,
       note: w.note ?? '',
     };
@@ -218,42 +186,25 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
   async function create(body: CreateWindowBody, by: string) {
     await checkTargets(body.targets.agentIds);
     const id = `win-${ulid().toLowerCase()}`;
-    const options = scheduleOptions(id, body);
+    const { options } = scheduleOptions(id, body);
     return db.transaction(async (trx) => {
-      const [row] = await trx('maintenance_windows')
-        .insert({ id, ...dbRow(body), created_by: by })
-        .returning('*');
+      const row = await insertWindow(trx, id, valuesOf(body), by);
       await schedules.create(options).catch(scheduleError);
       return toWindow(row);
     });
   }
 
   async function row(id: string): Promise<WindowRow> {
-    const r = await db('maintenance_windows').where({ id }).first();
+    const r = await getWindow(db, id);
     if (!r) throw notFound(`window ${id}`);
-    return r as WindowRow;
+    return r;
   }
 
   async function get(id: string) {
     const r = await row(id);
     const desc = await schedules.getHandle(windowScheduleId(id)).describe();
     const leadMs = r.lead_seconds * 1000;
-    const runs = await db('patch_runs')
-      .where({ window_id: id })
-      .orderBy('created_at', 'desc')
-      .limit(50)
-      .select(
-        'id',
-        'agent_id',
-        'mode',
-        'phase',
-        'outcome',
-        'failure_reason',
-        'overran',
-        'window_start',
-        'created_at',
-        'finished_at',
-      );
+    const runs = await listWindowRuns(db, id, 50);
     return {
       ...toWindow(r),
       schedule: {
@@ -276,16 +227,15 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
         outcome: x.outcome,
         failureReason: x.failure_reason,
         overran: x.overran,
-        windowStart: x.window_start ? new Date(x.window_start).toISOString() : null,
-        createdAt: new Date(x.created_at).toISOString(),
-        finishedAt: x.finished_at ? new Date(x.finished_at).toISOString() : null,
+        windowStart: x.window_start ? x.window_start.toISOString() : null,
+        createdAt: x.created_at.toISOString(),
+        finishedAt: x.finished_at ? x.finished_at.toISOString() : null,
       })),
     };
   }
 
   async function list() {
-    const rows = await db('maintenance_windows').orderBy('created_at');
-    return rows.map((r: WindowRow) => toWindow(r));
+    return (await listWindows(db)).map(toWindow);
   }
 
   async function update(id: string, patch: UpdateWindowBody) {
@@ -303,23 +253,21 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
       );
     }
     if (patch.targets) await checkTargets(parsed.data.targets.agentIds);
-    const options = scheduleOptions(id, parsed.data);
+    const { options, note } = scheduleOptions(id, parsed.data);
     return db.transaction(async (trx) => {
-      const [updated] = await trx('maintenance_windows')
-        .where({ id })
-        .update({ ...dbRow(parsed.data), updated_at: trx.fn.now() })
-        .returning('*');
+      const updated = await updateWindow(trx, id, valuesOf(parsed.data));
+      if (!updated) throw notFound(`window ${id}`);
       const handle = schedules.getHandle(windowScheduleId(id));
       await handle
         .update((prev) => ({
           ...prev,
           spec: options.spec,
           policies: { ...prev.policies, ...options.policies },
-          state: { ...prev.state, note: options.state!.note },
+          state: { ...prev.state, note },
         }))
         .catch(scheduleError);
       if (patch.paused !== undefined && patch.paused !== current.paused) {
-        await (patch.paused ? handle.pause(options.state!.note) : handle.unpause(options.state!.note));
+        await (patch.paused ? handle.pause(note) : handle.unpause(note));
       }
       return toWindow(updated);
     });
@@ -330,10 +278,8 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
     const handle = schedules.getHandle(windowScheduleId(id));
     const text = `${paused ? 'paused' : 'resumed'} by ${by}${note ? `: ${note}` : ''}`;
     await (paused ? handle.pause(text) : handle.unpause(text));
-    const [updated] = await db('maintenance_windows')
-      .where({ id })
-      .update({ paused, updated_at: db.fn.now() })
-      .returning('*');
+    const updated = await setWindowPaused(db, id, paused);
+    if (!updated) throw notFound(`window ${id}`);
     return toWindow(updated);
   }
 
@@ -342,10 +288,11 @@ export function windowsService(db: Knex, temporal: Client, controlQueue: string)
     await schedules
       .getHandle(windowScheduleId(id))
       .delete()
-      .catch((err: Error) => {
-        if (!/not found/i.test(err.message)) throw err;
+      .catch((err: unknown) => {
+        // Already gone (deleted by hand, or a previous attempt got this far): the row goes too.
+        if (!(err instanceof ScheduleNotFoundError)) throw err;
       });
-    await db('maintenance_windows').where({ id }).delete();
+    await deleteWindow(db, id);
   }
 
   /** Fire the window now (an admin's "run this window now"), through the same Schedule. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import knexFactory from 'knex';
-import { connect, type Db } from '../../api/db';
+import { connect, type Db } from '../../db';
 
 export interface ScratchDatabase {
   url: string;

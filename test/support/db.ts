@@ -1,4 +1,4 @@
-import { migrate } from '../../api/db';
+import { migrate } from '../../db';
 import { createScratchDatabase, type ScratchDatabase } from '../../scripts/dev/scratch-db';
 
 /** Server the tests use: the machine's PostgreSQL (PATCHNANNY_TEST_PG overrides). */

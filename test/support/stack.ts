@@ -12,9 +12,9 @@ import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import { createApp } from '../../api/app';
-import { createControlWorker } from '../../api/control-worker';
-import { connect } from '../../api/db';
-import { loadScripts } from '../../api/scripts/service';
+import { createControlWorker } from '../../control-worker';
+import { connect } from '../../db';
+import { scriptsService } from '../../api/scripts/service';
 import type { ConfigurableTimeouts } from '../../contract';
 import { connectClient, TemporalEnv } from '../../runtime/temporal';
 import { stopChild } from '../../scripts/dev/processes';
@@ -71,7 +71,7 @@ export class Stack {
   /** Start API + control worker; `scriptsDir` is loaded into the scripts table. */
   async start(scriptsDir = FIXTURE_SCRIPTS): Promise<this> {
     this.database = await createTestDatabase();
-    await loadScripts(this.database.db, scriptsDir);
+    await scriptsService({ db: this.database.db }).load(scriptsDir);
     this.temporal = await connectClient(this.temporalEnv);
     const app = createApp({
       db: this.database.db,

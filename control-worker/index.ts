@@ -1,6 +1,6 @@
 import type { Client } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
-import type { Knex } from 'knex';
+import type { Db } from '../db';
 import { createControlActivities } from '../activities/control';
 import { createHostLockActivities } from '../activities/control/host-lock';
 import type { ConfigurableTimeouts } from '../contract';
@@ -12,7 +12,7 @@ import { connectWorker, workflowSource, type TemporalEnv } from '../runtime/temp
  */
 export async function createControlWorker(
   env: TemporalEnv,
-  db: Knex,
+  db: Db,
   taskQueue: string,
   runDefaults: ConfigurableTimeouts,
   client: Client,

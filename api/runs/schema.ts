@@ -1,0 +1,49 @@
+import { z } from 'zod';
+import {
+  AgentId,
+  ApprovalPolicy,
+  ApproveDecision,
+  RejectDecision,
+  RUN_ID_PATTERN,
+  RunMode,
+  RunOutcome,
+  RunPhase,
+} from '../../contract';
+
+const timeoutMs = (max: number) => z.number().int().min(100).max(max);
+
+export const StartRunBody = z
+  .object({
+    agentId: AgentId,
+    mode: RunMode,
+    approval: ApprovalPolicy.default('required'),
+    /** Per-run overrides of the configured defaults (milliseconds). */
+    timeouts: z
+      .object({
+        approvalMs: timeoutMs(30 * 24 * 3600_000).optional(),
+        agentPickupMs: timeoutMs(7 * 24 * 3600_000).optional(),
+        scriptMs: timeoutMs(24 * 3600_000).optional(),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+export type StartRunBody = z.infer<typeof StartRunBody>;
+
+export const ListRunsQuery = z
+  .object({
+    agentId: AgentId.optional(),
+    phase: RunPhase.optional(),
+    outcome: RunOutcome.optional(),
+    limit: z.coerce.number().int().min(1).max(500).default(50),
+    /** Cursor: return runs created before this run id (from the previous page's `next`). */
+    before: z.string().max(200).optional(),
+  })
+  .strict();
+export type ListRunsQuery = z.infer<typeof ListRunsQuery>;
+
+export const RunParams = z.object({
+  id: z.string().regex(RUN_ID_PATTERN, 'a run id like patch-run.<agent>.<ulid>'),
+});
+export const ApproveBody = ApproveDecision.pick({ planHash: true }).strict();
+export const RejectBody = RejectDecision.pick({ reason: true }).strict();

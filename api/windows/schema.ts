@@ -1,0 +1,56 @@
+import { z } from 'zod';
+import { AgentId, WindowApproval } from '../../contract';
+import { isTimezone, Recurrence } from './schedule-spec';
+
+const Timestamp = z.iso.datetime({ offset: true });
+
+export const WindowFields = z
+  .object({
+    name: z.string().trim().min(1).max(200),
+    targets: z.object({ agentIds: z.array(AgentId).min(1).max(5000) }).strict(),
+    recurrence: Recurrence,
+    timezone: z.string().refine(isTimezone, 'not an IANA time zone (e.g. Europe/Berlin)'),
+    durationSeconds: z
+      .number()
+      .int()
+      .positive('must be greater than 0')
+      .max(7 * 86400),
+    /** No host starts applying in the last `cutoffSeconds` of the window. */
+    cutoffSeconds: z.number().int().min(0),
+    approval: WindowApproval,
+    /** pre-approved only: how long before the window the plan is made (default 24 h). */
+    leadSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * 86400)
+      .optional(),
+    startAt: Timestamp.nullable().optional(),
+    endAt: Timestamp.nullable().optional(),
+    note: z.string().max(500).optional(),
+    paused: z.boolean().optional(),
+  })
+  .strict();
+export type WindowFields = z.infer<typeof WindowFields>;
+
+function checkConsistency(w: WindowFields, ctx: z.RefinementCtx) {
+  if (w.cutoffSeconds >= w.durationSeconds)
+    ctx.addIssue({ code: 'custom', path: ['cutoffSeconds'], message: 'must be less than durationSeconds' });
+  if (w.leadSeconds !== undefined && w.leadSeconds > 0 && w.approval !== 'pre-approved') {
+    ctx.addIssue({ code: 'custom', path: ['leadSeconds'], message: 'only pre-approved windows have a lead time' });
+  }
+  if (w.startAt && w.endAt && Date.parse(w.startAt) >= Date.parse(w.endAt))
+    ctx.addIssue({ code: 'custom', path: ['endAt'], message: 'must be after startAt' });
+}
+
+export const CreateWindowBody = WindowFields.superRefine(checkConsistency);
+export type CreateWindowBody = z.infer<typeof CreateWindowBody>;
+/** PATCH takes any subset; the merged window is validated as a whole. */
+export const UpdateWindowBody = WindowFields.partial().strict();
+export type UpdateWindowBody = z.infer<typeof UpdateWindowBody>;
+
+export const WindowParams = z.object({ id: z.string().regex(/^win-[0-9a-z]{26}$/, 'a window id like win-<ulid>') });
+export const PauseBody = z
+  .object({ note: z.string().max(500).optional() })
+  .strict()
+  .default({});

@@ -1,0 +1,408 @@
+/**
+ * A patch run's record: `patch_runs` (one row a run) and what hangs off it — `run_packages`
+ * (planned, held, changed), `run_output` (one row a script step), `run_events` (decisions and
+ * ignored signals). The control activities write it as a run goes; the API reads it.
+ */
+import type {
+  ApprovalPolicy,
+  IgnoredDecision,
+  PlanPackage,
+  RunMode,
+  RunOutcome,
+  RunPhase,
+  ScriptExecution,
+} from '../contract';
+import { jsonb, type Db } from './index';
+
+export interface RunRow {
+  id: string; // the Temporal workflow id
+  agent_id: string;
+  mode: RunMode;
+  approval: ApprovalPolicy;
+  phase: RunPhase;
+  outcome: RunOutcome | null;
+  failure_reason: string | null;
+  requested_by: string;
+  script_name: string | null;
+  script_sha256: string | null;
+  exclusions: string[];
+  plan_hash: string | null;
+  approved_by: string | null;
+  approved_at: Date | null;
+  rejected_by: string | null;
+  reject_reason: string | null;
+  exit_code: number | null;
+  reboot_required: boolean | null;
+  reboot_reason: string | null;
+  window_id: string | null;
+  window_start: Date | null;
+  overran: boolean;
+  created_at: Date;
+  updated_at: Date;
+  finished_at: Date | null;
+}
+
+export type PackageKind = 'planned' | 'held' | 'changed';
+
+export interface RunPackageRow {
+  id: string; // bigint
+  run_id: string;
+  kind: PackageKind;
+  name: string;
+  arch: string;
+  /** For `changed`: the version before. */
+  current: string | null;
+  /** For `changed`: the version after. */
+  candidate: string | null;
+  repo: string;
+  action: PlanPackage['action'];
+}
+
+export type OutputStep = 'plan' | 'replan' | 'apply';
+
+export interface RunOutputRow {
+  id: string; // bigint
+  run_id: string;
+  step: OutputStep;
+  argv: string[];
+  exit_code: number;
+  stdout: string;
+  stderr: string;
+  duration_ms: number;
+  created_at: Date;
+}
+
+export interface RunEventRow {
+  id: string; // bigint
+  run_id: string;
+  kind: string;
+  detail: unknown;
+  at: Date;
+}
+
+export interface CreateRunInput {
+  runId: string;
+  agentId: string;
+  mode: RunMode;
+  approval: ApprovalPolicy;
+  requestedBy: string;
+  windowId?: string;
+  windowStart?: number;
+}
+
+export interface RecordPlanInput {
+  runId: string;
+  step: 'plan' | 'replan';
+  execution: ScriptExecution;
+  phase: RunPhase;
+}
+
+export interface RecordDecisionInput {
+  runId: string;
+  kind: 'approve' | 'reject';
+  by: string;
+  reason: string | null;
+  planHash: string | null;
+  phase: RunPhase;
+}
+
+export interface RecordPhaseInput {
+  runId: string;
+  phase: RunPhase;
+  /** Set when the run waits behind another run on its host: its place and who has the host. */
+  queue?: { position: number; holder: string };
+}
+
+export interface RecordIgnoredInput {
+  runId: string;
+  ignored: IgnoredDecision[];
+  dropped: number;
+}
+
+export interface RecordOutcomeInput {
+  runId: string;
+  outcome: RunOutcome;
+  failureReason: string | null;
+  execution: ScriptExecution | null;
+  overran: boolean;
+}
+
+const runs = (db: Db) => db<RunRow>('patch_runs');
+const packages = (db: Db) => db<RunPackageRow>('run_packages');
+const outputs = (db: Db) => db<RunOutputRow>('run_output');
+const events = (db: Db) => db<RunEventRow>('run_events');
+
+// ---- writes ----
+
+/** The one place patch_runs rows are born, for API-started and window-started runs alike. */
+export async function insertRunRows(db: Db, inputs: readonly CreateRunInput[]): Promise<RunRow[]> {
+  if (inputs.length === 0) return [];
+  return runs(db)
+    .insert(
+      inputs.map((input) => ({
+        id: input.runId,
+        agent_id: input.agentId,
+        mode: input.mode,
+        approval: input.approval,
+        phase: 'pending' as const,
+        requested_by: input.requestedBy,
+        window_id: input.windowId ?? null,
+        window_start: input.windowStart ? new Date(input.windowStart) : null,
+      })),
+    )
+    .onConflict('id')
+    .merge(['updated_at']) // idempotent under activity retries
+    .returning('*');
+}
+
+/** Remove a run that never started (Temporal refused it), with everything hanging off it. */
+export async function deleteRun(db: Db, id: string): Promise<void> {
+  await runs(db).where({ id }).delete();
+}
+
+/** The script a run executes, pinned by hash, and the exclusions it passes. */
+export async function recordScript(
+  db: Db,
+  runId: string,
+  script: { scriptName: string; sha256: string; exclusions: string[] },
+): Promise<void> {
+  await runs(db)
+    .where({ id: runId })
+    .update({
+      script_name: script.scriptName,
+      script_sha256: script.sha256,
+      exclusions: jsonb(db, script.exclusions),
+      updated_at: db.fn.now(),
+    });
+}
+
+async function insertOutput(db: Db, runId: string, step: OutputStep, e: ScriptExecution): Promise<void> {
+  await outputs(db).insert({
+    run_id: runId,
+    step,
+    argv: jsonb(db, e.argv),
+    exit_code: e.exitCode,
+    stdout: e.stdout,
+    stderr: e.stderr,
+    duration_ms: e.durationMs,
+  });
+}
+
+export async function recordPlan(db: Db, input: RecordPlanInput): Promise<void> {
+  const { execution: e } = input;
+  await db.transaction(async (trx) => {
+    // Idempotent under activity retries: a step's rows are replaced, not appended.
+    await outputs(trx).where({ run_id: input.runId, step: input.step }).delete();
+    await insertOutput(trx, input.runId, input.step, e);
+    if (input.step === 'plan') {
+      await packages(trx).where({ run_id: input.runId }).whereIn('kind', ['planned', 'held']).delete();
+      const rows = [
+        ...(e.result?.packages ?? []).map((p) => ({ ...p, kind: 'planned' as const })),
+        ...(e.result?.held ?? []).map((p) => ({ ...p, kind: 'held' as const })),
+      ].map((p) => ({
+        run_id: input.runId,
+        kind: p.kind,
+        name: p.name,
+        arch: p.arch,
+        current: p.current,
+        candidate: p.candidate,
+        repo: p.repo,
+        action: p.action,
+      }));
+      if (rows.length > 0) await packages(trx).insert(rows);
+      await runs(trx)
+        .where({ id: input.runId })
+        .update({ plan_hash: e.planHash, phase: input.phase, updated_at: trx.fn.now() });
+    } else {
+      await runs(trx).where({ id: input.runId }).update({ phase: input.phase, updated_at: trx.fn.now() });
+    }
+  });
+}
+
+export async function recordDecision(db: Db, input: RecordDecisionInput): Promise<void> {
+  await db.transaction(async (trx) => {
+    const decision =
+      input.kind === 'approve'
+        ? { approved_by: input.by, approved_at: trx.fn.now() }
+        : { rejected_by: input.by, reject_reason: input.reason };
+    await runs(trx)
+      .where({ id: input.runId })
+      .update({ ...decision, phase: input.phase, updated_at: trx.fn.now() });
+    // Idempotent: a local activity runs again when its workflow task is retried.
+    const kind = input.kind === 'approve' ? 'approved' : 'rejected';
+    await events(trx).where({ run_id: input.runId, kind }).delete();
+    await events(trx).insert({
+      run_id: input.runId,
+      kind,
+      detail: jsonb(trx, { by: input.by, reason: input.reason, planHash: input.planHash }),
+    });
+  });
+}
+
+/**
+ * A phase change between the run's other records: `queued` behind another run on the same host
+ * (its place kept as the run's one `queued` event), and back when the host is its own.
+ */
+export async function recordPhase(db: Db, input: RecordPhaseInput): Promise<void> {
+  await db.transaction(async (trx) => {
+    await runs(trx).where({ id: input.runId }).update({ phase: input.phase, updated_at: trx.fn.now() });
+    if (input.queue) {
+      await events(trx).where({ run_id: input.runId, kind: 'queued' }).delete();
+      await events(trx).insert({ run_id: input.runId, kind: 'queued', detail: jsonb(trx, input.queue) });
+    }
+  });
+}
+
+const IGNORED_KINDS = ['ignored-approve', 'ignored-reject', 'ignored-decisions-dropped'];
+
+/**
+ * The run's refused signals, replaced as a whole (idempotent: a local activity runs again when
+ * its workflow task is retried, which a burst of signals causes): one row each, plus one
+ * counting those not kept.
+ */
+export async function recordIgnoredDecisions(db: Db, input: RecordIgnoredInput): Promise<void> {
+  await db.transaction(async (trx) => {
+    await events(trx).where({ run_id: input.runId }).whereIn('kind', IGNORED_KINDS).delete();
+    const rows = input.ignored.map((detail) => ({
+      run_id: input.runId,
+      kind: `ignored-${detail.kind}`,
+      detail: jsonb(trx, detail as unknown),
+    }));
+    if (input.dropped > 0) {
+      const detail: unknown = { dropped: input.dropped, kept: input.ignored.length };
+      rows.push({ run_id: input.runId, kind: 'ignored-decisions-dropped', detail: jsonb(trx, detail) });
+    }
+    if (rows.length > 0) await events(trx).insert(rows);
+  });
+}
+
+export async function recordOutcome(db: Db, input: RecordOutcomeInput): Promise<void> {
+  const e = input.execution;
+  await db.transaction(async (trx) => {
+    if (e && e.mode === 'apply') {
+      await outputs(trx).where({ run_id: input.runId, step: 'apply' }).delete();
+      await insertOutput(trx, input.runId, 'apply', e);
+      await packages(trx).where({ run_id: input.runId, kind: 'changed' }).delete();
+      const changed = (e.result?.changed ?? []).map((c) => ({
+        run_id: input.runId,
+        kind: 'changed' as const,
+        name: c.name,
+        arch: c.arch,
+        current: c.from,
+        candidate: c.to,
+        repo: '',
+        action: c.from === null ? ('install' as const) : c.to === null ? ('remove' as const) : ('upgrade' as const),
+      }));
+      if (changed.length > 0) await packages(trx).insert(changed);
+    } else if (e) {
+      // a dry-run run, or a failed plan: the plan output is the report
+      const stored = await outputs(trx).where({ run_id: input.runId, step: 'plan' }).first('id');
+      if (!stored) await insertOutput(trx, input.runId, 'plan', e);
+    }
+    await runs(trx)
+      .where({ id: input.runId })
+      .update({
+        phase: 'done',
+        outcome: input.outcome,
+        failure_reason: input.failureReason,
+        exit_code: e ? e.exitCode : null,
+        reboot_required: e?.result ? e.result.reboot_required : null,
+        reboot_reason: e?.result ? e.result.reboot_reason : null,
+        overran: input.overran,
+        finished_at: trx.fn.now(),
+        updated_at: trx.fn.now(),
+      });
+  });
+}
+
+// ---- reads ----
+
+export function getRun(db: Db, id: string): Promise<RunRow | undefined> {
+  return runs(db).where({ id }).first();
+}
+
+/** Whether a run exists and how it ended (null while it runs). */
+export function getRunOutcome(db: Db, id: string): Promise<Pick<RunRow, 'id' | 'outcome'> | undefined> {
+  return runs(db).where({ id }).first('id', 'outcome');
+}
+
+/** Where a page of runs starts: runs created before this one. */
+export type RunCursor = Pick<RunRow, 'id' | 'created_at'>;
+
+export interface RunFilter {
+  agentId?: string;
+  phase?: RunPhase;
+  outcome?: RunOutcome;
+  /** Runs created before this run (the previous page's last), newest first. */
+  before?: RunCursor;
+  limit: number;
+}
+
+/** The cursor `listRuns` pages from: undefined when there is no such run. */
+export function getRunCursor(db: Db, id: string): Promise<RunCursor | undefined> {
+  return runs(db).where({ id }).first('id', 'created_at');
+}
+
+/** Runs newest first (created_at, then id, so a page boundary is never ambiguous). */
+export function listRuns(db: Db, filter: RunFilter): Promise<RunRow[]> {
+  const query = runs(db)
+    .select('*')
+    .orderBy([
+      { column: 'created_at', order: 'desc' },
+      { column: 'id', order: 'desc' },
+    ])
+    .limit(filter.limit);
+  if (filter.agentId) query.where({ agent_id: filter.agentId });
+  if (filter.phase) query.where({ phase: filter.phase });
+  if (filter.outcome) query.where({ outcome: filter.outcome });
+  // Row comparison: earlier created_at, or the same one and a smaller id.
+  if (filter.before) query.whereRaw('(created_at, id) < (?, ?)', [filter.before.created_at, filter.before.id]);
+  return query;
+}
+
+/** Everything recorded under a run: package rows, script output and events, in order. */
+export async function getRunRecord(
+  db: Db,
+  id: string,
+): Promise<{ packages: RunPackageRow[]; output: RunOutputRow[]; events: RunEventRow[] }> {
+  const [pkgs, output, evts] = await Promise.all([
+    packages(db).where({ run_id: id }).orderBy(['kind', 'name', 'arch']),
+    outputs(db).where({ run_id: id }).orderBy('id'),
+    events(db).where({ run_id: id }).orderBy('id'),
+  ]);
+  return { packages: pkgs, output, events: evts };
+}
+
+export type WindowRunRow = Pick<
+  RunRow,
+  | 'id'
+  | 'agent_id'
+  | 'mode'
+  | 'phase'
+  | 'outcome'
+  | 'failure_reason'
+  | 'overran'
+  | 'window_start'
+  | 'created_at'
+  | 'finished_at'
+>;
+
+/** A window's most recent runs, newest first. */
+export function listWindowRuns(db: Db, windowId: string, limit: number): Promise<WindowRunRow[]> {
+  return runs(db)
+    .where({ window_id: windowId })
+    .orderBy('created_at', 'desc')
+    .limit(limit)
+    .select(
+      'id',
+      'agent_id',
+      'mode',
+      'phase',
+      'outcome',
+      'failure_reason',
+      'overran',
+      'window_start',
+      'created_at',
+      'finished_at',
+    );
+}
