@@ -58,6 +58,16 @@ export interface RunPackageRow {
   action: PlanPackage['action'];
 }
 
+/** The plan-package fields of a plan entry or a stored row (the one mapping, both ways). */
+export const planPackageOf = (r: PlanPackage | RunPackageRow): PlanPackage => ({
+  name: r.name,
+  arch: r.arch,
+  current: r.current,
+  candidate: r.candidate,
+  repo: r.repo,
+  action: r.action,
+});
+
 export type OutputStep = 'plan' | 'replan' | 'apply';
 
 export interface RunOutputRow {
@@ -199,16 +209,7 @@ export async function recordPlan(db: Db, input: RecordPlanInput): Promise<void> 
       const rows = [
         ...(e.result?.packages ?? []).map((p) => ({ ...p, kind: 'planned' as const })),
         ...(e.result?.held ?? []).map((p) => ({ ...p, kind: 'held' as const })),
-      ].map((p) => ({
-        run_id: input.runId,
-        kind: p.kind,
-        name: p.name,
-        arch: p.arch,
-        current: p.current,
-        candidate: p.candidate,
-        repo: p.repo,
-        action: p.action,
-      }));
+      ].map(({ kind, ...p }) => ({ run_id: input.runId, kind, ...planPackageOf(p) }));
       if (rows.length > 0) await packages(trx).insert(rows);
       await runs(trx)
         .where({ id: input.runId })

@@ -13,6 +13,7 @@ import { getAgent } from '../../db/agents';
 import {
   deleteRun,
   getRun,
+  planPackageOf,
   getRunCursor,
   getRunOutcome,
   getRunRecord,
@@ -130,17 +131,7 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
     const row = await getRun(db, id);
     if (!row) throw notFound(`run ${id}`);
     const { packages, output, events } = await getRunRecord(db, id);
-    const pkg = (kind: PackageKind) =>
-      packages
-        .filter((p) => p.kind === kind)
-        .map((p) => ({
-          name: p.name,
-          arch: p.arch,
-          current: p.current,
-          candidate: p.candidate,
-          repo: p.repo,
-          action: p.action,
-        }));
+    const pkg = (kind: PackageKind) => packages.filter((p) => p.kind === kind).map(planPackageOf);
     return {
       ...toRun(row),
       plan: pkg('planned'),

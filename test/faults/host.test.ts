@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { FIXTURE_SCRIPTS, Stack, type TestAgent } from '../support/stack';
+import { FIXTURE_SCRIPTS, Stack, TRIGGER_ONLY_WINDOW, type TestAgent } from '../support/stack';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -131,25 +131,12 @@ describe(
     it('cancelling a window under way never kills an apply it started', async () => {
       const agent = await stack.startAgent('cancel-window', PLAN);
       writeFileSync(path.join(agent.fixtureDir, 'delay-apply'), '4');
-      const w = await stack.http('POST', '/v1/windows', {
-        body: {
-          name: 'cancel me',
-          targets: { agentIds: [agent.id] },
-          recurrence: { cron: '0 2 * * 0' },
-          startAt: '2030-01-01T00:00:00Z',
-          timezone: 'UTC',
-          durationSeconds: 3600,
-          cutoffSeconds: 60,
-          approval: 'auto',
-        },
-      });
-      assert.equal(w.status, 201, JSON.stringify(w.body));
-      assert.equal((await stack.http('POST', `/v1/windows/${w.body.window.id}/trigger`)).status, 202);
+      const w = await stack.createWindow({ ...TRIGGER_ONLY_WINDOW, targets: { agentIds: [agent.id] } });
+      const row = await stack.triggerFirstRun(w.id);
       while (
         !readFileSync(path.join(agent.fixtureDir, 'spans.log'), { encoding: 'utf8', flag: 'a+' }).includes('--apply')
       )
         await sleep(100);
-      const row = await stack.database.db('patch_runs').where({ window_id: w.body.window.id }).first('id');
       const parent = String((await stack.temporal.workflow.getHandle(row.id).describe()).parentExecution?.workflowId);
       assert.match(parent, /^window\./);
       await stack.temporal.workflow.getHandle(parent).cancel();

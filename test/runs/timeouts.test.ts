@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Stack } from '../support/stack';
+import { Stack, TRIGGER_ONLY_WINDOW } from '../support/stack';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
 
@@ -45,27 +45,12 @@ describe('configured run timeouts', { concurrency: true }, () => {
 
   it('a run started by a maintenance window gets the configured script timeout too', async () => {
     const agent = await stack.startAgent('timeout-window', PLAN);
-    const w = await stack.http('POST', '/v1/windows', {
-      body: {
-        name: 'timeouts',
-        targets: { agentIds: [agent.id] },
-        recurrence: { cron: '0 2 * * 0' },
-        startAt: '2030-01-01T00:00:00Z',
-        timezone: 'UTC',
-        durationSeconds: 3600,
-        cutoffSeconds: 60,
-        approval: 'dry-run-only',
-      },
+    const w = await stack.createWindow({
+      ...TRIGGER_ONLY_WINDOW,
+      targets: { agentIds: [agent.id] },
+      approval: 'dry-run-only',
     });
-    assert.equal(w.status, 201, JSON.stringify(w.body));
-    assert.equal((await stack.http('POST', `/v1/windows/${w.body.window.id}/trigger`)).status, 202);
-    const deadline = Date.now() + 30_000;
-    let row: { id: string } | undefined;
-    while (!row && Date.now() < deadline) {
-      row = await stack.database.db('patch_runs').where({ window_id: w.body.window.id }).first('id');
-      if (!row) await new Promise((r) => setTimeout(r, 200));
-    }
-    assert.ok(row, 'the window started a run');
+    const row = await stack.triggerFirstRun(w.id);
     assert.equal((await stack.waitForOutcome(row.id)).outcome, 'completed');
     assert.deepEqual(await scriptTimeouts(row.id), [{ startToClose: SCRIPT_MS, heartbeat: 3 * (SCRIPT_MS / 20) }]);
   });

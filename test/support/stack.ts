@@ -29,6 +29,13 @@ try {
 export const DIST = path.resolve(__dirname, '../..');
 export const FIXTURE_SCRIPTS = path.join(DIST, '../test/fixtures/scripts');
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+/** Window fields for a window that fires only when a test triggers it: weekly, starting in 2030. */
+export const TRIGGER_ONLY_WINDOW = {
+  recurrence: { cron: '0 2 * * 0' },
+  startAt: '2030-01-01T00:00:00Z',
+  durationSeconds: 3600,
+  cutoffSeconds: 60,
+};
 export const ENROL_TOKEN = 'test-enrol-token-0123456789';
 
 export interface HttpResult {
@@ -193,6 +200,53 @@ export class Stack {
       await new Promise((res) => setTimeout(res, 100));
     }
     throw new Error(`run ${id} did not reach the expected state; last: ${JSON.stringify(last, null, 2)}`);
+  }
+
+  /** Poll `probe` until it returns something truthy (or fail naming `what`). */
+  async waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await probe();
+      if (v) return v;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /** POST /v1/windows with a test's fields over plain defaults; the window as the API returns it. */
+  async createWindow(body: Record<string, unknown>): Promise<any> {
+    const r = await this.http('POST', '/v1/windows', {
+      body: {
+        name: 'test window',
+        timezone: 'Europe/Berlin',
+        durationSeconds: 60,
+        cutoffSeconds: 10,
+        approval: 'auto',
+        ...body,
+      },
+    });
+    if (r.status !== 201) throw new Error(`window not created: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body.window;
+  }
+
+  /** A window's run rows, oldest first. */
+  windowRuns(windowId: string): Promise<any[]> {
+    return this.database.db('patch_runs').where({ window_id: windowId }).orderBy('created_at');
+  }
+
+  /** Fire a window now through its Schedule (POST …/trigger) and return the first run row it starts. */
+  async triggerFirstRun(windowId: string, timeoutMs = 30_000): Promise<any> {
+    const r = await this.http('POST', `/v1/windows/${windowId}/trigger`);
+    if (r.status !== 202) throw new Error(`trigger refused: ${r.status} ${JSON.stringify(r.body)}`);
+    const rows = await this.waitFor(
+      'the window run',
+      async () => {
+        const rows = await this.windowRuns(windowId);
+        return rows.length > 0 && rows;
+      },
+      timeoutMs,
+    );
+    return rows[0];
   }
 
   waitForOutcome(id: string, timeoutMs?: number) {

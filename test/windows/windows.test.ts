@@ -15,35 +15,10 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
   before(() => stack.start());
   after(() => stack.stop());
 
-  const createWindow = async (body: Record<string, unknown>) => {
-    const r = await stack.http('POST', '/v1/windows', {
-      body: {
-        name: 'test window',
-        timezone: 'Europe/Berlin',
-        durationSeconds: 60,
-        cutoffSeconds: 10,
-        approval: 'auto',
-        ...body,
-      },
-    });
-    assert.equal(r.status, 201, JSON.stringify(r.body));
-    return r.body.window;
-  };
-  const windowRuns = (windowId: string) =>
-    stack.database.db('patch_runs').where({ window_id: windowId }).orderBy('created_at');
-  const waitFor = async <T>(
-    what: string,
-    probe: () => Promise<T | undefined | false>,
-    timeoutMs = 30_000,
-  ): Promise<T> => {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const v = await probe();
-      if (v) return v;
-      await sleep(200);
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  };
+  const createWindow = (body: Record<string, unknown>) => stack.createWindow(body);
+  const windowRuns = (windowId: string) => stack.windowRuns(windowId);
+  const waitFor = <T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs?: number) =>
+    stack.waitFor(what, probe, timeoutMs);
 
   /** When each script execution of a run was started on the agent, and in which mode, from its Temporal history. */
   const scriptStarts = async (runId: string) => {
@@ -67,15 +42,7 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
       ? readFileSync(path.join(fixtureDir, 'calls.log'), 'utf8').trim().split('\n')
       : [];
 
-  /** Fire the window now through its Schedule and return the first run it starts. */
-  const triggerFirstRun = async (windowId: string) => {
-    assert.equal((await stack.http('POST', `/v1/windows/${windowId}/trigger`)).status, 202);
-    const [row] = await waitFor('the window run', async () => {
-      const r = await windowRuns(windowId);
-      return r.length > 0 && r;
-    });
-    return row;
-  };
+  const triggerFirstRun = (windowId: string) => stack.triggerFirstRun(windowId);
 
   it('a window recurring every few seconds fires real runs through its Schedule; pause stops them, resume restarts them, delete removes the Schedule', async () => {
     const agent = await stack.startAgent('win-host', PLAN);
