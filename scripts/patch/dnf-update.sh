@@ -322,6 +322,29 @@ is_excluded() {
 # records (extra fields ignored). Per name+arch, the versions that went away are paired in order
 # with the versions that came (from → to); the rest are installs (from empty) and removals (to
 # empty). Several versions of one name+arch (installonly kernels) are several records.
+# record_changes — after a transaction: snapshot the package database again (each part's
+# `snapshot`) and record what changed; a part that must add to the records defines
+# `complete_changes`.
+record_changes() {
+  changes_recorded=true
+  if ! snapshot "$workdir/after"; then
+    fail 3 environment "$SNAPSHOT_FAILED after the transaction"
+    return 1 # only inside the EXIT trap, where fail does not end the script
+  fi
+  diff_snapshots "$workdir/before" "$workdir/after" "$workdir/changed"
+  if declare -F complete_changes >/dev/null; then complete_changes; fi
+}
+
+# report_on_exit — from the EXIT trap: an apply that ended early (failure, signal) may still have
+# changed packages, so report them; and the reboot state is the host's, worth reporting after any
+# run that got past the checks (each part's `detect_reboot`).
+report_on_exit() {
+  if [[ $apply_started == true && $changes_recorded == false ]]; then
+    record_changes
+  fi
+  detect_reboot
+}
+
 diff_snapshots() {
   LC_ALL=C comm -3 <(cut -d "$FS" -f 1-3 -- "$1" | LC_ALL=C sort -u) <(cut -d "$FS" -f 1-3 -- "$2" | LC_ALL=C sort -u) |
     awk -v fs="$FS" '
@@ -541,15 +564,6 @@ plan_dry_run() {
   fail 6 transaction "$(manager_error "$transaction_log" "$manager upgrade (solving) failed with exit $code")"
 }
 
-record_changes() {
-  changes_recorded=true
-  if ! snapshot "$workdir/after"; then
-    fail 3 environment "$SNAPSHOT_FAILED after the transaction"
-    return 1 # only inside the EXIT trap, where fail does not end the script
-  fi
-  diff_snapshots "$workdir/before" "$workdir/after" "$workdir/changed"
-}
-
 apply_upgrade() {
   local code=0
   apply_started=true
@@ -570,8 +584,8 @@ is_reboot_package() {
   esac
 }
 
-# check_reboot SNAPSHOT — needs-restarting -r on the running system, else the core-package rule.
-check_reboot() {
+# reboot_from_snapshot SNAPSHOT — needs-restarting -r on the running system, else the core-package rule.
+reboot_from_snapshot() {
   local snapshot_file=$1 code=0 output boot name arch evr installed found=()
   if [[ -z $root ]] && command -v needs-restarting >/dev/null; then
     output=$(needs-restarting -r 2>&1) || code=$?
@@ -597,13 +611,9 @@ check_reboot() {
   reboot_reason="core packages installed after the last boot: ${found[*]}"
 }
 
-report_on_exit() {
-  # An apply that ended early (failure, signal) may still have changed packages: report them.
-  if [[ $apply_started == true && $changes_recorded == false ]]; then
-    record_changes
-  fi
-  # Reboot state is the host's, worth reporting after any run that got past the checks.
-  if [[ -f $workdir/after ]]; then check_reboot "$workdir/after"; else check_reboot "$workdir/before"; fi
+# detect_reboot — after the transaction when there was one, else on the state the run found.
+detect_reboot() {
+  if [[ -f $workdir/after ]]; then reboot_from_snapshot "$workdir/after"; else reboot_from_snapshot "$workdir/before"; fi
 }
 
 main() {

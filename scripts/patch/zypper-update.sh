@@ -314,6 +314,29 @@ is_excluded() {
 # records (extra fields ignored). Per name+arch, the versions that went away are paired in order
 # with the versions that came (from → to); the rest are installs (from empty) and removals (to
 # empty). Several versions of one name+arch (installonly kernels) are several records.
+# record_changes — after a transaction: snapshot the package database again (each part's
+# `snapshot`) and record what changed; a part that must add to the records defines
+# `complete_changes`.
+record_changes() {
+  changes_recorded=true
+  if ! snapshot "$workdir/after"; then
+    fail 3 environment "$SNAPSHOT_FAILED after the transaction"
+    return 1 # only inside the EXIT trap, where fail does not end the script
+  fi
+  diff_snapshots "$workdir/before" "$workdir/after" "$workdir/changed"
+  if declare -F complete_changes >/dev/null; then complete_changes; fi
+}
+
+# report_on_exit — from the EXIT trap: an apply that ended early (failure, signal) may still have
+# changed packages, so report them; and the reboot state is the host's, worth reporting after any
+# run that got past the checks (each part's `detect_reboot`).
+report_on_exit() {
+  if [[ $apply_started == true && $changes_recorded == false ]]; then
+    record_changes
+  fi
+  detect_reboot
+}
+
 diff_snapshots() {
   LC_ALL=C comm -3 <(cut -d "$FS" -f 1-3 -- "$1" | LC_ALL=C sort -u) <(cut -d "$FS" -f 1-3 -- "$2" | LC_ALL=C sort -u) |
     awk -v fs="$FS" '
@@ -519,15 +542,6 @@ compute_plan() {
   done <<<"$plan" >"$workdir/packages"
 }
 
-record_changes() {
-  changes_recorded=true
-  if ! snapshot "$workdir/after"; then
-    fail 3 environment "$SNAPSHOT_FAILED after the transaction"
-    return 1 # only inside the EXIT trap, where fail does not end the script
-  fi
-  diff_snapshots "$workdir/before" "$workdir/after" "$workdir/changed"
-}
-
 apply_update() {
   local code=0
   apply_started=true
@@ -538,7 +552,7 @@ apply_update() {
   zypper_ok "$code" || fail_zypper "$code" update
 }
 
-check_reboot() {
+detect_reboot() {
   local code=0
   "${zypper_cmd[@]}" needs-rebooting >&2 || code=$?
   if ((code == ZYPPER_EXIT_INF_REBOOT_NEEDED)); then
@@ -549,15 +563,6 @@ check_reboot() {
     reboot_required=true
     reboot_reason="$root/run/reboot-needed exists (set by libzypp after a reboot-needed update)"
   fi
-}
-
-report_on_exit() {
-  # An apply that ended early (failure, signal) may still have changed packages: report them.
-  if [[ $apply_started == true && $changes_recorded == false ]]; then
-    record_changes
-  fi
-  # Reboot state is the host's, worth reporting after any run that got past the checks.
-  check_reboot
 }
 
 main() {

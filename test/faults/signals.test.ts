@@ -78,7 +78,15 @@ describe('fault: hostile signals and Updates', { concurrency: true }, () => {
     // One 1 MB signal, the largest a careless script might send.
     await handle.signal(rejectSignal, { by: 'mallory', reason: MB });
 
-    const status = await handle.query(statusQuery);
+    // Wait until the run has taken in every signal (a busy worker may time out a query meanwhile).
+    const status = await stack.waitFor(
+      'the run to count every refused signal',
+      async () => {
+        const st = await handle.query(statusQuery).catch(() => null);
+        return st && st.ignoredDecisions.length + st.ignoredDecisionsDropped === 1002 && st;
+      },
+      120_000,
+    );
     assert.equal(status.phase, 'awaiting-approval', 'no malformed or stale signal decided the run');
     assert.equal(status.ignoredDecisions.length, MAX_IGNORED_KEPT);
     assert.equal(status.ignoredDecisionsDropped, 1002 - MAX_IGNORED_KEPT);

@@ -299,15 +299,6 @@ apply_plan() {
   record_changes
 }
 
-record_changes() {
-  changes_recorded=true
-  if ! snapshot "$workdir/after"; then
-    fail 3 environment "$SNAPSHOT_FAILED after the transaction"
-    return 1 # only inside the EXIT trap, where fail does not end the script
-  fi
-  diff_snapshots "$workdir/before" "$workdir/after" "$workdir/changed"
-}
-
 detect_reboot() {
   [[ -e $REBOOT_FLAG ]] || return 0
   reboot_required=true
@@ -322,15 +313,6 @@ detect_reboot() {
   else
     reboot_reason="$REBOOT_FLAG exists"
   fi
-}
-
-report_on_exit() {
-  # An apply that ended early (failure, signal) may still have changed packages: report them.
-  if [[ $apply_started == true && $changes_recorded == false ]]; then
-    record_changes
-  fi
-  # The reboot flag is the host's state, worth reporting after any run that got past the checks.
-  detect_reboot
 }
 
 main() {

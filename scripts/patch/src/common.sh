@@ -267,6 +267,29 @@ is_excluded() {
 # records (extra fields ignored). Per name+arch, the versions that went away are paired in order
 # with the versions that came (from → to); the rest are installs (from empty) and removals (to
 # empty). Several versions of one name+arch (installonly kernels) are several records.
+# record_changes — after a transaction: snapshot the package database again (each part's
+# `snapshot`) and record what changed; a part that must add to the records defines
+# `complete_changes`.
+record_changes() {
+  changes_recorded=true
+  if ! snapshot "$workdir/after"; then
+    fail 3 environment "$SNAPSHOT_FAILED after the transaction"
+    return 1 # only inside the EXIT trap, where fail does not end the script
+  fi
+  diff_snapshots "$workdir/before" "$workdir/after" "$workdir/changed"
+  if declare -F complete_changes >/dev/null; then complete_changes; fi
+}
+
+# report_on_exit — from the EXIT trap: an apply that ended early (failure, signal) may still have
+# changed packages, so report them; and the reboot state is the host's, worth reporting after any
+# run that got past the checks (each part's `detect_reboot`).
+report_on_exit() {
+  if [[ $apply_started == true && $changes_recorded == false ]]; then
+    record_changes
+  fi
+  detect_reboot
+}
+
 diff_snapshots() {
   LC_ALL=C comm -3 <(cut -d "$FS" -f 1-3 -- "$1" | LC_ALL=C sort -u) <(cut -d "$FS" -f 1-3 -- "$2" | LC_ALL=C sort -u) |
     awk -v fs="$FS" '

@@ -253,15 +253,6 @@ plan_dry_run() {
   fail 6 transaction "$(manager_error "$transaction_log" "$manager upgrade (solving) failed with exit $code")"
 }
 
-record_changes() {
-  changes_recorded=true
-  if ! snapshot "$workdir/after"; then
-    fail 3 environment "$SNAPSHOT_FAILED after the transaction"
-    return 1 # only inside the EXIT trap, where fail does not end the script
-  fi
-  diff_snapshots "$workdir/before" "$workdir/after" "$workdir/changed"
-}
-
 apply_upgrade() {
   local code=0
   apply_started=true
@@ -282,8 +273,8 @@ is_reboot_package() {
   esac
 }
 
-# check_reboot SNAPSHOT — needs-restarting -r on the running system, else the core-package rule.
-check_reboot() {
+# reboot_from_snapshot SNAPSHOT — needs-restarting -r on the running system, else the core-package rule.
+reboot_from_snapshot() {
   local snapshot_file=$1 code=0 output boot name arch evr installed found=()
   if [[ -z $root ]] && command -v needs-restarting >/dev/null; then
     output=$(needs-restarting -r 2>&1) || code=$?
@@ -309,13 +300,9 @@ check_reboot() {
   reboot_reason="core packages installed after the last boot: ${found[*]}"
 }
 
-report_on_exit() {
-  # An apply that ended early (failure, signal) may still have changed packages: report them.
-  if [[ $apply_started == true && $changes_recorded == false ]]; then
-    record_changes
-  fi
-  # Reboot state is the host's, worth reporting after any run that got past the checks.
-  if [[ -f $workdir/after ]]; then check_reboot "$workdir/after"; else check_reboot "$workdir/before"; fi
+# detect_reboot — after the transaction when there was one, else on the state the run found.
+detect_reboot() {
+  if [[ -f $workdir/after ]]; then reboot_from_snapshot "$workdir/after"; else reboot_from_snapshot "$workdir/before"; fi
 }
 
 main() {

@@ -142,14 +142,11 @@ compute_held() {
   done < <(printf '%s\n' "${!installed[@]}" | LC_ALL=C sort) >"$workdir/held"
 }
 
-record_changes() {
+# complete_changes — pacman's snapshot records no arch: add each changed package's from the
+# package database (record_changes in common.sh calls this when a part defines it).
+complete_changes() {
   local name arch from to
-  changes_recorded=true
-  if ! snapshot "$workdir/after"; then
-    fail 3 environment "$SNAPSHOT_FAILED after the transaction"
-    return 1 # only inside the EXIT trap, where fail does not end the script
-  fi
-  diff_snapshots "$workdir/before" "$workdir/after" "$workdir/changes"
+  mv -- "$workdir/changed" "$workdir/changes"
   while IFS=$FS read -r name arch from to; do
     arch=$(installed_arch "$name" "${to:-$from}" || true)
     record "$name" "${arch:-unknown}" "$from" "$to"
@@ -168,7 +165,7 @@ apply_upgrade() {
   fail 6 transaction "pacman -Su failed with exit $code"
 }
 
-check_reboot() {
+detect_reboot() {
   local modules="$root/usr/lib/modules" running dir kernels=()
   running=$(uname -r)
   for dir in "$modules"/*/; do
@@ -181,15 +178,6 @@ check_reboot() {
   reboot_required=true
   local IFS=,
   reboot_reason="running kernel $running is no longer installed; installed: ${kernels[*]}"
-}
-
-report_on_exit() {
-  # An apply that ended early (failure, signal) may still have changed packages: report them.
-  if [[ $apply_started == true && $changes_recorded == false ]]; then
-    record_changes
-  fi
-  # Reboot state is the host's, worth reporting after any run that got past the checks.
-  check_reboot
 }
 
 main() {

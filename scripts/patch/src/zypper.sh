@@ -231,15 +231,6 @@ compute_plan() {
   done <<<"$plan" >"$workdir/packages"
 }
 
-record_changes() {
-  changes_recorded=true
-  if ! snapshot "$workdir/after"; then
-    fail 3 environment "$SNAPSHOT_FAILED after the transaction"
-    return 1 # only inside the EXIT trap, where fail does not end the script
-  fi
-  diff_snapshots "$workdir/before" "$workdir/after" "$workdir/changed"
-}
-
 apply_update() {
   local code=0
   apply_started=true
@@ -250,7 +241,7 @@ apply_update() {
   zypper_ok "$code" || fail_zypper "$code" update
 }
 
-check_reboot() {
+detect_reboot() {
   local code=0
   "${zypper_cmd[@]}" needs-rebooting >&2 || code=$?
   if ((code == ZYPPER_EXIT_INF_REBOOT_NEEDED)); then
@@ -261,15 +252,6 @@ check_reboot() {
     reboot_required=true
     reboot_reason="$root/run/reboot-needed exists (set by libzypp after a reboot-needed update)"
   fi
-}
-
-report_on_exit() {
-  # An apply that ended early (failure, signal) may still have changed packages: report them.
-  if [[ $apply_started == true && $changes_recorded == false ]]; then
-    record_changes
-  fi
-  # Reboot state is the host's, worth reporting after any run that got past the checks.
-  check_reboot
 }
 
 main() {
