@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { detectFamily, parseOsRelease } from '../../agent-worker/os-release';
 
@@ -27,7 +28,6 @@ describe('the agent detects its package-manager family from /etc/os-release', ()
   }
 
   it('this machine is detected as apt', () => {
-    const { readFileSync } = require('node:fs');
     assert.equal(
       detectFamily(rel(readFileSync('/etc/os-release', 'utf8')), () => true),
       'apt',
