@@ -267,6 +267,33 @@ describe('agent activities: hash-verify and script-execute', () => {
     await sleep(800);
   });
 
+  it('a cancelled dry-run whose script died on SIGTERM leaves no SIGKILL timer that could crash the agent', async () => {
+    // The group is just the shell; once it is gone, killing the group fails with ESRCH.
+    const one = '#!/bin/bash\necho ready > "$PN_FIXTURE_DIR/ready"\nexec sleep 300\n';
+    const { activities, env, fixtureDir } = setup(one, { killGraceMs: 300 });
+    const oneSha = sha256Hex(one);
+    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: oneSha });
+    const running = act(env, activities.scriptExecute, {
+      runId: 'r',
+      sha256: oneSha,
+      mode: 'dry-run',
+      exclusions: [],
+      heartbeatMs: 200,
+    });
+    await waitForFile(path.join(fixtureDir, 'ready'));
+    const crashes: unknown[] = [];
+    const onCrash = (err: unknown) => crashes.push(err);
+    process.prependListener('uncaughtException', onCrash);
+    try {
+      env.cancel();
+      await assert.rejects(running);
+      await sleep(1000); // past the grace period
+    } finally {
+      process.removeListener('uncaughtException', onCrash);
+    }
+    assert.deepEqual(crashes, [], 'nothing thrown from a timer');
+  });
+
   it('a dry-run that ignores SIGTERM is killed with its group after the grace period', async () => {
     const stubborn = `#!/bin/bash\ntrap '' TERM\nsleep 300 &\necho $! > "$PN_FIXTURE_DIR/manager.pid"\nwhile :; do wait || true; done\n`;
     const { activities, env, fixtureDir } = setup(stubborn, { killGraceMs: 1000 });

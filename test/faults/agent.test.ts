@@ -10,6 +10,9 @@ import { after, before, describe, it } from 'node:test';
 import { Stack, type TestAgent } from '../support/stack';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
+/** The agents here SIGKILL a stopped dry-run's group 2 s after SIGTERM (30 s in production). */
+const KILL_GRACE_MS = 2000;
+process.env.PATCHNANNY_SCRIPT_KILL_GRACE_MS = String(KILL_GRACE_MS);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const outcomes: { case: string; outcome: string }[] = [];
@@ -73,7 +76,8 @@ describe('fault matrix, agent side', { concurrency: true }, () => {
     rmSync(path.join(agent.fixtureDir, 'delay-dry-run'));
     await until('the hung script is gone', () => scriptProcesses(id).length === 0, 30_000);
     const goneAfter = Date.now() - started;
-    // The old SIGKILL timer fired 10 s after the SIGTERM and crashed the agent with ESRCH.
+    // The old SIGKILL timer fired 10 s after the SIGTERM on a group already gone and crashed the
+    // agent with ESRCH; the timer now fires after KILL_GRACE_MS: the agent must outlive both.
     await sleep(12_000);
     assert.ok(alive(agent), `the agent is still running:\n${agent.output()}`);
     const run = await stack.waitForOutcome(id, 60_000);
