@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import { createAgentActivities } from '../activities/agent';
-import { agentTaskQueue, type Agent } from '../contract';
+import { agentTaskQueue, DEFAULT_TIMEOUTS, type Agent } from '../contract';
 import { connectWorker } from '../runtime/temporal';
 import { ApiClient } from './api-client';
 import { Identity, identityPath, type AgentEnv } from './config';
@@ -48,9 +48,20 @@ async function ensureIdentity(env: AgentEnv, api: ApiClient): Promise<{ agent: A
   return registered;
 }
 
+/**
+ * How long a stopping agent (SIGTERM/SIGINT) lets running activities finish before the SDK
+ * cancels them. Generous on purpose: an apply is never interrupted, so the agent's stop waits
+ * for it (as long as the default script timeout); dry-runs do not wait for this, they are stopped
+ * at once through `stopping` (SIGTERM to the script, SIGKILL 30 s later). A service manager
+ * must allow for this too (systemd: TimeoutStopSec, and KillMode=mixed or process so the
+ * script's process group is not killed with the agent).
+ */
+export const SHUTDOWN_GRACE_MS = DEFAULT_TIMEOUTS.scriptMs;
+
 /** Register (or re-use the identity), then build the Worker with only the agent activities. */
 export async function createAgent(
   env: AgentEnv,
+  stopping?: AbortSignal,
 ): Promise<{ agent: Agent; worker: Worker; connection: NativeConnection }> {
   await mkdir(env.PATCHNANNY_AGENT_STATE_DIR, { recursive: true, mode: 0o700 });
   await chmod(env.PATCHNANNY_AGENT_STATE_DIR, 0o700);
@@ -61,10 +72,13 @@ export async function createAgent(
     connection,
     namespace,
     taskQueue: agentTaskQueue(agent.id),
+    shutdownGraceTime: SHUTDOWN_GRACE_MS,
     activities: createAgentActivities({
       family: agent.family,
       stateDir: env.PATCHNANNY_AGENT_STATE_DIR,
       fetchScript: (name) => api.script(name),
+      killGraceMs: env.PATCHNANNY_SCRIPT_KILL_GRACE_MS,
+      stopping,
     }),
   });
   return { agent, worker, connection };

@@ -14,6 +14,8 @@ export const AgentEnv = TemporalEnv.extend({
   PATCHNANNY_AGENT_FAMILY: Family.optional(),
   PATCHNANNY_AGENT_HOSTNAME: z.string().optional(),
   PATCHNANNY_OS_RELEASE: z.string().default('/etc/os-release'),
+  /** SIGTERM → SIGKILL grace for a stopped dry-run's process group (its cleanup may need 30 s). */
+  PATCHNANNY_SCRIPT_KILL_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
 });
 export type AgentEnv = z.infer<typeof AgentEnv>;
 

@@ -8,7 +8,12 @@ async function main(): Promise<void> {
   const env = parseEnv(AgentEnv, { ...process.env, ...flagsToEnv(process.argv.slice(2)) });
   // The SDK logs every worker state change at INFO; PATCHNANNY_LOG_LEVEL=INFO brings that back.
   Runtime.install({ logger: new DefaultLogger(env.PATCHNANNY_LOG_LEVEL) });
-  const { agent, worker, connection } = await createAgent(env);
+  // The Worker shuts down on these signals (the SDK's defaults) and waits for running
+  // activities; the agent's own part is to stop running dry-runs at once (applies run on).
+  const stopping = new AbortController();
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGUSR2'] as const)
+    process.once(signal, () => stopping.abort(signal));
+  const { agent, worker, connection } = await createAgent(env, stopping.signal);
   console.log(
     `[agent] ${agent.id} (${agent.os.prettyName || agent.os.id}, ${agent.family}) polling ${agent.taskQueue}`,
   );

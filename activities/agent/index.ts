@@ -1,6 +1,8 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { constants as osc } from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import {
@@ -12,6 +14,7 @@ import {
   type ScriptExecution,
 } from '../../contract';
 import { planHash, sha256Hex } from '../../contract/plan-hash';
+import { HeadTail, lastLine, outputPipes } from './output';
 
 export interface HashVerifyInput {
   scriptName: string;
@@ -23,6 +26,8 @@ export interface HashVerifyResult {
   sha256: string;
   path: string;
   downloaded: boolean;
+  /** Set when a stored copy no longer matched its hash and was replaced: what it hashed to. */
+  replacedTampered?: string;
 }
 
 export interface ScriptExecuteInput {
@@ -43,6 +48,15 @@ export interface AgentActivityConfig {
   shell?: string;
   /** Extra environment for scripts (tests point fixtures at their state). */
   scriptEnv?: Record<string, string>;
+  /**
+   * How long a stopped dry-run gets between SIGTERM and SIGKILL of its process group: the
+   * script's own cleanup (apt: removing the holds it added) may need 30 s. Default 30 s.
+   */
+  killGraceMs?: number;
+  /** Aborted when the agent is shutting down: running dry-runs are stopped, applies are waited for. */
+  stopping?: AbortSignal;
+  /** Where the agent says what it did on its own (default: stderr). */
+  log?: (line: string) => void;
 }
 
 /**
@@ -52,16 +66,88 @@ export interface AgentActivityConfig {
  */
 const MAX_OUTPUT = 96 * 1024;
 
-const HASH_MISMATCH = 'script-hash-mismatch';
+/**
+ * stdout carries the one JSON document, which must be read whole: a plan row is ~170 bytes, so
+ * 2 MiB holds ~12,000 packages (a full dist-upgrade of a desktop Debian is ~2,000). Beyond it the
+ * document is cut, the run gets no result and the record says the contract was broken.
+ */
+const STDOUT_KEEP = 2 * 1024 * 1024;
 
-function keepHeadAndTail(text: string): string {
-  if (text.length <= MAX_OUTPUT) return text;
-  const half = MAX_OUTPUT / 2;
-  return `${text.slice(0, half)}\n…[${text.length - MAX_OUTPUT} bytes cut]…\n${text.slice(-half)}`;
+const KILL_GRACE_MS = 30_000;
+
+const HASH_MISMATCH = 'script-hash-mismatch';
+const STATE_FULL = 'agent-state-full';
+
+/** Send a signal to a process group; false when the group is gone. Never throws. */
+function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch {
+    return false; // ESRCH: every process of the group has exited
+  }
+}
+
+/** Scripts running now, so a dying agent can stop its dry-runs (see the exit hook below). */
+const running = new Set<ScriptProcess>();
+const osSignals: Partial<Record<string, number>> = osc.signals;
+let exitHookInstalled = false;
+
+/**
+ * A script in its own process group. `closed` resolves with its exit code once it has exited and
+ * its output pipes are closed (the package manager it started holds them too).
+ */
+class ScriptProcess {
+  readonly closed: Promise<number>;
+  private terminating = false;
+
+  constructor(
+    readonly child: ChildProcess,
+    readonly mode: RunMode,
+    output: Promise<void>[],
+  ) {
+    running.add(this);
+    if (!exitHookInstalled) {
+      exitHookInstalled = true;
+      // An agent that exits anyway (a crash, a forced stop) leaves no dry-run behind; SIGTERM
+      // lets the script clean up. Applies keep running: they are never interrupted.
+      process.once('exit', () => {
+        for (const s of running) if (s.mode === 'dry-run' && s.child.pid) signalGroup(s.child.pid, 'SIGTERM');
+      });
+    }
+    const exited = new Promise<number>((resolve, reject) => {
+      child.once('error', reject);
+      // A signal-killed script has no exit code: report it as the shell would (128 + signal).
+      child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? (osSignals[signal] ?? 0) : 0)));
+    });
+    this.closed = Promise.all([exited, ...output])
+      .then(([code]) => code)
+      .finally(() => running.delete(this));
+  }
+
+  /**
+   * SIGTERM the whole process group, then SIGKILL whatever of it is left after `graceMs`. Tracks
+   * the group, not the shell: the shell may be gone (exit or signal) while its package manager
+   * still runs. Never throws, also not from the timer.
+   */
+  terminate(graceMs: number): void {
+    const pgid = this.child.pid;
+    if (this.terminating || pgid === undefined) return;
+    this.terminating = true;
+    if (!signalGroup(pgid, 'SIGTERM')) return;
+    const timer = setTimeout(() => signalGroup(pgid, 'SIGKILL'), graceMs);
+    // Once the shell has closed, only a group member that let go of the pipes could be left.
+    void this.closed.then(
+      () => !signalGroup(pgid, 0) && clearTimeout(timer),
+      () => clearTimeout(timer),
+    );
+  }
 }
 
 export function createAgentActivities(config: AgentActivityConfig) {
   const scriptsDir = path.join(config.stateDir, 'scripts');
+  const killGraceMs = config.killGraceMs ?? KILL_GRACE_MS;
+  const log = config.log ?? ((line: string) => console.error(`[agent] ${line}`));
   const pathFor = (sha256: string) => {
     if (!/^[0-9a-f]{64}$/.test(sha256)) throw ApplicationFailure.nonRetryable(`not a sha256: ${sha256}`, HASH_MISMATCH);
     return path.join(scriptsDir, sha256);
@@ -92,12 +178,14 @@ export function createAgentActivities(config: AgentActivityConfig) {
    */
   async function hashVerify(input: HashVerifyInput): Promise<HashVerifyResult> {
     const target = pathFor(input.sha256);
-    await mkdir(scriptsDir, { recursive: true, mode: 0o700 });
+    let replacedTampered: string | undefined;
     try {
       if (await readVerified(input.sha256)) return { sha256: input.sha256, path: target, downloaded: false };
     } catch (err) {
       // A tampered stored copy is removed and fetched again; the fresh copy must verify.
       if (!(err instanceof ApplicationFailure && err.type === HASH_MISMATCH)) throw err;
+      replacedTampered = sha256Hex(await readFile(target));
+      log(`stored script ${input.sha256} had been changed (now ${replacedTampered}); removed, fetching it again`);
       await rm(target, { force: true });
     }
     const fetched = await config.fetchScript(input.scriptName);
@@ -108,22 +196,44 @@ export function createAgentActivities(config: AgentActivityConfig) {
         HASH_MISMATCH,
       );
     }
-    const tmp = `${target}.${process.pid}.tmp`;
-    const handle = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
+    // Written under a unique temporary name and renamed only once complete, so a half-written
+    // file (a full disk, a crash) never carries the script's name and is never executed.
+    const tmp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     try {
-      await handle.writeFile(fetched.content);
-    } finally {
-      await handle.close();
+      await mkdir(scriptsDir, { recursive: true, mode: 0o700 });
+      const handle = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
+      try {
+        await handle.writeFile(fetched.content);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(tmp, target);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') {
+        // Retryable: space may be freed; until then the run fails naming the cause.
+        throw ApplicationFailure.retryable(
+          `agent state folder ${config.stateDir} is full (${code}) storing script ${input.scriptName}; nothing stored, nothing executed`,
+          STATE_FULL,
+        );
+      }
+      throw err;
     }
-    await rename(tmp, target);
     if (!(await readVerified(input.sha256))) throw new Error(`script ${input.sha256} vanished after writing`);
     await chmod(target, 0o700);
-    return { sha256: input.sha256, path: target, downloaded: true };
+    return { sha256: input.sha256, path: target, downloaded: true, ...(replacedTampered ? { replacedTampered } : {}) };
   }
 
   /**
    * script-execute: re-check the stored file's hash right before running it (nothing on disk is
    * trusted between activities), run it with argv, heartbeat progress, parse the JSON result.
+   *
+   * Cancellation (the run was cancelled, the attempt timed out: Temporal tells the worker when it
+   * heartbeats) and agent shutdown stop a dry-run's process group: SIGTERM, then SIGKILL after
+   * `killGraceMs` so the script's own cleanup (removing the holds it added) can finish first. An
+   * apply is never interrupted by the agent: it runs to its end and its real result is returned.
    */
   async function scriptExecute(input: ScriptExecuteInput): Promise<ScriptExecution> {
     for (const name of input.exclusions) {
@@ -146,50 +256,71 @@ export function createAgentActivities(config: AgentActivityConfig) {
 
     const ctx = Context.current();
     const started = Date.now();
-    const child = spawn(config.shell ?? '/bin/bash', argv, {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true, // own process group, so cancellation stops the package manager too
-      env: { ...process.env, ...config.scriptEnv, PATCHNANNY_RUN_ID: input.runId },
-    });
-    let stdout = '';
-    let stderr = '';
-    let lastLine = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      const lines = stderr.trimEnd().split('\n');
-      lastLine = lines[lines.length - 1] ?? '';
-    });
+    const stdout = new HeadTail(STDOUT_KEEP, MAX_OUTPUT / 2);
+    const stderr = new HeadTail(MAX_OUTPUT / 2, MAX_OUTPUT / 2);
+    const pipes = await outputPipes([stdout, stderr]);
+    let child: ChildProcess;
+    try {
+      child = spawn(config.shell ?? '/bin/bash', argv, {
+        stdio: ['ignore', pipes[0].writeFd, pipes[1].writeFd],
+        detached: true, // own process group, so stopping it stops the package manager too
+        env: { ...process.env, ...config.scriptEnv, PATCHNANNY_RUN_ID: input.runId },
+      });
+    } finally {
+      for (const pipe of pipes) pipe.release();
+    }
+    const script = new ScriptProcess(
+      child,
+      input.mode,
+      pipes.map((p) => p.drained),
+    );
 
     const progress = () =>
-      ctx.heartbeat({ stdoutBytes: stdout.length, stderrBytes: stderr.length, lastLine: lastLine.slice(0, 200) });
+      ctx.heartbeat({ stdoutBytes: stdout.total, stderrBytes: stderr.total, lastLine: lastLine(stderr.last(4096)) });
     const beat = setInterval(progress, Math.max(200, Math.floor(input.heartbeatMs)));
-    const kill = () => {
-      if (child.pid === undefined || child.exitCode !== null) return;
-      try {
-        process.kill(-child.pid, 'SIGTERM');
-        setTimeout(
-          () => child.exitCode === null && child.pid !== undefined && process.kill(-child.pid, 'SIGKILL'),
-          10_000,
-        ).unref();
-      } catch {
-        /* already gone */
+    let stoppedBy: 'cancellation' | 'shutdown' | null = null;
+    const onCancel = () => {
+      if (input.mode === 'apply') {
+        log(`run ${input.runId}: cancellation (${cancelReason(ctx)}) ignored: an apply is never interrupted`);
+        return;
       }
+      stoppedBy ??= 'cancellation';
+      script.terminate(killGraceMs);
     };
-    ctx.cancellationSignal.addEventListener('abort', kill);
+    const onShutdown = () => {
+      if (input.mode === 'apply') {
+        log(`run ${input.runId}: agent stopping; waiting for the running apply to finish`);
+        return;
+      }
+      stoppedBy ??= 'shutdown';
+      script.terminate(killGraceMs);
+    };
+    ctx.cancellationSignal.addEventListener('abort', onCancel);
+    config.stopping?.addEventListener('abort', onShutdown);
+    if (ctx.cancellationSignal.aborted) onCancel();
+    else if (config.stopping?.aborted) onShutdown();
 
-    const exitCode = await new Promise<number>((resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : -1)));
-    }).finally(() => {
+    let exitCode: number;
+    try {
+      exitCode = await script.closed;
+    } finally {
       clearInterval(beat);
-      ctx.cancellationSignal.removeEventListener('abort', kill);
-    });
-    if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? new Error('cancelled');
+      ctx.cancellationSignal.removeEventListener('abort', onCancel);
+      config.stopping?.removeEventListener('abort', onShutdown);
+    }
+    if (stoppedBy === 'cancellation') throw ctx.cancellationSignal.reason ?? new Error('cancelled');
+    if (stoppedBy === 'shutdown') {
+      // Nothing was changed by a dry-run; Temporal retries it once the agent is back.
+      throw ApplicationFailure.retryable(
+        `agent stopped during the dry-run (script exited ${exitCode}); retried when the agent is back`,
+        'agent-shutting-down',
+      );
+    }
 
+    const stdoutWhole = stdout.whole();
     let result: ScriptResult | null = null;
-    const parsed = ScriptResult.safeParse(safeJson(stdout));
-    if (parsed.success) result = parsed.data;
+    const parsed = stdoutWhole ? ScriptResult.safeParse(safeJson(stdoutWhole.toString('utf8'))) : null;
+    if (parsed?.success) result = parsed.data;
     const retryable = exitCode === SCRIPT_EXIT.lock || exitCode === SCRIPT_EXIT.refresh;
     if (retryable) {
       // Nothing was changed; Temporal retries with backoff (see the workflow's retry policy).
@@ -198,19 +329,41 @@ export function createAgentActivities(config: AgentActivityConfig) {
         exitCode === SCRIPT_EXIT.lock ? 'package-manager-locked' : 'metadata-refresh-failed',
       );
     }
-    return {
+    const contractNote = result
+      ? ''
+      : stdoutWhole
+        ? `\n[patchnanny-agent] stdout (${stdout.total} bytes) is not the script contract's one JSON document\n`
+        : `\n[patchnanny-agent] stdout was ${stdout.total} bytes, more than the ${STDOUT_KEEP} the agent reads: ` +
+          `its JSON document was cut, so there is no result (script contract broken)\n`;
+    const execution: ScriptExecution = {
       mode: input.mode,
       argv: argv.slice(1),
       exitCode,
-      stdout: keepHeadAndTail(stdout),
-      stderr: keepHeadAndTail(stderr),
+      stdout: stdout.render(MAX_OUTPUT),
+      stderr: stderr.render(MAX_OUTPUT) + contractNote,
       result,
       planHash: result ? planHash(result.packages) : null,
       durationMs: Date.now() - started,
     };
+    if (ctx.cancellationSignal.aborted) {
+      // The run may no longer be listening (cancelled, or the attempt timed out): keep the truth here too.
+      log(
+        `run ${input.runId}: apply finished after cancellation (${cancelReason(ctx)}): exit ${exitCode}, ` +
+          `${result?.changed.length ?? '?'} packages changed`,
+      );
+    }
+    return execution;
   }
 
   return { hashVerify, scriptExecute };
+}
+
+/** Why Temporal cancelled an activity, for the agent's log. */
+function cancelReason(ctx: Context): string {
+  const d = ctx.cancellationDetails;
+  if (!d) return 'cancelled';
+  const reasons = Object.entries(d).filter(([, v]) => v === true);
+  return reasons.map(([k]) => k).join(', ') || 'cancelled';
 }
 /** What the workflow proxies on the agent's task queue (its type is checked against this). */
 export type AgentActivities = ReturnType<typeof createAgentActivities>;

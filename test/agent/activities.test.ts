@@ -5,7 +5,8 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createAgentActivities } from '../../activities/agent';
+import { createAgentActivities, type AgentActivityConfig } from '../../activities/agent';
+import { HeadTail, lastLine } from '../../activities/agent/output';
 import { sha256Hex } from '../../contract/plan-hash';
 
 const FIXTURE = readFileSync(path.resolve(__dirname, '../../../test/fixtures/scripts/apt-update.sh'), 'utf8');
@@ -13,7 +14,7 @@ const FIXTURE = readFileSync(path.resolve(__dirname, '../../../test/fixtures/scr
 const TMP = mkdtempSync(path.join(os.tmpdir(), 'pn-agent-unit-'));
 after(() => rmSync(TMP, { recursive: true, force: true }));
 
-function setup(served = FIXTURE) {
+function setup(served = FIXTURE, extra: Partial<AgentActivityConfig> = {}) {
   const stateDir = mkdtempSync(path.join(TMP, 'state-'));
   const fixtureDir = mkdtempSync(path.join(TMP, 'fixture-'));
   writeFileSync(path.join(fixtureDir, 'plan.txt'), 'openssl amd64 1 2 main\nlinux-image-amd64 amd64 6.1 6.2 main\n');
@@ -22,11 +23,55 @@ function setup(served = FIXTURE) {
     stateDir,
     fetchScript: () => Promise.resolve({ content: served, sha256: sha256Hex(served) }),
     scriptEnv: { PN_FIXTURE_DIR: fixtureDir },
+    log: () => undefined,
+    ...extra,
   });
   return { stateDir, fixtureDir, activities, env: new MockActivityEnvironment() };
 }
 
 const sha = sha256Hex(FIXTURE);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A process that still runs (a zombie waiting for init to reap it has stopped running). */
+const alive = (pid: number) => {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+};
+const readFileSafe = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : '');
+
+async function waitFor(ok: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(25);
+  }
+}
+
+async function waitForFile(file: string): Promise<string> {
+  await waitFor(() => readFileSafe(file).endsWith('\n'));
+  return readFileSafe(file).trim();
+}
+
+/** Wall time and peak RSS growth (MB) of an activity, sampled while it runs. */
+const report: string[] = [];
+after(() => report.forEach((line) => console.log(`# ${line}`)));
+async function measured<T>(fn: () => Promise<T>): Promise<{ result: T; ms: number; rssGrowthMb: number }> {
+  global.gc?.();
+  const before = process.memoryUsage().rss;
+  let peak = before;
+  const sample = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+  const started = Date.now();
+  try {
+    const result = await fn();
+    peak = Math.max(peak, process.memoryUsage().rss);
+    return { result, ms: Date.now() - started, rssGrowthMb: (peak - before) / 2 ** 20 };
+  } finally {
+    clearInterval(sample);
+  }
+}
 
 /** Run an activity in a mock activity context, keeping its types. */
 const act = <I, O>(env: MockActivityEnvironment, fn: (input: I) => Promise<O>, input: I): Promise<O> =>
@@ -129,27 +174,236 @@ describe('agent activities: hash-verify and script-execute', () => {
     assert.equal(r.result, null, 'no JSON document: the contract was broken, and that is reported');
     assert.ok(r.stderr.length < 200 * 1024, `kept ${r.stderr.length} bytes`);
     assert.match(r.stderr, /^FIRST-LINE/);
-    assert.match(r.stderr, /LAST-LINE\n$/);
+    assert.match(
+      r.stderr,
+      /LAST-LINE\n\n\[patchnanny-agent\] stdout \(0 bytes\) is not the script contract's one JSON document\n$/,
+    );
     assert.match(r.stderr, /bytes cut/);
   });
 
-  it('cancelling script-execute kills the running script', async () => {
-    const slow = '#!/bin/bash\nsleep 30\necho done > "$PN_FIXTURE_DIR/finished"\n';
-    const { activities, env, fixtureDir } = setup(slow);
+  it('a script that prints 100 MB completes in linear time and grows the agent by a few MB at most', async () => {
+    // 100 MB of log on stderr, then the one JSON document on stdout: the plan still parses.
+    const loud = [
+      '#!/bin/bash',
+      'echo FIRST-LINE >&2',
+      "yes 'noise noise noise noise noise noise noise noise noise noise noise noise noise' | head -c 104857600 >&2",
+      'echo; echo "LAST-LINE ü" >&2',
+      'printf \'{"contract":1,"manager":"fixture","mode":"dry-run","packages":[],"held":[],"changed":[],"reboot_required":false,"reboot_reason":null,"manager_exit_code":0,"error":null}\\n\'',
+      '',
+    ].join('\n');
+    const { activities, env } = setup(loud);
+    const loudSha = sha256Hex(loud);
+    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: loudSha });
+    const {
+      result: r,
+      ms,
+      rssGrowthMb,
+    } = await measured(() =>
+      act(env, activities.scriptExecute, {
+        runId: 'r',
+        sha256: loudSha,
+        mode: 'dry-run',
+        exclusions: [],
+        heartbeatMs: 200,
+      }),
+    );
+    report.push(`100 MB on stderr: ${ms} ms, RSS growth ${rssGrowthMb.toFixed(1)} MB`);
+    assert.equal(r.exitCode, 0);
+    assert.deepEqual(r.result?.packages, [], 'the JSON document after 100 MB of log still parses');
+    assert.match(r.stderr, /^FIRST-LINE\n/);
+    assert.match(r.stderr, /LAST-LINE ü\n$/);
+    assert.ok(r.stderr.length < 100 * 1024, `kept ${r.stderr.length} characters`);
+    assert.ok(rssGrowthMb < 20, `RSS grew ${rssGrowthMb.toFixed(1)} MB`);
+    assert.ok(ms < 60_000, `took ${ms} ms`);
+  });
+
+  it('a script that prints 100 MB on stdout gets no result and the record says its JSON document was cut', async () => {
+    const loud = '#!/bin/bash\nyes \'{"contract":1,"packages":[]}\' | head -c 104857600\n';
+    const { activities, env } = setup(loud);
+    const loudSha = sha256Hex(loud);
+    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: loudSha });
+    const {
+      result: r,
+      ms,
+      rssGrowthMb,
+    } = await measured(() =>
+      act(env, activities.scriptExecute, {
+        runId: 'r',
+        sha256: loudSha,
+        mode: 'dry-run',
+        exclusions: [],
+        heartbeatMs: 200,
+      }),
+    );
+    report.push(`100 MB on stdout: ${ms} ms, RSS growth ${rssGrowthMb.toFixed(1)} MB`);
+    assert.equal(r.result, null);
+    assert.match(r.stderr, /stdout was 104857600 bytes, more than the \d+ the agent reads: its JSON document was cut/);
+    assert.ok(r.stdout.length < 100 * 1024, `kept ${r.stdout.length} characters`);
+    assert.ok(rssGrowthMb < 20, `RSS grew ${rssGrowthMb.toFixed(1)} MB`);
+    assert.ok(ms < 60_000, `took ${ms} ms`);
+  });
+
+  it('cancelling a dry-run stops its whole process group, the package manager included, and the agent lives on', async () => {
+    // The shell starts a child (the package manager's stand-in) and waits for it.
+    const slow =
+      '#!/bin/bash\nsleep 300 &\necho $! > "$PN_FIXTURE_DIR/manager.pid"\nwait\necho done > "$PN_FIXTURE_DIR/finished"\n';
+    const { activities, env, fixtureDir } = setup(slow, { killGraceMs: 300 });
     const slowSha = sha256Hex(slow);
     await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: slowSha });
     const running = act(env, activities.scriptExecute, {
       runId: 'r',
       sha256: slowSha,
+      mode: 'dry-run',
+      exclusions: [],
+      heartbeatMs: 200,
+    });
+    const managerPid = Number(await waitForFile(path.join(fixtureDir, 'manager.pid')));
+    env.cancel();
+    await assert.rejects(running);
+    assert.equal(alive(managerPid), false, 'the package manager went with the script');
+    assert.equal(existsSync(path.join(fixtureDir, 'finished')), false);
+    // The SIGKILL timer fires after the grace period on a group that is already gone: the agent
+    // (this process) must not throw from it (it used to: ESRCH from a timer killed the agent).
+    await sleep(800);
+  });
+
+  it('a cancelled dry-run whose script died on SIGTERM leaves no SIGKILL timer that could crash the agent', async () => {
+    // The group is just the shell; once it is gone, killing the group fails with ESRCH.
+    const one = '#!/bin/bash\necho ready > "$PN_FIXTURE_DIR/ready"\nexec sleep 300\n';
+    const { activities, env, fixtureDir } = setup(one, { killGraceMs: 300 });
+    const oneSha = sha256Hex(one);
+    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: oneSha });
+    const running = act(env, activities.scriptExecute, {
+      runId: 'r',
+      sha256: oneSha,
+      mode: 'dry-run',
+      exclusions: [],
+      heartbeatMs: 200,
+    });
+    await waitForFile(path.join(fixtureDir, 'ready'));
+    const crashes: unknown[] = [];
+    const onCrash = (err: unknown) => crashes.push(err);
+    process.prependListener('uncaughtException', onCrash);
+    try {
+      env.cancel();
+      await assert.rejects(running);
+      await sleep(1000); // past the grace period
+    } finally {
+      process.removeListener('uncaughtException', onCrash);
+    }
+    assert.deepEqual(crashes, [], 'nothing thrown from a timer');
+  });
+
+  it('a dry-run that ignores SIGTERM is killed with its group after the grace period', async () => {
+    const stubborn = `#!/bin/bash\ntrap '' TERM\nsleep 300 &\necho $! > "$PN_FIXTURE_DIR/manager.pid"\nwhile :; do wait || true; done\n`;
+    const { activities, env, fixtureDir } = setup(stubborn, { killGraceMs: 1000 });
+    const sha2 = sha256Hex(stubborn);
+    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha2 });
+    const running = act(env, activities.scriptExecute, {
+      runId: 'r',
+      sha256: sha2,
+      mode: 'dry-run',
+      exclusions: [],
+      heartbeatMs: 200,
+    });
+    const managerPid = Number(await waitForFile(path.join(fixtureDir, 'manager.pid')));
+    const cancelled = Date.now();
+    env.cancel();
+    await assert.rejects(running);
+    const waited = Date.now() - cancelled;
+    assert.ok(waited >= 900, `SIGKILL came only after the grace period (${waited} ms)`);
+    assert.equal(alive(managerPid), false);
+  });
+
+  it("a cancelled dry-run's cleanup trap gets to finish before the activity returns", async () => {
+    const tidy = `#!/bin/bash\ntrap 'sleep 1; touch "$PN_FIXTURE_DIR/cleaned"; exit 3' TERM\nsleep 300 &\necho $! > "$PN_FIXTURE_DIR/manager.pid"\nwait\n`;
+    const { activities, env, fixtureDir } = setup(tidy, { killGraceMs: 10_000 });
+    const sha2 = sha256Hex(tidy);
+    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha2 });
+    const running = act(env, activities.scriptExecute, {
+      runId: 'r',
+      sha256: sha2,
+      mode: 'dry-run',
+      exclusions: [],
+      heartbeatMs: 200,
+    });
+    await waitForFile(path.join(fixtureDir, 'manager.pid'));
+    env.cancel();
+    await assert.rejects(running);
+    assert.equal(existsSync(path.join(fixtureDir, 'cleaned')), true, 'the trap ran to its end');
+  });
+
+  it('cancelling an apply never interrupts it: the script finishes and its real result is returned', async () => {
+    const { activities, env, fixtureDir } = setup();
+    writeFileSync(path.join(fixtureDir, 'delay-apply'), '2');
+    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha });
+    const running = act(env, activities.scriptExecute, {
+      runId: 'r',
+      sha256: sha,
       mode: 'apply',
       exclusions: [],
       heartbeatMs: 200,
     });
-    setTimeout(() => env.cancel(), 500);
-    const started = Date.now();
-    await assert.rejects(running);
-    assert.ok(Date.now() - started < 10_000, 'returned promptly after cancellation');
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(existsSync(path.join(fixtureDir, 'finished')), false);
+    await waitFor(() => existsSync(path.join(fixtureDir, 'calls.log')));
+    env.cancel();
+    const r = await running;
+    assert.equal(r.exitCode, 0);
+    assert.equal(existsSync(path.join(fixtureDir, 'applied')), true);
+    assert.deepEqual(r.result?.changed.map((c) => c.name).sort(), ['linux-image-amd64', 'openssl']);
+  });
+
+  it('a stopping agent stops its running dry-run (retryable) and lets a running apply finish', async () => {
+    const stopping = new AbortController();
+    const { activities, env, fixtureDir } = setup(FIXTURE, { stopping: stopping.signal, killGraceMs: 1000 });
+    writeFileSync(path.join(fixtureDir, 'delay-apply'), '2');
+    writeFileSync(path.join(fixtureDir, 'delay-dry-run'), '300');
+    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha });
+    const input = { runId: 'r', sha256: sha, exclusions: [], heartbeatMs: 200 };
+    const dryRun = act(env, activities.scriptExecute, { ...input, mode: 'dry-run' });
+    const apply = act(env, activities.scriptExecute, { ...input, mode: 'apply' });
+    await waitFor(() => readFileSafe(path.join(fixtureDir, 'calls.log')).split('\n').length >= 3);
+    stopping.abort();
+    await assert.rejects(dryRun, (err: unknown) => {
+      assert.ok(err instanceof ApplicationFailure);
+      assert.equal(err.type, 'agent-shutting-down');
+      assert.equal(err.nonRetryable, false);
+      return true;
+    });
+    const applied = await apply;
+    assert.equal(applied.exitCode, 0);
+    assert.equal(existsSync(path.join(fixtureDir, 'applied')), true);
+  });
+});
+
+describe('streamed output is kept as head and tail', () => {
+  it('keeps everything when it fits and cuts the middle, never a UTF-8 character, when it does not', () => {
+    const small = new HeadTail(8, 8);
+    small.push(Buffer.from('abc'));
+    small.push(Buffer.from('defghijk'));
+    assert.equal(small.whole()?.toString(), 'abcdefghijk');
+    assert.equal(small.render(100), 'abcdefghijk');
+
+    const text = 'ü€😀'.repeat(1000); // 2-, 3- and 4-byte characters
+    const bytes = Buffer.from(text);
+    for (const chunk of [1, 7, 4096]) {
+      const kept = new HeadTail(1001, 1001);
+      for (let i = 0; i < bytes.length; i += chunk) kept.push(bytes.subarray(i, i + chunk));
+      assert.equal(kept.total, bytes.length);
+      assert.equal(kept.cut, true);
+      assert.equal(kept.whole(), null);
+      const shown = kept.render(2002);
+      assert.doesNotMatch(shown, /\uFFFD/, `chunks of ${chunk}: no broken character`);
+      const [head, tail] = shown.split(/\n…\[\d+ bytes cut\]…\n/);
+      assert.ok(text.startsWith(head) && text.endsWith(tail), `chunks of ${chunk}: head and tail are the stream's own`);
+      assert.ok(Buffer.byteLength(head) > 990 && Buffer.byteLength(tail) > 990);
+    }
+  });
+
+  it('finds the last non-blank line for heartbeats from the recent bytes alone', () => {
+    const kept = new HeadTail(4, 16);
+    kept.push(Buffer.from('first\nsecond line\n\n'));
+    assert.equal(lastLine(kept.last(4096)), 'second line');
+    kept.push(Buffer.from('x'.repeat(100) + '\nthird'));
+    assert.equal(lastLine(kept.last(4096)), 'third');
   });
 });
