@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createAgentActivities } from '../../activities/agent';
 import { sha256Hex } from '../../contract/plan-hash';
@@ -32,7 +32,14 @@ const sha = sha256Hex(FIXTURE);
 const act = <I, O>(env: MockActivityEnvironment, fn: (input: I) => Promise<O>, input: I): Promise<O> =>
   env.run(fn, input);
 
-describe('agent activities: hash-verify and script-execute', () => {
+/**
+ * The agent's activity functions called in-process, not through a Worker: MockActivityEnvironment
+ * stands in for the activity context (heartbeats, cancellation). Each test pins one function's own
+ * promise (hash before execute, argv, output trimming, the process-group kill) where a failure
+ * points at that function. The same activities run in real agent processes against a real
+ * Temporal server in test/runs, where cancellation arrives by heartbeat and retries are Temporal's.
+ */
+describe('agent activities, called in-process: hash-verify and script-execute', () => {
   it('hash-verify stores the script content-addressed and owner-only after checking its hash', async () => {
     const { activities, env, stateDir } = setup();
     const r = await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha });
@@ -114,7 +121,7 @@ describe('agent activities: hash-verify and script-execute', () => {
 
   it('a script that logs megabytes keeps the head and tail of its log, not the whole of it', async () => {
     const loud =
-      '#!/bin/bash\necho FIRST-LINE >&2\nfor i in $(seq 200000); do echo "noise line $i" >&2; done\necho LAST-LINE >&2\nexit 3\n';
+      '#!/bin/bash\necho FIRST-LINE >&2\nseq 200000 | sed "s/^/noise line /" >&2\necho LAST-LINE >&2\nexit 3\n';
     const { activities, env } = setup(loud);
     const loudSha = sha256Hex(loud);
     await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: loudSha });
@@ -133,23 +140,77 @@ describe('agent activities: hash-verify and script-execute', () => {
     assert.match(r.stderr, /bytes cut/);
   });
 
-  it('cancelling script-execute kills the running script', async () => {
-    const slow = '#!/bin/bash\nsleep 30\necho done > "$PN_FIXTURE_DIR/finished"\n';
-    const { activities, env, fixtureDir } = setup(slow);
-    const slowSha = sha256Hex(slow);
-    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: slowSha });
-    const running = act(env, activities.scriptExecute, {
-      runId: 'r',
-      sha256: slowSha,
-      mode: 'apply',
-      exclusions: [],
-      heartbeatMs: 200,
-    });
-    setTimeout(() => env.cancel(), 500);
-    const started = Date.now();
-    await assert.rejects(running);
-    assert.ok(Date.now() - started < 10_000, 'returned promptly after cancellation');
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(existsSync(path.join(fixtureDir, 'finished')), false);
-  });
+  it(
+    'cancelling script-execute asks the script and everything it started to stop, and ends as cancelled once they are gone',
+    { timeout: 60_000 },
+    async () => {
+      // The script starts a helper with its own stdio (as a package manager starts dpkg), so the
+      // activity's pipes closing proves nothing about it. The helper says when it is asked to stop
+      // (SIGTERM) and writes the pids once its trap is set: the test waits for that, not a clock.
+      const helper =
+        'trap "echo SIGTERM > $D/helper-stopped; exit 0" TERM; echo "$PPID $$" > $D/pids.tmp; mv $D/pids.tmp $D/pids; sleep 300 & wait';
+      const slow = [
+        '#!/bin/bash',
+        'export D="$PN_FIXTURE_DIR"',
+        `bash -c '${helper}' </dev/null >/dev/null 2>&1 &`,
+        'wait',
+        'echo done > "$D/finished"',
+        '',
+      ].join('\n');
+      const { activities, env, fixtureDir } = setup(slow);
+      const slowSha = sha256Hex(slow);
+      await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: slowSha });
+      const running = act(env, activities.scriptExecute, {
+        runId: 'r',
+        sha256: slowSha,
+        mode: 'apply',
+        exclusions: [],
+        heartbeatMs: 200,
+      });
+      const pidsFile = path.join(fixtureDir, 'pids');
+      await until('the script to start its helper', () => existsSync(pidsFile));
+      const [scriptPid, helperPid] = readFileSync(pidsFile, 'utf8').trim().split(' ').map(Number);
+      const group = liveInGroup(scriptPid);
+      assert.ok(group.includes(scriptPid) && group.includes(helperPid), 'the script leads its own process group');
+
+      env.cancel();
+      await assert.rejects(running, (err: unknown) => {
+        assert.ok(err instanceof CancelledFailure, `a CancelledFailure, not ${String(err)}`);
+        assert.equal(err.message, 'CANCELLED');
+        return true;
+      });
+      await until('the process group to be gone', () => liveInGroup(scriptPid).length === 0);
+      const stopped = path.join(fixtureDir, 'helper-stopped');
+      assert.ok(existsSync(stopped), 'the helper was sent SIGTERM, not left to the SIGKILL after the grace period');
+      assert.equal(readFileSync(stopped, 'utf8'), 'SIGTERM\n');
+      assert.equal(existsSync(path.join(fixtureDir, 'finished')), false);
+    },
+  );
 });
+
+/** Pids of the live (not zombie) processes in process group `pgid`, from /proc. */
+function liveInGroup(pgid: number): number[] {
+  const live: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited while we looked
+    }
+    // pid (comm) state ppid pgrp …; comm may contain spaces and parentheses
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z') live.push(Number(entry));
+  }
+  return live.sort((a, b) => a - b);
+}
+
+/** Wait for a condition that an event makes true; the deadline only turns a hang into a failure. */
+async function until(what: string, done: () => boolean, deadlineMs = 20_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
