@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -7,6 +7,7 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createAgentActivities } from '../../activities/agent';
 import { sha256Hex } from '../../contract/plan-hash';
+import { liveInGroup, until } from '../support/wait';
 
 const FIXTURE = readFileSync(path.resolve(__dirname, '../../../test/fixtures/scripts/apt-update.sh'), 'utf8');
 
@@ -187,30 +188,3 @@ describe('agent activities, called in-process: hash-verify and script-execute', 
     },
   );
 });
-
-/** Pids of the live (not zombie) processes in process group `pgid`, from /proc. */
-function liveInGroup(pgid: number): number[] {
-  const live: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue; // exited while we looked
-    }
-    // pid (comm) state ppid pgrp …; comm may contain spaces and parentheses
-    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(pgrp) === pgid && state !== 'Z') live.push(Number(entry));
-  }
-  return live.sort((a, b) => a - b);
-}
-
-/** Wait for a condition that an event makes true; the deadline only turns a hang into a failure. */
-async function until(what: string, done: () => boolean, deadlineMs = 20_000): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
