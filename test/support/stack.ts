@@ -51,6 +51,8 @@ export class Stack {
   private server?: Server;
   private worker?: Worker;
   private workerDone?: Promise<void>;
+  /** Set if the control worker stops on its own: waits fail with it at once, stop() rethrows it. */
+  private workerCrash?: Error;
   private agents: TestAgent[] = [];
   /** Every agent's state and fixture folder lives here; removed by stop(). */
   private readonly tmp = mkdtempSync(path.join(os.tmpdir(), 'pn-stack-'));
@@ -80,7 +82,11 @@ export class Stack {
     await new Promise<void>((r) => this.server!.once('listening', () => r()));
     this.baseUrl = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
     this.worker = await createControlWorker(this.temporalEnv, this.database.db, this.controlQueue, this.runDefaults);
-    this.workerDone = this.worker.run();
+    this.workerDone = this.worker.run().catch((err: unknown) => {
+      const why = err instanceof Error ? err.message : String(err);
+      this.workerCrash = new Error(`control worker crashed: ${why}`, { cause: err });
+      console.error(this.workerCrash);
+    });
     return this;
   }
 
@@ -172,6 +178,7 @@ export class Stack {
     const deadline = Date.now() + timeoutMs;
     let last: any;
     while (Date.now() < deadline) {
+      if (this.workerCrash) throw this.workerCrash;
       const r = await this.http('GET', `/v1/runs/${id}`);
       last = r.body?.run;
       if (last && until(last)) return last;
@@ -186,11 +193,12 @@ export class Stack {
 
   async stop(): Promise<void> {
     await Promise.all(this.agents.map((a) => a.stop()));
-    this.worker?.shutdown();
-    await this.workerDone?.catch(() => undefined);
+    if (this.worker?.getState() === 'RUNNING') this.worker.shutdown();
+    await this.workerDone;
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     await this.temporal?.connection.close();
     await this.database?.drop();
     rmSync(this.tmp, { recursive: true, force: true });
+    if (this.workerCrash) throw this.workerCrash;
   }
 }
