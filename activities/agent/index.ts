@@ -164,17 +164,22 @@ export function createAgentActivities(config: AgentActivityConfig) {
     const progress = () =>
       ctx.heartbeat({ stdoutBytes: stdout.length, stderrBytes: stderr.length, lastLine: lastLine.slice(0, 200) });
     const beat = setInterval(progress, Math.max(200, Math.floor(input.heartbeatMs)));
-    const kill = () => {
-      if (child.pid === undefined || child.exitCode !== null) return;
+    // A child killed by a signal keeps exitCode null and sets signalCode: running means neither is set.
+    const running = () => child.exitCode === null && child.signalCode === null;
+    const signalGroup = (signal: NodeJS.Signals) => {
+      if (child.pid === undefined) return;
       try {
-        process.kill(-child.pid, 'SIGTERM');
-        setTimeout(
-          () => child.exitCode === null && child.pid !== undefined && process.kill(-child.pid, 'SIGKILL'),
-          10_000,
-        ).unref();
-      } catch {
-        /* already gone */
+        process.kill(-child.pid, signal);
+      } catch (err) {
+        // ESRCH: the group is already gone (it can be, before the exit event arrives). Thrown
+        // here, in a timer or an abort listener, it would crash the agent.
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
       }
+    };
+    const kill = () => {
+      if (!running()) return;
+      signalGroup('SIGTERM');
+      setTimeout(() => running() && signalGroup('SIGKILL'), 10_000).unref();
     };
     ctx.cancellationSignal.addEventListener('abort', kill);
 

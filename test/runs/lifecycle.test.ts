@@ -5,7 +5,7 @@ import { PatchOutcome } from '../../workflows/search-attributes';
 import { fixture } from '../support/fixture';
 import { Stack, type TestAgent } from '../support/stack';
 import { cliSignal } from '../support/temporal-cli';
-import { until } from '../support/wait';
+import { liveInGroup, until } from '../support/wait';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
 /** A script that would outlast every test: only a cancellation or a signal ends it. */
@@ -165,6 +165,27 @@ describe('how a patch run ends, in every phase', { concurrency: true }, () => {
     await until('the apply to be interrupted', () => fixture(agent).read('interrupted') === 'apply SIGTERM\n');
     assert.equal(fixture(agent).applied(), false);
     assert.deepEqual(fixture(agent).calls(), ['dry-run', 'apply']);
+  });
+
+  it('an agent whose cancelled script dies of the signal outright stays up and serves the next run', async () => {
+    const agent = await stack.startAgent('killed-script', PLAN);
+    const fx = fixture(agent);
+    fx.set('no-trap', 1); // breaks the contract: no trap, so SIGTERM kills the script
+    fx.set('delay-apply', FOREVER);
+    const cancelled = await startRun(agent.id);
+    await fx.started('apply', 2);
+    const scriptPid = fx.pid('apply');
+    await cancel(cancelled);
+    assert.equal((await stack.waitForOutcome(cancelled)).outcome, 'cancelled');
+    await until('the killed script to be gone', () => liveInGroup(scriptPid).length === 0);
+    // The agent escalates to SIGKILL 10 s after SIGTERM; this dry-run (started after the kill)
+    // runs across that moment, so an agent that crashed then could not finish it.
+    fx.set('delay-dry-run', 14);
+    const next = await startRun(agent.id, { mode: 'dry-run' });
+    const run = await stack.waitForOutcome(next, 90_000);
+    assert.equal(agent.process.exitCode, null, `the agent exited:\n${agent.output()}`);
+    assert.equal(agent.process.signalCode, null);
+    assert.equal(run.outcome, 'completed', run.failureReason);
   });
 
   describe('inside a maintenance window', { concurrency: true }, () => {
