@@ -1,30 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PatchHost, PatchOutcome, PatchPhase } from '../../workflows/search-attributes';
 import { Stack, type TestAgent } from '../support/stack';
-import { temporalCli } from '../../scripts/dev/temporal-server';
-
-const execFileAsync = promisify(execFile);
-
-/** `temporal workflow signal --name approve --input '<json>'`, against the test run's server. */
-async function cliSignal(workflowId: string, input: unknown): Promise<void> {
-  await execFileAsync(temporalCli(), [
-    'workflow',
-    'signal',
-    '--address',
-    process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
-    '--workflow-id',
-    workflowId,
-    '--name',
-    'approve',
-    '--input',
-    JSON.stringify(input),
-  ]);
-}
+import { fixture } from '../support/fixture';
+import { cliSignal } from '../support/temporal-cli';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security', 'curl amd64 7.88.1-10 7.88.1-11 bookworm'];
 
@@ -41,8 +22,8 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
   };
   const awaitingApproval = (id: string) =>
     stack.waitForRun(id, (r) => r.phase === 'awaiting-approval' || r.outcome !== null);
-  const calls = (agent: TestAgent) => readFileSync(path.join(agent.fixtureDir, 'calls.log'), 'utf8').trim().split('\n');
-  const applied = (agent: TestAgent) => existsSync(path.join(agent.fixtureDir, 'applied'));
+  const calls = (agent: TestAgent) => fixture(agent).calls();
+  const applied = (agent: TestAgent) => fixture(agent).applied();
 
   it('a dry-run stores the plan per package and returns it, without applying anything', async () => {
     const agent = await stack.startAgent('dry-host', PLAN);
@@ -72,6 +53,7 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
 
   it('approving the plan applies it and stores exit code, output and changed packages', async () => {
     const agent = await stack.startAgent('approve-host', PLAN);
+    fixture(agent).set('reboot-required', 'fixture kernel');
     const id = await startRun(agent.id);
     const waiting = await awaitingApproval(id);
     assert.equal(waiting.phase, 'awaiting-approval');
@@ -83,6 +65,7 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     assert.equal(run.exitCode, 0);
     assert.equal(run.approvedBy, 'alice');
     assert.equal(run.rebootRequired, true);
+    assert.equal(run.rebootReason, 'fixture kernel');
     assert.deepEqual(
       run.changed.map((c: any) => [c.name, c.from, c.to]),
       [
@@ -98,6 +81,16 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     assert.ok(applied(agent));
     // plan, re-plan before apply, apply
     assert.deepEqual(calls(agent), ['dry-run', 'dry-run', 'apply']);
+  });
+
+  it('an apply that needs no reboot records rebootRequired false', async () => {
+    const agent = await stack.startAgent('no-reboot-host', PLAN);
+    const id = await startRun(agent.id, { approval: 'auto' });
+    const run = await stack.waitForOutcome(id);
+    assert.equal(run.outcome, 'completed', run.failureReason);
+    assert.ok(applied(agent));
+    assert.equal(run.rebootRequired, false);
+    assert.equal(run.rebootReason, null);
   });
 
   it('rejecting the plan ends the run as rejected and apply never runs', async () => {
@@ -165,8 +158,8 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     const waiting = await awaitingApproval(id);
     const handle = stack.temporal.workflow.getHandle(id);
     // Sent with the real Temporal CLI, as an admin would.
-    await cliSignal(id, { by: 'bob', planHash: '0'.repeat(64) });
-    await cliSignal(id, { by: 'bob' });
+    await cliSignal(id, 'approve', { by: 'bob', planHash: '0'.repeat(64) });
+    await cliSignal(id, 'approve', { by: 'bob' });
     const ignored = await stack.waitForRun(
       id,
       (r) => r.events.filter((e: any) => e.kind === 'ignored-approve').length === 2,
@@ -176,7 +169,7 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     assert.match(ignored.events[1].detail.reason, /malformed/);
     assert.equal(applied(agent), false);
 
-    await cliSignal(id, { by: 'bob', planHash: waiting.planHash });
+    await cliSignal(id, 'approve', { by: 'bob', planHash: waiting.planHash });
     const run = await stack.waitForOutcome(id);
     assert.equal(run.outcome, 'completed', run.failureReason);
     assert.equal(run.approvedBy, 'bob');

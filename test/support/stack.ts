@@ -59,6 +59,8 @@ export class Stack {
   private server?: Server;
   private worker?: Worker;
   private workerDone?: Promise<void>;
+  /** Set if the control worker stops on its own: waits fail with it at once, stop() rethrows it. */
+  private workerCrash?: Error;
   private agents: TestAgent[] = [];
   private cleanups: (() => Promise<void>)[] = [];
   /** Every agent's state and fixture folder lives here; removed by stop(). */
@@ -102,7 +104,11 @@ export class Stack {
       this.runDefaults,
       this.temporal,
     );
-    this.workerDone = this.worker.run();
+    this.workerDone = this.worker.run().catch((err: unknown) => {
+      const why = err instanceof Error ? err.message : String(err);
+      this.workerCrash = new Error(`control worker crashed: ${why}`, { cause: err });
+      console.error(this.workerCrash);
+    });
     return this;
   }
 
@@ -194,6 +200,7 @@ export class Stack {
     const deadline = Date.now() + timeoutMs;
     let last: any;
     while (Date.now() < deadline) {
+      if (this.workerCrash) throw this.workerCrash;
       const r = await this.http('GET', `/v1/runs/${id}`);
       last = r.body?.run;
       if (last && until(last)) return last;
@@ -255,12 +262,13 @@ export class Stack {
 
   async stop(): Promise<void> {
     await Promise.all(this.agents.map((a) => a.stop()));
-    this.worker?.shutdown();
-    await this.workerDone?.catch(() => undefined);
+    if (this.worker?.getState() === 'RUNNING') this.worker.shutdown();
+    await this.workerDone;
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     await this.temporal?.connection.close();
     for (const cleanup of this.cleanups) await cleanup();
     await this.database?.drop();
     rmSync(this.tmp, { recursive: true, force: true });
+    if (this.workerCrash) throw this.workerCrash;
   }
 }
