@@ -21,6 +21,11 @@ export async function upsertScript(db: Db, script: Omit<ScriptRow, 'updated_at'>
     .merge(['family', 'content', 'sha256', 'updated_at']);
 }
 
+/** Forget every script not named here (one no longer shipped is no longer served). */
+export async function deleteScriptsExcept(db: Db, names: readonly string[]): Promise<void> {
+  await scripts(db).whereNotIn('name', names).delete();
+}
+
 export function listScripts(db: Db): Promise<ScriptMetaRow[]> {
   return scripts(db).select('name', 'family', 'sha256', 'updated_at').orderBy('name');
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Family } from '../../contract';
 import { sha256Hex } from '../../contract/plan-hash';
 import type { Db } from '../../db';
-import { getScript, listScripts, upsertScript, type ScriptMetaRow } from '../../db/scripts';
+import { deleteScriptsExcept, getScript, listScripts, upsertScript, type ScriptMetaRow } from '../../db/scripts';
 import { notFound } from '../errors';
 
 export interface ScriptsDeps {
@@ -25,7 +25,11 @@ const toMeta = (r: ScriptMetaRow): ScriptMeta => ({
 });
 
 export function scriptsService({ db }: ScriptsDeps) {
-  /** Load every `<family>-update.sh` of a folder into the scripts table, pinning its SHA-256 (at start). */
+  /**
+   * Load every `<family>-update.sh` of a folder into the scripts table, pinning its SHA-256 (at
+   * start). The folder is the truth: a script it no longer has (yum-update.sh, gone since the
+   * yum family runs dnf-update.sh) is removed, so it is neither listed nor served.
+   */
   async function load(dir: string): Promise<ScriptMeta[]> {
     const loaded: ScriptMeta[] = [];
     for (const file of (await readdir(dir)).sort()) {
@@ -37,6 +41,10 @@ export function scriptsService({ db }: ScriptsDeps) {
       await upsertScript(db, { name: file, family: family.data, content, sha256 });
       loaded.push({ name: file, family: family.data, sha256, updatedAt: new Date().toISOString() });
     }
+    await deleteScriptsExcept(
+      db,
+      loaded.map((s) => s.name),
+    );
     return loaded;
   }
 
