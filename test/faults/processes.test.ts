@@ -332,9 +332,10 @@ describe('npm start supervises its processes', () => {
   });
 
   const restarted = (name: string) =>
-    waitUntil(`the log to say ${name} was restarted`, () =>
-      new RegExp(`restarting ${name} after exit SIGKILL \\(attempt 1, in 1s\\)`).test(log),
-    );
+    waitUntil(`the log to say ${name} was restarted`, () => {
+      if (start.exitCode !== null || start.signalCode !== null) throw new Error('npm start itself stopped');
+      return new RegExp(`restarting ${name} after exit SIGKILL \\(attempt 1, in 1s\\)`).test(log);
+    });
 
   it('kill -9 of the agent, the API or the dev server restarts that process; the rest stays up; Ctrl-C stops all', async () => {
     await supervised().catch((err: Error) => {
