@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ConfigurableTimeouts } from '../../contract';
+import { restartDelay, Supervisor } from '../../scripts/dev/supervise';
 import { freePort } from '../../scripts/dev/temporal-server';
 import { PatchOutcome, PatchPhase } from '../../workflows/search-attributes';
 import {
@@ -262,6 +263,30 @@ describe('fault: the Temporal dev server dies', () => {
       'kill -9 the dev server during the dry-run; start it again on the same port and SQLite file',
       `${outcome}; apply ran once (dry-run ran ${count(agent, 'dry-run')}×)`,
     );
+  });
+});
+
+describe('the supervisor backs off a crash loop and stops cleanly', () => {
+  it('restart delays double from 1 s to 30 s; a crashing child is restarted with growing delays until stop()', async () => {
+    assert.deepEqual(
+      [1, 2, 3, 5, 6, 20].map((n) => restartDelay(n)),
+      [1000, 2000, 4000, 16_000, 30_000, 30_000],
+    );
+    const lines: string[] = [];
+    const supervisor = new Supervisor((l) => lines.push(l), { initialMs: 20, maxMs: 80, healthyAfterMs: 60_000 });
+    await supervisor.add('crasher', () => spawn(process.execPath, ['-e', 'process.exit(3)']));
+    await waitUntil('four restarts', () => lines.length >= 4, 10_000);
+    await supervisor.stop();
+    const settled = lines.length;
+    assert.deepEqual(lines.slice(0, 4), [
+      'supervisor | restarting crasher after exit 3 (attempt 1, in 0.02s)',
+      'supervisor | restarting crasher after exit 3 (attempt 2, in 0.04s)',
+      'supervisor | restarting crasher after exit 3 (attempt 3, in 0.08s)',
+      'supervisor | restarting crasher after exit 3 (attempt 4, in 0.08s)',
+    ]);
+    await sleep(300);
+    assert.equal(lines.length, settled, 'nothing restarts after stop()');
+    assert.equal(supervisor.child('crasher'), null);
   });
 });
 
