@@ -4,14 +4,17 @@
  *   in which case the project's search attributes are registered there when missing.
  * - Database: DATABASE_URL, or an embedded PGlite served on a local socket (same pg/knex path).
  * - The control plane (API on :8080 + control worker) and a local agent for this host.
+ * Every child is supervised (supervise.ts): one that exits is restarted with backoff, the dev
+ * server on the same SQLite file and port, so runs resume; Ctrl-C/SIGTERM stops everything.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { stopChild, waitForHealth } from './processes';
+import { waitForHealth } from './processes';
+import { Supervisor } from './supervise';
 import { TemporalEnv } from '../../runtime/temporal';
-import { ensureSearchAttributes, REPO_ROOT, startDevServer, type DevServer } from './temporal-server';
+import { ensureSearchAttributes, REPO_ROOT, startDevServer } from './temporal-server';
 
 const DATA = path.resolve(process.env.PATCHNANNY_DATA_DIR ?? path.join(REPO_ROOT, '.data'));
 const DIST = path.join(REPO_ROOT, 'dist');
@@ -60,53 +63,71 @@ function child(name: string, script: string, env: NodeJS.ProcessEnv): ChildProce
   return p;
 }
 
+const supervisor = new Supervisor();
+let pg: { stop(): Promise<void> } | undefined;
+let stopping = false;
+
+/** Stop every child (no more restarts), then the embedded database, then exit. */
+async function shutdown(code: number): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  await supervisor.stop();
+  await pg?.stop().catch(() => undefined);
+  process.exit(code);
+}
+
 async function main(): Promise<void> {
   mkdirSync(DATA, { recursive: true, mode: 0o700 });
   const adminToken = secret('admin-token', undefined);
   const enrolToken = secret('enrol-token', process.env.PATCHNANNY_ENROL_TOKEN);
   const namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
-  const stops: (() => Promise<void>)[] = [];
+  process.on('SIGINT', () => void shutdown(0));
+  process.on('SIGTERM', () => void shutdown(0));
 
   let temporalAddress = process.env.TEMPORAL_ADDRESS;
-  let server: DevServer | undefined;
+  let uiUrl: string | null = null;
   if (temporalAddress) {
     await ensureSearchAttributes(TemporalEnv.parse(process.env));
     console.log(`temporal | using ${temporalAddress} (namespace ${namespace})`);
   } else {
     console.log('temporal | starting the dev server (first run installs the CLI, ~3 min)');
-    server = await startDevServer({
+    // Restarted on the same port and SQLite file: workflows resume where the history left them.
+    const devServer = {
       port: Number(process.env.PATCHNANNY_TEMPORAL_PORT ?? 7233),
       uiPort: Number(process.env.PATCHNANNY_TEMPORAL_UI_PORT ?? 8233),
       dbFile: path.join(DATA, 'temporal.db'),
       logFile: path.join(DATA, 'temporal.log'),
-    });
-    temporalAddress = server.address;
-    stops.push(() => server!.stop());
+    };
+    await supervisor.add('temporal', async () => (await startDevServer(devServer)).process);
+    temporalAddress = `127.0.0.1:${devServer.port}`;
+    uiUrl = `http://127.0.0.1:${devServer.uiPort}`;
   }
 
   let databaseUrl = process.env.DATABASE_URL;
   if (!databaseUrl) {
-    const pg = await embeddedPostgres();
-    databaseUrl = pg.url;
-    stops.unshift(() => pg.stop());
-    console.log(`db     | embedded PGlite in ${path.join(DATA, 'pglite')} on ${pg.url}`);
+    // In this process: PGlite lives and dies with the supervisor, so it needs no restarting.
+    const embedded = await embeddedPostgres();
+    pg = embedded;
+    databaseUrl = embedded.url;
+    console.log(`db     | embedded PGlite in ${path.join(DATA, 'pglite')} on ${embedded.url}`);
   }
 
   const port = process.env.PORT ?? '8080';
   const apiUrl = `http://127.0.0.1:${port}`;
   const admins = process.env.PATCHNANNY_ADMIN_TOKENS ?? `admin:${adminToken}`;
-  const api = child('api', 'api/main.js', {
-    DATABASE_URL: databaseUrl,
-    TEMPORAL_ADDRESS: temporalAddress,
-    PORT: port,
-    PATCHNANNY_ADMIN_TOKENS: admins,
-    PATCHNANNY_ENROL_TOKEN: enrolToken,
-  });
-  const processes: ChildProcess[] = [api];
+  const api = await supervisor.add('api', () =>
+    child('api', 'api/main.js', {
+      DATABASE_URL: databaseUrl,
+      TEMPORAL_ADDRESS: temporalAddress,
+      PORT: port,
+      PATCHNANNY_ADMIN_TOKENS: admins,
+      PATCHNANNY_ENROL_TOKEN: enrolToken,
+    }),
+  );
   await waitForHealth(apiUrl, api);
 
   if (process.env.PATCHNANNY_LOCAL_AGENT !== '0') {
-    processes.push(
+    await supervisor.add('agent', () =>
       child('agent', 'agent-worker/main.js', {
         TEMPORAL_ADDRESS: temporalAddress,
         PATCHNANNY_API_URL: apiUrl,
@@ -119,33 +140,14 @@ async function main(): Promise<void> {
   console.log(`
 patchnanny is up
   API          ${apiUrl}   (admin token: ${process.env.PATCHNANNY_ADMIN_TOKENS ? 'from PATCHNANNY_ADMIN_TOKENS' : `${adminToken}, kept in .data/admin-token`})
-  Temporal UI  ${server?.uiUrl ?? `(external server ${temporalAddress})`}
+  Temporal UI  ${uiUrl ?? `(external server ${temporalAddress})`}
   try:         export TOKEN=$(cat .data/admin-token)
                curl -s -H "Authorization: Bearer $TOKEN" ${apiUrl}/v1/agents
-Ctrl-C stops everything.
+A process that exits is restarted with backoff. Ctrl-C stops everything.
 `);
-
-  let stopping = false;
-  const shutdown = async (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    await Promise.all(processes.map((p) => stopChild(p)));
-    for (const stop of stops) await stop().catch(() => undefined);
-    process.exit(code);
-  };
-  process.on('SIGINT', () => void shutdown(0));
-  process.on('SIGTERM', () => void shutdown(0));
-  for (const p of processes) {
-    p.once('exit', (code) => {
-      if (!stopping) {
-        console.error(`a patchnanny process exited (${code}); stopping everything`);
-        void shutdown(code ?? 1);
-      }
-    });
-  }
 }
 
 main().catch((err) => {
   console.error(err instanceof Error ? err.message : err);
-  process.exit(1);
+  void shutdown(1); // nothing started before the failure is left running
 });

@@ -105,8 +105,10 @@ export async function startDevServer(opts: {
       await client.connection.close();
       break;
     } catch (err) {
-      if (Date.now() > deadline)
+      if (Date.now() > deadline) {
+        await stopChild(child); // a server that never answered is not left behind
         throw new Error(`temporal dev server not ready after 60 s: ${(err as Error).message}`, { cause: err });
+      }
       await new Promise((r) => setTimeout(r, 250));
     }
   }

@@ -54,7 +54,6 @@ export interface TestAgent {
 }
 
 export class Stack {
-  readonly temporalEnv = TemporalEnv.parse(process.env);
   readonly controlQueue = `patch-control-${randomBytes(4).toString('hex')}`;
   private server?: Server;
   private worker?: Worker;
@@ -62,9 +61,9 @@ export class Stack {
   /** Set if the control worker stops on its own: waits fail with it at once, stop() rethrows it. */
   private workerCrash?: Error;
   private agents: TestAgent[] = [];
-  private cleanups: (() => Promise<void>)[] = [];
+  protected cleanups: (() => Promise<void>)[] = [];
   /** Every agent's state and fixture folder lives here; removed by stop(). */
-  private readonly tmp = mkdtempSync(path.join(os.tmpdir(), 'pn-stack-'));
+  protected readonly tmp = mkdtempSync(path.join(os.tmpdir(), 'pn-stack-'));
   database!: TestDatabase;
   temporal!: Client;
   baseUrl = '';
@@ -72,9 +71,13 @@ export class Stack {
   /** When set, the control worker reaches the database through this URL (e.g. a proxy the test can cut). */
   controlDatabaseUrl?: (directUrl: string) => string;
 
-  /** `runDefaults` stand for the PATCHNANNY_*_TIMEOUT_MS settings of the API and control worker. */
+  /**
+   * `runDefaults` stand for the PATCHNANNY_*_TIMEOUT_MS settings of the API and control worker;
+   * `temporalEnv` is the test run's server unless a test brings its own.
+   */
   constructor(
     readonly runDefaults: ConfigurableTimeouts = { approvalMs: 60_000, agentPickupMs: 30_000, scriptMs: 60_000 },
+    readonly temporalEnv: TemporalEnv = TemporalEnv.parse(process.env),
   ) {}
 
   /** Start API + control worker; `scriptsDir` is loaded into the scripts table. */
@@ -142,6 +145,7 @@ export class Stack {
     const child = spawn(process.execPath, [path.join(DIST, 'agent-worker/main.js')], {
       env: {
         ...process.env,
+        TEMPORAL_ADDRESS: this.temporalEnv.TEMPORAL_ADDRESS,
         PATCHNANNY_API_URL: this.baseUrl,
         PATCHNANNY_ENROL_TOKEN: ENROL_TOKEN,
         PATCHNANNY_AGENT_STATE_DIR: stateDir,

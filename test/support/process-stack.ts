@@ -1,0 +1,164 @@
+/**
+ * The control plane as a real process the test can kill: dist/api/main.js (API + control worker,
+ * as in production and bench/stack.ts) on a fixed free port, so agents find it again after a
+ * restart. Agents, the database and the Temporal client come from Stack; a test that must kill
+ * Temporal too brings its own dev server (ownDevServer) on a SQLite file it keeps.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { ConfigurableTimeouts } from '../../contract';
+import { connectClient, TemporalEnv } from '../../runtime/temporal';
+import { stopChild, waitForHealth } from '../../scripts/dev/processes';
+import { freePort, startDevServer, type DevServer } from '../../scripts/dev/temporal-server';
+import { createTestDatabase } from './db';
+import { ADMIN_TOKEN, DIST, ENROL_TOKEN, FIXTURE_SCRIPTS, Stack, type TestAgent } from './stack';
+
+/** Resolves when the child has exited (at once if it already has), with its code or signal. */
+export function exited(child: ChildProcess): Promise<number | string> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode ?? child.signalCode!);
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
+}
+
+/** Every process below `pid` (children, grandchildren…), read from /proc. */
+export function descendants(pid: number): number[] {
+  const parentOf = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // "pid (comm) state ppid …": comm may hold spaces, so read after the last ')'.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parentOf.set(ppid, [...(parentOf.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) =>
+    (parentOf.get(p) ?? []).forEach((c) => {
+      out.push(c);
+      walk(c);
+    });
+  walk(pid);
+  return out;
+}
+
+/** True while `pid` is alive and its environment carries `marker` (so a reused pid is never touched). */
+export function aliveWith(pid: number, marker: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(marker);
+  } catch {
+    return false;
+  }
+}
+
+export class ProcessStack extends Stack {
+  api: ChildProcess | null = null;
+  private apiOut = '';
+  private port = 0;
+  /** Scripts started by agents this stack killed: detached, so they outlive their agent. */
+  private orphans: { pid: number; marker: string }[] = [];
+
+  constructor(runDefaults?: ConfigurableTimeouts, temporalAddress?: string) {
+    super(
+      runDefaults,
+      temporalAddress ? TemporalEnv.parse({ ...process.env, TEMPORAL_ADDRESS: temporalAddress }) : undefined,
+    );
+  }
+
+  override async start(scriptsDir = FIXTURE_SCRIPTS): Promise<this> {
+    this.database = await createTestDatabase();
+    this.temporal = await connectClient(this.temporalEnv);
+    this.port = await freePort();
+    this.baseUrl = `http://127.0.0.1:${this.port}`;
+    this.cleanups.unshift(async () => {
+      if (this.api) await stopChild(this.api);
+      for (const o of this.orphans) if (aliveWith(o.pid, o.marker)) process.kill(o.pid, 'SIGKILL');
+    });
+    await this.startApi(scriptsDir);
+    return this;
+  }
+
+  /** Start dist/api/main.js on this stack's port, database, Temporal and control queue. */
+  async startApi(scriptsDir = FIXTURE_SCRIPTS): Promise<ChildProcess> {
+    const d = this.runDefaults;
+    const child = spawn(process.execPath, [path.join(DIST, 'api/main.js')], {
+      env: {
+        ...process.env,
+        DATABASE_URL: this.database.url,
+        TEMPORAL_ADDRESS: this.temporalEnv.TEMPORAL_ADDRESS,
+        PORT: String(this.port),
+        HOST: '127.0.0.1',
+        PATCHNANNY_ADMIN_TOKENS: `alice:${ADMIN_TOKEN}`,
+        PATCHNANNY_ENROL_TOKEN: ENROL_TOKEN,
+        PATCHNANNY_SCRIPTS_DIR: scriptsDir,
+        PATCHNANNY_CONTROL_QUEUE: this.controlQueue,
+        PATCHNANNY_APPROVAL_TIMEOUT_MS: String(d.approvalMs),
+        PATCHNANNY_AGENT_PICKUP_TIMEOUT_MS: String(d.agentPickupMs),
+        PATCHNANNY_SCRIPT_TIMEOUT_MS: String(d.scriptMs),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.on('data', (b: Buffer) => (this.apiOut += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (this.apiOut += b.toString()));
+    this.api = child;
+    await waitForHealth(this.baseUrl, child, `; output:\n${this.apiOut}`);
+    // The API answers before the control worker polls; a run started now waits for it anyway.
+    return child;
+  }
+
+  /** Everything the control-plane processes printed, across restarts. */
+  apiOutput(): string {
+    return this.apiOut;
+  }
+
+  /** Kill the control plane (API + control worker) and wait until it is gone. */
+  async killApi(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | string> {
+    const child = this.api!;
+    child.kill(signal);
+    return exited(child);
+  }
+
+  /**
+   * kill -9 an agent. Its running script is detached (its own process group, so a cancel can stop
+   * the package manager) and outlives it, as on a real host; the stack kills it at stop().
+   */
+  async killAgent(agent: TestAgent): Promise<void> {
+    const marker = `PN_FIXTURE_DIR=${agent.fixtureDir}`;
+    for (const pid of descendants(agent.process.pid!)) this.orphans.push({ pid, marker });
+    agent.process.kill('SIGKILL');
+    await exited(agent.process);
+  }
+}
+
+/** A Temporal dev server of the test's own, killable and restartable on the same port and SQLite file. */
+export interface OwnDevServer {
+  address: string;
+  server: DevServer;
+  kill(): Promise<void>;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function ownDevServer(dir: string): Promise<OwnDevServer> {
+  const opts = {
+    port: await freePort(),
+    uiPort: null,
+    dbFile: path.join(dir, 'temporal.db'),
+    logFile: path.join(dir, 'temporal.log'),
+  };
+  const own: OwnDevServer = {
+    address: `127.0.0.1:${opts.port}`,
+    server: await startDevServer(opts),
+    kill: async () => {
+      own.server.process.kill('SIGKILL');
+      await exited(own.server.process);
+    },
+    restart: async () => {
+      own.server = await startDevServer(opts);
+    },
+    stop: () => own.server.stop(),
+  };
+  return own;
+}
