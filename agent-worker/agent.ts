@@ -76,6 +76,7 @@ export async function createAgent(
     activities: createAgentActivities({
       family: agent.family,
       stateDir: env.PATCHNANNY_AGENT_STATE_DIR,
+      shell: env.PATCHNANNY_SCRIPT_SHELL,
       fetchScript: (name) => api.script(name),
       killGraceMs: env.PATCHNANNY_SCRIPT_KILL_GRACE_MS,
       stopping,

@@ -16,6 +16,12 @@ export const AgentEnv = TemporalEnv.extend({
   PATCHNANNY_OS_RELEASE: z.string().default('/etc/os-release'),
   /** SIGTERM → SIGKILL grace for a stopped dry-run's process group (its cleanup may need 30 s). */
   PATCHNANNY_SCRIPT_KILL_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
+  /**
+   * The interpreter the verified script is run with (`<shell> <verified file> --apply …`); for
+   * containers and tests that run the script in another root through a wrapper. The hash check is
+   * unchanged: the wrapper is handed the verified file.
+   */
+  PATCHNANNY_SCRIPT_SHELL: z.string().min(1).default('/bin/bash'),
 });
 export type AgentEnv = z.infer<typeof AgentEnv>;
 
@@ -27,6 +33,7 @@ export function flagsToEnv(argv: string[]): Record<string, string> {
     '--state-dir': 'PATCHNANNY_AGENT_STATE_DIR',
     '--family': 'PATCHNANNY_AGENT_FAMILY',
     '--hostname': 'PATCHNANNY_AGENT_HOSTNAME',
+    '--script-shell': 'PATCHNANNY_SCRIPT_SHELL',
     '--temporal-address': 'TEMPORAL_ADDRESS',
     '--namespace': 'TEMPORAL_NAMESPACE',
   };

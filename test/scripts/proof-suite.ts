@@ -12,11 +12,23 @@ export function proofSuite(makeSandbox: () => Sandbox): void {
   const title = `${scriptNameFor(probe.family)} for the ${probe.family} family against the real package manager`;
   describe(title, { concurrency: 1 }, () => {
     let sb: Sandbox;
+    /** sb's fingerprint right after create(). */
+    let created = '';
     const fresh = async () => {
       if (sb) await sb.dispose();
       sb = makeSandbox();
       await sb.create();
+      created = await sb.fingerprint();
     };
+    /**
+     * A system in exactly the state create() leaves it in: v1 installed, v2 published. The
+     * current one when nothing has written to it since (cases that must change nothing share
+     * it), else a new one.
+     */
+    const pristine = async () => {
+      if ((await sb.fingerprint()) !== created) await fresh();
+    };
+    const names = (list: { name: string }[]) => list.map((p) => p.name).sort();
     before(fresh);
     after(async () => sb && sb.dispose());
 
@@ -55,11 +67,26 @@ export function proofSuite(makeSandbox: () => Sandbox): void {
       assert.deepEqual(again.json.packages, [], 'nothing left to upgrade after apply');
     });
 
-    it('reports reboot_required when the reboot-triggering package was upgraded', async () => {
-      // state from the previous case: everything applied, including the reboot package
-      const r = await sb.run(['--dry-run']);
+    it('reports reboot_required after an apply that upgraded the reboot-triggering package', async () => {
+      await fresh();
+      // Only the reboot package changes, so nothing else can be what raised the flag.
+      const r = await sb.run(['--apply', '--exclude', 'pn-alpha,pn-beta']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(names(r.json.changed), [sb.rebootPackage]);
+      assert.equal(await sb.installedVersion(sb.rebootPackage), sb.version(2));
       assert.equal(r.json.reboot_required, true, r.stderr);
       assert.ok(r.json.reboot_reason && r.json.reboot_reason.length > 0);
+    });
+
+    it('an apply that leaves the reboot-triggering package alone does not report reboot_required', async () => {
+      await fresh();
+      const r = await sb.run(['--apply', '--exclude', sb.rebootPackage]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(names(r.json.changed), ['pn-alpha', 'pn-beta']);
+      assert.deepEqual(names(r.json.held), [sb.rebootPackage]);
+      assert.equal(await sb.installedVersion(sb.rebootPackage), sb.version(1));
+      assert.equal(r.json.reboot_required, false, r.json.reboot_reason ?? r.stderr);
+      assert.equal(r.json.reboot_reason, null);
     });
 
     it('an excluded package stays at its version and is reported as held, in dry-run and apply', async () => {
@@ -83,15 +110,20 @@ export function proofSuite(makeSandbox: () => Sandbox): void {
       assert.equal(r.json.reboot_required, true, 'reboot package was upgraded');
     });
 
-    it('a glob exclusion holds every matching package', async () => {
+    it('a glob exclusion holds every matching package in dry-run and apply, and the rest is upgraded', async () => {
       await fresh();
-      const plan = await sb.run(['--dry-run', '--exclude', 'pn-al*,pn-beta']);
+      // One glob for two packages (pn-alpha, pn-beta); the reboot package and pn-stable do not match.
+      const plan = await sb.run(['--dry-run', '--exclude', 'pn-*a']);
       assert.equal(plan.code, 0, plan.stderr);
-      assert.deepEqual(
-        plan.json.packages.map((p) => p.name),
-        [sb.rebootPackage],
-      );
-      assert.deepEqual(plan.json.held.map((p) => p.name).sort(), ['pn-alpha', 'pn-beta']);
+      assert.deepEqual(names(plan.json.packages), [sb.rebootPackage]);
+      assert.deepEqual(names(plan.json.held), ['pn-alpha', 'pn-beta']);
+      const r = await sb.run(['--apply', '--exclude', 'pn-*a']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(names(r.json.held), ['pn-alpha', 'pn-beta']);
+      assert.deepEqual(names(r.json.changed), [sb.rebootPackage]);
+      assert.equal(await sb.installedVersion('pn-alpha'), sb.version(1));
+      assert.equal(await sb.installedVersion('pn-beta'), sb.version(1));
+      assert.equal(await sb.installedVersion(sb.rebootPackage), sb.version(2));
     });
 
     it('a hold that existed before the run survives both a successful and a failed apply', async () => {
@@ -128,11 +160,17 @@ export function proofSuite(makeSandbox: () => Sandbox): void {
     ];
     for (const [what, args] of badArgs) {
       it(`refuses ${what} with exit 2 and changes nothing`, async () => {
+        // Upgradable packages and no refreshed metadata: a run that went ahead would change the tree.
+        await pristine();
+        const before = await sb.fingerprint();
         const r = await sb.run(args);
         assert.equal(r.code, 2, r.stderr);
         assert.equal(r.json.error?.code, 'usage');
+        assert.equal(r.json.manager_exit_code, null, 'the package manager was never invoked');
         assert.deepEqual(r.json.changed, []);
-        assert.equal(await sb.installedVersion('pn-alpha'), sb.version(1));
+        assert.equal(await sb.fingerprint(), before, 'not one path of the system changed: no refresh, no transaction');
+        for (const name of ['pn-alpha', 'pn-beta', sb.rebootPackage])
+          assert.equal(await sb.installedVersion(name), sb.version(1), name);
       });
     }
   });

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 
 export type Family = 'apt' | 'dnf' | 'yum' | 'zypper' | 'pacman';
 
@@ -63,6 +64,11 @@ export interface Sandbox {
   publishBroken(): Promise<void>;
   /** The family's version string for fixture version `1` or `2` of a package. */
   version(n: 1 | 2): string;
+  /**
+   * A digest of every path of the system (installed packages, package database, metadata cache,
+   * configuration): equal before and after a run only when the run wrote nothing at all.
+   */
+  fingerprint(): Promise<string>;
   /** Remove everything the sandbox created. */
   dispose(): Promise<void>;
 }
@@ -96,6 +102,16 @@ export async function must(cmd: string, args: string[], opts: Parameters<typeof 
   const r = await exec(cmd, args, opts);
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}\n${r.stderr}\n${r.stdout}`);
   return r.stdout;
+}
+
+/**
+ * Every path under `dir` with its type, mode, owner, size, modification time and link target,
+ * sorted, as one sha256. `-xdev` stays off mounts (a chroot's /proc and /dev).
+ */
+export async function treeFingerprint(dir: string): Promise<string> {
+  const listing = await must('find', [dir, '-xdev', '-printf', '%P\\t%y\\t%m\\t%U:%G\\t%s\\t%T@\\t%l\\n']);
+  const sorted = listing.split('\n').sort().join('\n');
+  return createHash('sha256').update(sorted).digest('hex');
 }
 
 /** Parse a script run's stdout as the contract's single JSON document. */

@@ -135,9 +135,15 @@ export class Stack {
 
   /**
    * Start a real agent process (dist/agent-worker/main.js) that registers through the API and
-   * polls its own task queue. Its fixture script reads the plan from `fixtureDir/plan.txt`.
+   * polls its own task queue. Its fixture script reads the plan from `fixtureDir/plan.txt`;
+   * `env` adds to (or overrides) the agent's environment.
    */
-  async startAgent(hostname: string, plan: string[] = [], restart?: TestAgent): Promise<TestAgent> {
+  async startAgent(
+    hostname: string,
+    plan: string[] = [],
+    restart?: TestAgent,
+    env: Record<string, string> = {},
+  ): Promise<TestAgent> {
     const fixtureDir = restart?.fixtureDir ?? mkdtempSync(path.join(this.tmp, `fixture-${hostname}-`));
     const stateDir = restart?.stateDir ?? mkdtempSync(path.join(this.tmp, `agent-${hostname}-`));
     if (!restart) writeFileSync(path.join(fixtureDir, 'plan.txt'), plan.join('\n') + '\n');
@@ -152,6 +158,7 @@ export class Stack {
         PATCHNANNY_AGENT_HOSTNAME: hostname,
         PATCHNANNY_AGENT_FAMILY: 'apt',
         PN_FIXTURE_DIR: fixtureDir,
+        ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
-import { exec, must, parseRun, type Sandbox, type ScriptRun } from '../sandbox';
+import { exec, must, parseRun, treeFingerprint, type Sandbox, type ScriptRun } from '../sandbox';
 
 /** The Debian release the sandbox base is bootstrapped from. */
 const SUITE = 'bookworm';
@@ -29,6 +29,7 @@ interface Fixture {
   /** Files the package ships, path -> content. */
   files: Record<string, string>;
   postinst?: string;
+  depends?: string;
 }
 
 const REBOOT_PACKAGE = 'pn-kernel';
@@ -63,6 +64,14 @@ const publishedV2: Fixture[] = [
 const brokenV3 = fixture('pn-alpha', '3.0-1', {
   files: { '/usr/share/pn-alpha/VERSION': '3.0-1\n', [CONTESTED_FILE]: 'pn-alpha\n' },
 });
+/**
+ * An upgrade that needs a package the system does not have yet (as a kernel ABI bump does):
+ * `apt-get upgrade` keeps pn-gamma back, `dist-upgrade` installs pn-newdep and upgrades it.
+ */
+const NEEDS_NEW_DEPENDENCY = {
+  installed: fixture('pn-gamma', '1.0-1'),
+  published: [fixture('pn-gamma', '2.0-1', { depends: 'pn-newdep' }), fixture('pn-newdep', '1.0-1')],
+};
 
 const debFile = (f: Fixture) => `${f.name}_${f.version}_all.deb`;
 
@@ -148,7 +157,13 @@ function fixtureDebs(): Promise<string> {
   fixturesPromise ??= (async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'pn-apt-debs-'));
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-    const all = [...installedV1, ...publishedV2, brokenV3];
+    const all = [
+      ...installedV1,
+      ...publishedV2,
+      brokenV3,
+      NEEDS_NEW_DEPENDENCY.installed,
+      ...NEEDS_NEW_DEPENDENCY.published,
+    ];
     const unique = new Map(all.map((f) => [debFile(f), f]));
     for (const [file, f] of unique) {
       const tree = path.join(dir, `${f.name}-${f.version}`);
@@ -162,6 +177,7 @@ function fixtureDebs(): Promise<string> {
           'Maintainer: patchnanny tests <tests@patchnanny.invalid>',
           'Priority: optional',
           'Section: misc',
+          ...(f.depends ? [`Depends: ${f.depends}`] : []),
           `Description: patchnanny apt fixture ${f.name} ${f.version}`,
           '',
         ].join('\n'),
@@ -205,7 +221,8 @@ export class AptSandbox implements Sandbox {
   readonly rebootPackage = REBOOT_PACKAGE;
   private dir: string | undefined;
 
-  private get root(): string {
+  /** The chroot: the system the script patches (`chroot <root> …` runs inside it). */
+  get root(): string {
     if (!this.dir) throw new Error('sandbox not created');
     return path.join(this.dir, 'root');
   }
@@ -244,6 +261,24 @@ export class AptSandbox implements Sandbox {
     const apt = path.join(root, 'etc/apt');
     for (const f of await readdir(path.join(apt, 'sources.list.d'))) await rm(path.join(apt, 'sources.list.d', f));
     await writeFile(path.join(apt, 'sources.list'), `deb [trusted=yes] file:${REPO_IN_CHROOT} ./\n`);
+    // Installed once: a copy per run would change the tree that fingerprint() compares.
+    await mkdir(path.join(root, path.dirname(SCRIPT_IN_CHROOT)), { recursive: true });
+    await copyFile(SCRIPT, path.join(root, SCRIPT_IN_CHROOT));
+  }
+
+  /**
+   * Install pn-gamma 1.0-1 and publish pn-gamma 2.0-1, which depends on pn-newdep (published,
+   * not installed): `apt-get upgrade` keeps it back, `dist-upgrade` takes it.
+   */
+  async publishUpgradeWithNewDependency(): Promise<void> {
+    const debs = await fixtureDebs();
+    const { installed, published } = NEEDS_NEW_DEPENDENCY;
+    await copyFile(path.join(debs, debFile(installed)), path.join(this.root, 'tmp', debFile(installed)));
+    await must('chroot', [this.root, 'dpkg', '-i', `/tmp/${debFile(installed)}`], { env: CHROOT_ENV });
+    await rm(path.join(this.root, 'tmp', debFile(installed)));
+    for (const f of published)
+      await copyFile(path.join(debs, debFile(f)), path.join(this.root, REPO_IN_CHROOT, debFile(f)));
+    await this.writeIndex();
   }
 
   /** Packages + Release of the flat repository (Release names the suite apt reports as repo). */
@@ -270,9 +305,6 @@ export class AptSandbox implements Sandbox {
   }
 
   async run(args: string[]): Promise<ScriptRun> {
-    const target = path.join(this.root, SCRIPT_IN_CHROOT);
-    await mkdir(path.dirname(target), { recursive: true });
-    await copyFile(SCRIPT, target);
     return parseRun(await exec('chroot', [this.root, 'bash', SCRIPT_IN_CHROOT, ...args], { env: CHROOT_ENV }));
   }
 
@@ -302,6 +334,10 @@ export class AptSandbox implements Sandbox {
 
   version(n: 1 | 2): string {
     return `${n}.0-1`;
+  }
+
+  fingerprint(): Promise<string> {
+    return treeFingerprint(this.root);
   }
 
   /** Unmount (lazily if busy) and delete; refuses to delete while anything is still mounted. */

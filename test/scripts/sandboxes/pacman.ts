@@ -3,7 +3,7 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promi
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { exec, must, parseRun, type Sandbox, type ScriptRun } from '../sandbox';
+import { exec, must, parseRun, treeFingerprint, type Sandbox, type ScriptRun } from '../sandbox';
 
 const SCRIPT = resolve(__dirname, '../../../../scripts/patch/pacman-update.sh');
 const REPO = 'pntest'; // `local` is reserved by pacman for the installed-package database
@@ -211,6 +211,10 @@ export class PacmanSandbox implements Sandbox {
 
   version(n: 1 | 2): string {
     return VERSIONS[n];
+  }
+
+  fingerprint(): Promise<string> {
+    return treeFingerprint(this.base);
   }
 
   async dispose(): Promise<void> {

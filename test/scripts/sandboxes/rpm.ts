@@ -3,7 +3,7 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, realpath, rm, symlink, wri
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { scriptNameFor } from '../../../contract';
-import { exec, must, parseRun, type Sandbox, type ScriptRun } from '../sandbox';
+import { exec, must, parseRun, treeFingerprint, type Sandbox, type ScriptRun } from '../sandbox';
 import { buildRpmFixtures, rpmFileName, type RpmFixture } from './rpm-fixtures';
 
 const SCRIPTS = resolve(__dirname, '../../../../scripts/patch');
@@ -11,6 +11,8 @@ const VERSIONS = { 1: '1.0-1', 2: '2.0-1' } as const;
 const EVR_FORMAT = '%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\\n';
 /** Named like a kernel flavour, so the scripts' core-package reboot rule (kernel-*) applies. */
 const REBOOT_PACKAGE = 'kernel-pn';
+/** When the v1 fixtures count as installed (2023-11-14), long before this machine's last boot. */
+const PROVISIONED_AT = 1_700_000_000;
 
 const fixture = (name: string, version: string, owner?: string): RpmFixture => ({ name, version, owner });
 
@@ -96,7 +98,12 @@ class RpmSandbox implements Sandbox {
     await writeFile(this.conf, '[main]\ngpgcheck=1\ninstallonly_limit=3\nbest=True\nskip_if_unavailable=False\n');
     const v1 = FIXTURES.filter((f) => f.version === '1.0');
     const v2 = FIXTURES.filter((f) => f.version === '2.0');
-    await must('rpm', ['--root', this.root, '-i', ...v1.map((f) => join(rpms, rpmFile(f)))]);
+    // The host was rebooted after provisioning: rpm takes INSTALLTIME from SOURCE_DATE_EPOCH, so
+    // v1 is older than the boot and the scripts' rule (a core package installed after the last
+    // boot needs a reboot) fires only for what a run installs.
+    await must('rpm', ['--root', this.root, '-i', ...v1.map((f) => join(rpms, rpmFile(f)))], {
+      env: { ...process.env, SOURCE_DATE_EPOCH: String(PROVISIONED_AT) },
+    });
     const repos: [string, RpmFixture[]][] = [
       ['base', v1],
       ['updates', v2],
@@ -155,6 +162,10 @@ class RpmSandbox implements Sandbox {
 
   version(n: 1 | 2): string {
     return VERSIONS[n];
+  }
+
+  fingerprint(): Promise<string> {
+    return treeFingerprint(this.base);
   }
 
   async dispose(): Promise<void> {

@@ -1,7 +1,7 @@
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { exec, must, parseRun, type Sandbox, type ScriptRun } from '../sandbox';
+import { exec, must, parseRun, treeFingerprint, type Sandbox, type ScriptRun } from '../sandbox';
 import { buildRpmFixtures, rpmFileName, type RpmFixture } from './rpm-fixtures';
 
 const SCRIPT = resolve(__dirname, '../../../../scripts/patch/zypper-update.sh');
@@ -115,6 +115,10 @@ export class ZypperSandbox implements Sandbox {
 
   version(n: 1 | 2): string {
     return VERSIONS[n];
+  }
+
+  fingerprint(): Promise<string> {
+    return treeFingerprint(this.base);
   }
 
   async dispose(): Promise<void> {
