@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ADMIN_TOKEN, ENROL_TOKEN, Stack } from '../support/stack';
+
+/** Every table the API or the control worker writes, for "nothing was written" checks. */
+const TABLES = [
+  'agents',
+  'scripts',
+  'patch_runs',
+  'run_packages',
+  'run_output',
+  'run_events',
+  'package_exceptions',
+  'maintenance_windows',
+];
+
+interface Sent {
+  status: number;
+  body: any;
+}
+
+describe('the API boundary refuses bad input with a 4xx in the error shape, before doing any work', () => {
+  const stack = new Stack();
+  let agentId: string;
+  let runId: string;
+  before(async () => {
+    await stack.start();
+    agentId = await stack.registerOffline('edge-01');
+    const run = await stack.http('POST', '/v1/runs', { body: { agentId, mode: 'dry-run' } });
+    assert.equal(run.status, 202, JSON.stringify(run.body));
+    runId = run.body.run.id;
+  });
+  after(() => stack.stop());
+
+  const counts = async () => {
+    const out: Record<string, number> = {};
+    for (const table of TABLES)
+      out[table] = Number((await stack.database.db(table).count<{ count: string }[]>('* as count'))[0].count);
+    return out;
+  };
+
+  /** Send raw bytes with the given headers; the response must carry the error shape. */
+  async function send(
+    method: string,
+    urlPath: string,
+    opts: { token?: string | null; headers?: Record<string, string>; body?: Uint8Array | string } = {},
+  ): Promise<Sent> {
+    const token = opts.token === undefined ? ADMIN_TOKEN : opts.token;
+    const res = await fetch(stack.baseUrl + urlPath, {
+      method,
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...opts.headers },
+      body: opts.body,
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : null };
+  }
+
+  function assertRefused(r: Sent, status: number, code: string) {
+    assert.equal(r.status, status, JSON.stringify(r.body));
+    assert.equal(r.body?.error?.code, code, JSON.stringify(r.body));
+    assert.equal(typeof r.body.error.message, 'string');
+  }
+
+  const json = { 'content-type': 'application/json' };
+
+  it('a NUL in the runs cursor is a 400 naming the field, not a 500', async () => {
+    assertRefused(await send('GET', '/v1/runs?before=%00'), 400, 'validation_failed');
+    const r = await send('GET', '/v1/runs?before=not-a-run-id');
+    assertRefused(r, 400, 'validation_failed');
+    assert.equal(r.body.error.field, 'before');
+  });
+
+  const withNul: [string, string, string, unknown, string][] = [
+    ['an exception reason', 'POST', '/v1/agents/:agent/exceptions', { package: 'nginx', reason: 'x\u0000y' }, 'reason'],
+    [
+      'an agent os id',
+      'POST',
+      '/v1/agents',
+      { hostname: 'nul-01', os: { id: 'deb\u0000ian', family: 'apt' } },
+      'os.id',
+    ],
+    [
+      'an agent pretty name',
+      'POST',
+      '/v1/agents',
+      { hostname: 'nul-02', os: { id: 'debian', prettyName: 'Debian\u0007', family: 'apt' } },
+      'os.prettyName',
+    ],
+    ['a reject reason', 'POST', '/v1/runs/:run/reject', { reason: 'no\u0000pe' }, 'reason'],
+    [
+      'a window name',
+      'POST',
+      '/v1/windows',
+      {
+        name: 'night\u0000ly',
+        targets: { agentIds: [':agent'] },
+        recurrence: { everySeconds: 3600 },
+        timezone: 'UTC',
+        durationSeconds: 600,
+        cutoffSeconds: 0,
+        approval: 'dry-run-only',
+        paused: true,
+      },
+      'name',
+    ],
+    ['a pause note', 'POST', '/v1/windows/win-00000000000000000000000000/pause', { note: 'a\u001bb' }, 'note'],
+  ];
+  for (const [what, method, url, body, field] of withNul) {
+    it(`a control character in ${what} is a 400 naming ${field}, and nothing is written`, async () => {
+      const fill = (s: string) => s.replaceAll(':agent', agentId).replaceAll(':run', runId);
+      const token = url === '/v1/agents' ? ENROL_TOKEN : undefined;
+      const before = await counts();
+      const r = await send(method, fill(url), {
+        token,
+        headers: json,
+        body: fill(JSON.stringify(body)),
+      });
+      assertRefused(r, 400, 'validation_failed');
+      assert.equal(r.body.error.field, field);
+      assert.deepEqual(await counts(), before);
+    });
+  }
+});
