@@ -256,7 +256,10 @@ export const ApiErrorCode = z.enum([
   'unauthorized',
   'forbidden',
   'not_found',
+  'method_not_allowed',
   'conflict',
+  'payload_too_large',
+  'unsupported_media_type',
   'unavailable',
   'internal',
 ]);

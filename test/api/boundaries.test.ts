@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { ADMIN_TOKEN, ENROL_TOKEN, Stack } from '../support/stack';
 
@@ -120,4 +121,98 @@ describe('the API boundary refuses bad input with a 4xx in the error shape, befo
       assert.deepEqual(await counts(), before);
     });
   }
+
+  it('authenticates before reading the body: a bad gzip body without a token is a 401', async () => {
+    for (const encoding of ['gzip', 'br', 'deflate']) {
+      const r = await send('POST', '/v1/runs', {
+        token: null,
+        headers: { ...json, 'content-encoding': encoding },
+        body: '{"agentId": "edge-01", "mode": "apply"}',
+      });
+      assertRefused(r, 401, 'unauthorized');
+    }
+    const big = await send('POST', '/v1/runs', {
+      token: null,
+      headers: json,
+      body: JSON.stringify({ pad: 'x'.repeat(1_100_000) }),
+    });
+    assertRefused(big, 401, 'unauthorized');
+  });
+
+  it('checks the role before reading the body: an agent token posting a huge body is a 403', async () => {
+    const agent = await stack.http('POST', '/v1/agents', {
+      token: ENROL_TOKEN,
+      body: { hostname: 'role-01', os: { id: 'debian', family: 'apt' } },
+    });
+    const r = await send('POST', '/v1/runs', {
+      token: agent.body.token,
+      headers: json,
+      body: JSON.stringify({ pad: 'x'.repeat(1_100_000) }),
+    });
+    assertRefused(r, 403, 'forbidden');
+  });
+
+  it('a body that does not decompress is a 400; an unknown content-encoding is a 415', async () => {
+    const before = await counts();
+    for (const encoding of ['gzip', 'br', 'deflate']) {
+      const r = await send('POST', '/v1/runs', {
+        headers: { ...json, 'content-encoding': encoding },
+        body: `{"agentId": "${agentId}", "mode": "dry-run"}`,
+      });
+      assertRefused(r, 400, 'validation_failed');
+      assert.equal(r.body.error.field, 'body');
+    }
+    assertRefused(
+      await send('POST', '/v1/runs', { headers: { ...json, 'content-encoding': 'zstd' }, body: '{}' }),
+      415,
+      'unsupported_media_type',
+    );
+    assert.deepEqual(await counts(), before);
+  });
+
+  it('a compressed body that is valid is read like a plain one', async () => {
+    const body = JSON.stringify({ reason: 'x' });
+    for (const [encoding, bytes] of [
+      ['gzip', gzipSync(body)],
+      ['br', brotliCompressSync(body)],
+    ] as const) {
+      // The run is planning, not awaiting approval: the workflow refuses the reject (409), which
+      // shows the body was read and validated.
+      const r = await send('POST', `/v1/runs/${runId}/reject`, {
+        headers: { ...json, 'content-encoding': encoding },
+        body: bytes,
+      });
+      assertRefused(r, 409, 'conflict');
+    }
+  });
+
+  it('a body over 1 MB is a 413, plain or as a decompression bomb', async () => {
+    const pad = JSON.stringify({ agentId, mode: 'dry-run', pad: 'x'.repeat(1_100_000) });
+    assertRefused(await send('POST', '/v1/runs', { headers: json, body: pad }), 413, 'payload_too_large');
+    const bomb = gzipSync(JSON.stringify({ pad: ' '.repeat(50_000_000) }));
+    assert.ok(bomb.length < 100_000);
+    assertRefused(
+      await send('POST', '/v1/runs', { headers: { ...json, 'content-encoding': 'gzip' }, body: bomb }),
+      413,
+      'payload_too_large',
+    );
+  });
+
+  it('a body that is not JSON by its content type is a 415', async () => {
+    const r = await send('POST', '/v1/runs', {
+      headers: { 'content-type': 'text/plain' },
+      body: JSON.stringify({ agentId, mode: 'dry-run' }),
+    });
+    assertRefused(r, 415, 'unsupported_media_type');
+    // No body at all is still fine where the body is optional.
+    const win = await send('POST', '/v1/windows/win-00000000000000000000000000/pause');
+    assertRefused(win, 404, 'not_found');
+  });
+
+  it('an unknown method on a route is a 405 in the error shape, not a 501', async () => {
+    for (const method of ['PUT', 'PROPFIND']) {
+      const r = await send(method, '/v1/runs');
+      assertRefused(r, 405, 'method_not_allowed');
+    }
+  });
 });
