@@ -215,4 +215,28 @@ describe('the API boundary refuses bad input with a 4xx in the error shape, befo
       assertRefused(r, 405, 'method_not_allowed');
     }
   });
+
+  it('the 1,000th registration of one host name gets an id, in one query, not a 500', async () => {
+    const hostname = 'busy.example.org';
+    // 998 earlier registrations of this name, written directly (the API would take minutes).
+    const rows = Array.from({ length: 998 }, (_, i) => ({
+      id: i === 0 ? 'busy-example-org' : `busy-example-org-${i + 1}`,
+      hostname,
+      os_id: 'debian',
+      family: 'apt',
+      package_manager: 'apt',
+      token_hash: `hash-${i}`,
+    }));
+    await stack.database.db('agents').insert(rows);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await stack.http('POST', '/v1/agents', {
+        token: ENROL_TOKEN,
+        body: { hostname, os: { id: 'debian', family: 'apt' } },
+      });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      ids.push(r.body.agent.id);
+    }
+    assert.deepEqual(ids, ['busy-example-org-999', 'busy-example-org-1000', 'busy-example-org-1001']);
+  });
 });
