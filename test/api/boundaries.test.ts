@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
+import type { ScriptExecution } from '../../contract';
+import { insertRunRows, recordDecision, recordOutcome, recordPlan } from '../../db/runs';
 import { ADMIN_TOKEN, ENROL_TOKEN, Stack } from '../support/stack';
 
 /** Every table the API or the control worker writes, for "nothing was written" checks. */
@@ -214,6 +216,61 @@ describe('the API boundary refuses bad input with a 4xx in the error shape, befo
       const r = await send(method, '/v1/runs');
       assertRefused(r, 405, 'method_not_allowed');
     }
+  });
+
+  it('a control write stores script output and reasons with NUL bytes instead of failing for ever', async () => {
+    const db = stack.database.db;
+    const id = `patch-run.${agentId}.01JDQ7ZV8Y3M6W9S0X7K2P4N5R`;
+    await insertRunRows(db, [{ runId: id, agentId, mode: 'apply', approval: 'required', requestedBy: 'alice' }]);
+    const pkg = { name: 'lib\u0000c', arch: 'amd64', current: '1\u0000', candidate: '2', repo: 'main\u0000' };
+    const execution = (mode: 'dry-run' | 'apply'): ScriptExecution => ({
+      mode,
+      argv: ['--exclude', 'a\u0000b'],
+      exitCode: 0,
+      stdout: 'out \u0000 put',
+      stderr: '\u0000',
+      result: {
+        contract: 1,
+        manager: 'apt\u0000',
+        mode,
+        packages: [{ ...pkg, action: 'upgrade' }],
+        held: [],
+        changed: [{ name: pkg.name, arch: 'amd64', from: '1\u0000', to: '2\u0000' }],
+        reboot_required: true,
+        reboot_reason: 'kernel\u0000',
+        manager_exit_code: 0,
+        error: null,
+      },
+      planHash: 'a'.repeat(64),
+      durationMs: 5,
+    });
+    await recordPlan(db, { runId: id, step: 'plan', execution: execution('dry-run'), phase: 'awaiting-approval' });
+    await recordDecision(db, {
+      runId: id,
+      kind: 'reject',
+      by: 'x\u0000',
+      reason: 'nul \u0000 here \\u0000',
+      planHash: null,
+      phase: 'reporting',
+    });
+    await recordOutcome(db, {
+      runId: id,
+      outcome: 'failed',
+      failureReason: 'agent said \u0000',
+      execution: execution('apply'),
+      overran: false,
+    });
+    const run = await stack.http('GET', `/v1/runs/${id}`);
+    assert.equal(run.status, 200);
+    assert.equal(run.body.run.failureReason, 'agent said \uFFFD');
+    assert.equal(run.body.run.rejectedBy, 'x\uFFFD');
+    assert.equal(run.body.run.plan[0].name, 'lib\uFFFDc');
+    assert.deepEqual(run.body.run.output[0].argv, ['--exclude', 'a\uFFFDb']);
+    // An escaped backslash before "u0000" is text, not a NUL, and is kept as it was.
+    assert.deepEqual(
+      run.body.run.events.find((e: { kind: string }) => e.kind === 'rejected').detail.reason,
+      'nul \uFFFD here \\u0000',
+    );
   });
 
   it('the 1,000th registration of one host name gets an id, in one query, not a 500', async () => {
