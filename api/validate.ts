@@ -33,6 +33,11 @@ async function readBody(ctx: Context): Promise<unknown> {
   try {
     await parseJson(ctx, () => Promise.resolve());
   } catch (err) {
+    // A read given up half-way (a body that does not decompress) leaves the rest of the body on
+    // the connection, where the next request on it would be parsed from: drain and discard it,
+    // as finalhandler does. (Node itself discards bodies that were never read.)
+    ctx.req.unpipe();
+    ctx.req.resume();
     const status = (err as { status?: unknown } | null)?.status;
     if (status === 413) throw new ApiError('payload_too_large', `request body: larger than ${BODY_LIMIT}`, 'body');
     // raw-body's encoding.unsupported and inflation's unknown Content-Encoding

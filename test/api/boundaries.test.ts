@@ -172,6 +172,19 @@ describe('the API boundary refuses bad input with a 4xx in the error shape, befo
     assert.deepEqual(await counts(), before);
   });
 
+  it('after a large body that does not decompress, the same connection answers the next request', async () => {
+    // fetch keeps the connection alive and sends the next request on it.
+    for (const encoding of ['deflate', 'gzip', 'br']) {
+      const r = await send('PATCH', `/v1/windows/win-00000000000000000000000000`, {
+        headers: { ...json, 'content-encoding': encoding },
+        body: JSON.stringify({ note: 'x'.repeat(1_100_000) }),
+      });
+      assertRefused(r, 400, 'validation_failed');
+      const next = await send('GET', '/v1/runs?limit=1');
+      assert.equal(next.status, 200);
+    }
+  });
+
   it('a compressed body that is valid is read like a plain one', async () => {
     const body = JSON.stringify({ reason: 'x' });
     for (const [encoding, bytes] of [
