@@ -216,8 +216,20 @@ type BodySpec =
   | { kind: 'oversize' }
   | { kind: 'none' };
 
-const bodyFor = (route: Route): fc.Arbitrary<BodySpec> => {
-  const valid = route.body ? schemaArb(route.body) : fc.jsonValue({ maxDepth: 2 });
+/**
+ * A value with the fixtures' ids (and a real time zone) where the schema asks for them, so that
+ * generated bodies also get past the service's own checks and reach the database and Temporal.
+ */
+function withKnown(value: Json, fx: Fixtures): Json {
+  if (Array.isArray(value)) return value.map((v) => withKnown(v, fx));
+  if (!value || typeof value !== 'object') return value;
+  const known: Record<string, Json> = { agentId: fx.agentId, agentIds: [fx.agentId], timezone: 'UTC' };
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, k in known ? known[k] : withKnown(v, fx)]));
+}
+
+const bodyFor = (route: Route, fx: Fixtures): fc.Arbitrary<BodySpec> => {
+  const generated = route.body ? schemaArb(route.body) : fc.jsonValue({ maxDepth: 2 });
+  const valid = fc.tuple(generated, fc.boolean()).map(([v, known]) => (known ? withKnown(v, fx) : v));
   return fc.oneof(
     { weight: 4, arbitrary: valid.map((value) => ({ kind: 'json' as const, value })) },
     { weight: 8, arbitrary: mutate(valid).map((value) => ({ kind: 'json' as const, value })) },
@@ -395,7 +407,7 @@ function requestArb(fx: Fixtures): fc.Arbitrary<FuzzRequest> {
       role: roleArb,
       contentType: contentTypeArb,
       encoding: encodingArb,
-      body: bodyFor(route),
+      body: bodyFor(route, fx),
     });
   });
 }
