@@ -1,4 +1,3 @@
-import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Client } from '@temporalio/client';
 import Koa from 'koa';
@@ -34,7 +33,6 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     if (process.env.NODE_ENV !== 'test') console.error('[api]', err);
   });
   app.use(errorMiddleware);
-  app.use(bodyParser({ enableTypes: ['json'], jsonLimit: '1mb', encoding: 'utf-8' }));
 
   const open = new Router();
   open.get('/healthz', async (ctx) => {

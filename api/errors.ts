@@ -7,7 +7,10 @@ const STATUS: Record<ApiErrorCode, number> = {
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
+  method_not_allowed: 405,
   conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
   unavailable: 503,
   internal: 500,
 };
@@ -40,11 +43,12 @@ export async function errorMiddleware(ctx: Context, next: Next): Promise<void> {
     await next();
     if (ctx.status === 404 && ctx.body === undefined)
       throw new ApiError('not_found', `no route ${ctx.method} ${ctx.path}`);
+    // The router's answer to a method a path does not take (501 for one it knows nowhere); Allow stays.
+    if ((ctx.status === 405 || ctx.status === 501) && ctx.body === undefined)
+      throw new ApiError('method_not_allowed', `${ctx.method} is not allowed on ${ctx.path}`);
   } catch (err) {
     let apiError: ApiError;
     if (err instanceof ApiError) apiError = err;
-    else if (isBodyParseError(err))
-      apiError = new ApiError('validation_failed', `request body: ${(err as Error).message}`, 'body');
     else {
       ctx.app.emit('error', err, ctx);
       apiError = new ApiError('internal', 'internal error');
@@ -54,9 +58,4 @@ export async function errorMiddleware(ctx: Context, next: Next): Promise<void> {
       error: { code: apiError.code, message: apiError.message, ...(apiError.field ? { field: apiError.field } : {}) },
     };
   }
-}
-
-function isBodyParseError(err: unknown): boolean {
-  const e = err as { status?: number; type?: string };
-  return typeof e === 'object' && e !== null && (e.status === 400 || e.status === 415 || e.status === 413);
 }

@@ -69,9 +69,9 @@ export const AgentId = z
 export type AgentId = z.infer<typeof AgentId>;
 
 export const OsInfo = z.object({
-  id: z.string().min(1).max(64),
-  versionId: z.string().max(64).default(''),
-  prettyName: z.string().max(200).default(''),
+  id: freeText(64).min(1),
+  versionId: freeText(64).default(''),
+  prettyName: freeText(200).default(''),
   family: Family,
 });
 export type OsInfo = z.infer<typeof OsInfo>;
@@ -192,8 +192,9 @@ export const RunOutcome = z.enum(RUN_OUTCOMES);
 export type RunOutcome = z.infer<typeof RunOutcome>;
 
 /** Free text a person typed: bounded, and no NUL or other control characters (tab and newlines when multi-line). */
-export const freeText = (max: number, opts: { multiLine?: boolean } = {}) =>
-  z
+export function freeText(max: number, opts: { multiLine?: boolean } = {}) {
+  // A declaration, not a const: OsInfo, above, uses it.
+  return z
     .string()
     .max(max)
     .regex(
@@ -202,6 +203,7 @@ export const freeText = (max: number, opts: { multiLine?: boolean } = {}) =>
         ? 'must not contain control characters other than tab and newline'
         : 'must not contain control characters',
     );
+}
 
 export const ApproveDecision = z.object({
   by: freeText(LIMITS.by).min(1),
@@ -254,7 +256,10 @@ export const ApiErrorCode = z.enum([
   'unauthorized',
   'forbidden',
   'not_found',
+  'method_not_allowed',
   'conflict',
+  'payload_too_large',
+  'unsupported_media_type',
   'unavailable',
   'internal',
 ]);

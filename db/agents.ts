@@ -29,6 +29,25 @@ export async function insertAgent(db: Db, agent: NewAgent): Promise<AgentRow | u
   return row;
 }
 
+/**
+ * The id for a new agent whose host name slugs to `base`: `base` while it is free, else
+ * `base-<n>` one past the highest numeric suffix taken. One query however many agents share the
+ * name (the 1,000th registration of a name used to take 999 inserts, then a 500).
+ */
+export async function freeAgentId(db: Db, base: string): Promise<string> {
+  const { rows } = await db.raw<{ rows: { taken: boolean; max: string | null }[] }>(
+    `select exists (select 1 from agents where id = :base) as taken,
+            (select max(suffix::bigint) from (
+               select substring(id from cast(:from as integer)) as suffix from agents where id like :prefix
+             ) s where suffix ~ '^[1-9][0-9]{0,11}$') as max`,
+    // A slug is [a-z0-9-] only: no LIKE wildcards in the prefix. The cast: an untyped position
+    // would make substring() take it as a regular expression.
+    { base, prefix: `${base}-%`, from: base.length + 2 },
+  );
+  const { taken, max } = rows[0];
+  return taken ? `${base}-${max === null ? 2 : Number(max) + 1}` : base;
+}
+
 export function listAgents(db: Db): Promise<AgentRow[]> {
   return agents(db).select('*').orderBy('id');
 }

@@ -33,5 +33,22 @@ export async function migrate(db: Db): Promise<void> {
  * values go as JSON text; typed as the column's parsed type so row interfaces stay honest.
  */
 export function jsonb<T>(db: Db, value: T): Knex.Raw<T> {
-  return db.raw<T>('?::jsonb', [JSON.stringify(value)]);
+  // A `\u0000` escape (not an escaped backslash before "u0000") is the one JSON jsonb refuses.
+  const json = JSON.stringify(value).replace(/(?<!\\)((?:\\\\)*)\\u0000/g, '$1\\ufffd');
+  return db.raw<T>('?::jsonb', [json]);
+}
+
+/**
+ * Text PostgreSQL will store: NUL, which it refuses in text, becomes U+FFFD. The API refuses
+ * control characters at its boundary; this is for what it does not see there (script output,
+ * package names and failure reasons from agents, signal payloads), so a control write, retried
+ * without limit, can never fail for ever on one byte.
+ */
+export function pgText<T extends string | null>(text: T): T {
+  return (text === null ? null : text.replaceAll('\0', '\uFFFD')) as T;
+}
+
+/** A row to write with every string value made storable by `pgText` (other values pass as they are). */
+export function pgRow<T extends object>(row: T): T {
+  return Object.fromEntries(Object.entries(row).map(([k, v]) => [k, typeof v === 'string' ? pgText(v) : v])) as T;
 }

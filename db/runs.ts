@@ -12,7 +12,7 @@ import type {
   RunPhase,
   ScriptExecution,
 } from '../contract';
-import { jsonb, type Db } from './index';
+import { jsonb, pgRow, type Db } from './index';
 
 export interface RunRow {
   id: string; // the Temporal workflow id
@@ -187,15 +187,17 @@ export async function recordScript(
 }
 
 async function insertOutput(db: Db, runId: string, step: OutputStep, e: ScriptExecution): Promise<void> {
-  await outputs(db).insert({
-    run_id: runId,
-    step,
-    argv: jsonb(db, e.argv),
-    exit_code: e.exitCode,
-    stdout: e.stdout,
-    stderr: e.stderr,
-    duration_ms: e.durationMs,
-  });
+  await outputs(db).insert(
+    pgRow({
+      run_id: runId,
+      step,
+      argv: jsonb(db, e.argv),
+      exit_code: e.exitCode,
+      stdout: e.stdout,
+      stderr: e.stderr,
+      duration_ms: e.durationMs,
+    }),
+  );
 }
 
 export async function recordPlan(db: Db, input: RecordPlanInput): Promise<void> {
@@ -210,7 +212,7 @@ export async function recordPlan(db: Db, input: RecordPlanInput): Promise<void> 
         ...(e.result?.packages ?? []).map((p) => ({ ...p, kind: 'planned' as const })),
         ...(e.result?.held ?? []).map((p) => ({ ...p, kind: 'held' as const })),
       ].map(({ kind, ...p }) => ({ run_id: input.runId, kind, ...planPackageOf(p) }));
-      if (rows.length > 0) await packages(trx).insert(rows);
+      if (rows.length > 0) await packages(trx).insert(rows.map(pgRow));
       await runs(trx)
         .where({ id: input.runId })
         .update({ plan_hash: e.planHash, phase: input.phase, updated_at: trx.fn.now() });
@@ -228,7 +230,7 @@ export async function recordDecision(db: Db, input: RecordDecisionInput): Promis
         : { rejected_by: input.by, reject_reason: input.reason };
     await runs(trx)
       .where({ id: input.runId })
-      .update({ ...decision, phase: input.phase, updated_at: trx.fn.now() });
+      .update(pgRow({ ...decision, phase: input.phase, updated_at: trx.fn.now() }));
     // Idempotent: a local activity runs again when its workflow task is retried.
     const kind = input.kind === 'approve' ? 'approved' : 'rejected';
     await events(trx).where({ run_id: input.runId, kind }).delete();
@@ -294,7 +296,7 @@ export async function recordOutcome(db: Db, input: RecordOutcomeInput): Promise<
         repo: '',
         action: c.from === null ? ('install' as const) : c.to === null ? ('remove' as const) : ('upgrade' as const),
       }));
-      if (changed.length > 0) await packages(trx).insert(changed);
+      if (changed.length > 0) await packages(trx).insert(changed.map(pgRow));
     } else if (e) {
       // a dry-run run, or a failed plan: the plan output is the report
       const stored = await outputs(trx).where({ run_id: input.runId, step: 'plan' }).first('id');
@@ -302,17 +304,19 @@ export async function recordOutcome(db: Db, input: RecordOutcomeInput): Promise<
     }
     await runs(trx)
       .where({ id: input.runId })
-      .update({
-        phase: 'done',
-        outcome: input.outcome,
-        failure_reason: input.failureReason,
-        exit_code: e ? e.exitCode : null,
-        reboot_required: e?.result ? e.result.reboot_required : null,
-        reboot_reason: e?.result ? e.result.reboot_reason : null,
-        overran: input.overran,
-        finished_at: trx.fn.now(),
-        updated_at: trx.fn.now(),
-      });
+      .update(
+        pgRow({
+          phase: 'done' as const,
+          outcome: input.outcome,
+          failure_reason: input.failureReason,
+          exit_code: e ? e.exitCode : null,
+          reboot_required: e?.result ? e.result.reboot_required : null,
+          reboot_reason: e?.result ? e.result.reboot_reason : null,
+          overran: input.overran,
+          finished_at: trx.fn.now(),
+          updated_at: trx.fn.now(),
+        }),
+      );
   });
 }
 

@@ -1,8 +1,8 @@
 import { agentTaskQueue, type Agent, type AgentRegistration } from '../../contract';
 import type { Db } from '../../db';
-import { getAgent, insertAgent, listAgents, touchAgent, type AgentRow } from '../../db/agents';
+import { freeAgentId, getAgent, insertAgent, listAgents, touchAgent, type AgentRow } from '../../db/agents';
 import { newAgentToken } from '../auth';
-import { notFound } from '../errors';
+import { ApiError, notFound } from '../errors';
 
 export interface AgentsDeps {
   db: Db;
@@ -34,9 +34,10 @@ export function agentsService({ db }: AgentsDeps) {
   async function register(reg: AgentRegistration): Promise<{ agent: Agent; token: string }> {
     const base = slug(reg.hostname);
     const { token, hash } = newAgentToken();
-    for (let n = 1; n < 1000; n++) {
+    // Registrations of one name at the same moment can pick the same id: the loser asks again.
+    for (let attempt = 0; attempt < 5; attempt++) {
       const row = await insertAgent(db, {
-        id: n === 1 ? base : `${base}-${n}`,
+        id: await freeAgentId(db, base),
         hostname: reg.hostname,
         os_id: reg.os.id,
         os_version: reg.os.versionId,
@@ -47,7 +48,7 @@ export function agentsService({ db }: AgentsDeps) {
       });
       if (row) return { agent: toAgent(row), token };
     }
-    throw new Error(`no free agent id for ${reg.hostname}`);
+    throw new ApiError('conflict', `too many registrations of ${reg.hostname} at once; try again`);
   }
 
   async function list(): Promise<Agent[]> {

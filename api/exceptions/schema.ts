@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AgentId, PackagePattern } from '../../contract';
+import { AgentId, freeText, PackagePattern } from '../../contract';
 
 // The path names the agent as :agentId so a bad one is reported as the field agentId.
 export const AgentParams = z.object({ agentId: AgentId });
@@ -13,7 +13,7 @@ export const CreateExceptionBody = z
   .object({
     /** Package name, or a simple glob such as `linux-image-*`. */
     package: PackagePattern,
-    reason: z.string().trim().min(1, 'a reason is required').max(2000),
+    reason: freeText(2000, { multiLine: true }).trim().min(1, 'a reason is required'),
     expiresAt: FutureDate.nullable().optional(),
   })
   .strict();

@@ -10,6 +10,8 @@ import {
   RunPhase,
 } from '../../contract';
 
+const RunId = z.string().max(200).regex(RUN_ID_PATTERN, 'a run id like patch-run.<agent>.<ulid>');
+
 const timeoutMs = (max: number) => z.number().int().min(100).max(max);
 
 export const StartRunBody = z
@@ -37,13 +39,11 @@ export const ListRunsQuery = z
     outcome: RunOutcome.optional(),
     limit: z.coerce.number().int().min(1).max(500).default(50),
     /** Cursor: return runs created before this run id (from the previous page's `next`). */
-    before: z.string().max(200).optional(),
+    before: RunId.optional(),
   })
   .strict();
 export type ListRunsQuery = z.infer<typeof ListRunsQuery>;
 
-export const RunParams = z.object({
-  id: z.string().regex(RUN_ID_PATTERN, 'a run id like patch-run.<agent>.<ulid>'),
-});
+export const RunParams = z.object({ id: RunId });
 export const ApproveBody = ApproveDecision.pick({ planHash: true }).strict();
 export const RejectBody = RejectDecision.pick({ reason: true }).strict();

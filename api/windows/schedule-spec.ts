@@ -43,7 +43,9 @@ const CRON = /^(@(yearly|annually|monthly|weekly|daily|hourly))$|^([0-9A-Za-z*,/
 
 export const Recurrence = z.union([
   z
-    .object({ cron: z.string().trim().regex(CRON, 'not a 5-field cron expression (minute hour day month weekday)') })
+    .object({
+      cron: z.string().max(200).trim().regex(CRON, 'not a 5-field cron expression (minute hour day month weekday)'),
+    })
     .strict(),
   z.object({ calendar: CalendarRecurrence }).strict(),
   /** Every N seconds, aligned to the epoch; meant for frequent windows and for tests. */

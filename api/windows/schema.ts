@@ -1,15 +1,15 @@
 import { z } from 'zod';
-import { AgentId, WindowApproval } from '../../contract';
+import { AgentId, freeText, WindowApproval } from '../../contract';
 import { isTimezone, Recurrence } from './schedule-spec';
 
 const Timestamp = z.iso.datetime({ offset: true });
 
 export const WindowFields = z
   .object({
-    name: z.string().trim().min(1).max(200),
+    name: freeText(200).trim().min(1),
     targets: z.object({ agentIds: z.array(AgentId).min(1).max(5000) }).strict(),
     recurrence: Recurrence,
-    timezone: z.string().refine(isTimezone, 'not an IANA time zone (e.g. Europe/Berlin)'),
+    timezone: freeText(64).refine(isTimezone, 'not an IANA time zone (e.g. Europe/Berlin)'),
     durationSeconds: z
       .number()
       .int()
@@ -27,7 +27,7 @@ export const WindowFields = z
       .optional(),
     startAt: Timestamp.nullable().optional(),
     endAt: Timestamp.nullable().optional(),
-    note: z.string().max(500).optional(),
+    note: freeText(500, { multiLine: true }).optional(),
     paused: z.boolean().optional(),
   })
   .strict();
@@ -51,6 +51,6 @@ export type UpdateWindowBody = z.infer<typeof UpdateWindowBody>;
 
 export const WindowParams = z.object({ id: z.string().regex(/^win-[0-9a-z]{26}$/, 'a window id like win-<ulid>') });
 export const PauseBody = z
-  .object({ note: z.string().max(500).optional() })
+  .object({ note: freeText(500, { multiLine: true }).optional() })
   .strict()
   .default({});
