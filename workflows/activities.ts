@@ -20,6 +20,21 @@ export const control = proxyLocalActivities<ControlActivities>({
   retry: { initialInterval: '200ms', maximumInterval: '30s' },
 });
 
+/**
+ * The control writes a run makes because a signal arrived (refused approve/reject signals, its
+ * place in its host's queue, asking for its host, whose answer is a signal) are regular
+ * activities on the control task queue instead: measured here, a burst of 1,000 signals against
+ * local-activity flushes left a run whose replay failed with "Missing associated machine for
+ * LocalActivity" — local-activity markers and signals that arrive while they run do not replay
+ * reliably. A regular activity is an event of its own in the history.
+ */
+export const controlBySignal = proxyActivities<
+  Pick<ControlActivities, 'recordIgnoredDecisions' | 'recordPhase' | 'requestHostLock'>
+>({
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '200ms', maximumInterval: '30s' },
+});
+
 /** The script a run executes on its host, pinned by name and SHA-256. */
 export interface PinnedScript {
   scriptName: string;

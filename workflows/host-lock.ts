@@ -8,7 +8,7 @@
 import { condition, continueAsNew, getExternalWorkflowHandle, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { PatchRunInput } from '../contract';
 import { hostLockId } from '../contract/run-id';
-import { control } from './activities';
+import { controlBySignal } from './activities';
 import { acquireSignal, grantedSignal, hostQueueQuery, queuedSignal, releaseSignal } from './messages';
 
 interface Waiter {
@@ -107,7 +107,7 @@ export function hostTurns(
       granted = false;
       queued = null;
       requested = true;
-      await control.requestHostLock({ agentId, runId, leaseMs });
+      await controlBySignal.requestHostLock({ agentId, runId, leaseMs });
       for (;;) {
         await condition(() => granted || queued !== null);
         if (granted) return;

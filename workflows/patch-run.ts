@@ -9,7 +9,7 @@ import {
 } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
 import type { PatchRunInput, RunOutcome, RunPhase, RunStatus, ScriptExecution } from '../contract';
-import { agentFor, control, type PinnedScript } from './activities';
+import { agentFor, control, controlBySignal, type PinnedScript } from './activities';
 import { hostTurns } from './host-lock';
 import { openReview } from './review';
 import { PatchOutcome, PatchPhase } from './search-attributes';
@@ -32,11 +32,13 @@ class RunEnded extends Error {
 export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   const { runId, window } = input;
   const status = initialStatus(input);
-  const review = openReview(status, (ignored, dropped) => control.recordIgnoredDecisions({ runId, ignored, dropped }));
+  const review = openReview(status, (ignored, dropped) =>
+    controlBySignal.recordIgnoredDecisions({ runId, ignored, dropped }),
+  );
   const execute = agentFor(input, () => status.exclusions);
   const host = hostTurns(input, async (queue) => {
     setPhase(status, 'queued');
-    await control.recordPhase({ runId, phase: 'queued', queue });
+    await controlBySignal.recordPhase({ runId, phase: 'queued', queue });
   });
 
   try {
@@ -133,7 +135,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     await host.acquire();
     if (status.phase !== 'queued') return;
     setPhase(status, then);
-    await control.recordPhase({ runId, phase: then });
+    await controlBySignal.recordPhase({ runId, phase: then });
   }
 
   /** A dry-run that must have produced a plan; anything else ends the run `failed`. */

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { statusQuery } from '../../workflows/messages';
 import { PatchOutcome } from '../../workflows/search-attributes';
-import { Stack } from '../support/stack';
+import { replayHistory, Stack } from '../support/stack';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
@@ -91,5 +91,6 @@ describe('fault: database unreachable while a run records its plan and its outco
     const desc = await handle.describe();
     assert.equal(desc.status.name, 'COMPLETED');
     assert.equal(desc.typedSearchAttributes.get(PatchOutcome), 'completed');
+    await replayHistory(stack.temporal, id);
   });
 });

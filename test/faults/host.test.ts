@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { FIXTURE_SCRIPTS, Stack, TRIGGER_ONLY_WINDOW, type TestAgent } from '../support/stack';
+import { FIXTURE_SCRIPTS, replayHistory, Stack, TRIGGER_ONLY_WINDOW, type TestAgent } from '../support/stack';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -80,6 +80,8 @@ describe(
 
       const done = await Promise.all([first, second, third].map((id) => stack.waitForOutcome(id, 120_000)));
       for (const r of done) assert.equal(r.outcome, 'completed', `${r.id}: ${r.failureReason}`);
+      // Runs that queued, were granted their host and released it replay deterministically.
+      for (const r of done) await replayHistory(stack.temporal, r.id);
       const s = spans(agent);
       assert.ok(s.length >= 4, `every run's scripts ran (${s.length} executions)`);
       for (let i = 1; i < s.length; i++) {

@@ -4,7 +4,7 @@ import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { MAX_IGNORED_KEPT } from '../../contract/workflow-safe';
 import { approveSignal, approveUpdate, rejectSignal, rejectUpdate, statusQuery } from '../../workflows/messages';
 import { PatchOutcome, PatchPhase } from '../../workflows/search-attributes';
-import { Stack } from '../support/stack';
+import { replayHistory, Stack } from '../support/stack';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
 const MB = 'x'.repeat(1024 * 1024);
@@ -111,6 +111,8 @@ describe('fault: hostile signals and Updates', { concurrency: true }, () => {
     assert.equal(desc.status.name, 'COMPLETED');
     assert.equal(desc.typedSearchAttributes.get(PatchOutcome), 'completed');
     assert.equal(desc.typedSearchAttributes.get(PatchPhase), 'done');
+    // The whole history, 1,000 signals included, replays against the workflow code.
+    await replayHistory(stack.temporal, run.id);
   });
 
   it('a reject through the API with a NUL byte in its reason is a 400 naming the field, and the run keeps waiting', async () => {

@@ -10,13 +10,13 @@ import type { Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from '@temporalio/client';
-import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { createApp } from '../../api/app';
 import { createControlWorker } from '../../control-worker';
 import { connect } from '../../db';
 import { scriptsService } from '../../api/scripts/service';
 import type { ConfigurableTimeouts } from '../../contract';
-import { connectClient, TemporalEnv } from '../../runtime/temporal';
+import { connectClient, TemporalEnv, workflowSource } from '../../runtime/temporal';
 import { stopChild } from '../../scripts/dev/processes';
 import { createTestDatabase, type TestDatabase } from './db';
 
@@ -282,4 +282,13 @@ export class Stack {
     rmSync(this.tmp, { recursive: true, force: true });
     if (this.workerCrash) throw this.workerCrash;
   }
+}
+
+/**
+ * Replay a finished workflow's whole history against today's workflow code, as a worker does after
+ * a cache eviction or a restart: throws on any nondeterminism.
+ */
+export async function replayHistory(client: Client, workflowId: string): Promise<void> {
+  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  await Worker.runReplayHistory({ ...workflowSource(), replayName: workflowId }, history);
 }
