@@ -147,6 +147,8 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
         at: o.created_at.toISOString(),
       })),
       events: events.map((e) => ({ kind: e.kind, detail: e.detail, at: e.at.toISOString() })),
+      /** While the run waits for its host: its place (1 = next) and the run that has the host. */
+      queue: row.phase === 'queued' ? (events.find((e) => e.kind === 'queued')?.detail ?? null) : null,
     };
   }
 

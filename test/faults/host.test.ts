@@ -69,14 +69,20 @@ describe(
         start(agent.id, { mode: 'apply', approval: 'auto' }),
         start(agent.id, { mode: 'dry-run' }),
       ]);
-      // Someone is queued while another run has the host, and says where it stands.
-      const queued = await stack.waitForRun(second, (r) => r.phase === 'queued' || r.outcome !== null, 60_000);
-      const other = await stack.http('GET', `/v1/runs/${third}`);
-      const waiting = [queued, other.body.run].filter((r) => r.phase === 'queued');
-      assert.ok(waiting.length >= 1, 'a run waits its turn in the queued phase');
-      const event = waiting[0].events.find((e: any) => e.kind === 'queued');
-      assert.ok(event.detail.position >= 1);
-      assert.ok([first, second, third].includes(event.detail.holder));
+      // Whichever gets the host first, another waits its turn and the API says where it stands.
+      const waiting = await stack.waitFor(
+        'a run waiting its turn in the queued phase',
+        async () => {
+          for (const id of [first, second, third]) {
+            const run = (await stack.http('GET', `/v1/runs/${id}`)).body.run;
+            if (run.phase === 'queued' && run.queue) return run;
+          }
+          return false;
+        },
+        60_000,
+      );
+      assert.ok(waiting.queue.position >= 1, `a place in the queue: ${JSON.stringify(waiting.queue)}`);
+      assert.ok([first, second, third].includes(waiting.queue.holder) && waiting.queue.holder !== waiting.id);
 
       const done = await Promise.all([first, second, third].map((id) => stack.waitForOutcome(id, 120_000)));
       for (const r of done) assert.equal(r.outcome, 'completed', `${r.id}: ${r.failureReason}`);
