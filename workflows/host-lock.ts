@@ -24,9 +24,6 @@ export interface HostLockInput {
   holder?: Holder | null;
 }
 
-/** How long an idle lock lingers for the next request before it ends (the next one starts it again). */
-const IDLE_MS = 60_000;
-
 export async function hostLock(input: HostLockInput): Promise<void> {
   const waiting: Waiter[] = input.waiting ?? [];
   let holder: Holder | null = input.holder ?? null;
@@ -67,10 +64,9 @@ export async function hostLock(input: HostLockInput): Promise<void> {
         continue;
       }
     }
-    if (holder === null) {
-      if (!(await condition(() => waiting.length > 0, IDLE_MS)) && waiting.length === 0) return;
-      continue;
-    }
+    // Idle: end now; the next request starts the lock again (signal-with-start). Lingering cost a
+    // timer and a workflow task per run for nothing when a host runs one run at a time.
+    if (holder === null) return;
     await tellPositions();
     const h = holder;
     const moved = await condition(
