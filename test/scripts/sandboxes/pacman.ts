@@ -111,7 +111,8 @@ export class PacmanSandbox implements Sandbox {
   readonly rebootPackage = 'linux-pn';
   private base = '';
 
-  private get root(): string {
+  /** The system's root directory (what the script gets as --root). */
+  get root(): string {
     return join(this.base, 'root');
   }
 
@@ -184,8 +185,13 @@ export class PacmanSandbox implements Sandbox {
     await must('repo-add', ['--quiet', join(this.repo, `${REPO}.db.tar.gz`), ...files]);
   }
 
+  /** bash's argv for the shipped script with these arguments, confined to this system. */
+  scriptArgv(args: string[]): string[] {
+    return [SCRIPT, ...args, '--root', this.root];
+  }
+
   async run(args: string[]): Promise<ScriptRun> {
-    return parseRun(await exec('bash', [SCRIPT, ...args, '--root', this.root]));
+    return parseRun(await exec('bash', this.scriptArgv(args)));
   }
 
   async installedVersion(name: string): Promise<string | null> {

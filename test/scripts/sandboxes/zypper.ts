@@ -37,7 +37,8 @@ export class ZypperSandbox implements Sandbox {
   readonly rebootPackage = REBOOT_PACKAGE;
   private base = '';
 
-  private get root(): string {
+  /** The system's root directory (what the script gets as --root). */
+  get root(): string {
     return join(this.base, 'root');
   }
 
@@ -89,8 +90,13 @@ export class ZypperSandbox implements Sandbox {
     await must('createrepo_c', ['--quiet', this.repo]);
   }
 
+  /** bash's argv for the shipped script with these arguments, confined to this system. */
+  scriptArgv(args: string[]): string[] {
+    return [SCRIPT, ...args, '--root', this.root];
+  }
+
   async run(args: string[]): Promise<ScriptRun> {
-    return parseRun(await exec('bash', [SCRIPT, ...args, '--root', this.root]));
+    return parseRun(await exec('bash', this.scriptArgv(args)));
   }
 
   async installedVersion(name: string): Promise<string | null> {
