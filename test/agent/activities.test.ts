@@ -31,6 +31,23 @@ function setup(served = FIXTURE, extra: Partial<AgentActivityConfig> = {}) {
 
 const sha = sha256Hex(FIXTURE);
 
+/** setup(), then hash-verify the served script, as every script-execute needs first. */
+async function verified(served = FIXTURE, extra: Partial<AgentActivityConfig> = {}) {
+  const fx = setup(served, extra);
+  const digest = sha256Hex(served);
+  await act(fx.env, fx.activities.hashVerify, { scriptName: 'apt-update.sh', sha256: digest });
+  return { ...fx, sha: digest };
+}
+
+/** A script-execute input: a dry-run of `sha256` with no exclusions, heartbeats every 200 ms. */
+const dryRunOf = (sha256: string) => ({
+  runId: 'r',
+  sha256,
+  mode: 'dry-run' as const,
+  exclusions: [] as string[],
+  heartbeatMs: 200,
+});
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A process that still runs (a zombie waiting for init to reap it has stopped running). */
 const alive = (pid: number) => {
@@ -167,9 +184,7 @@ describe('agent activities, called in-process: hash-verify and script-execute', 
   it('a script that logs megabytes keeps the head and tail of its log, not the whole of it', async () => {
     const loud =
       '#!/bin/bash\necho FIRST-LINE >&2\nseq 200000 | sed "s/^/noise line /" >&2\necho LAST-LINE >&2\nexit 3\n';
-    const { activities, env } = setup(loud);
-    const loudSha = sha256Hex(loud);
-    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: loudSha });
+    const { activities, env, sha: loudSha } = await verified(loud);
     const r = await act(env, activities.scriptExecute, {
       runId: 'r',
       sha256: loudSha,
@@ -198,22 +213,8 @@ describe('agent activities, called in-process: hash-verify and script-execute', 
       'printf \'{"contract":1,"manager":"fixture","mode":"dry-run","packages":[],"held":[],"changed":[],"reboot_required":false,"reboot_reason":null,"manager_exit_code":0,"error":null}\\n\'',
       '',
     ].join('\n');
-    const { activities, env } = setup(loud);
-    const loudSha = sha256Hex(loud);
-    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: loudSha });
-    const {
-      result: r,
-      ms,
-      rssGrowthMb,
-    } = await measured(() =>
-      act(env, activities.scriptExecute, {
-        runId: 'r',
-        sha256: loudSha,
-        mode: 'dry-run',
-        exclusions: [],
-        heartbeatMs: 200,
-      }),
-    );
+    const { activities, env, sha: loudSha } = await verified(loud);
+    const { result: r, ms, rssGrowthMb } = await measured(() => act(env, activities.scriptExecute, dryRunOf(loudSha)));
     report.push(`100 MB on stderr: ${ms} ms, RSS growth ${rssGrowthMb.toFixed(1)} MB`);
     assert.equal(r.exitCode, 0);
     assert.deepEqual(r.result?.packages, [], 'the JSON document after 100 MB of log still parses');
@@ -226,22 +227,8 @@ describe('agent activities, called in-process: hash-verify and script-execute', 
 
   it('a script that prints 100 MB on stdout gets no result and the record says its JSON document was cut', async () => {
     const loud = '#!/bin/bash\nyes \'{"contract":1,"packages":[]}\' | head -c 104857600\n';
-    const { activities, env } = setup(loud);
-    const loudSha = sha256Hex(loud);
-    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: loudSha });
-    const {
-      result: r,
-      ms,
-      rssGrowthMb,
-    } = await measured(() =>
-      act(env, activities.scriptExecute, {
-        runId: 'r',
-        sha256: loudSha,
-        mode: 'dry-run',
-        exclusions: [],
-        heartbeatMs: 200,
-      }),
-    );
+    const { activities, env, sha: loudSha } = await verified(loud);
+    const { result: r, ms, rssGrowthMb } = await measured(() => act(env, activities.scriptExecute, dryRunOf(loudSha)));
     report.push(`100 MB on stdout: ${ms} ms, RSS growth ${rssGrowthMb.toFixed(1)} MB`);
     assert.equal(r.result, null);
     assert.match(r.stderr, /stdout was 104857600 bytes, more than the \d+ the agent reads: its JSON document was cut/);
@@ -254,16 +241,8 @@ describe('agent activities, called in-process: hash-verify and script-execute', 
     // The shell starts a child (the package manager's stand-in) and waits for it.
     const slow =
       '#!/bin/bash\nsleep 300 &\necho $! > "$PN_FIXTURE_DIR/manager.pid"\nwait\necho done > "$PN_FIXTURE_DIR/finished"\n';
-    const { activities, env, fixtureDir } = setup(slow, { killGraceMs: 300 });
-    const slowSha = sha256Hex(slow);
-    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: slowSha });
-    const running = act(env, activities.scriptExecute, {
-      runId: 'r',
-      sha256: slowSha,
-      mode: 'dry-run',
-      exclusions: [],
-      heartbeatMs: 200,
-    });
+    const { activities, env, fixtureDir, sha: slowSha } = await verified(slow, { killGraceMs: 300 });
+    const running = act(env, activities.scriptExecute, dryRunOf(slowSha));
     const managerPid = Number(await waitForFile(path.join(fixtureDir, 'manager.pid')));
     env.cancel();
     await assert.rejects(running);
@@ -277,16 +256,8 @@ describe('agent activities, called in-process: hash-verify and script-execute', 
   it('a cancelled dry-run whose script died on SIGTERM leaves no SIGKILL timer that could crash the agent', async () => {
     // The group is just the shell; once it is gone, killing the group fails with ESRCH.
     const one = '#!/bin/bash\necho ready > "$PN_FIXTURE_DIR/ready"\nexec sleep 300\n';
-    const { activities, env, fixtureDir } = setup(one, { killGraceMs: 300 });
-    const oneSha = sha256Hex(one);
-    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: oneSha });
-    const running = act(env, activities.scriptExecute, {
-      runId: 'r',
-      sha256: oneSha,
-      mode: 'dry-run',
-      exclusions: [],
-      heartbeatMs: 200,
-    });
+    const { activities, env, fixtureDir, sha: oneSha } = await verified(one, { killGraceMs: 300 });
+    const running = act(env, activities.scriptExecute, dryRunOf(oneSha));
     await waitForFile(path.join(fixtureDir, 'ready'));
     const crashes: unknown[] = [];
     const onCrash = (err: unknown) => crashes.push(err);
@@ -303,16 +274,8 @@ describe('agent activities, called in-process: hash-verify and script-execute', 
 
   it('a dry-run that ignores SIGTERM is killed with its group after the grace period', async () => {
     const stubborn = `#!/bin/bash\ntrap '' TERM\nsleep 300 &\necho $! > "$PN_FIXTURE_DIR/manager.pid"\nwhile :; do wait || true; done\n`;
-    const { activities, env, fixtureDir } = setup(stubborn, { killGraceMs: 1000 });
-    const sha2 = sha256Hex(stubborn);
-    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha2 });
-    const running = act(env, activities.scriptExecute, {
-      runId: 'r',
-      sha256: sha2,
-      mode: 'dry-run',
-      exclusions: [],
-      heartbeatMs: 200,
-    });
+    const { activities, env, fixtureDir, sha: sha2 } = await verified(stubborn, { killGraceMs: 1000 });
+    const running = act(env, activities.scriptExecute, dryRunOf(sha2));
     const managerPid = Number(await waitForFile(path.join(fixtureDir, 'manager.pid')));
     const cancelled = Date.now();
     env.cancel();
@@ -324,16 +287,8 @@ describe('agent activities, called in-process: hash-verify and script-execute', 
 
   it("a cancelled dry-run's cleanup trap gets to finish before the activity returns", async () => {
     const tidy = `#!/bin/bash\ntrap 'sleep 1; touch "$PN_FIXTURE_DIR/cleaned"; exit 3' TERM\nsleep 300 &\necho $! > "$PN_FIXTURE_DIR/manager.pid"\nwait\n`;
-    const { activities, env, fixtureDir } = setup(tidy, { killGraceMs: 10_000 });
-    const sha2 = sha256Hex(tidy);
-    await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha2 });
-    const running = act(env, activities.scriptExecute, {
-      runId: 'r',
-      sha256: sha2,
-      mode: 'dry-run',
-      exclusions: [],
-      heartbeatMs: 200,
-    });
+    const { activities, env, fixtureDir, sha: sha2 } = await verified(tidy, { killGraceMs: 10_000 });
+    const running = act(env, activities.scriptExecute, dryRunOf(sha2));
     await waitForFile(path.join(fixtureDir, 'manager.pid'));
     env.cancel();
     await assert.rejects(running);

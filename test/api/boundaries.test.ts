@@ -4,18 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ScriptExecution } from '../../contract';
 import { insertRunRows, recordDecision, recordOutcome, recordPlan } from '../../db/runs';
 import { ADMIN_TOKEN, ENROL_TOKEN, Stack } from '../support/stack';
-
-/** Every table the API or the control worker writes, for "nothing was written" checks. */
-const TABLES = [
-  'agents',
-  'scripts',
-  'patch_runs',
-  'run_packages',
-  'run_output',
-  'run_events',
-  'package_exceptions',
-  'maintenance_windows',
-];
+import { TABLES } from '../support/db';
 
 interface Sent {
   status: number;

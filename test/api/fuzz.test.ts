@@ -28,6 +28,7 @@ import { ScriptParams } from '../../api/scripts/schema';
 import { CreateWindowBody, PauseBody, UpdateWindowBody, WindowParams } from '../../api/windows/schema';
 import { ApiErrorCode } from '../../contract';
 import { ADMIN_TOKEN, ENROL_TOKEN, Stack } from '../support/stack';
+import { TABLES } from '../support/db';
 
 /** Upper bounds of the run: whichever comes first (a loaded 2-core box gets through fewer). */
 const NUM_RUNS = Number(process.env.PN_FUZZ_RUNS ?? 3000);
@@ -413,17 +414,6 @@ function requestArb(fx: Fixtures): fc.Arbitrary<FuzzRequest> {
 }
 
 // ---- the test ----
-
-const TABLES = [
-  'agents',
-  'scripts',
-  'patch_runs',
-  'run_packages',
-  'run_output',
-  'run_events',
-  'package_exceptions',
-  'maintenance_windows',
-];
 
 describe('fuzzing every route never gets a 5xx, always gets the error shape, and a refusal writes nothing', () => {
   // Long pickup and approval: runs the fuzz starts sit waiting for an agent that never comes.

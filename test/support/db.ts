@@ -12,3 +12,15 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   await migrate(database.db);
   return database;
 }
+
+/** Every table the API or the control worker writes, for "nothing was written" checks. */
+export const TABLES = [
+  'agents',
+  'scripts',
+  'patch_runs',
+  'run_packages',
+  'run_output',
+  'run_events',
+  'package_exceptions',
+  'maintenance_windows',
+];

@@ -267,8 +267,29 @@ export class Stack {
     return rows[0];
   }
 
-  waitForOutcome(id: string, timeoutMs?: number) {
-    return this.waitForRun(id, (r) => r.outcome !== null, timeoutMs);
+  /**
+   * Wait until the run's record has its outcome and its workflow has closed: a run records its
+   * outcome first and then says it in Temporal (search attributes, completion), so a test that
+   * compares the two must not look in between.
+   */
+  async waitForOutcome(id: string, timeoutMs = 30_000) {
+    const started = Date.now();
+    const run = await this.waitForRun(id, (r) => r.outcome !== null, timeoutMs);
+    let timer: NodeJS.Timeout | undefined;
+    const closed = this.temporal.workflow.getHandle(id).result();
+    const late = new Promise<never>((_, reject) => {
+      const left = Math.max(5_000, timeoutMs - (Date.now() - started));
+      timer = setTimeout(
+        () => reject(new Error(`run ${id} recorded ${run.outcome} but its workflow did not close`)),
+        left,
+      );
+    });
+    try {
+      await Promise.race([closed, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+    return run;
   }
 
   async stop(): Promise<void> {
