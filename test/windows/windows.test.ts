@@ -71,7 +71,7 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
     const paused = await stack.http('POST', `/v1/windows/${w.id}/pause`, { body: { note: 'change freeze' } });
     assert.equal(paused.status, 200);
     assert.equal(paused.body.window.paused, true);
-    assert.equal((await handle.describe()).state.paused, true);
+    await waitFor('the Schedule to be paused', async () => (await handle.describe()).state.paused);
     const firings = async () => {
       const { info } = await handle.describe();
       return info.numActionsTaken + info.numActionsSkippedOverlap;
@@ -290,9 +290,12 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
     assert.deepEqual(patched.body.window.recurrence, { calendar: { hour: 4, minute: 15 } });
     assert.equal(patched.body.window.durationSeconds, 5400);
     assert.equal(patched.body.window.cutoffSeconds, 600, 'fields not in the PATCH are kept');
-    const desc = await handle.describe();
+    // A Schedule update is a request to Temporal's scheduler; describe until it has applied it.
     // 04:15 Berlin (CET) is 03:15Z.
-    assert.equal(desc.info.nextActionTimes[0].toISOString(), '2030-01-01T03:15:00.000Z');
+    const desc = await waitFor('the Schedule to take the new spec', async () => {
+      const d = await handle.describe();
+      return d.info.nextActionTimes[0]?.toISOString() === '2030-01-01T03:15:00.000Z' && d;
+    });
     assert.match(desc.state.note ?? '', /^renamed window: .*5400s, cutoff 600s/);
     assert.equal(desc.policies.catchupWindow, (5400 - 600) * 1000);
     const row = await stack.database.db('maintenance_windows').where({ id: w.id }).first();
@@ -306,7 +309,7 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
 
     const paused = await stack.http('PATCH', `/v1/windows/${w.id}`, { body: { paused: true } });
     assert.equal(paused.body.window.paused, true);
-    assert.equal((await handle.describe()).state.paused, true);
+    await waitFor('the Schedule to be paused', async () => (await handle.describe()).state.paused);
   });
 
   it('GET /v1/windows lists every window with its Schedule id', async () => {
