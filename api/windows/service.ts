@@ -257,18 +257,18 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
     return db.transaction(async (trx) => {
       const updated = await updateWindow(trx, id, valuesOf(parsed.data));
       if (!updated) throw notFound(`window ${id}`);
-      const handle = schedules.getHandle(windowScheduleId(id));
-      await handle
+      // One update carries the paused state too: a separate pause after the update raced with it
+      // (the update, a read-modify-write of the whole Schedule, could land after the pause and
+      // unpause it again — seen in a full test run).
+      await schedules
+        .getHandle(windowScheduleId(id))
         .update((prev) => ({
           ...prev,
           spec: options.spec,
           policies: { ...prev.policies, ...options.policies },
-          state: { ...prev.state, note },
+          state: { ...prev.state, note, paused: parsed.data.paused ?? prev.state.paused },
         }))
         .catch(scheduleError);
-      if (patch.paused !== undefined && patch.paused !== current.paused) {
-        await (patch.paused ? handle.pause(note) : handle.unpause(note));
-      }
       return toWindow(updated);
     });
   }
