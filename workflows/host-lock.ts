@@ -41,13 +41,13 @@ export async function hostLock(input: HostLockInput): Promise<void> {
   setHandler(hostQueueQuery, () => ({ holder: holder?.runId ?? null, waiting: waiting.map((w) => w.runId) }));
 
   /** Tell each waiting run its place when it changed (a visible `queued` phase). */
-  const tellPositions = async () => {
+  const tellPositions = async (current: Holder) => {
     const next = new Map<string, number>();
     for (const [i, w] of waiting.entries()) {
       next.set(w.runId, i + 1);
-      if (told.get(w.runId) === i + 1 || !holder) continue;
+      if (told.get(w.runId) === i + 1) continue;
       await getExternalWorkflowHandle(w.runId)
-        .signal(queuedSignal, { position: i + 1, holder: holder.runId })
+        .signal(queuedSignal, { position: i + 1, holder: current.runId })
         .catch(() => undefined); // a run that is gone is dropped when its turn comes
     }
     told = next;
@@ -67,7 +67,7 @@ export async function hostLock(input: HostLockInput): Promise<void> {
     // Idle: end now; the next request starts the lock again (signal-with-start). Lingering cost a
     // timer and a workflow task per run for nothing when a host runs one run at a time.
     if (holder === null) return;
-    await tellPositions();
+    await tellPositions(holder);
     const h = holder;
     const moved = await condition(
       () => holder !== h || waiting.some((w) => !told.has(w.runId)),
