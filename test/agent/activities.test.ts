@@ -8,6 +8,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { createAgentActivities, type AgentActivityConfig } from '../../activities/agent';
 import { HeadTail, lastLine } from '../../activities/agent/output';
 import { sha256Hex } from '../../contract/plan-hash';
+import { until } from '../support/wait';
 
 const FIXTURE = readFileSync(path.resolve(__dirname, '../../../test/fixtures/scripts/apt-update.sh'), 'utf8');
 
@@ -59,16 +60,8 @@ const alive = (pid: number) => {
 };
 const readFileSafe = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : '');
 
-async function waitFor(ok: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(25);
-  }
-}
-
 async function waitForFile(file: string): Promise<string> {
-  await waitFor(() => readFileSafe(file).endsWith('\n'));
+  await until(`${file} to be written`, () => readFileSafe(file).endsWith('\n'), 10_000);
   return readFileSafe(file).trim();
 }
 
@@ -306,7 +299,7 @@ describe('agent activities, called in-process: hash-verify and script-execute', 
       exclusions: [],
       heartbeatMs: 200,
     });
-    await waitFor(() => existsSync(path.join(fixtureDir, 'calls.log')));
+    await until('the script to start', () => existsSync(path.join(fixtureDir, 'calls.log')), 10_000);
     env.cancel();
     const r = await running;
     assert.equal(r.exitCode, 0);
@@ -323,7 +316,11 @@ describe('agent activities, called in-process: hash-verify and script-execute', 
     const input = { runId: 'r', sha256: sha, exclusions: [], heartbeatMs: 200 };
     const dryRun = act(env, activities.scriptExecute, { ...input, mode: 'dry-run' });
     const apply = act(env, activities.scriptExecute, { ...input, mode: 'apply' });
-    await waitFor(() => readFileSafe(path.join(fixtureDir, 'calls.log')).split('\n').length >= 3);
+    await until(
+      'both scripts to start',
+      () => readFileSafe(path.join(fixtureDir, 'calls.log')).split('\n').length >= 3,
+      10_000,
+    );
     stopping.abort();
     await assert.rejects(dryRun, (err: unknown) => {
       assert.ok(err instanceof ApplicationFailure);

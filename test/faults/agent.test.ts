@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Stack, type TestAgent } from '../support/stack';
+import { until } from '../support/wait';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
 /** The agents here SIGKILL a stopped dry-run's group 2 s after SIGTERM (30 s in production). */
@@ -36,15 +37,6 @@ function scriptProcesses(runId: string): { pid: number; comm: string }[] {
     }
   }
   return found;
-}
-
-async function until(what: string, ok: () => boolean, timeoutMs = 30_000): Promise<number> {
-  const started = Date.now();
-  while (!ok()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for: ${what}`);
-    await sleep(50);
-  }
-  return Date.now() - started;
 }
 
 const alive = (agent: TestAgent) => agent.process.exitCode === null && agent.process.signalCode === null;

@@ -19,6 +19,7 @@ import type { ConfigurableTimeouts } from '../../contract';
 import { connectClient, TemporalEnv, workflowSource } from '../../runtime/temporal';
 import { stopChild } from '../../scripts/dev/processes';
 import { createTestDatabase, type TestDatabase } from './db';
+import { waitFor } from './wait';
 
 try {
   Runtime.install({ logger: new DefaultLogger('WARN') });
@@ -221,14 +222,8 @@ export class Stack {
   }
 
   /** Poll `probe` until it returns something truthy (or fail naming `what`). */
-  async waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const v = await probe();
-      if (v) return v;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+  waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
+    return waitFor(what, probe, timeoutMs, 200);
   }
 
   /** POST /v1/windows with a test's fields over plain defaults; the window as the API returns it. */

@@ -5,10 +5,22 @@ import { readdirSync, readFileSync } from 'node:fs';
  * only turns a hang into a failure that names what never happened; it is not a timing assumption.
  */
 export async function until(what: string, done: () => boolean | Promise<boolean>, deadlineMs = 60_000): Promise<void> {
+  await waitFor(what, done, deadlineMs);
+}
+
+/** Like `until`, for a probe that returns what it found: polls until that is truthy, and returns it. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | Promise<T>,
+  deadlineMs = 60_000,
+  everyMs = 50,
+): Promise<Exclude<T, false | null | undefined | '' | 0>> {
   const deadline = Date.now() + deadlineMs;
-  while (!(await done())) {
+  for (;;) {
+    const found = await probe();
+    if (found) return found as Exclude<T, false | null | undefined | '' | 0>;
     if (Date.now() > deadline) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
