@@ -2,7 +2,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Middleware } from 'koa';
 import { sha256Hex } from '../contract/plan-hash';
 import type { Db } from '../db';
-import { agentIdByTokenHash } from '../db/agents';
+import { agentByTokenHash } from '../db/agents';
 import type { AdminToken } from './env';
 import { ApiError } from './errors';
 
@@ -41,8 +41,9 @@ export function authenticate(db: Db, admins: AdminToken[], enrolToken: string | 
     if (admin) principal = { role: 'admin', name: admin.name };
     else if (enrolToken && sameSecret(enrolToken, token)) principal = { role: 'enrol', name: 'enrolment' };
     else if (token.startsWith('pna_')) {
-      const agentId = await agentIdByTokenHash(db, sha256Hex(token));
-      if (agentId) principal = { role: 'agent', agentId, name: `agent:${agentId}` };
+      const agent = await agentByTokenHash(db, sha256Hex(token));
+      if (agent && agent.status !== 'revoked')
+        principal = { role: 'agent', agentId: agent.id, name: `agent:${agent.id}` };
     }
     if (!principal) throw new ApiError('unauthorized', 'invalid token');
     ctx.state.principal = principal;

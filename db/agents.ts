@@ -13,9 +13,31 @@ export interface AgentRow {
   token_hash: string;
   created_at: Date;
   last_seen_at: Date | null;
+  /** pending until an admin accepts it (or its enrolment token was pre-accepted); revoked for ever. */
+  status: AgentStatus;
+  /** Why an admin must look before accepting (e.g. `duplicate-hostname`); null when nothing stands out. */
+  flag: string | null;
+  enrolment_token_id: string | null;
+  accepted_by: string | null;
+  accepted_at: Date | null;
+  revoked_by: string | null;
+  revoked_at: Date | null;
 }
 
-export type NewAgent = Omit<AgentRow, 'created_at' | 'last_seen_at'>;
+export type AgentStatus = 'pending' | 'accepted' | 'revoked';
+
+export type NewAgent = Omit<
+  AgentRow,
+  | 'created_at'
+  | 'last_seen_at'
+  | 'accepted_by'
+  | 'accepted_at'
+  | 'revoked_by'
+  | 'revoked_at'
+  | 'flag'
+  | 'enrolment_token_id'
+> &
+  Partial<Pick<AgentRow, 'flag' | 'enrolment_token_id' | 'accepted_by' | 'accepted_at'>>;
 
 const agents = (db: Db) => db<AgentRow>('agents');
 
@@ -61,9 +83,12 @@ export function agentsByIds(db: Db, ids: readonly string[]): Promise<Pick<AgentR
   return agents(db).whereIn('id', ids).orderBy('id').select('id', 'hostname');
 }
 
-export async function agentIdByTokenHash(db: Db, tokenHash: string): Promise<string | undefined> {
-  const row = await agents(db).where({ token_hash: tokenHash }).first('id');
-  return row?.id;
+/**
+ * The agent a token belongs to, with its status: the API and the agent gate both refuse a token
+ * whose agent is not `accepted` (the API lets a pending agent read itself, so it can wait).
+ */
+export function agentByTokenHash(db: Db, tokenHash: string): Promise<Pick<AgentRow, 'id' | 'status'> | undefined> {
+  return agents(db).where({ token_hash: tokenHash }).first('id', 'status');
 }
 
 export async function touchAgent(db: Db, id: string): Promise<void> {

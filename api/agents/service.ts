@@ -45,6 +45,7 @@ export function agentsService({ db }: AgentsDeps) {
         family: reg.os.family,
         package_manager: reg.os.family,
         token_hash: hash,
+        status: 'accepted', // until enrolment tokens decide it (issue 13)
       });
       if (row) return { agent: toAgent(row), token };
     }
