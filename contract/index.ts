@@ -187,6 +187,13 @@ export const RUN_OUTCOMES = [
   'skipped-unapproved',
   /** window: the run had not started applying by the window's cutoff */
   'skipped-window-closed',
+  /** the agent was revoked by an admin before the run finished (issue 13) */
+  'agent-revoked',
+  /**
+   * the workflow's input was not what the API wrote (started around the API: another run's id,
+   * another agent, mode or approval): refused, nothing executed, no row written (issue 13)
+   */
+  'untrusted-input',
 ] as const;
 export const RunOutcome = z.enum(RUN_OUTCOMES);
 export type RunOutcome = z.infer<typeof RunOutcome>;
