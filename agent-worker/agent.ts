@@ -6,7 +6,7 @@ import { Worker, type NativeConnection } from '@temporalio/worker';
 import { createAgentActivities } from '../activities/agent';
 import { agentTaskQueue, DEFAULT_TIMEOUTS, type Agent } from '../contract';
 import { connectWorker } from '../runtime/temporal';
-import { ApiClient } from './api-client';
+import { AgentRevokedError, ApiClient } from './api-client';
 import { Identity, identityPath, type AgentEnv } from './config';
 import { detectFamily, osInfo, parseOsRelease } from './os-release';
 
@@ -25,7 +25,20 @@ function detectOs(env: AgentEnv) {
   return osInfo(release, family);
 }
 
-/** Re-use the stored identity when the API still knows it; otherwise register with the enrolment token. */
+/** The enrolment token from the configuration: the variable, or the file it names (read now, not kept). */
+async function enrolmentToken(env: AgentEnv): Promise<string | undefined> {
+  if (env.PATCHNANNY_ENROL_TOKEN) return env.PATCHNANNY_ENROL_TOKEN;
+  if (!env.PATCHNANNY_ENROL_TOKEN_FILE) return undefined;
+  const token = (await readFile(env.PATCHNANNY_ENROL_TOKEN_FILE, 'utf8')).trim();
+  if (!token) throw new Error(`PATCHNANNY_ENROL_TOKEN_FILE ${env.PATCHNANNY_ENROL_TOKEN_FILE} is empty`);
+  return token;
+}
+
+/**
+ * Re-use the stored identity when the API still knows it; otherwise register with the enrolment
+ * token (used this once: the agent's own token is used from then on). A revoked identity is not
+ * replaced: the agent stops (AgentRevokedError), an admin decides whether the host comes back.
+ */
 async function ensureIdentity(env: AgentEnv, api: ApiClient): Promise<{ agent: Agent; token: string }> {
   const file = identityPath(env.PATCHNANNY_AGENT_STATE_DIR);
   if (existsSync(file)) {
@@ -36,8 +49,12 @@ async function ensureIdentity(env: AgentEnv, api: ApiClient): Promise<{ agent: A
       if (agent) return { agent, token: stored.token };
     }
   }
-  if (!env.PATCHNANNY_ENROL_TOKEN) throw new Error('no valid identity and no PATCHNANNY_ENROL_TOKEN to register with');
-  api.useToken(env.PATCHNANNY_ENROL_TOKEN);
+  const enrolToken = await enrolmentToken(env);
+  if (!enrolToken)
+    throw new Error(
+      'no valid identity and no enrolment token to register with (PATCHNANNY_ENROL_TOKEN_FILE or PATCHNANNY_ENROL_TOKEN)',
+    );
+  api.useToken(enrolToken);
   const registered = await api.register({
     hostname: env.PATCHNANNY_AGENT_HOSTNAME ?? os.hostname(),
     os: detectOs(env),
@@ -46,6 +63,41 @@ async function ensureIdentity(env: AgentEnv, api: ApiClient): Promise<{ agent: A
   const identity: Identity = { agentId: registered.agent.id, token: registered.token, apiUrl: env.PATCHNANNY_API_URL };
   await writeFile(file, JSON.stringify(identity, null, 2), { mode: 0o600 });
   return registered;
+}
+
+/**
+ * A pending agent polls nothing on Temporal: it reads its own record until an admin accepts it
+ * (or revokes it: AgentRevokedError). Resolves null when the agent is stopped while it waits.
+ */
+async function waitForAcceptance(
+  env: AgentEnv,
+  api: ApiClient,
+  agent: Agent,
+  stopping?: AbortSignal,
+): Promise<Agent | null> {
+  if (agent.status === 'accepted') return agent;
+  const flag = agent.flag ? ` (flagged ${agent.flag}: an admin should check this host before accepting it)` : '';
+  console.log(
+    `[agent] agent ${agent.id} is pending: waiting for an admin to accept it (POST /v1/agents/${agent.id}/accept)${flag}`,
+  );
+  let current: Agent | null = agent;
+  while (current?.status !== 'accepted') {
+    if (stopping?.aborted) return null;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, env.PATCHNANNY_AGENT_ACCEPT_POLL_MS);
+      stopping?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    });
+    if (stopping?.aborted) return null;
+    current = await api.self(agent.id).catch((err: unknown) => {
+      if (err instanceof AgentRevokedError) throw err;
+      // The API being away for a moment is no reason to stop waiting.
+      console.error(`[agent] reading own record failed: ${err instanceof Error ? err.message : String(err)}`);
+      return agent;
+    });
+    if (current === null) throw new Error(`agent ${agent.id}: the API no longer knows this agent's token`);
+  }
+  console.log(`[agent] agent ${agent.id} was accepted`);
+  return current;
 }
 
 /**
@@ -58,15 +110,20 @@ async function ensureIdentity(env: AgentEnv, api: ApiClient): Promise<{ agent: A
  */
 export const SHUTDOWN_GRACE_MS = DEFAULT_TIMEOUTS.scriptMs;
 
-/** Register (or re-use the identity), then build the Worker with only the agent activities. */
+/**
+ * Register (or re-use the identity), wait until an admin has accepted the agent, then build the
+ * Worker with only the agent activities. Null when stopped while waiting for acceptance.
+ */
 export async function createAgent(
   env: AgentEnv,
   stopping?: AbortSignal,
-): Promise<{ agent: Agent; worker: Worker; connection: NativeConnection }> {
+): Promise<{ agent: Agent; worker: Worker; connection: NativeConnection } | null> {
   await mkdir(env.PATCHNANNY_AGENT_STATE_DIR, { recursive: true, mode: 0o700 });
   await chmod(env.PATCHNANNY_AGENT_STATE_DIR, 0o700);
   const api = new ApiClient(env.PATCHNANNY_API_URL, '');
-  const { agent } = await ensureIdentity(env, api);
+  const registered = await ensureIdentity(env, api);
+  const agent = await waitForAcceptance(env, api, registered.agent, stopping);
+  if (!agent) return null;
   const { connection, namespace } = await connectWorker(env);
   const worker = await Worker.create({
     connection,

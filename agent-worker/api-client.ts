@@ -7,6 +7,18 @@ const Registered = z.object({ agent: Agent, token: z.string().min(1) });
 const Self = z.object({ agent: Agent });
 const ScriptBody = z.object({ script: z.object({ content: z.string(), sha256: z.string() }) });
 
+/** An admin revoked this agent: its token is refused for ever. */
+export class AgentRevokedError extends Error {
+  constructor(
+    readonly agentId: string,
+    apiMessage: string,
+  ) {
+    super(
+      `agent ${agentId} was revoked (${apiMessage}); it will not register again on its own: remove its state folder and enrol it anew if it should come back`,
+    );
+  }
+}
+
 interface Reply {
   status: number;
   json: unknown;
@@ -57,9 +69,15 @@ export class ApiClient {
     return ApiClient.parse(Registered, 'registration', r);
   }
 
-  /** Read this agent's own record; null when the token is no longer valid. */
+  /**
+   * Read this agent's own record; null when the token is not known (e.g. another API's database).
+   * Throws AgentRevokedError when an admin revoked this agent: it must not register again.
+   */
   async self(agentId: string): Promise<Agent | null> {
     const r = await this.request('GET', `/v1/agents/${encodeURIComponent(agentId)}`);
+    const error = ErrorBody.safeParse(r.json);
+    if (r.status === 401 && error.success && error.data.error?.code === 'agent_revoked')
+      throw new AgentRevokedError(agentId, error.data.error.message);
     if (r.status === 401 || r.status === 403 || r.status === 404) return null;
     if (r.status !== 200) ApiClient.fail('reading own identity failed', r);
     return ApiClient.parse(Self, 'reading own identity', r).agent;

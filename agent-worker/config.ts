@@ -6,8 +6,16 @@ import { TemporalEnv } from '../runtime/temporal';
 /** Agent configuration from the environment, validated at start (flags map onto the same names). */
 export const AgentEnv = TemporalEnv.extend({
   PATCHNANNY_API_URL: z.url('PATCHNANNY_API_URL must be the API base URL, e.g. http://127.0.0.1:8080'),
-  /** Token used once to register (admin or enrolment token); afterwards the agent's own token is used. */
+  /**
+   * Token used once to register (an enrolment token, or an admin's); afterwards the agent's own
+   * token is used. Removed from the agent's environment as soon as it is parsed, so no patch script
+   * inherits it; PATCHNANNY_ENROL_TOKEN_FILE (read once, never kept) keeps it out of the
+   * environment altogether and is the recommended way.
+   */
   PATCHNANNY_ENROL_TOKEN: z.string().min(1).optional(),
+  PATCHNANNY_ENROL_TOKEN_FILE: z.string().min(1).optional(),
+  /** How often a pending agent asks whether an admin has accepted it. */
+  PATCHNANNY_AGENT_ACCEPT_POLL_MS: z.coerce.number().int().min(10).default(10_000),
   /** Identity, verified scripts and state live here (0700). */
   PATCHNANNY_AGENT_STATE_DIR: z.string().default('/var/lib/patchnanny-agent'),
   /** Override the detected family (e.g. on a derivative the detection does not know). */
@@ -30,6 +38,7 @@ export function flagsToEnv(argv: string[]): Record<string, string> {
   const names: Record<string, string> = {
     '--api-url': 'PATCHNANNY_API_URL',
     '--enrol-token': 'PATCHNANNY_ENROL_TOKEN',
+    '--enrol-token-file': 'PATCHNANNY_ENROL_TOKEN_FILE',
     '--state-dir': 'PATCHNANNY_AGENT_STATE_DIR',
     '--family': 'PATCHNANNY_AGENT_FAMILY',
     '--hostname': 'PATCHNANNY_AGENT_HOSTNAME',
@@ -53,3 +62,17 @@ export const identityPath = (stateDir: string) => path.join(stateDir, 'identity.
 
 export const Identity = z.object({ agentId: z.string(), token: z.string(), apiUrl: z.string() });
 export type Identity = z.infer<typeof Identity>;
+
+/** The environment variables that carry (or point at) the enrolment token: never kept after parsing. */
+export const ENROLMENT_ENV = ['PATCHNANNY_ENROL_TOKEN', 'PATCHNANNY_ENROL_TOKEN_FILE'] as const;
+
+/**
+ * Take the enrolment token out of the process environment (which every patch script inherits);
+ * call right after the configuration is parsed. The parsed configuration keeps it until registration.
+ */
+export function forgetEnrolmentEnv(env: NodeJS.ProcessEnv = process.env): void {
+  for (const name of ENROLMENT_ENV) delete env[name];
+}
+
+/** Exit code of an agent an admin revoked: a supervisor should not restart it (distinct from 1, any other failure). */
+export const EXIT_REVOKED = 77;

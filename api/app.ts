@@ -7,6 +7,8 @@ import { agentsRouter } from './agents/router';
 import { agentsService } from './agents/service';
 import { authenticate, type AppState } from './auth';
 import type { AdminToken } from './env';
+import { enrolmentTokensRouter } from './enrolment-tokens/router';
+import { enrolmentTokensService } from './enrolment-tokens/service';
 import { errorMiddleware } from './errors';
 import { exceptionsRouter } from './exceptions/router';
 import { exceptionsService } from './exceptions/service';
@@ -22,7 +24,6 @@ export interface AppDeps {
   db: Db;
   temporal: Client;
   admins: AdminToken[];
-  enrolToken?: string;
   controlQueue: string;
   runDefaults: ConfigurableTimeouts;
 }
@@ -51,9 +52,10 @@ export function createApp(deps: AppDeps): Koa<AppState> {
   });
   app.use(open.routes());
 
-  app.use(authenticate(deps.db, deps.admins, deps.enrolToken));
+  app.use(authenticate(deps.db, deps.admins));
   const routers = [
     agentsRouter(agentsService(deps)),
+    enrolmentTokensRouter(enrolmentTokensService(deps)),
     exceptionsRouter(exceptionsService(deps)),
     scriptsRouter(scriptsService(deps)),
     runsRouter(runsService(deps)),

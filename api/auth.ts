@@ -3,19 +3,29 @@ import type { Middleware } from 'koa';
 import { sha256Hex } from '../contract/plan-hash';
 import type { Db } from '../db';
 import { agentByTokenHash } from '../db/agents';
+import { enrolmentTokenState, refusalMessage } from '../db/enrolment-tokens';
 import type { AdminToken } from './env';
 import { ApiError } from './errors';
 
 export type Principal =
   | { role: 'admin'; name: string }
-  | { role: 'enrol'; name: 'enrolment' }
-  | { role: 'agent'; agentId: string; name: string };
+  /** An enrolment token that can still register an agent (its use is spent by the registration). */
+  | { role: 'enrol'; name: string; tokenId: string; tokenHash: string }
+  | { role: 'agent'; agentId: string; name: string }
+  /** An agent an admin has not accepted yet: it may only read itself, to learn when it is accepted. */
+  | { role: 'pending-agent'; agentId: string; name: string };
 
 export type Role = Principal['role'];
 
 /** What every authenticated route finds in `ctx.state` (routers are `Router<AppState>`). */
 export interface AppState {
   principal: Principal;
+}
+
+/** A fresh enrolment token: shown once at creation, stored only as its SHA-256. */
+export function newEnrolmentToken(): { token: string; hash: string } {
+  const token = `pne_${randomBytes(32).toString('base64url')}`;
+  return { token, hash: sha256Hex(token) };
 }
 
 /** A fresh agent token: shown once at registration, stored only as its SHA-256. */
@@ -29,8 +39,13 @@ function sameSecret(a: string, b: string): boolean {
   return timingSafeEqual(Buffer.from(sha256Hex(a), 'hex'), Buffer.from(sha256Hex(b), 'hex'));
 }
 
-/** Bearer-token authentication: admin tokens from config, agent tokens from the agents table. */
-export function authenticate(db: Db, admins: AdminToken[], enrolToken: string | undefined): Middleware<AppState> {
+/**
+ * Bearer-token authentication: admin tokens from config, enrolment tokens from the
+ * enrolment_tokens table, agent tokens from the agents table. A token that can no longer be used
+ * (expired, used up or revoked enrolment token; revoked agent) is refused with 401 saying which,
+ * so the person holding it knows what to ask an admin for.
+ */
+export function authenticate(db: Db, admins: AdminToken[]): Middleware<AppState> {
   return async (ctx, next) => {
     const header = ctx.get('authorization');
     const match = /^Bearer\s+(\S+)$/i.exec(header);
@@ -39,11 +54,17 @@ export function authenticate(db: Db, admins: AdminToken[], enrolToken: string | 
     let principal: Principal | undefined;
     const admin = admins.find((a) => sameSecret(a.token, token));
     if (admin) principal = { role: 'admin', name: admin.name };
-    else if (enrolToken && sameSecret(enrolToken, token)) principal = { role: 'enrol', name: 'enrolment' };
-    else if (token.startsWith('pna_')) {
+    else if (token.startsWith('pne_')) {
+      const hash = sha256Hex(token);
+      const state = await enrolmentTokenState(db, hash);
+      if (state?.refusal) throw new ApiError('unauthorized', refusalMessage(state.id, state.refusal));
+      if (state) principal = { role: 'enrol', name: `enrolment:${state.id}`, tokenId: state.id, tokenHash: hash };
+    } else if (token.startsWith('pna_')) {
       const agent = await agentByTokenHash(db, sha256Hex(token));
-      if (agent && agent.status !== 'revoked')
-        principal = { role: 'agent', agentId: agent.id, name: `agent:${agent.id}` };
+      if (agent?.status === 'revoked') throw new ApiError('agent_revoked', `agent ${agent.id} was revoked`);
+      if (agent?.status === 'accepted') principal = { role: 'agent', agentId: agent.id, name: `agent:${agent.id}` };
+      if (agent?.status === 'pending')
+        principal = { role: 'pending-agent', agentId: agent.id, name: `agent:${agent.id}` };
     }
     if (!principal) throw new ApiError('unauthorized', 'invalid token');
     ctx.state.principal = principal;
@@ -56,6 +77,11 @@ export function requireRole(...roles: Role[]): Middleware<AppState> {
   return async (ctx, next) => {
     const { principal } = ctx.state;
     if (!roles.includes(principal.role)) {
+      if (principal.role === 'pending-agent')
+        throw new ApiError(
+          'forbidden',
+          `agent ${principal.agentId} is pending acceptance (an admin accepts it with POST /v1/agents/${principal.agentId}/accept); until then its token may only GET /v1/agents/${principal.agentId}`,
+        );
       throw new ApiError('forbidden', `${principal.role} tokens may not ${ctx.method} ${ctx.path}`);
     }
     await next();

@@ -11,8 +11,6 @@ export const ApiEnv = TemporalEnv.extend({
   HOST: z.string().default('127.0.0.1'),
   /** Comma-separated admin tokens, each `name:token` (the name is recorded as approver) or a bare token. */
   PATCHNANNY_ADMIN_TOKENS: z.string().min(1, 'at least one admin token is required'),
-  /** Token agents may use to register themselves (only POST /v1/agents). */
-  PATCHNANNY_ENROL_TOKEN: z.string().min(16).optional(),
   PATCHNANNY_CONTROL_QUEUE: z.string().min(1).default('patch-control'),
   /** Folder whose `*-update.sh` files are loaded into the scripts table at start. */
   PATCHNANNY_SCRIPTS_DIR: z.string().default(path.resolve(__dirname, '../../scripts/patch')),

@@ -5,10 +5,12 @@ import type { ApiErrorCode } from '../contract';
 const STATUS: Record<ApiErrorCode, number> = {
   validation_failed: 400,
   unauthorized: 401,
+  agent_revoked: 401,
   forbidden: 403,
   not_found: 404,
   method_not_allowed: 405,
   conflict: 409,
+  agent_not_accepted: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   unavailable: 503,

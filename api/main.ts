@@ -30,7 +30,6 @@ async function main(): Promise<void> {
       db,
       temporal,
       admins: parseAdminTokens(env.PATCHNANNY_ADMIN_TOKENS),
-      enrolToken: env.PATCHNANNY_ENROL_TOKEN,
       controlQueue: env.PATCHNANNY_CONTROL_QUEUE,
       runDefaults: runDefaultsOf(env),
     });

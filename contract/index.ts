@@ -86,6 +86,15 @@ export const AgentRegistration = z.object({
 });
 export type AgentRegistration = z.infer<typeof AgentRegistration>;
 
+export const AGENT_STATUSES = ['pending', 'accepted', 'revoked'] as const;
+export type AgentStatus = (typeof AGENT_STATUSES)[number];
+
+/** Flags a registration can carry for the admin who accepts it. */
+export const AGENT_FLAGS = {
+  /** Another accepted agent has this host name: a re-installed host, or someone posing as it. */
+  duplicateHostname: 'duplicate-hostname',
+} as const;
+
 export const Agent = z.object({
   id: AgentId,
   hostname: z.string(),
@@ -94,8 +103,29 @@ export const Agent = z.object({
   taskQueue: z.string(),
   createdAt: z.string(),
   lastSeenAt: z.string().nullable(),
+  /** pending until an admin accepts it (or its enrolment token was pre-accepted); revoked for ever. */
+  status: z.enum(AGENT_STATUSES),
+  /** Why an admin should look before accepting, e.g. `duplicate-hostname`; null when nothing stands out. */
+  flag: z.string().nullable(),
+  acceptedAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
 });
 export type Agent = z.infer<typeof Agent>;
+
+/** An enrolment token as the API shows it (the token itself only once, at creation). */
+export const EnrolmentToken = z.object({
+  id: z.string(),
+  note: z.string(),
+  expiresAt: z.string(),
+  /** null: any number of registrations until it expires */
+  maxUses: z.number().int().nullable(),
+  uses: z.number().int(),
+  preAccepted: z.boolean(),
+  createdBy: z.string(),
+  createdAt: z.string(),
+  revokedAt: z.string().nullable(),
+});
+export type EnrolmentToken = z.infer<typeof EnrolmentToken>;
 
 // ---- the script contract (docs/script-contract.md) ----
 
@@ -261,10 +291,14 @@ export interface RunStatus {
 export const ApiErrorCode = z.enum([
   'validation_failed',
   'unauthorized',
+  /** 401: the token belongs to an agent an admin revoked (the agent exits rather than re-register) */
+  'agent_revoked',
   'forbidden',
   'not_found',
   'method_not_allowed',
   'conflict',
+  /** 409: the agent is pending acceptance or revoked, so nothing may run on it */
+  'agent_not_accepted',
   'payload_too_large',
   'unsupported_media_type',
   'unavailable',
@@ -302,4 +336,6 @@ export interface WindowFiring {
   durationSeconds: number;
   cutoffSeconds: number;
   agents: { agentId: string; hostname: string }[];
+  /** Targets not run in this firing, and why (pending acceptance, revoked, unknown); absent in firings recorded before issue 13. */
+  skippedTargets?: { agentId: string; reason: string }[];
 }

@@ -1,4 +1,4 @@
-import type { Family } from '../contract';
+import type { AgentStatus, Family } from '../contract';
 import type { Db } from './index';
 
 export interface AgentRow {
@@ -24,7 +24,7 @@ export interface AgentRow {
   revoked_at: Date | null;
 }
 
-export type AgentStatus = 'pending' | 'accepted' | 'revoked';
+export type { AgentStatus };
 
 export type NewAgent = Omit<
   AgentRow,
@@ -79,8 +79,51 @@ export function getAgent(db: Db, id: string): Promise<AgentRow | undefined> {
 }
 
 /** The agents of `ids` that exist, by id. */
-export function agentsByIds(db: Db, ids: readonly string[]): Promise<Pick<AgentRow, 'id' | 'hostname'>[]> {
-  return agents(db).whereIn('id', ids).orderBy('id').select('id', 'hostname');
+export function agentsByIds(db: Db, ids: readonly string[]): Promise<Pick<AgentRow, 'id' | 'hostname' | 'status'>[]> {
+  return agents(db).whereIn('id', ids).orderBy('id').select('id', 'hostname', 'status');
+}
+
+/**
+ * Hold the registration lock of a host name until the transaction ends, so two registrations of
+ * one name cannot both find no accepted agent with it and both be accepted.
+ */
+export async function lockHostname(trx: Db, hostname: string): Promise<void> {
+  await trx.raw('select pg_advisory_xact_lock(hashtext(?))', [`agent-hostname:${hostname.toLowerCase()}`]);
+}
+
+/** The accepted agent with this host name (host names compare case-insensitively), if any. */
+export function acceptedAgentNamed(db: Db, hostname: string): Promise<Pick<AgentRow, 'id'> | undefined> {
+  return agents(db)
+    .where({ status: 'accepted' })
+    .whereRaw('lower(hostname) = lower(?)', [hostname])
+    .orderBy('id')
+    .first('id');
+}
+
+/**
+ * Accept a pending agent (an accepted one stays as it was accepted); undefined when there is no
+ * such agent, the row unchanged when it is revoked (the caller refuses that).
+ */
+export async function acceptAgent(db: Db, id: string, by: string): Promise<AgentRow | undefined> {
+  const [row] = await agents(db)
+    .where({ id, status: 'pending' })
+    .update({ status: 'accepted', accepted_by: by, accepted_at: db.fn.now() as unknown as Date })
+    .returning('*');
+  return row ?? getAgent(db, id);
+}
+
+/**
+ * Revoke an agent for ever: its token stops working at once (the API and the gate read the
+ * status on every request). The row stays, for the history of its runs. Undefined when unknown;
+ * a second revoke leaves the first one's who and when.
+ */
+export async function revokeAgent(db: Db, id: string, by: string): Promise<AgentRow | undefined> {
+  const [row] = await agents(db)
+    .where({ id })
+    .whereNot({ status: 'revoked' })
+    .update({ status: 'revoked', revoked_by: by, revoked_at: db.fn.now() as unknown as Date })
+    .returning('*');
+  return row ?? getAgent(db, id);
 }
 
 /**

@@ -21,6 +21,8 @@ export interface WindowReport {
   startsAt: string | null;
   runs: { runId: string; agentId: string; outcome: RunOutcome | null; overran: boolean }[];
   skipped: string | null;
+  /** Targets this firing did not run, and why (an agent pending acceptance or revoked). */
+  skippedTargets: { agentId: string; reason: string }[];
 }
 
 /**
@@ -29,7 +31,9 @@ export interface WindowReport {
  */
 export async function maintenanceWindow(input: { windowId: string }): Promise<WindowReport> {
   const firing = await control.loadWindowFiring({ windowId: input.windowId });
-  if (!firing) return { windowId: input.windowId, startsAt: null, runs: [], skipped: 'window deleted' };
+  if (!firing)
+    return { windowId: input.windowId, startsAt: null, runs: [], skipped: 'window deleted', skippedTargets: [] };
+  const skippedTargets = firing.skippedTargets ?? [];
 
   // A late (caught-up) firing keeps the window's intended times, so the cutoff still holds.
   const scheduledAt = workflowInfo().typedSearchAttributes.get(ScheduledStartTime)?.getTime() ?? Date.now();
@@ -42,6 +46,7 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
       startsAt: new Date(startsAt).toISOString(),
       runs: [],
       skipped: 'fired after the cutoff',
+      skippedTargets,
     };
 
   const mode = firing.approval === 'dry-run-only' ? 'dry-run' : 'apply';
@@ -112,5 +117,6 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
       overran: r.overran,
     })),
     skipped: null,
+    skippedTargets,
   };
 }

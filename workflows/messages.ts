@@ -11,6 +11,11 @@ export const rejectUpdate = defineUpdate<RunStatus, [RejectDecision]>('reject');
 export const approveSignal = defineSignal<[unknown]>('approve');
 export const rejectSignal = defineSignal<[unknown]>('reject');
 export const statusQuery = defineQuery<RunStatus>('status');
+/**
+ * The API tells each open run of an agent it just revoked: the run ends `agent-revoked` at once,
+ * whatever it waits on (an apply in flight is not waited for: its result can no longer be trusted).
+ */
+export const agentRevokedSignal = defineSignal<[{ by: string }]>('agentRevoked');
 
 /** Failure types the update validators raise, mapped to HTTP 409 by the API. */
 export const DECISION_REFUSED = {

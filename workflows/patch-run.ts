@@ -2,7 +2,9 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  condition,
   isCancellation,
+  setHandler,
   sleep,
   TimeoutFailure,
   upsertSearchAttributes,
@@ -11,6 +13,7 @@ import { TimeoutType } from '@temporalio/common';
 import type { PatchRunInput, RunOutcome, RunPhase, RunStatus, ScriptExecution } from '../contract';
 import { agentFor, control, controlBySignal, type PinnedScript } from './activities';
 import { hostTurns } from './host-lock';
+import { agentRevokedSignal } from './messages';
 import { openReview } from './review';
 import { PatchOutcome, PatchPhase } from './search-attributes';
 
@@ -40,6 +43,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     setPhase(status, 'queued');
     await controlBySignal.recordPhase({ runId, phase: 'queued', queue });
   });
+  const revocation = onAgentRevoked(status);
 
   try {
     setPhase(status, 'planning');
@@ -108,7 +112,11 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     // 3. Apply. A package manager is never interrupted: a cancel that arrives now is deferred
     // until the apply has finished, and the run then reports what really happened.
     beforeCutoff();
-    const applied = await CancellationScope.nonCancellable(() => execute(script, 'apply'));
+    const applied = await Promise.race([
+      CancellationScope.nonCancellable(() => execute(script, 'apply')),
+      // A revoked agent's answer can no longer be trusted (and the gate refuses it): stop waiting.
+      revocation.during('apply result unknown: agent revoked while applying'),
+    ]);
     // Never kill a package manager mid-transaction: a late apply finishes and is flagged.
     if (window && Date.now() > window.endsAt) status.overran = true;
     setPhase(status, 'reporting');
@@ -120,13 +128,14 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
         : 'no result document';
       return await finish('failed', `apply exited ${applied.exitCode} (${why})`, applied);
     }
-    const cancelNote = CancellationScope.current().consideredCancelled
-      ? 'cancel requested during apply; the apply was not interrupted'
-      : null;
+    const cancelNote =
+      CancellationScope.current().consideredCancelled && revocation.by === null
+        ? 'cancel requested during apply; the apply was not interrupted'
+        : null;
     return await finish('completed', cancelNote, applied);
   } catch (err) {
     // No failure escapes a run: whatever was thrown, the run ends in a named outcome.
-    const ended = asRunEnded(err, input);
+    const ended = revocation.by !== null ? revocation.ended(err) : asRunEnded(err, input);
     return await finish(ended.outcome, ended.reason, ended.execution);
   }
 
@@ -185,6 +194,39 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   }
 }
 
+/**
+ * The agentRevoked signal: the API sends it to every open run of an agent it revokes. Whatever
+ * the run waits on (its host, the agent's dry-run, a review, the window) is cancelled and the run
+ * ends `agent-revoked`; an apply is not cancelled (it is never interrupted) but no longer waited
+ * for (`during`). Once the run is finishing, a revocation changes nothing.
+ */
+function onAgentRevoked(status: RunStatus) {
+  const root = CancellationScope.current();
+  let by: string | null = null;
+  setHandler(agentRevokedSignal, (raw: unknown) => {
+    if (by !== null || status.outcome !== null) return;
+    const who = (raw as { by?: unknown } | null)?.by;
+    by = typeof who === 'string' && who.length > 0 ? who.slice(0, 200) : 'unknown';
+    root.cancel(); // as a cancel request would: every cancellable wait ends at once
+  });
+  const named = (reason: string | null) => {
+    const who = `agent ${status.agentId} revoked by ${by ?? 'unknown'}`;
+    return new RunEnded('agent-revoked', reason ? `${reason} (${who})` : who);
+  };
+  return {
+    get by() {
+      return by;
+    },
+    /** Settles only by throwing, once the agent is revoked: race it against what must not be cancelled. */
+    during: (reason: string): Promise<never> =>
+      CancellationScope.nonCancellable(() => condition(() => by !== null)).then(() => {
+        throw named(reason);
+      }),
+    /** The outcome of a run whose agent was revoked, whatever ended its wait. */
+    ended: (err: unknown): RunEnded => (err instanceof RunEnded && err.outcome === 'agent-revoked' ? err : named(null)),
+  };
+}
+
 function initialStatus(input: PatchRunInput): RunStatus {
   const { runId, agentId, mode, approval } = input;
   return {
@@ -220,6 +262,10 @@ function setPhase(status: RunStatus, phase: RunPhase) {
 function asRunEnded(err: unknown, input: PatchRunInput): RunEnded {
   if (err instanceof RunEnded) return err;
   if (isCancellation(err)) return new RunEnded('cancelled', 'cancelled by request');
+  // resolveRun found the agent revoked (a run that started as its agent was being revoked).
+  const refusal = err instanceof ActivityFailure ? err.cause : err;
+  if (refusal instanceof ApplicationFailure && refusal.type === 'agent-revoked')
+    return new RunEnded('agent-revoked', refusal.message);
   // A failed local (control) activity surfaces as the failure itself, not as an ActivityFailure.
   if (!(err instanceof ActivityFailure)) {
     const e =

@@ -54,6 +54,15 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
   async function resolveRun(input: { runId: string; agentId: string }): Promise<ResolvedRun> {
     const agent = await getAgent(db, input.agentId);
     if (!agent) throw ApplicationFailure.nonRetryable(`unknown agent ${input.agentId}`, 'unknown-agent');
+    // The API starts runs only for accepted agents; this catches a run that raced a revocation
+    // (its row written before the agent was revoked, its workflow started after the API signalled).
+    if (agent.status === 'revoked')
+      throw ApplicationFailure.nonRetryable(
+        `agent ${agent.id} was revoked by ${agent.revoked_by ?? 'an admin'}`,
+        'agent-revoked',
+      );
+    if (agent.status !== 'accepted')
+      throw ApplicationFailure.nonRetryable(`agent ${agent.id} is pending acceptance`, 'agent-not-accepted');
     const family = Family.parse(agent.family);
     const scriptName = scriptNameFor(family);
     const sha256 = await scriptSha256(db, scriptName);
@@ -92,7 +101,20 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
   async function loadWindowFiring(input: { windowId: string }): Promise<WindowFiring | null> {
     const w = await getWindow(db, input.windowId);
     if (!w) return null; // deleted while its Schedule fired
-    const agents = await agentsByIds(db, w.targets.agentIds);
+    const found = await agentsByIds(db, w.targets.agentIds);
+    // Only accepted agents are patched; the others are named in the firing's report, with why.
+    const agents = found.filter((a) => a.status === 'accepted');
+    const known = new Map(found.map((a) => [a.id, a.status]));
+    const skippedTargets = w.targets.agentIds
+      .filter((id) => known.get(id) !== 'accepted')
+      .map((agentId) => {
+        const status = known.get(agentId);
+        return {
+          agentId,
+          reason:
+            status === undefined ? 'unknown agent' : `agent is ${status === 'pending' ? 'pending acceptance' : status}`,
+        };
+      });
     return {
       windowId: w.id,
       timeouts: resolveRunTimeouts(runDefaults),
@@ -101,6 +123,7 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
       durationSeconds: w.duration_seconds,
       cutoffSeconds: w.cutoff_seconds,
       agents: agents.map((a) => ({ agentId: a.id, hostname: a.hostname })),
+      skippedTargets,
     };
   }
 

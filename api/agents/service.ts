@@ -1,12 +1,31 @@
-import { agentTaskQueue, type Agent, type AgentRegistration } from '../../contract';
+import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/common';
+import { AGENT_FLAGS, agentTaskQueue, type Agent, type AgentRegistration } from '../../contract';
 import type { Db } from '../../db';
-import { freeAgentId, getAgent, insertAgent, listAgents, touchAgent, type AgentRow } from '../../db/agents';
-import { newAgentToken } from '../auth';
+import {
+  acceptAgent,
+  acceptedAgentNamed,
+  freeAgentId,
+  getAgent,
+  insertAgent,
+  listAgents,
+  lockHostname,
+  revokeAgent,
+  touchAgent,
+  type AgentRow,
+} from '../../db/agents';
+import { enrolmentTokenState, refusalMessage, spendEnrolmentToken } from '../../db/enrolment-tokens';
+import { openRunIds } from '../../db/runs';
+import { agentRevokedSignal } from '../../workflows/messages';
+import { newAgentToken, type Principal } from '../auth';
 import { ApiError, notFound } from '../errors';
 
 export interface AgentsDeps {
   db: Db;
+  temporal: Client;
 }
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 function toAgent(row: AgentRow): Agent {
   return {
@@ -16,7 +35,11 @@ function toAgent(row: AgentRow): Agent {
     family: row.family,
     taskQueue: agentTaskQueue(row.id),
     createdAt: row.created_at.toISOString(),
-    lastSeenAt: row.last_seen_at ? row.last_seen_at.toISOString() : null,
+    lastSeenAt: iso(row.last_seen_at),
+    status: row.status,
+    flag: row.flag,
+    acceptedAt: iso(row.accepted_at),
+    revokedAt: iso(row.revoked_at),
   };
 }
 
@@ -30,26 +53,55 @@ function slug(hostname: string): string {
   return s || 'host';
 }
 
-export function agentsService({ db }: AgentsDeps) {
-  async function register(reg: AgentRegistration): Promise<{ agent: Agent; token: string }> {
+/** Who may register an agent: an admin (accepted at once) or an enrolment token (its rules). */
+export type Registrar = Extract<Principal, { role: 'admin' | 'enrol' }>;
+
+export function agentsService({ db, temporal }: AgentsDeps) {
+  /**
+   * Register an agent. With an enrolment token, one use is spent in the same transaction as the
+   * insert (a failed insert gives it back), so a token with N uses makes at most N agents however
+   * many hosts register at once. The new agent is pending unless the token is pre-accepted or an
+   * admin registers it; a host name that an accepted agent already has is pending and flagged
+   * whoever registers it, so a second `web-01` never becomes trusted without an admin looking.
+   */
+  async function register(reg: AgentRegistration, by: Registrar): Promise<{ agent: Agent; token: string }> {
     const base = slug(reg.hostname);
     const { token, hash } = newAgentToken();
-    // Registrations of one name at the same moment can pick the same id: the loser asks again.
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const row = await insertAgent(db, {
-        id: await freeAgentId(db, base),
-        hostname: reg.hostname,
-        os_id: reg.os.id,
-        os_version: reg.os.versionId,
-        os_pretty_name: reg.os.prettyName,
-        family: reg.os.family,
-        package_manager: reg.os.family,
-        token_hash: hash,
-        status: 'accepted', // until enrolment tokens decide it (issue 13)
-      });
-      if (row) return { agent: toAgent(row), token };
-    }
-    throw new ApiError('conflict', `too many registrations of ${reg.hostname} at once; try again`);
+    const row = await db.transaction(async (trx) => {
+      let enrolment: { id: string; preAccepted: boolean } | null = null;
+      if (by.role === 'enrol') {
+        const spent = await spendEnrolmentToken(trx, by.tokenHash);
+        if (!spent) {
+          // Expired, used up or revoked since authentication (another registration took the last use).
+          const state = await enrolmentTokenState(trx, by.tokenHash);
+          throw new ApiError('unauthorized', refusalMessage(by.tokenId, state?.refusal ?? 'unknown'));
+        }
+        enrolment = { id: spent.id, preAccepted: spent.pre_accepted };
+      }
+      await lockHostname(trx, reg.hostname);
+      const duplicate = await acceptedAgentNamed(trx, reg.hostname);
+      const accepted = !duplicate && (enrolment === null || enrolment.preAccepted);
+      // Registrations of one slug at the same moment can pick the same id: the loser asks again.
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const inserted = await insertAgent(trx, {
+          id: await freeAgentId(trx, base),
+          hostname: reg.hostname,
+          os_id: reg.os.id,
+          os_version: reg.os.versionId,
+          os_pretty_name: reg.os.prettyName,
+          family: reg.os.family,
+          package_manager: reg.os.family,
+          token_hash: hash,
+          status: accepted ? 'accepted' : 'pending',
+          flag: duplicate ? AGENT_FLAGS.duplicateHostname : null,
+          enrolment_token_id: enrolment?.id ?? null,
+          ...(accepted ? { accepted_by: by.name, accepted_at: new Date() } : {}),
+        });
+        if (inserted) return inserted;
+      }
+      throw new ApiError('conflict', `too many registrations of ${reg.hostname} at once; try again`);
+    });
+    return { agent: toAgent(row), token };
   }
 
   async function list(): Promise<Agent[]> {
@@ -64,6 +116,47 @@ export function agentsService({ db }: AgentsDeps) {
     return toAgent(row);
   }
 
-  return { register, list, get };
+  /** Accept a pending agent: from now on its token works and runs may target it. */
+  async function accept(id: string, by: string): Promise<Agent> {
+    const row = await acceptAgent(db, id, by);
+    if (!row) throw notFound(`agent ${id}`);
+    if (row.status === 'revoked')
+      throw new ApiError(
+        'conflict',
+        `agent ${id} was revoked by ${row.revoked_by ?? 'an admin'}; it cannot be accepted`,
+      );
+    return toAgent(row);
+  }
+
+  /**
+   * Revoke an agent: its token is refused from this commit on, and each of its open runs is told
+   * (agentRevoked) and ends `agent-revoked`. Idempotent: revoking again answers 200 and tells the
+   * runs again, so a revoke whose signals Temporal refused can simply be repeated.
+   */
+  async function revoke(id: string, by: string): Promise<{ agent: Agent; runsEnded: string[] }> {
+    const row = await revokeAgent(db, id, by);
+    if (!row) throw notFound(`agent ${id}`);
+    const runIds = await openRunIds(db, id);
+    const told: string[] = [];
+    const failed: string[] = [];
+    for (const runId of runIds) {
+      try {
+        await temporal.workflow.getHandle(runId).signal(agentRevokedSignal, { by });
+        told.push(runId);
+      } catch (err) {
+        // Ended meanwhile (or its workflow not started yet: resolveRun refuses a revoked agent).
+        if (err instanceof WorkflowNotFoundError) continue;
+        failed.push(`${runId}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    if (failed.length > 0)
+      throw new ApiError(
+        'unavailable',
+        `agent ${id} is revoked, but ${failed.length} of its runs could not be told (repeat the DELETE): ${failed.join('; ')}`,
+      );
+    return { agent: toAgent(row), runsEnded: told };
+  }
+
+  return { register, list, get, accept, revoke };
 }
 export type AgentsService = ReturnType<typeof agentsService>;

@@ -75,6 +75,14 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
     const agent = await getAgent(db, body.agentId);
     if (!agent)
       throw new ApiError('validation_failed', `request body field agentId: unknown agent ${body.agentId}`, 'agentId');
+    if (agent.status !== 'accepted')
+      throw new ApiError(
+        'agent_not_accepted',
+        agent.status === 'pending'
+          ? `agent ${agent.id} is pending acceptance (POST /v1/agents/${agent.id}/accept); nothing runs on it until then`
+          : `agent ${agent.id} was revoked; nothing runs on it any more`,
+        'agentId',
+      );
     const id = newRunId(agent.id, Date.now(), () => randomInt(32) / 32);
     const input: PatchRunInput = {
       runId: id,

@@ -154,13 +154,26 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
     throw new ApiError('unavailable', `Temporal refused the schedule: ${message}`);
   }
 
+  /**
+   * Targets must exist and not be revoked (a revoked agent never runs again). A pending agent may
+   * be named: a window is often set up before its hosts are accepted; its firings skip the agent
+   * (and say so in their report) until it is.
+   */
   async function checkTargets(agentIds: string[]) {
-    const found = new Set((await agentsByIds(db, agentIds)).map((a) => a.id));
+    const agents = await agentsByIds(db, agentIds);
+    const found = new Set(agents.map((a) => a.id));
     const missing = agentIds.filter((id) => !found.has(id));
     if (missing.length > 0)
       throw new ApiError(
         'validation_failed',
         `targets.agentIds: unknown agent ${missing.join(', ')}`,
+        'targets.agentIds',
+      );
+    const revoked = agents.filter((a) => a.status === 'revoked').map((a) => a.id);
+    if (revoked.length > 0)
+      throw new ApiError(
+        'validation_failed',
+        `targets.agentIds: agent ${revoked.join(', ')} was revoked`,
         'targets.agentIds',
       );
   }

@@ -9,8 +9,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { parseAdminTokens } from '../../api/env';
+import { identityPath } from '../../agent-worker/config';
+import { EnrolmentToken } from '../../contract';
 import { waitForHealth } from './processes';
 import { Supervisor } from './supervise';
 import { TemporalEnv } from '../../runtime/temporal';
@@ -46,6 +49,31 @@ async function embeddedPostgres(): Promise<{ url: string; stop(): Promise<void> 
   };
 }
 
+/**
+ * A single-use, pre-accepted enrolment token for the local agent, valid for 10 minutes, made
+ * through the API with an admin token and handed over in a 0600 file (never in the agent's
+ * environment). Only while the agent has no identity yet; once it has one the file is removed.
+ */
+async function localEnrolment(apiUrl: string, adminToken: string, stateDir: string): Promise<Record<string, string>> {
+  const file = path.join(DATA, 'local-agent-enrol-token');
+  if (existsSync(identityPath(stateDir))) {
+    rmSync(file, { force: true });
+    return {};
+  }
+  const res = await fetch(`${apiUrl}/v1/enrolment-tokens`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ note: 'npm start: the local agent', expiresInSeconds: 600, maxUses: 1, preAccepted: true }),
+  });
+  const body = (await res.json()) as { token?: unknown; enrolmentToken?: unknown };
+  if (res.status !== 201 || typeof body.token !== 'string')
+    throw new Error(`could not create the local agent's enrolment token: HTTP ${res.status} ${JSON.stringify(body)}`);
+  const { id } = EnrolmentToken.parse(body.enrolmentToken);
+  writeFileSync(file, body.token + '\n', { mode: 0o600 });
+  console.log(`agent | enrolling with single-use pre-accepted enrolment token ${id}`);
+  return { PATCHNANNY_ENROL_TOKEN_FILE: file };
+}
+
 function child(name: string, script: string, env: NodeJS.ProcessEnv): ChildProcess {
   const p = spawn(process.execPath, [path.join(DIST, script)], {
     env: { ...process.env, ...env },
@@ -79,7 +107,6 @@ async function shutdown(code: number): Promise<void> {
 async function main(): Promise<void> {
   mkdirSync(DATA, { recursive: true, mode: 0o700 });
   const adminToken = secret('admin-token', undefined);
-  const enrolToken = secret('enrol-token', process.env.PATCHNANNY_ENROL_TOKEN);
   const namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
   process.on('SIGINT', () => void shutdown(0));
   process.on('SIGTERM', () => void shutdown(0));
@@ -121,18 +148,21 @@ async function main(): Promise<void> {
       TEMPORAL_ADDRESS: temporalAddress,
       PORT: port,
       PATCHNANNY_ADMIN_TOKENS: admins,
-      PATCHNANNY_ENROL_TOKEN: enrolToken,
     }),
   );
   await waitForHealth(apiUrl, api);
 
   if (process.env.PATCHNANNY_LOCAL_AGENT !== '0') {
-    await supervisor.add('agent', () =>
+    const stateDir = process.env.PATCHNANNY_AGENT_STATE_DIR ?? path.join(DATA, 'agent');
+    const enrollingAdmin = parseAdminTokens(admins)[0].token;
+    await supervisor.add('agent', async () =>
       child('agent', 'agent-worker/main.js', {
         TEMPORAL_ADDRESS: temporalAddress,
         PATCHNANNY_API_URL: apiUrl,
-        PATCHNANNY_ENROL_TOKEN: enrolToken,
-        PATCHNANNY_AGENT_STATE_DIR: process.env.PATCHNANNY_AGENT_STATE_DIR ?? path.join(DATA, 'agent'),
+        PATCHNANNY_AGENT_STATE_DIR: stateDir,
+        // No static enrolment token any more: one of its own, only when it has no identity yet.
+        PATCHNANNY_ENROL_TOKEN: undefined,
+        ...(await localEnrolment(apiUrl, enrollingAdmin, stateDir)),
       }),
     );
   }

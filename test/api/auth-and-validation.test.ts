@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { ENROL_TOKEN, Stack } from '../support/stack';
+import { Stack } from '../support/stack';
 
 describe('the API refuses what it must refuse, with a clear error', { concurrency: true }, () => {
   const stack = new Stack();
@@ -10,7 +10,7 @@ describe('the API refuses what it must refuse, with a clear error', { concurrenc
   before(async () => {
     await stack.start();
     const r = await stack.http('POST', '/v1/agents', {
-      token: ENROL_TOKEN,
+      token: stack.enrolToken,
       body: { hostname: 'web-01.example.org', os: { id: 'debian', versionId: '12', family: 'apt' } },
     });
     assert.equal(r.status, 201);
@@ -38,7 +38,7 @@ describe('the API refuses what it must refuse, with a clear error', { concurrenc
       assert.ok(!JSON.stringify(read.body).includes(row.token_hash), `GET ${url} does not return its hash`);
     }
     const again = await stack.http('POST', '/v1/agents', {
-      token: ENROL_TOKEN,
+      token: stack.enrolToken,
       body: { hostname: 'web-01.example.org', os: { id: 'debian', family: 'apt' } },
     });
     assert.equal(
@@ -77,7 +77,7 @@ describe('the API refuses what it must refuse, with a clear error', { concurrenc
       assert.equal(r.body.error.code, 'forbidden');
     }
     assert.equal(
-      (await stack.http('GET', '/v1/runs', { token: ENROL_TOKEN })).status,
+      (await stack.http('GET', '/v1/runs', { token: stack.enrolToken })).status,
       403,
       'the enrolment token only registers',
     );

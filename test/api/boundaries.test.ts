@@ -3,7 +3,7 @@ import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import type { ScriptExecution } from '../../contract';
 import { insertRunRows, recordDecision, recordOutcome, recordPlan } from '../../db/runs';
-import { ADMIN_TOKEN, ENROL_TOKEN, Stack } from '../support/stack';
+import { ADMIN_TOKEN, Stack } from '../support/stack';
 import { TABLES } from '../support/db';
 
 interface Sent {
@@ -100,7 +100,7 @@ describe('the API boundary refuses bad input with a 4xx in the error shape, befo
   for (const [what, method, url, body, field] of withNul) {
     it(`a control character in ${what} is a 400 naming ${field}, and nothing is written`, async () => {
       const fill = (s: string) => s.replaceAll(':agent', agentId).replaceAll(':run', runId);
-      const token = url === '/v1/agents' ? ENROL_TOKEN : undefined;
+      const token = url === '/v1/agents' ? stack.enrolToken : undefined;
       const before = await counts();
       const r = await send(method, fill(url), {
         token,
@@ -132,7 +132,7 @@ describe('the API boundary refuses bad input with a 4xx in the error shape, befo
 
   it('checks the role before reading the body: an agent token posting a huge body is a 403', async () => {
     const agent = await stack.http('POST', '/v1/agents', {
-      token: ENROL_TOKEN,
+      token: stack.enrolToken,
       body: { hostname: 'role-01', os: { id: 'debian', family: 'apt' } },
     });
     const r = await send('POST', '/v1/runs', {
@@ -290,7 +290,7 @@ describe('the API boundary refuses bad input with a 4xx in the error shape, befo
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
       const r = await stack.http('POST', '/v1/agents', {
-        token: ENROL_TOKEN,
+        token: stack.enrolToken,
         body: { hostname, os: { id: 'debian', family: 'apt' } },
       });
       assert.equal(r.status, 201, JSON.stringify(r.body));

@@ -25,9 +25,10 @@ import {
 } from '../../api/exceptions/schema';
 import { ApproveBody, ListRunsQuery, RejectBody, RunParams, StartRunBody } from '../../api/runs/schema';
 import { ScriptParams } from '../../api/scripts/schema';
+import { CreateEnrolmentTokenBody, EnrolmentTokenParams } from '../../api/enrolment-tokens/schema';
 import { CreateWindowBody, PauseBody, UpdateWindowBody, WindowParams } from '../../api/windows/schema';
 import { ApiErrorCode } from '../../contract';
-import { ADMIN_TOKEN, ENROL_TOKEN, Stack } from '../support/stack';
+import { ADMIN_TOKEN, Stack } from '../support/stack';
 import { TABLES } from '../support/db';
 
 /** Upper bounds of the run: whichever comes first (a loaded 2-core box gets through fewer). */
@@ -51,6 +52,11 @@ const ROUTES: Route[] = [
   { method: 'POST', path: '/v1/agents', body: AgentRegistration },
   { method: 'GET', path: '/v1/agents' },
   { method: 'GET', path: '/v1/agents/:id', params: AgentParams },
+  { method: 'POST', path: '/v1/agents/:id/accept', params: AgentParams },
+  { method: 'DELETE', path: '/v1/agents/:id', params: AgentParams },
+  { method: 'POST', path: '/v1/enrolment-tokens', body: CreateEnrolmentTokenBody },
+  { method: 'GET', path: '/v1/enrolment-tokens' },
+  { method: 'DELETE', path: '/v1/enrolment-tokens/:id', params: EnrolmentTokenParams },
   { method: 'GET', path: '/v1/agents/:agentId/exceptions', params: ExceptionAgentParams },
   { method: 'POST', path: '/v1/agents/:agentId/exceptions', params: ExceptionAgentParams, body: CreateExceptionBody },
   { method: 'PATCH', path: '/v1/agents/:agentId/exceptions/:id', params: ExceptionParams, body: UpdateExceptionBody },
@@ -440,7 +446,7 @@ describe('fuzzing every route never gets a 5xx, always gets the error shape, and
       );
 
     const reg = await stack.http('POST', '/v1/agents', {
-      token: ENROL_TOKEN,
+      token: stack.enrolToken,
       body: { hostname: 'fuzz-01', os: { id: 'debian', versionId: '12', family: 'apt' } },
     });
     assert.equal(reg.status, 201);
@@ -483,7 +489,7 @@ describe('fuzzing every route never gets a 5xx, always gets the error shape, and
     const tokens: Record<Role, string | undefined> = {
       admin: ADMIN_TOKEN,
       agent: fx.agentToken,
-      enrol: ENROL_TOKEN,
+      enrol: stack.enrolToken,
       none: undefined,
       bogus: 'pna_not-a-token',
     };

@@ -8,7 +8,7 @@ import { connectClient, TemporalEnv } from '../../runtime/temporal';
 import { stopChild } from '../../scripts/dev/processes';
 import { freePort } from '../../scripts/dev/temporal-server';
 import { createTestDatabase, type TestDatabase } from '../support/db';
-import { ADMIN_TOKEN, DIST, ENROL_TOKEN, FIXTURE_SCRIPTS } from '../support/stack';
+import { ADMIN_TOKEN, DIST, FIXTURE_SCRIPTS } from '../support/stack';
 
 /** dist/api/main.js as deployed, one real process per role, sharing one database and control queue. */
 describe('PATCHNANNY_ROLE splits the control plane into an API process and a worker process', () => {
@@ -34,7 +34,6 @@ describe('PATCHNANNY_ROLE splits the control plane into an API process and a wor
         ...process.env,
         DATABASE_URL: database.url,
         PATCHNANNY_ADMIN_TOKENS: `alice:${ADMIN_TOKEN}`,
-        PATCHNANNY_ENROL_TOKEN: ENROL_TOKEN,
         PATCHNANNY_CONTROL_QUEUE: controlQueue,
         PATCHNANNY_SCRIPTS_DIR: FIXTURE_SCRIPTS,
         ...env,
@@ -111,9 +110,11 @@ describe('PATCHNANNY_ROLE splits the control plane into an API process and a wor
         assert.doesNotMatch(workerOnly.output(), /listening/);
 
         // Split, they still make one control plane: the API starts the run, the worker records its end.
+        const enrol = await http(apiUrl, 'POST', '/v1/enrolment-tokens', { preAccepted: true });
+        assert.equal(enrol.status, 201, JSON.stringify(enrol.body));
         const agent = await fetch(`${apiUrl}/v1/agents`, {
           method: 'POST',
-          headers: { authorization: `Bearer ${ENROL_TOKEN}`, 'content-type': 'application/json' },
+          headers: { authorization: `Bearer ${enrol.body.token}`, 'content-type': 'application/json' },
           body: JSON.stringify({ hostname: 'role-host', os: { id: 'debian', versionId: '12', family: 'apt' } }),
         }).then((r) => r.json() as Promise<any>);
         const started = await http(apiUrl, 'POST', '/v1/runs', {

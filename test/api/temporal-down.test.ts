@@ -5,7 +5,7 @@ import { Client, Connection } from '@temporalio/client';
 import { createApp } from '../../api/app';
 import { freePort } from '../../scripts/dev/temporal-server';
 import { createTestDatabase, type TestDatabase } from '../support/db';
-import { ADMIN_TOKEN, ENROL_TOKEN } from '../support/stack';
+import { ADMIN_TOKEN } from '../support/stack';
 
 /** The API against a Temporal address where nothing answers (a cluster that went away). */
 describe('the API when Temporal does not answer', () => {
@@ -21,7 +21,6 @@ describe('the API when Temporal does not answer', () => {
       db: database.db,
       temporal,
       admins: [{ name: 'alice', token: ADMIN_TOKEN }],
-      enrolToken: ENROL_TOKEN,
       controlQueue: 'patch-control-nowhere',
       runDefaults: { approvalMs: 60_000, agentPickupMs: 30_000, scriptMs: 60_000 },
     }).listen(0, '127.0.0.1');
@@ -47,7 +46,9 @@ describe('the API when Temporal does not answer', () => {
     'POST /v1/runs is a 503 with the error shape and leaves no run; /healthz says temporal: false',
     { timeout: 120_000 },
     async () => {
-      const reg = await http('POST', '/v1/agents', ENROL_TOKEN, {
+      const enrol = await http('POST', '/v1/enrolment-tokens', ADMIN_TOKEN, { preAccepted: true });
+      assert.equal(enrol.status, 201, 'enrolment tokens need only the database');
+      const reg = await http('POST', '/v1/agents', enrol.body.token, {
         hostname: 'down-host',
         os: { id: 'debian', versionId: '12', family: 'apt' },
       });

@@ -96,6 +96,17 @@ describe('npm start', () => {
           [[agentId, 'apt']],
           'the local agent registered itself as this (Debian) machine',
         );
+        // Enrolled with a token of its own, made through the API: single-use, pre-accepted, now spent.
+        assert.equal(agents.body.agents[0].status, 'accepted');
+        const tokens = await api('GET', '/v1/enrolment-tokens');
+        assert.deepEqual(
+          tokens.body.enrolmentTokens.map((t: any) => [t.maxUses, t.uses, t.preAccepted]),
+          [[1, 1, true]],
+          'one single-use pre-accepted enrolment token, used once',
+        );
+        const row = await api('GET', `/v1/agents/${agentId}`);
+        assert.equal(row.body.agent.acceptedAt !== null, true);
+        assert.ok(!existsSync(path.join(dataDir, 'enrol-token')), 'no static enrolment token any more');
         const started = await api('POST', '/v1/runs', { agentId, mode: 'dry-run' });
         assert.equal(started.status, 202, JSON.stringify(started.body));
         const deadline = Date.now() + 120_000;

@@ -23,4 +23,5 @@ export const TABLES = [
   'run_events',
   'package_exceptions',
   'maintenance_windows',
+  'enrolment_tokens',
 ];

@@ -12,7 +12,7 @@ import { connectClient, TemporalEnv } from '../../runtime/temporal';
 import { stopChild, waitForHealth } from '../../scripts/dev/processes';
 import { freePort, startDevServer, type DevServer } from '../../scripts/dev/temporal-server';
 import { createTestDatabase } from './db';
-import { ADMIN_TOKEN, DIST, ENROL_TOKEN, FIXTURE_SCRIPTS, Stack, type TestAgent } from './stack';
+import { ADMIN_TOKEN, DIST, FIXTURE_SCRIPTS, Stack, type TestAgent } from './stack';
 
 /** Resolves when the child has exited (at once if it already has), with its code or signal. */
 export function exited(child: ChildProcess): Promise<number | string> {
@@ -77,6 +77,7 @@ export class ProcessStack extends Stack {
       for (const o of this.orphans) if (aliveWith(o.pid, o.marker)) process.kill(o.pid, 'SIGKILL');
     });
     await this.startApi(scriptsDir);
+    this.enrolToken = await this.createEnrolToken({ preAccepted: true, maxUses: null, expiresInSeconds: 3600 });
     return this;
   }
 
@@ -91,7 +92,6 @@ export class ProcessStack extends Stack {
         PORT: String(this.port),
         HOST: '127.0.0.1',
         PATCHNANNY_ADMIN_TOKENS: `alice:${ADMIN_TOKEN}`,
-        PATCHNANNY_ENROL_TOKEN: ENROL_TOKEN,
         PATCHNANNY_SCRIPTS_DIR: scriptsDir,
         PATCHNANNY_CONTROL_QUEUE: this.controlQueue,
         PATCHNANNY_APPROVAL_TIMEOUT_MS: String(d.approvalMs),

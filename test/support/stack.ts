@@ -37,7 +37,6 @@ export const TRIGGER_ONLY_WINDOW = {
   durationSeconds: 3600,
   cutoffSeconds: 60,
 };
-export const ENROL_TOKEN = 'test-enrol-token-0123456789';
 
 export interface HttpResult {
   status: number;
@@ -68,6 +67,8 @@ export class Stack {
   database!: TestDatabase;
   temporal!: Client;
   baseUrl = '';
+  /** A pre-accepted enrolment token with unlimited uses for an hour, made through the API by start(). */
+  enrolToken = '';
 
   /** When set, the control worker reaches the database through this URL (e.g. a proxy the test can cut). */
   controlDatabaseUrl?: (directUrl: string) => string;
@@ -90,13 +91,13 @@ export class Stack {
       db: this.database.db,
       temporal: this.temporal,
       admins: [{ name: 'alice', token: ADMIN_TOKEN }],
-      enrolToken: ENROL_TOKEN,
       controlQueue: this.controlQueue,
       runDefaults: this.runDefaults,
     });
     this.server = app.listen(0, '127.0.0.1');
     await new Promise<void>((r) => this.server!.once('listening', () => r()));
     this.baseUrl = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
+    this.enrolToken = await this.createEnrolToken({ preAccepted: true, maxUses: null, expiresInSeconds: 3600 });
     const controlDb = this.controlDatabaseUrl
       ? connect(this.controlDatabaseUrl(this.database.url), { max: 4 })
       : this.database.db;
@@ -114,6 +115,13 @@ export class Stack {
       console.error(this.workerCrash);
     });
     return this;
+  }
+
+  /** POST /v1/enrolment-tokens as the admin; the token itself (shown once). */
+  async createEnrolToken(body: Record<string, unknown> = {}): Promise<string> {
+    const r = await this.http('POST', '/v1/enrolment-tokens', { body });
+    if (r.status !== 201) throw new Error(`enrolment token not created: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body.token;
   }
 
   async http(
@@ -154,7 +162,7 @@ export class Stack {
         ...process.env,
         TEMPORAL_ADDRESS: this.temporalEnv.TEMPORAL_ADDRESS,
         PATCHNANNY_API_URL: this.baseUrl,
-        PATCHNANNY_ENROL_TOKEN: ENROL_TOKEN,
+        PATCHNANNY_ENROL_TOKEN: this.enrolToken,
         PATCHNANNY_AGENT_STATE_DIR: stateDir,
         PATCHNANNY_AGENT_HOSTNAME: hostname,
         PATCHNANNY_AGENT_FAMILY: 'apt',
@@ -168,11 +176,12 @@ export class Stack {
     const id = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`agent ${hostname} did not start:\n${out}`)), 30_000);
       child.once('exit', (code) => reject(new Error(`agent ${hostname} exited ${code}:\n${out}`)));
+      // Up: polling its queue, or registered and waiting for an admin to accept it.
       const check = () => {
-        const m = /\[agent\] (\S+) .* polling/.exec(out);
+        const m = /\[agent\] (?:(\S+) .* polling|agent (\S+) is pending)/.exec(out);
         if (m) {
           clearTimeout(timer);
-          resolve(m[1]);
+          resolve(m[1] ?? m[2]);
         }
       };
       child.stdout.on('data', check);
@@ -200,7 +209,7 @@ export class Stack {
   /** Register an agent through the API without starting its process (an offline host). */
   async registerOffline(hostname: string): Promise<string> {
     const r = await this.http('POST', '/v1/agents', {
-      token: ENROL_TOKEN,
+      token: this.enrolToken,
       body: { hostname, os: { id: 'debian', versionId: '12', family: 'apt' } },
     });
     if (r.status !== 201) throw new Error(`registration failed: ${JSON.stringify(r.body)}`);

@@ -1,0 +1,64 @@
+import { ulid } from 'ulid';
+import type { EnrolmentToken } from '../../contract';
+import type { Db } from '../../db';
+import {
+  insertEnrolmentToken,
+  listEnrolmentTokens,
+  revokeEnrolmentToken,
+  type EnrolmentTokenRow,
+} from '../../db/enrolment-tokens';
+import { newEnrolmentToken } from '../auth';
+import { notFound } from '../errors';
+import type { CreateEnrolmentTokenBody } from './schema';
+
+export interface EnrolmentTokensDeps {
+  db: Db;
+}
+
+function toEnrolmentToken(r: EnrolmentTokenRow): EnrolmentToken {
+  return {
+    id: r.id,
+    note: r.note,
+    expiresAt: r.expires_at.toISOString(),
+    maxUses: r.max_uses,
+    uses: r.uses,
+    preAccepted: r.pre_accepted,
+    createdBy: r.created_by,
+    createdAt: r.created_at.toISOString(),
+    revokedAt: r.revoked_at ? r.revoked_at.toISOString() : null,
+  };
+}
+
+export function enrolmentTokensService({ db }: EnrolmentTokensDeps) {
+  /** A new token: returned once, here; the database keeps only its SHA-256. */
+  async function create(
+    body: CreateEnrolmentTokenBody,
+    by: string,
+  ): Promise<{ enrolmentToken: EnrolmentToken; token: string }> {
+    const { token, hash } = newEnrolmentToken();
+    const row = await insertEnrolmentToken(db, {
+      id: `enr-${ulid().toLowerCase()}`,
+      token_hash: hash,
+      note: body.note ?? '',
+      expires_at: new Date(Date.now() + body.expiresInSeconds * 1000),
+      max_uses: body.maxUses,
+      pre_accepted: body.preAccepted,
+      created_by: by,
+    });
+    return { enrolmentToken: toEnrolmentToken(row), token };
+  }
+
+  async function list(): Promise<EnrolmentToken[]> {
+    return (await listEnrolmentTokens(db)).map(toEnrolmentToken);
+  }
+
+  /** Revoke: it registers nothing more (agents it registered are not affected). Idempotent. */
+  async function revoke(id: string): Promise<EnrolmentToken> {
+    const row = await revokeEnrolmentToken(db, id);
+    if (!row) throw notFound(`enrolment token ${id}`);
+    return toEnrolmentToken(row);
+  }
+
+  return { create, list, revoke };
+}
+export type EnrolmentTokensService = ReturnType<typeof enrolmentTokensService>;
