@@ -117,6 +117,11 @@ export class Stack {
     return this;
   }
 
+  /** A fresh folder under this stack's temporary folder (removed by stop()). */
+  tmpDir(): string {
+    return mkdtempSync(path.join(this.tmp, 'dir-'));
+  }
+
   /** POST /v1/enrolment-tokens as the admin; the token itself (shown once). */
   async createEnrolToken(body: Record<string, unknown> = {}): Promise<string> {
     const r = await this.http('POST', '/v1/enrolment-tokens', { body });
@@ -151,7 +156,7 @@ export class Stack {
     hostname: string,
     plan: string[] = [],
     restart?: TestAgent,
-    env: Record<string, string> = {},
+    env: Record<string, string | undefined> = {},
   ): Promise<TestAgent> {
     const fixtureDir = restart?.fixtureDir ?? mkdtempSync(path.join(this.tmp, `fixture-${hostname}-`));
     const stateDir = restart?.stateDir ?? mkdtempSync(path.join(this.tmp, `agent-${hostname}-`));
