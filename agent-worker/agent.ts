@@ -84,8 +84,12 @@ async function waitForAcceptance(
   while (current?.status !== 'accepted') {
     if (stopping?.aborted) return null;
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, env.PATCHNANNY_AGENT_ACCEPT_POLL_MS);
-      stopping?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+      const stop = () => (clearTimeout(timer), resolve());
+      const timer = setTimeout(
+        () => (stopping?.removeEventListener('abort', stop), resolve()),
+        env.PATCHNANNY_AGENT_ACCEPT_POLL_MS,
+      );
+      stopping?.addEventListener('abort', stop, { once: true });
     });
     if (stopping?.aborted) return null;
     current = await api.self(agent.id).catch((err: unknown) => {

@@ -212,6 +212,23 @@ describe('enrolment tokens, pending agents, accept and revoke', { concurrency: t
     assert.equal((await stack.http('POST', '/v1/agents/nobody-here/accept')).status, 404);
   });
 
+  it('a pending agent stops at once on SIGTERM, and comes back as the same pending agent', async () => {
+    const token = await stack.createEnrolToken({ maxUses: 1 });
+    // The default poll interval (10 s): the stop must not wait for the next poll.
+    const agent = await stack.startAgent('pending-stop', PLAN, undefined, { PATCHNANNY_ENROL_TOKEN: token });
+    const exited = new Promise<number | null>((resolve) => agent.process.once('exit', (code) => resolve(code)));
+    const t0 = Date.now();
+    agent.process.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    assert.ok(Date.now() - t0 < 5_000, `stopped in ${Date.now() - t0} ms`);
+    // Its identity is kept: a restart waits as the same agent (the single-use token is spent anyway).
+    const again = await stack.restartAgent(agent, 'pending-stop');
+    assert.equal(again.id, agent.id);
+    assert.equal((again.output().match(/is pending: waiting/g) ?? []).length, 1);
+    const rows = await stack.database.db('agents').where({ hostname: 'pending-stop' }).select('status');
+    assert.deepEqual(rows, [{ status: 'pending' }]);
+  });
+
   it('a second registration of an accepted host name is pending and flagged, even with a pre-accepted token', async () => {
     const first = await register(stack.enrolToken, 'web-07.example.org');
     assert.equal(first.body.agent.status, 'accepted');
