@@ -4,6 +4,9 @@ import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EXIT_REVOKED } from '../../agent-worker/config';
+import { newRunId, resolveRunTimeouts, type PatchRunInput } from '../../contract';
+import { insertRunRows } from '../../db/runs';
+import { patchRun } from '../../workflows/patch-run';
 import { fixture } from '../support/fixture';
 import { replayHistory, Stack, TRIGGER_ONLY_WINDOW, type TestAgent } from '../support/stack';
 import { until } from '../support/wait';
@@ -325,6 +328,29 @@ describe('enrolment tokens, pending agents, accept and revoke', { concurrency: t
       `apply result unknown: agent revoked while applying (agent ${applying.id} revoked by alice)`,
     );
     for (const id of [reviewId, applyId]) await replayHistory(stack.temporal, id);
+  });
+
+  it('a run that raced the revocation (row written before it, workflow started after) executes nothing and ends agent-revoked', async () => {
+    const agent = await stack.startAgent('raced-revoke', PLAN);
+    // What POST /v1/runs does, with the revocation landing between its status check and the start.
+    const id = newRunId(agent.id, Date.now(), Math.random);
+    const input: PatchRunInput = {
+      runId: id,
+      agentId: agent.id,
+      hostname: 'raced-revoke',
+      mode: 'dry-run',
+      approval: 'required',
+      requestedBy: 'alice',
+      timeouts: resolveRunTimeouts(stack.runDefaults),
+    };
+    await insertRunRows(stack.database.db, [input]);
+    const revoked = await stack.http('DELETE', `/v1/agents/${agent.id}`);
+    assert.deepEqual(revoked.body.runsEnded, [], 'its workflow did not exist yet to be told');
+    await stack.temporal.workflow.start(patchRun, { taskQueue: stack.controlQueue, workflowId: id, args: [input] });
+    const run = await stack.waitForOutcome(id, 30_000);
+    assert.equal(run.outcome, 'agent-revoked');
+    assert.equal(run.failureReason, `agent ${agent.id} was revoked by alice`);
+    assert.deepEqual(fixture(agent).calls(), [], 'nothing ran on the host');
   });
 
   describe('the enrolment token does not outlive registration in the agent', { concurrency: true }, () => {
