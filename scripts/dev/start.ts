@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseAdminTokens } from '../../api/env';
-import { identityPath } from '../../agent-worker/config';
+import { Identity, identityPath } from '../../agent-worker/config';
 import { EnrolmentToken } from '../../contract';
 import { waitForHealth } from './processes';
 import { Supervisor } from './supervise';
@@ -49,14 +49,24 @@ async function embeddedPostgres(): Promise<{ url: string; stop(): Promise<void> 
   };
 }
 
+/** The API the agent's stored identity belongs to, if it has a readable one. */
+function storedApiUrl(stateDir: string): string | null {
+  try {
+    return Identity.parse(JSON.parse(readFileSync(identityPath(stateDir), 'utf8'))).apiUrl;
+  } catch {
+    return null; // none yet (or unreadable: the agent registers anew)
+  }
+}
+
 /**
  * A single-use, pre-accepted enrolment token for the local agent, valid for 10 minutes, made
  * through the API with an admin token and handed over in a 0600 file (never in the agent's
- * environment). Only while the agent has no identity yet; once it has one the file is removed.
+ * environment). Only while the agent has no identity for this API yet; once it has one the file is
+ * removed.
  */
 async function localEnrolment(apiUrl: string, adminToken: string, stateDir: string): Promise<Record<string, string>> {
   const file = path.join(DATA, 'local-agent-enrol-token');
-  if (existsSync(identityPath(stateDir))) {
+  if (storedApiUrl(stateDir) === apiUrl) {
     rmSync(file, { force: true });
     return {};
   }
