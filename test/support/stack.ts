@@ -17,6 +17,8 @@ import { connect } from '../../db';
 import { scriptsService } from '../../api/scripts/service';
 import type { ConfigurableTimeouts } from '../../contract';
 import { connectClient, TemporalEnv, workflowSource } from '../../runtime/temporal';
+import { GateEnv } from '../../gate/config';
+import { startGate, type Gate } from '../../gate/proxy';
 import { stopChild } from '../../scripts/dev/processes';
 import { createTestDatabase, type TestDatabase } from './db';
 import { waitFor } from './wait';
@@ -67,6 +69,10 @@ export class Stack {
   protected readonly tmp = mkdtempSync(path.join(os.tmpdir(), 'pn-stack-'));
   database!: TestDatabase;
   temporal!: Client;
+  /** The agent gate every agent of this stack connects through (in this process; its lines in gateLog). */
+  gate!: Gate;
+  readonly gateKey = randomBytes(32).toString('base64url');
+  readonly gateLog: string[] = [];
   baseUrl = '';
 
   /** When set, the control worker reaches the database through this URL (e.g. a proxy the test can cut). */
@@ -84,6 +90,7 @@ export class Stack {
   /** Start API + control worker; `scriptsDir` is loaded into the scripts table. */
   async start(scriptsDir = FIXTURE_SCRIPTS): Promise<this> {
     this.database = await createTestDatabase();
+    await this.startGate();
     await scriptsService({ db: this.database.db }).load(scriptsDir);
     this.temporal = await connectClient(this.temporalEnv);
     const app = createApp({
@@ -114,6 +121,19 @@ export class Stack {
       console.error(this.workerCrash);
     });
     return this;
+  }
+
+  /** The agent gate in front of this stack's Temporal, on free loopback ports. */
+  protected async startGate(): Promise<void> {
+    const env = GateEnv.parse({
+      ...this.temporalEnv,
+      DATABASE_URL: this.database.url,
+      PATCHNANNY_GATE_KEY: this.gateKey,
+      PATCHNANNY_GATE_LISTEN: '127.0.0.1:0',
+      PATCHNANNY_GATE_HEALTH_LISTEN: '127.0.0.1:0',
+    });
+    this.gate = await startGate(env, this.database.db, (line) => this.gateLog.push(line));
+    this.cleanups.unshift(() => this.gate.stop());
   }
 
   async http(
@@ -152,7 +172,7 @@ export class Stack {
     const child = spawn(process.execPath, [path.join(DIST, 'agent-worker/main.js')], {
       env: {
         ...process.env,
-        TEMPORAL_ADDRESS: this.temporalEnv.TEMPORAL_ADDRESS,
+        TEMPORAL_ADDRESS: this.gate.address, // agents reach Temporal only through the gate
         PATCHNANNY_API_URL: this.baseUrl,
         PATCHNANNY_ENROL_TOKEN: ENROL_TOKEN,
         PATCHNANNY_AGENT_STATE_DIR: stateDir,
