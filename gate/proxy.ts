@@ -41,7 +41,9 @@ export interface Gate {
   /** host:port of GET /healthz. */
   healthAddress: string;
   /** Calls answered since start, by outcome (for the benchmark and tests). */
-  stats: { forwarded: number; refused: number; cut: number };
+  stats: { forwarded: number; refused: number; cut: number; byMethod: Record<string, number> };
+  /** Calls in flight upstream, by agent id (long polls mostly). */
+  openCalls(): Record<string, number>;
   stop(): Promise<void>;
 }
 
@@ -97,7 +99,7 @@ export async function startGate(env: GateEnv, db: Db, log: GateLog = (l) => cons
   const auth = new AgentAuth(db, Math.min(1000, env.PATCHNANNY_GATE_RECHECK_MS));
   const { creds, options } = upstreamCredentials(env);
   const upstream = new grpc.Client(env.TEMPORAL_ADDRESS, creds, options);
-  const stats = { forwarded: 0, refused: 0, cut: 0 };
+  const stats: Gate['stats'] = { forwarded: 0, refused: 0, cut: 0, byMethod: {} };
   /** Open calls by the caller's token hash: what a re-check may have to cut. */
   const open = new Map<string, Set<OpenCall>>();
   let stopping = false;
@@ -172,6 +174,7 @@ export async function startGate(env: GateEnv, db: Db, log: GateLog = (l) => cons
               done();
               if (err) return answer({ code: err.code, details: err.details, metadata: err.metadata });
               stats.forwarded++;
+              stats.byMethod[method] = (stats.byMethod[method] ?? 0) + 1;
               try {
                 answer(null, decision.response && res ? decision.response(res) : res);
               } catch (e) {
@@ -276,6 +279,11 @@ export async function startGate(env: GateEnv, db: Db, log: GateLog = (l) => cons
     address,
     healthAddress,
     stats,
+    openCalls() {
+      const out: Record<string, number> = {};
+      for (const calls of open.values()) for (const c of calls) out[c.agentId] = (out[c.agentId] ?? 0) + 1;
+      return out;
+    },
     async stop() {
       if (stopping) return;
       stopping = true;
@@ -286,7 +294,7 @@ export async function startGate(env: GateEnv, db: Db, log: GateLog = (l) => cons
       open.clear();
       server.forceShutdown();
       upstream.close();
-      await new Promise<void>((r) => (health as HttpServer).close(() => r()));
+      await new Promise<void>((r) => health.close(() => r()));
       log('stopped');
     },
   };

@@ -187,7 +187,10 @@ export class Stack {
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const id = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`agent ${hostname} did not start:\n${out}`)), 30_000);
-      child.once('exit', (code) => reject(new Error(`agent ${hostname} exited ${code}:\n${out}`)));
+      child.once('exit', (code) => {
+        clearTimeout(timer); // an agent that refuses to start must not keep the test file alive 30 s
+        reject(new Error(`agent ${hostname} exited ${code}:\n${out}`));
+      });
       const check = () => {
         const m = /\[agent\] (\S+) .* polling/.exec(out);
         if (m) {
