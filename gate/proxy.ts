@@ -9,7 +9,7 @@
  * caller's `authorization` is never forwarded; its deadline is.
  */
 import { readFileSync } from 'node:fs';
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import * as proto from '@temporalio/proto';
 import type { Db } from '../db';
