@@ -103,6 +103,8 @@ export async function startGate(env: GateEnv, db: Db, log: GateLog = (l) => cons
   /** Open calls by the caller's token hash: what a re-check may have to cut. */
   const open = new Map<string, Set<OpenCall>>();
   let stopping = false;
+  /** Calls in flight upstream (long polls mostly), for /healthz. */
+  const openCount = () => [...open.values()].reduce((n, calls) => n + calls.size, 0);
 
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_MESSAGE,
@@ -261,7 +263,7 @@ export async function startGate(env: GateEnv, db: Db, log: GateLog = (l) => cons
       const ok = dbOk && temporalOk;
       res
         .writeHead(ok ? 200 : 503, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ ok, db: dbOk, temporal: temporalOk }));
+        .end(JSON.stringify({ ok, db: dbOk, temporal: temporalOk, openCalls: openCount() }));
     });
   });
   const hl = splitHostPort(env.PATCHNANNY_GATE_HEALTH_LISTEN);

@@ -62,7 +62,7 @@ describe('the gate process (dist/gate/main.js)', () => {
       const r = await fetch(gate.health).catch(() => null);
       return r?.status === 200 && (await r.json());
     });
-    assert.deepEqual(health, { ok: true, db: true, temporal: true });
+    assert.deepEqual(health, { ok: true, db: true, temporal: true, openCalls: 0 });
 
     const agent = await stack.startAgent('through-process-gate', ['curl amd64 1 2 bookworm'], undefined, {
       TEMPORAL_ADDRESS: gate.address,
@@ -105,7 +105,7 @@ describe('the gate process (dist/gate/main.js)', () => {
       const r = await fetch(gate.health).catch(() => null);
       return r && { status: r.status, body: await r.json() };
     });
-    assert.deepEqual(health, { status: 503, body: { ok: false, db: true, temporal: false } });
+    assert.deepEqual(health, { status: 503, body: { ok: false, db: true, temporal: false, openCalls: 0 } });
     const r = await rawCall(gate.address, 'GetSystemInfo', ws.GetSystemInfoRequest.encode({}).finish());
     assert.equal(r.code, grpc.status.UNAUTHENTICATED);
     gate.child.kill('SIGTERM');
