@@ -595,7 +595,8 @@ async function openPolls(ctx: BenchContext, gate: GateProcess) {
   await sleep(1000);
   const idleRssMb = rssMb(gate.pid);
   ctx.log(`6. gate: ${m} agents open a long poll each through the gate`);
-  const stop = new AbortController();
+  let stopped = false;
+  const inFlight = new Set<grpc.ClientUnaryCall>();
   let refused = 0;
   const clients = agents.map(
     // A local subchannel pool: each client its own HTTP/2 connection, as separate hosts have.
@@ -611,20 +612,23 @@ async function openPolls(ctx: BenchContext, gate: GateProcess) {
     );
     const md = new grpc.Metadata();
     md.set('authorization', `Bearer ${a.token}`);
-    while (!stop.signal.aborted) {
+    while (!stopped) {
       const err = await new Promise<grpc.ServiceError | null>((resolve) => {
-        const call = clients[i].makeUnaryRequest(
+        const call: grpc.ClientUnaryCall = clients[i].makeUnaryRequest(
           '/temporal.api.workflowservice.v1.WorkflowService/PollActivityTaskQueue',
           (b: Buffer) => b,
           (b: Buffer) => b,
           request,
           md,
           { deadline: Date.now() + 70_000 },
-          (e) => resolve(e),
+          (e) => {
+            inFlight.delete(call);
+            resolve(e);
+          },
         );
-        stop.signal.addEventListener('abort', () => call.cancel(), { once: true });
+        inFlight.add(call);
       });
-      if (err && !stop.signal.aborted && err.code !== grpc.status.DEADLINE_EXCEEDED) {
+      if (err && !stopped && err.code !== grpc.status.DEADLINE_EXCEEDED) {
         refused++;
         await sleep(1000);
       }
@@ -636,7 +640,8 @@ async function openPolls(ctx: BenchContext, gate: GateProcess) {
   await sleep(5000); // steady state: every poll parked upstream
   const openCalls = (await health()).openCalls;
   const rssWithPollsMb = rssMb(gate.pid);
-  stop.abort();
+  stopped = true;
+  for (const call of inFlight) call.cancel();
   await Promise.all(pollers);
   for (const c of clients) c.close();
   return { agents: m, allOpen, openAfterMs, openCalls, refused, idleRssMb, rssWithPollsMb };
