@@ -128,8 +128,8 @@ async function main(): Promise<void> {
 
   // The agent gate: agents reach Temporal only through it, with their own tokens; the namespace
   // credential (TEMPORAL_TLS_* / TEMPORAL_API_KEY, passed through from this environment) stays here.
-  const gateListen = process.env.PATCHNANNY_GATE_LISTEN ?? '127.0.0.1:7236';
-  const gateHealth = process.env.PATCHNANNY_GATE_HEALTH_LISTEN ?? '127.0.0.1:7237';
+  const gateListen = process.env.PATCHNANNY_GATE_LISTEN ?? '127.0.0.1:7280';
+  const gateHealth = process.env.PATCHNANNY_GATE_HEALTH_LISTEN ?? '127.0.0.1:7281';
   const gate = await supervisor.add('gate', () =>
     child('gate', 'gate/main.js', {
       DATABASE_URL: databaseUrl,

@@ -11,6 +11,7 @@ import { temporal } from '@temporalio/proto';
 import { bindToken, unbindToken } from '../../gate/binding';
 import { ENROL_TOKEN, Stack } from '../support/stack';
 import { closeRawClients, pollActivity, rawCall, ws } from '../support/grpc-raw';
+import { fixture } from '../support/fixture';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
 
@@ -273,6 +274,29 @@ describe('the agent gate confines each agent to its own queue and tasks', { conc
     const polled = await pollActivity(gate(), namespace, `agent.${p.id}`, { token: p.token });
     assert.equal(polled.code, grpc.status.PERMISSION_DENIED, polled.details);
     assert.match(polled.details, new RegExp(`agent ${p.id} is pending acceptance`));
+  });
+
+  it('a real agent whose row is revoked has its poll cut and every later poll refused: it gets no more work', async () => {
+    const agent = await stack.startAgent('gate-revoked-process', PLAN);
+    await stack.waitFor('the agent to poll through the gate', () =>
+      Promise.resolve((stack.gate.openCalls()[agent.id] ?? 0) > 0),
+    );
+    await stack.database.db('agents').where({ id: agent.id }).update({ status: 'revoked', revoked_at: new Date() });
+    const refusals = () =>
+      stack.gateLog.filter(
+        (l) => l.startsWith(`refused PollActivityTaskQueue agent=${agent.id} `) && /is revoked/.test(l),
+      ).length;
+    // The open poll is cut, and the SDK's retries (it keeps the worker up) are refused too.
+    await stack.waitFor('the cut poll and a refused retry', () => Promise.resolve(refusals() >= 2), 60_000);
+    assert.equal(stack.gate.openCalls()[agent.id] ?? 0, 0, 'no call of the revoked agent is open upstream');
+    // A task scheduled on its queue now stays there: nobody may take it.
+    const runId = await startRun(agent.id);
+    await new Promise((r) => setTimeout(r, 3000));
+    const run = await stack.waitForRun(runId, () => true);
+    assert.deepEqual(run.plan, [], `the revoked agent planned nothing:\n${agent.output()}`);
+    assert.equal(run.planHash, null);
+    assert.deepEqual(fixture(agent).calls(), [], 'its script never ran');
+    await stack.temporal.workflow.getHandle(runId).terminate('test over');
   });
 
   it('revoking an agent cuts its open long poll within 2 s, and its next call is refused', async () => {
