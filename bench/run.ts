@@ -253,7 +253,8 @@ function tableRows(s: Record<string, any>): Row[] {
     add('', 'fleet Workers ready after s', g.patchnanny.fleetStartMs / 1000, g.baseline.fleetStartMs / 1000);
     add('', 'gate peak RSS MB / CPU s during the batch', g.patchnanny.gatePeakRssMb, g.patchnanny.gateCpuS, 1, false);
     const p = g.polls;
-    add('', `gate RSS MB with ${p.openCalls}/${p.agents} open polls / idle`, p.rssWithPollsMb, p.idleRssMb);
+    add('', `gate RSS MB with ${p.openCalls}/${p.agents} open polls / fresh`, p.rssWithPollsMb, p.freshRssMb);
+    add('', 'gate RSS MB after the batch, no open polls', p.idleRssMb, null, 1, false);
     add('', 'polls refused (must be 0)', p.refused, null, 0, false);
   }
   return rows;

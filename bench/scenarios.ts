@@ -551,6 +551,8 @@ export async function gateCost(ctx: BenchContext) {
     logFile: path.join(ctx.tmp, 'gate.log'),
   });
   try {
+    await sleep(1000);
+    const freshRssMb = rssMb(gate.pid); // started, nothing connected yet
     const direct = await fleetBatch(ctx, 'connected directly (one connection each)', { perHost: 'direct' });
     const rss = sampleRss({ gate: gate.pid });
     const cpu0 = cpuSeconds(gate.pid);
@@ -560,7 +562,7 @@ export async function gateCost(ctx: BenchContext) {
     });
     const gateCpuS = round(cpuSeconds(gate.pid) - cpu0, 1);
     const gatePeakRssMb = rss.stop().gate;
-    const polls = await openPolls(ctx, gate);
+    const polls = { freshRssMb, ...(await openPolls(ctx, gate)) };
     return {
       patchnanny: { ...gated, gatePeakRssMb, gateCpuS },
       baseline: direct,
@@ -593,7 +595,7 @@ async function openPolls(ctx: BenchContext, gate: GateProcess) {
   }
   const health = async () => (await fetch(gate.healthUrl).then((r) => r.json())) as { openCalls: number };
   await sleep(1000);
-  const idleRssMb = rssMb(gate.pid);
+  const idleRssMb = rssMb(gate.pid); // after the fleet batch, before the polls
   ctx.log(`6. gate: ${m} agents open a long poll each through the gate`);
   let stopped = false;
   const inFlight = new Set<grpc.ClientUnaryCall>();

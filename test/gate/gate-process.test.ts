@@ -3,8 +3,10 @@
  * environment, with a health check, one log line per refusal, and a clean stop on SIGTERM.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -110,6 +112,96 @@ describe('the gate process (dist/gate/main.js)', () => {
     assert.equal(r.code, grpc.status.UNAUTHENTICATED);
     gate.child.kill('SIGTERM');
     assert.equal(await exited(gate.child), 0);
+  });
+
+  it('serves TLS: an agent that trusts the gate’s CA runs through it; a plaintext client gets nowhere', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pn-gate-tls-'));
+    try {
+      // A CA and a leaf for "gate.test" (rustls refuses a self-signed CA certificate as the leaf).
+      const f = (name: string) => path.join(dir, name);
+      const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
+      ssl(
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=patchnanny test CA',
+        '-keyout',
+        f('ca.key'),
+        '-out',
+        f('ca.pem'),
+      );
+      ssl(
+        'req',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-subj',
+        '/CN=gate.test',
+        '-keyout',
+        f('gate.key'),
+        '-out',
+        f('gate.csr'),
+      );
+      writeFileSync(f('ext.cnf'), 'subjectAltName=DNS:gate.test\nbasicConstraints=CA:FALSE\n');
+      ssl(
+        'x509',
+        '-req',
+        '-in',
+        f('gate.csr'),
+        '-CA',
+        f('ca.pem'),
+        '-CAkey',
+        f('ca.key'),
+        '-CAcreateserial',
+        '-days',
+        '1',
+        '-extfile',
+        f('ext.cnf'),
+        '-out',
+        f('gate.pem'),
+      );
+      const gate = await spawnGate({
+        ...baseEnv(),
+        PATCHNANNY_GATE_TLS_CERT: f('gate.pem'),
+        PATCHNANNY_GATE_TLS_KEY: f('gate.key'),
+      });
+      gates.push(gate);
+      await waitFor(
+        'the TLS gate to be healthy',
+        async () => (await fetch(gate.health).catch(() => null))?.status === 200,
+      );
+      assert.match(gate.output(), /listening on \S+ \(TLS\)/);
+
+      const agent = await stack.startAgent('through-tls-gate', ['zlib1g amd64 1 2 bookworm'], undefined, {
+        TEMPORAL_ADDRESS: gate.address,
+        TEMPORAL_TLS_CA: f('ca.pem'),
+        TEMPORAL_TLS_SERVER_NAME: 'gate.test',
+      });
+      const r = await stack.http('POST', '/v1/runs', { body: { agentId: agent.id, mode: 'dry-run' } });
+      assert.equal(r.status, 202);
+      const run = await stack.waitForOutcome(r.body.run.id);
+      assert.equal(run.outcome, 'completed');
+
+      const plain = await rawCall(gate.address, 'GetSystemInfo', ws.GetSystemInfoRequest.encode({}).finish(), {
+        token: agent.token,
+        timeoutMs: 3000,
+      });
+      assert.notEqual(plain.code, grpc.status.OK, 'a plaintext client cannot talk to a TLS gate');
+      await agent.stop();
+      gate.child.kill('SIGTERM');
+      assert.equal(await exited(gate.child), 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses to start without a long enough key, naming the variable', async () => {
