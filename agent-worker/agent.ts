@@ -122,13 +122,21 @@ export async function createAgent(
   env: AgentEnv,
   stopping?: AbortSignal,
 ): Promise<{ agent: Agent; worker: Worker; connection: NativeConnection } | null> {
+  // The agent reaches Temporal only through the agent gate, with its own token: a namespace
+  // credential on a host would let that host act for the whole fleet, so none is accepted.
+  for (const name of ['TEMPORAL_API_KEY', 'TEMPORAL_TLS_CERT', 'TEMPORAL_TLS_KEY'] as const)
+    if (env[name])
+      throw new Error(
+        `${name} is a namespace credential; an agent connects to the agent gate with its own token, remove it`,
+      );
   await mkdir(env.PATCHNANNY_AGENT_STATE_DIR, { recursive: true, mode: 0o700 });
   await chmod(env.PATCHNANNY_AGENT_STATE_DIR, 0o700);
   const api = new ApiClient(env.PATCHNANNY_API_URL, '');
   const registered = await ensureIdentity(env, api);
   const agent = await waitForAcceptance(env, api, registered.agent, stopping);
   if (!agent) return null;
-  const { connection, namespace } = await connectWorker(env);
+  // Through the agent gate, with the agent's own token: an agent holds no namespace credential.
+  const { connection, namespace } = await connectWorker(env, { agentToken: registered.token });
   const worker = await Worker.create({
     connection,
     namespace,

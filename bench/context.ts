@@ -28,6 +28,8 @@ export interface Sizes {
   idleSeconds: number;
   /** Wait before reading pg_stat_user_tables (PG 15 backends flush table stats after ≤ 10 s idle). */
   statsSettleMs: number;
+  /** Scenario 6: agents holding a long poll open through the gate at once. */
+  gatePolls: number;
   /** Upper bound for one batch to finish before its unfinished runs count as failed. */
   batchTimeoutMs: number;
 }
@@ -43,6 +45,8 @@ export interface BenchContext {
   tag: string;
   temporal: Temporal;
   db: Knex;
+  /** The bench database's URL (the agent gate reads agents there). */
+  databaseUrl: string;
   api: ApiProcess;
   http: Http;
   client: Client;
@@ -56,11 +60,15 @@ export interface BenchContext {
   seqAgent: RegisteredAgent;
   fleet: RegisteredAgent[];
   log(msg: string): void;
-  startSims(
-    mode: 'agent' | 'bare',
-    hosts: SimHost[],
-    opts?: { procs?: number; options?: 'sim' | 'default' },
-  ): Promise<Forked[]>;
+  startSims(mode: 'agent' | 'bare', hosts: SimHost[], opts?: SimOpts): Promise<Forked[]>;
+}
+
+export interface SimOpts {
+  procs?: number;
+  options?: 'sim' | 'default';
+  /** Connect here instead of the Temporal server (the agent gate). */
+  address?: string;
+  perHost?: SimConfig['perHost'];
 }
 
 export const agentHost = (a: RegisteredAgent): SimHost => ({
@@ -73,11 +81,7 @@ let simCount = 0;
 
 /** Fork `procs` simulated-host processes sharing `hosts`; resolves when all Workers poll. */
 export function simLauncher(base: Omit<BenchContext, 'startSims'>, onMessage: (m: ChildMessage) => void) {
-  return async (
-    mode: 'agent' | 'bare',
-    hosts: SimHost[],
-    opts: { procs?: number; options?: 'sim' | 'default' } = {},
-  ): Promise<Forked[]> => {
+  return async (mode: 'agent' | 'bare', hosts: SimHost[], opts: SimOpts = {}): Promise<Forked[]> => {
     const procs = Math.max(1, Math.min(opts.procs ?? base.sizes.agentProcs, hosts.length));
     const per = Math.ceil(hosts.length / procs);
     const forked: Forked[] = [];
@@ -85,7 +89,8 @@ export function simLauncher(base: Omit<BenchContext, 'startSims'>, onMessage: (m
       const n = simCount++;
       const config: SimConfig = {
         mode,
-        address: base.temporal.address,
+        address: opts.address ?? base.temporal.address,
+        perHost: opts.perHost,
         namespace: base.temporal.namespace,
         options: opts.options ?? 'sim',
         hosts: hosts.slice(p * per, (p + 1) * per),

@@ -2,8 +2,9 @@
  * `npm run bench`: patchnanny measured next to bare Temporal on the same server, one host to a
  * simulated fleet (issue 5; docs/benchmark.md). Asserts nothing about timings.
  *
- *   node dist/bench/run.js [--smoke] [--fleet N] [--seq N] [--approvals N] [--agent-procs N]
- *                          [--connections N] [--read-seconds N] [--idle-seconds N]
+ *   node dist/bench/run.js [--smoke] [--only 1,2,…,6] [--fleet N] [--seq N] [--approvals N]
+ *                          [--agent-procs N] [--connections N] [--read-seconds N] [--idle-seconds N]
+ *                          [--gate-polls N]
  *                          [--temporal-address HOST:PORT] [--results-dir DIR]
  *
  * Without --temporal-address it starts its own dev server with the flags of `npm start`
@@ -17,7 +18,7 @@ import { connectClient, TemporalEnv } from '../runtime/temporal';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { agentHost, simLauncher, type BenchContext, type RegisteredAgent, type Sizes } from './context';
 import { forkModule, type ChildMessage, type Forked } from './ipc';
-import { approvals, idleAgent, latency, reads, throughput } from './scenarios';
+import { approvals, gateCost, idleAgent, latency, reads, throughput } from './scenarios';
 import { createDatabase, DIST, startApi, startTemporal, type ApiProcess, type Database, type Temporal } from './stack';
 import { httpClient, pool, ratio, sleep } from './util';
 
@@ -33,6 +34,7 @@ const DEFAULTS: Sizes = {
   readSeconds: 5,
   idleSeconds: 60,
   statsSettleMs: 11_000,
+  gatePolls: 1000,
   batchTimeoutMs: 900_000,
 };
 const SMOKE: Sizes = {
@@ -45,6 +47,7 @@ const SMOKE: Sizes = {
   readSeconds: 1,
   idleSeconds: 3,
   statsSettleMs: 1500,
+  gatePolls: 5,
   batchTimeoutMs: 60_000,
 };
 
@@ -68,11 +71,12 @@ function parseFlags(argv: string[]): Flags {
     '--connections': 'connections',
     '--read-seconds': 'readSeconds',
     '--idle-seconds': 'idleSeconds',
+    '--gate-polls': 'gatePolls',
   };
   let temporalAddress: string | undefined;
   let resultsDir = path.resolve(DIST, '../bench/results');
   let approvalsGiven = false;
-  let only = new Set([1, 2, 3, 4, 5]);
+  let only = new Set([1, 2, 3, 4, 5, 6]);
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (flag === '--smoke') continue;
@@ -85,7 +89,7 @@ function parseFlags(argv: string[]): Flags {
         value
           .split(',')
           .map(Number)
-          .filter((n) => n >= 1 && n <= 5),
+          .filter((n) => n >= 1 && n <= 6),
       );
     else if (numeric[flag]) {
       const n = Number(value);
@@ -235,6 +239,24 @@ function tableRows(s: Record<string, any>): Row[] {
     add(`5 idle agent (${fmt(i.seconds, 0)} s)`, 'RSS avg MB', i.patchnanny.rssAvgMb, i.baseline.rssAvgMb);
     add('', 'CPU %', i.patchnanny.cpuPercent, i.baseline.cpuPercent, 2);
   }
+  const g = s.gate;
+  if (g) {
+    add(
+      `6 gate (N=${g.patchnanny.runs}; base: direct)`,
+      'runs/s, one connection per agent',
+      g.patchnanny.runsPerSec,
+      g.baseline.runsPerSec,
+      2,
+    );
+    add('', 'all terminal after s', g.patchnanny.elapsedMs / 1000, g.baseline.elapsedMs / 1000);
+    add('', 'failed runs', g.patchnanny.failed, g.baseline.failed, 0, false);
+    add('', 'fleet Workers ready after s', g.patchnanny.fleetStartMs / 1000, g.baseline.fleetStartMs / 1000);
+    add('', 'gate peak RSS MB / CPU s during the batch', g.patchnanny.gatePeakRssMb, g.patchnanny.gateCpuS, 1, false);
+    const p = g.polls;
+    add('', `gate RSS MB with ${p.openCalls}/${p.agents} open polls / fresh`, p.rssWithPollsMb, p.freshRssMb);
+    add('', 'gate RSS MB after the batch, no open polls', p.idleRssMb, null, 1, false);
+    add('', 'polls refused (must be 0)', p.refused, null, 0, false);
+  }
   return rows;
 }
 
@@ -310,6 +332,7 @@ async function main(): Promise<void> {
       tag,
       temporal,
       db: database.db,
+      databaseUrl: database.url,
       api,
       http,
       client,
@@ -359,6 +382,7 @@ async function main(): Promise<void> {
       }
       if (idle) done('idleAgent', await idle);
     }
+    if (only.has(6)) done('gate', await gateCost(ctx));
 
     const report = {
       benchmark: 'patchnanny vs bare Temporal (issue 5)',

@@ -7,11 +7,14 @@ import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import autocannon from 'autocannon';
 import type { Knex } from 'knex';
 import { bareApprove } from './bare-workflow';
-import { agentHost, killAll, type BenchContext } from './context';
+import * as grpc from '@grpc/grpc-js';
+import { temporal } from '@temporalio/proto';
+import { agentTaskQueue } from '../contract/run-id';
+import { agentHost, killAll, type BenchContext, type SimOpts } from './context';
 import { forkModule, type Forked } from './ipc';
 import { cpuSeconds, peakRssMb, resetPeak, rssMb, sampleRss } from './proc';
-import { DIST } from './stack';
-import { pool, round, sleep, summarize, waitUntil, type LatencySummary } from './util';
+import { DIST, startGate, type GateProcess } from './stack';
+import { pool, ratio, round, sleep, summarize, waitUntil, type LatencySummary } from './util';
 
 // ---------- shared readings ----------
 
@@ -501,3 +504,147 @@ export async function idleAgent(ctx: BenchContext) {
 
 export type LatencyResult = Awaited<ReturnType<typeof latency>>;
 export type { LatencySummary };
+
+// ---------- 6. the agent gate ----------
+
+/** N auto-approved runs over the fleet's simulated agents, connected as `opts` says; runs/s and failures. */
+async function fleetBatch(ctx: BenchContext, label: string, opts: SimOpts) {
+  const n = ctx.sizes.fleet;
+  const hosts = ctx.fleet.slice(0, n).map(agentHost);
+  ctx.log(`6. gate: ${n} patchnanny runs, agents ${label}`);
+  let t = Date.now();
+  const sims = await ctx.startSims('agent', hosts, opts);
+  const fleetStartMs = Date.now() - t;
+  t = Date.now();
+  const started = await pool(ctx.fleet.slice(0, n), ctx.sizes.startConcurrency, async (a) => {
+    const r = await startRun(ctx, a.id, 'auto');
+    return r.status === 202 ? (r.body.run.id as string) : null;
+  });
+  const ids = started.filter((x): x is string => x !== null);
+  let state = await runsState(ctx.db, ids);
+  await waitUntil(
+    async () => (state = await runsState(ctx.db, ids)).done === ids.length,
+    ctx.sizes.batchTimeoutMs,
+    200,
+  );
+  const elapsed = (state.lastFinishedMs ?? Date.now()) - t;
+  await killAll(sims);
+  return {
+    runs: n,
+    elapsedMs: elapsed,
+    runsPerSec: round((state.done / elapsed) * 1000, 2),
+    failed: n - state.completed,
+    fleetStartMs,
+  };
+}
+
+/**
+ * The gate's cost: the fleet scenario with one connection per simulated agent, directly to
+ * Temporal and then through the gate process with each agent's own token (`ratio` = gate/direct);
+ * then the gate's memory with `gatePolls` agents each holding a long poll open on its own queue
+ * (raw grpc-js clients, one connection and one accepted agent token each, as many hosts would).
+ */
+export async function gateCost(ctx: BenchContext) {
+  const gate = await startGate({
+    temporal: ctx.temporal,
+    databaseUrl: ctx.databaseUrl,
+    logFile: path.join(ctx.tmp, 'gate.log'),
+  });
+  try {
+    await sleep(1000);
+    const freshRssMb = rssMb(gate.pid); // started, nothing connected yet
+    const direct = await fleetBatch(ctx, 'connected directly (one connection each)', { perHost: 'direct' });
+    const rss = sampleRss({ gate: gate.pid });
+    const cpu0 = cpuSeconds(gate.pid);
+    const gated = await fleetBatch(ctx, 'through the gate (own token and connection each)', {
+      address: gate.address,
+      perHost: 'token',
+    });
+    const gateCpuS = round(cpuSeconds(gate.pid) - cpu0, 1);
+    const gatePeakRssMb = rss.stop().gate;
+    const polls = { freshRssMb, ...(await openPolls(ctx, gate)) };
+    return {
+      patchnanny: { ...gated, gatePeakRssMb, gateCpuS },
+      baseline: direct,
+      throughputRatio: ratio(gated.runsPerSec, direct.runsPerSec),
+      polls,
+    };
+  } finally {
+    await gate.stop();
+  }
+}
+
+async function openPolls(ctx: BenchContext, gate: GateProcess) {
+  const m = ctx.sizes.gatePolls;
+  const agents = [...ctx.fleet.slice(0, m)];
+  if (agents.length < m) {
+    ctx.log(`6. gate: registering ${m - agents.length} more agents for the long polls`);
+    const more = await pool(
+      Array.from({ length: m - agents.length }, (_, i) => i),
+      16,
+      async (i) => {
+        const r = await ctx.http('POST', '/v1/agents', {
+          hostname: `bench-poll-${ctx.tag}-${String(i).padStart(4, '0')}`,
+          os: { id: 'debian', versionId: '12', prettyName: 'Debian 12 (simulated)', family: 'apt' },
+        });
+        if (r.status !== 201) throw new Error(`registering a poller: HTTP ${r.status}`);
+        return { id: r.body.agent.id as string, token: r.body.token as string };
+      },
+    );
+    agents.push(...more);
+  }
+  const health = async () => (await fetch(gate.healthUrl).then((r) => r.json())) as { openCalls: number };
+  await sleep(1000);
+  const idleRssMb = rssMb(gate.pid); // after the fleet batch, before the polls
+  ctx.log(`6. gate: ${m} agents open a long poll each through the gate`);
+  let stopped = false;
+  const inFlight = new Set<grpc.ClientUnaryCall>();
+  let refused = 0;
+  const clients = agents.map(
+    // A local subchannel pool: each client its own HTTP/2 connection, as separate hosts have.
+    () => new grpc.Client(gate.address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }),
+  );
+  const pollers = agents.map(async (a, i) => {
+    const request = Buffer.from(
+      temporal.api.workflowservice.v1.PollActivityTaskQueueRequest.encode({
+        namespace: ctx.temporal.namespace,
+        taskQueue: { name: agentTaskQueue(a.id), kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+        identity: `bench-poller-${i}`,
+      }).finish(),
+    );
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${a.token}`);
+    while (!stopped) {
+      const err = await new Promise<grpc.ServiceError | null>((resolve) => {
+        const call: grpc.ClientUnaryCall = clients[i].makeUnaryRequest(
+          '/temporal.api.workflowservice.v1.WorkflowService/PollActivityTaskQueue',
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          request,
+          md,
+          { deadline: Date.now() + 70_000 },
+          (e) => {
+            inFlight.delete(call);
+            resolve(e);
+          },
+        );
+        inFlight.add(call);
+      });
+      if (err && !stopped && err.code !== grpc.status.DEADLINE_EXCEEDED) {
+        refused++;
+        await sleep(1000);
+      }
+    }
+  });
+  const t0 = Date.now();
+  const allOpen = await waitUntil(async () => (await health()).openCalls >= m, 120_000, 250);
+  const openAfterMs = Date.now() - t0;
+  await sleep(5000); // steady state: every poll parked upstream
+  const openCalls = (await health()).openCalls;
+  const rssWithPollsMb = rssMb(gate.pid);
+  stopped = true;
+  for (const call of inFlight) call.cancel();
+  await Promise.all(pollers);
+  for (const c of clients) c.close();
+  return { agents: m, allOpen, openAfterMs, openCalls, refused, idleRssMb, rssWithPollsMb };
+}

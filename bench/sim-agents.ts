@@ -39,6 +39,12 @@ export interface SimConfig {
   stateDir?: string;
   scriptName?: string;
   scriptSha256?: string;
+  /**
+   * Unset: one connection for every host (the fleet simulation). `direct`: one connection per
+   * host, as separate agent processes would have. `token`: one per host carrying that host's agent
+   * token, for `address` = the agent gate.
+   */
+  perHost?: 'direct' | 'token';
 }
 
 export const SIM_WORKER_OPTIONS: Partial<WorkerOptions> = {
@@ -77,9 +83,10 @@ async function main(): Promise<void> {
   }
 
   const started = Date.now();
-  const { connection } = await connectWorker(
-    TemporalEnv.parse({ TEMPORAL_ADDRESS: config.address, TEMPORAL_NAMESPACE: config.namespace }),
-  );
+  const env = TemporalEnv.parse({ TEMPORAL_ADDRESS: config.address, TEMPORAL_NAMESPACE: config.namespace });
+  const shared = config.perHost ? null : (await connectWorker(env)).connection;
+  const connectionFor = async (host: SimHost) =>
+    shared ?? (await connectWorker(env, config.perHost === 'token' ? { agentToken: host.token } : {})).connection;
   const workers: Worker[] = [];
   const queue = [...config.hosts];
   await Promise.all(
@@ -87,7 +94,7 @@ async function main(): Promise<void> {
       for (let host = queue.shift(); host; host = queue.shift()) {
         workers.push(
           await Worker.create({
-            connection,
+            connection: await connectionFor(host),
             namespace: config.namespace,
             taskQueue: host.taskQueue,
             activities: activitiesFor(config, host),

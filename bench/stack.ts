@@ -113,3 +113,42 @@ export async function startApi(opts: {
     stop: () => stopChild(child),
   };
 }
+
+export interface GateProcess {
+  address: string;
+  healthUrl: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** The agent gate as the real process (dist/gate/main.js) in front of the bench's Temporal. */
+export async function startGate(opts: {
+  temporal: Temporal;
+  databaseUrl: string;
+  logFile: string;
+}): Promise<GateProcess> {
+  const [port, healthPort] = [await freePort(), await freePort()];
+  const log = createWriteStream(opts.logFile, { flags: 'a' });
+  const child = spawn(process.execPath, [path.join(DIST, 'gate/main.js')], {
+    env: {
+      ...process.env,
+      DATABASE_URL: opts.databaseUrl,
+      TEMPORAL_ADDRESS: opts.temporal.address,
+      TEMPORAL_NAMESPACE: opts.temporal.namespace,
+      PATCHNANNY_GATE_KEY: randomBytes(32).toString('base64url'),
+      PATCHNANNY_GATE_LISTEN: `127.0.0.1:${port}`,
+      PATCHNANNY_GATE_HEALTH_LISTEN: `127.0.0.1:${healthPort}`,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  const healthUrl = `http://127.0.0.1:${healthPort}`;
+  await waitForHealth(healthUrl, child, `; see ${opts.logFile}`, 60_000, 'the agent gate');
+  return {
+    address: `127.0.0.1:${port}`,
+    healthUrl: `${healthUrl}/healthz`,
+    pid: child.pid!,
+    stop: () => stopChild(child),
+  };
+}

@@ -137,3 +137,11 @@ export function agentByTokenHash(db: Db, tokenHash: string): Promise<Pick<AgentR
 export async function touchAgent(db: Db, id: string): Promise<void> {
   await agents(db).where({ id }).update({ last_seen_at: db.fn.now() });
 }
+
+/** The agents these token hashes belong to, with their status (the gate re-checks open calls in one query). */
+export function agentsByTokenHashes(
+  db: Db,
+  tokenHashes: readonly string[],
+): Promise<Pick<AgentRow, 'id' | 'status' | 'token_hash'>[]> {
+  return agents(db).whereIn('token_hash', tokenHashes).select('id', 'status', 'token_hash');
+}

@@ -53,9 +53,20 @@ export async function connectClient(env: TemporalEnv, opts: { connectTimeoutMs?:
   return new Client({ connection, namespace: env.TEMPORAL_NAMESPACE });
 }
 
-/** A worker connection and its namespace (control worker, agents). */
-export async function connectWorker(env: TemporalEnv): Promise<{ connection: NativeConnection; namespace: string }> {
-  const connection = await NativeConnection.connect(connectionOptions(env));
+/**
+ * A worker connection and its namespace (control worker, agents). An agent passes `agentToken`: it
+ * connects to the agent gate (TEMPORAL_ADDRESS points at it) and authenticates with its own token
+ * as `authorization: Bearer <token>`. Sent as metadata, not `apiKey`: the SDK turns TLS on for an
+ * `apiKey`, and a gate on loopback (npm start, tests) serves plaintext.
+ */
+export async function connectWorker(
+  env: TemporalEnv,
+  opts: { agentToken?: string } = {},
+): Promise<{ connection: NativeConnection; namespace: string }> {
+  const base = connectionOptions(env);
+  const connection = await NativeConnection.connect(
+    opts.agentToken === undefined ? base : { ...base, metadata: { authorization: `Bearer ${opts.agentToken}` } },
+  );
   return { connection, namespace: env.TEMPORAL_NAMESPACE };
 }
 

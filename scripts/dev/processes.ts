@@ -13,16 +13,22 @@ export function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> 
 }
 
 /** Wait until `GET <url>/healthz` answers 200; fail early if the process exits first. */
-export async function waitForHealth(url: string, child: ChildProcess, hint = '', timeoutMs = 60_000): Promise<void> {
+export async function waitForHealth(
+  url: string,
+  child: ChildProcess,
+  hint = '',
+  timeoutMs = 60_000,
+  what = 'the API',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (gone(child)) throw new Error(`the API exited (${child.exitCode ?? child.signalCode}) during start-up${hint}`);
+    if (gone(child)) throw new Error(`${what} exited (${child.exitCode ?? child.signalCode}) during start-up${hint}`);
     try {
       if ((await fetch(`${url}/healthz`)).ok) return;
     } catch {
       /* not listening yet */
     }
-    if (Date.now() > deadline) throw new Error(`the API did not become healthy at ${url}${hint}`);
+    if (Date.now() > deadline) throw new Error(`${what} did not become healthy at ${url}${hint}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }

@@ -162,12 +162,31 @@ async function main(): Promise<void> {
   );
   await waitForHealth(apiUrl, api);
 
+  // The agent gate: agents reach Temporal only through it, with their own tokens; the namespace
+  // credential (TEMPORAL_TLS_* / TEMPORAL_API_KEY, passed through from this environment) stays here.
+  const gateListen = process.env.PATCHNANNY_GATE_LISTEN ?? '127.0.0.1:7280';
+  const gateHealth = process.env.PATCHNANNY_GATE_HEALTH_LISTEN ?? '127.0.0.1:7281';
+  const gate = await supervisor.add('gate', () =>
+    child('gate', 'gate/main.js', {
+      DATABASE_URL: databaseUrl,
+      TEMPORAL_ADDRESS: temporalAddress,
+      PATCHNANNY_GATE_KEY: secret('gate-key', process.env.PATCHNANNY_GATE_KEY),
+      PATCHNANNY_GATE_LISTEN: gateListen,
+      PATCHNANNY_GATE_HEALTH_LISTEN: gateHealth,
+    }),
+  );
+  await waitForHealth(`http://${gateHealth}`, gate, '', 60_000, 'the agent gate');
+
   if (process.env.PATCHNANNY_LOCAL_AGENT !== '0') {
     const stateDir = process.env.PATCHNANNY_AGENT_STATE_DIR ?? path.join(DATA, 'agent');
     const enrollingAdmin = parseAdminTokens(admins)[0].token;
     await supervisor.add('agent', async () =>
       child('agent', 'agent-worker/main.js', {
-        TEMPORAL_ADDRESS: temporalAddress,
+        TEMPORAL_ADDRESS: gateListen,
+        // The agent holds no namespace credential (it refuses to start with one).
+        TEMPORAL_API_KEY: undefined,
+        TEMPORAL_TLS_CERT: undefined,
+        TEMPORAL_TLS_KEY: undefined,
         PATCHNANNY_API_URL: apiUrl,
         PATCHNANNY_AGENT_STATE_DIR: stateDir,
         // No static enrolment token any more: one of its own, only when it has no identity yet.
@@ -181,6 +200,7 @@ async function main(): Promise<void> {
 patchnanny is up
   API          ${apiUrl}   (admin token: ${process.env.PATCHNANNY_ADMIN_TOKENS ? 'from PATCHNANNY_ADMIN_TOKENS' : `${adminToken}, kept in .data/admin-token`})
   Temporal UI  ${uiUrl ?? `(external server ${temporalAddress})`}
+  agent gate   ${gateListen}   (agents connect here with their own token; health http://${gateHealth}/healthz)
   try:         export TOKEN=$(cat .data/admin-token)
                curl -s -H "Authorization: Bearer $TOKEN" ${apiUrl}/v1/agents
 A process that exits is restarted with backoff. Ctrl-C stops everything.

@@ -39,7 +39,7 @@ describe('npm run bench in smoke mode', () => {
       assert.equal(report.smoke, true);
       for (const key of ['cores', 'memoryGb', 'node', 'temporalSdk']) assert.ok(report.machine[key], `machine.${key}`);
 
-      for (const scenario of ['latency', 'throughput', 'approval', 'idleAgent']) {
+      for (const scenario of ['latency', 'throughput', 'approval', 'idleAgent', 'gate']) {
         assert.ok(report[scenario]?.patchnanny && report[scenario]?.baseline, `${scenario} has both sides`);
       }
       assert.ok(
@@ -57,6 +57,10 @@ describe('npm run bench in smoke mode', () => {
       assert.ok(report.throughput.patchnanny.rowsPerRun.inserted > 0, 'database writes were counted');
       assert.equal(report.reads.run.patchnanny.non2xx, 0, 'API reads answered 2xx');
       assert.ok(report.idleAgent.patchnanny.rssAvgMb > 0, 'the idle agent was measured');
+      assert.equal(report.gate.patchnanny.failed, 0, 'no failed run through the agent gate');
+      assert.equal(report.gate.baseline.failed, 0);
+      assert.equal(report.gate.polls.openCalls, report.sizes.gatePolls, 'every poller held a poll open at the gate');
+      assert.equal(report.gate.polls.refused, 0, 'the gate refused no agent polling its own queue');
     },
   );
 });

@@ -319,7 +319,9 @@ describe('npm start supervises its processes', () => {
   };
 
   before(async () => {
-    const [port, temporalPort, uiPort, pglitePort] = await Promise.all([
+    const [port, temporalPort, uiPort, pglitePort, gatePort, gateHealthPort] = await Promise.all([
+      freePort(),
+      freePort(),
       freePort(),
       freePort(),
       freePort(),
@@ -333,6 +335,8 @@ describe('npm start supervises its processes', () => {
       PATCHNANNY_TEMPORAL_PORT: String(temporalPort),
       PATCHNANNY_TEMPORAL_UI_PORT: String(uiPort),
       PATCHNANNY_PGLITE_PORT: String(pglitePort),
+      PATCHNANNY_GATE_LISTEN: `127.0.0.1:${gatePort}`,
+      PATCHNANNY_GATE_HEALTH_LISTEN: `127.0.0.1:${gateHealthPort}`,
       PATCHNANNY_SCRIPTS_DIR: FIXTURE_SCRIPTS,
       PATCHNANNY_AGENT_HOSTNAME: 'supervised',
     };

@@ -34,12 +34,19 @@ describe('npm start', () => {
       const fixtureDir = path.join(tmp, 'fixture');
       mkdirSync(fixtureDir);
       writeFileSync(path.join(fixtureDir, 'plan.txt'), 'openssl amd64 3.0.15-1 3.0.16-1 bookworm-security\n');
-      const [apiPort, pglitePort] = [await freePort(), await freePort()];
+      const [apiPort, pglitePort, gatePort, gateHealthPort] = [
+        await freePort(),
+        await freePort(),
+        await freePort(),
+        await freePort(),
+      ];
       const env: NodeJS.ProcessEnv = {
         ...process.env,
         PATCHNANNY_DATA_DIR: dataDir,
         PORT: String(apiPort),
         PATCHNANNY_PGLITE_PORT: String(pglitePort),
+        PATCHNANNY_GATE_LISTEN: `127.0.0.1:${gatePort}`,
+        PATCHNANNY_GATE_HEALTH_LISTEN: `127.0.0.1:${gateHealthPort}`,
         PATCHNANNY_CONTROL_QUEUE: `patch-control-start-${randomBytes(4).toString('hex')}`,
         PATCHNANNY_SCRIPTS_DIR: FIXTURE_SCRIPTS,
         PN_FIXTURE_DIR: fixtureDir,
@@ -80,6 +87,8 @@ describe('npm start', () => {
           new RegExp(`db\\s+\\| embedded PGlite in .* on postgres://postgres@127.0.0.1:${pglitePort}/`),
         );
         assert.ok(existsSync(path.join(dataDir, 'pglite')), 'the database lives in the data folder');
+        assert.match(out, new RegExp(`gate\\s+\\| \\[gate\\] listening on 127.0.0.1:${gatePort} `));
+        assert.match(out, new RegExp(`agent gate\\s+127.0.0.1:${gatePort}`), 'the banner names the gate');
 
         const token = readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim();
         const api = async (method: string, url: string, body?: unknown) => {
@@ -121,6 +130,7 @@ describe('npm start', () => {
           [['openssl', '3.0.16-1']],
         );
         assert.equal(readFileSync(path.join(fixtureDir, 'calls.log'), 'utf8'), 'dry-run\n', 'the local agent ran it');
+        assert.doesNotMatch(out, /\[gate\] refused/, 'the local agent went through the gate without a refusal');
       } finally {
         child.kill('SIGTERM');
       }
@@ -132,6 +142,7 @@ describe('npm start', () => {
       assert.equal(code, 0, `npm start stops cleanly on SIGTERM:\n${out.slice(-2000)}`);
       assert.ok(await refused(apiPort), 'the API is gone');
       assert.ok(await refused(pglitePort), 'the PGlite socket is gone');
+      assert.ok(await refused(gatePort), 'the gate is gone');
     },
   );
 });

@@ -69,6 +69,7 @@ export class ProcessStack extends Stack {
 
   override async start(scriptsDir = FIXTURE_SCRIPTS): Promise<this> {
     this.database = await createTestDatabase();
+    await this.startGate();
     this.temporal = await connectClient(this.temporalEnv);
     this.port = await freePort();
     this.baseUrl = `http://127.0.0.1:${this.port}`;

@@ -17,6 +17,8 @@ import { connect } from '../../db';
 import { scriptsService } from '../../api/scripts/service';
 import type { ConfigurableTimeouts } from '../../contract';
 import { connectClient, TemporalEnv, workflowSource } from '../../runtime/temporal';
+import { GateEnv } from '../../gate/config';
+import { startGate, type Gate } from '../../gate/proxy';
 import { stopChild } from '../../scripts/dev/processes';
 import { createTestDatabase, type TestDatabase } from './db';
 import { waitFor } from './wait';
@@ -66,6 +68,10 @@ export class Stack {
   protected readonly tmp = mkdtempSync(path.join(os.tmpdir(), 'pn-stack-'));
   database!: TestDatabase;
   temporal!: Client;
+  /** The agent gate every agent of this stack connects through (in this process; its lines in gateLog). */
+  gate!: Gate;
+  readonly gateKey = randomBytes(32).toString('base64url');
+  readonly gateLog: string[] = [];
   baseUrl = '';
   /** A pre-accepted enrolment token with unlimited uses for an hour, made through the API by start(). */
   enrolToken = '';
@@ -85,6 +91,7 @@ export class Stack {
   /** Start API + control worker; `scriptsDir` is loaded into the scripts table. */
   async start(scriptsDir = FIXTURE_SCRIPTS): Promise<this> {
     this.database = await createTestDatabase();
+    await this.startGate();
     await scriptsService({ db: this.database.db }).load(scriptsDir);
     this.temporal = await connectClient(this.temporalEnv);
     const app = createApp({
@@ -129,6 +136,19 @@ export class Stack {
     return r.body.token;
   }
 
+  /** The agent gate in front of this stack's Temporal, on free loopback ports. */
+  protected async startGate(): Promise<void> {
+    const env = GateEnv.parse({
+      ...this.temporalEnv,
+      DATABASE_URL: this.database.url,
+      PATCHNANNY_GATE_KEY: this.gateKey,
+      PATCHNANNY_GATE_LISTEN: '127.0.0.1:0',
+      PATCHNANNY_GATE_HEALTH_LISTEN: '127.0.0.1:0',
+    });
+    this.gate = await startGate(env, this.database.db, (line) => this.gateLog.push(line));
+    this.cleanups.unshift(() => this.gate.stop());
+  }
+
   async http(
     method: string,
     urlPath: string,
@@ -165,7 +185,7 @@ export class Stack {
     const child = spawn(process.execPath, [path.join(DIST, 'agent-worker/main.js')], {
       env: {
         ...process.env,
-        TEMPORAL_ADDRESS: this.temporalEnv.TEMPORAL_ADDRESS,
+        TEMPORAL_ADDRESS: this.gate.address, // agents reach Temporal only through the gate
         PATCHNANNY_API_URL: this.baseUrl,
         PATCHNANNY_ENROL_TOKEN: this.enrolToken,
         PATCHNANNY_AGENT_STATE_DIR: stateDir,
@@ -180,7 +200,10 @@ export class Stack {
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const id = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`agent ${hostname} did not start:\n${out}`)), 30_000);
-      child.once('exit', (code) => reject(new Error(`agent ${hostname} exited ${code}:\n${out}`)));
+      child.once('exit', (code) => {
+        clearTimeout(timer); // an agent that refuses to start must not keep the test file alive 30 s
+        reject(new Error(`agent ${hostname} exited ${code}:\n${out}`));
+      });
       // Up: polling its queue, or registered and waiting for an admin to accept it.
       const check = () => {
         const m = /\[agent\] (?:(\S+) .* polling|agent (\S+) is pending)/.exec(out);
