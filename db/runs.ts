@@ -170,10 +170,7 @@ export class RunNotClaimedError extends Error {
 
 /** Lock the owner's row for this transaction; throws when this execution does not own it. */
 async function lockOwned(trx: Db, owner: RunOwner): Promise<void> {
-  const row = await runs(trx)
-    .where({ id: owner.runId, workflow_run_id: owner.workflowRunId })
-    .forUpdate()
-    .first('id');
+  const row = await runs(trx).where({ id: owner.runId, workflow_run_id: owner.workflowRunId }).forUpdate().first('id');
   if (!row) throw new RunNotClaimedError(owner);
 }
 
@@ -305,7 +302,11 @@ export async function recordPlan(db: Db, owner: RunOwner, input: Omit<RecordPlan
   });
 }
 
-export async function recordDecision(db: Db, owner: RunOwner, input: Omit<RecordDecisionInput, 'runId'>): Promise<void> {
+export async function recordDecision(
+  db: Db,
+  owner: RunOwner,
+  input: Omit<RecordDecisionInput, 'runId'>,
+): Promise<void> {
   await db.transaction(async (trx) => {
     await lockOwned(trx, owner);
     const decision =
@@ -348,7 +349,11 @@ const IGNORED_KINDS = ['ignored-approve', 'ignored-reject', 'ignored-decisions-d
  * its workflow task is retried, which a burst of signals causes): one row each, plus one
  * counting those not kept.
  */
-export async function recordIgnoredDecisions(db: Db, owner: RunOwner, input: Omit<RecordIgnoredInput, 'runId'>): Promise<void> {
+export async function recordIgnoredDecisions(
+  db: Db,
+  owner: RunOwner,
+  input: Omit<RecordIgnoredInput, 'runId'>,
+): Promise<void> {
   await db.transaction(async (trx) => {
     await lockOwned(trx, owner);
     await events(trx).where({ run_id: owner.runId }).whereIn('kind', IGNORED_KINDS).delete();

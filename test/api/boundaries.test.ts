@@ -226,7 +226,14 @@ describe('the API boundary refuses bad input with a 4xx in the error shape, befo
     await insertRunRows(db, [{ runId: id, agentId, mode: 'apply', approval: 'required', requestedBy: 'alice' }]);
     // Control writes go only to a row a workflow execution has claimed (db/runs.ts claimRun).
     const owner = { runId: id, workflowRunId: 'a-workflow-execution' };
-    const claim = { runId: id, agentId, mode: 'apply', approval: 'required', windowId: null, windowStart: null } as const;
+    const claim = {
+      runId: id,
+      agentId,
+      mode: 'apply',
+      approval: 'required',
+      windowId: null,
+      windowStart: null,
+    } as const;
     assert.deepEqual(await claimRun(db, owner, claim), { claimed: true });
     const pkg = { name: 'lib\u0000c', arch: 'amd64', current: '1\u0000', candidate: '2', repo: 'main\u0000' };
     const execution = (mode: 'dry-run' | 'apply'): ScriptExecution => ({

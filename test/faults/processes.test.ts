@@ -319,12 +319,7 @@ describe('npm start supervises its processes', () => {
   };
 
   before(async () => {
-    const [port, temporalPort, uiPort, pglitePort] = await Promise.all([
-      freePort(),
-      freePort(),
-      freePort(),
-      freePort(),
-    ]);
+    const [port, temporalPort, uiPort] = await Promise.all([freePort(), freePort(), freePort()]);
     apiUrl = `http://127.0.0.1:${port}`;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
@@ -332,7 +327,6 @@ describe('npm start supervises its processes', () => {
       PORT: String(port),
       PATCHNANNY_TEMPORAL_PORT: String(temporalPort),
       PATCHNANNY_TEMPORAL_UI_PORT: String(uiPort),
-      PATCHNANNY_PGLITE_PORT: String(pglitePort),
       PATCHNANNY_SCRIPTS_DIR: FIXTURE_SCRIPTS,
       PATCHNANNY_AGENT_HOSTNAME: 'supervised',
     };
