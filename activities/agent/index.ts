@@ -326,8 +326,6 @@ export function createAgentActivities(config: AgentActivityConfig) {
       await sealed.remove();
       throw err;
     }
-    // Removed once the shell has exited (a detached package manager never reads the script).
-    void script.closed.finally(() => sealed.remove()).catch(() => undefined);
 
     const progress = () =>
       ctx.heartbeat({ stdoutBytes: stdout.total, stderrBytes: stderr.total, lastLine: lastLine(stderr.last(4096)) });
@@ -358,6 +356,8 @@ export function createAgentActivities(config: AgentActivityConfig) {
     try {
       exitCode = await script.closed;
     } finally {
+      // Removed once the shell has exited (bash reads its script as it runs, nothing else does).
+      await sealed.remove();
       clearInterval(beat);
       ctx.cancellationSignal.removeEventListener('abort', onCancel);
       config.stopping?.removeEventListener('abort', onShutdown);
