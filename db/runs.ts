@@ -201,7 +201,7 @@ export async function claimRun(db: Db, owner: RunOwner, input: ClaimRunInput): P
     .where({ id: owner.runId, agent_id: input.agentId, mode: input.mode, approval: input.approval })
     .whereRaw('window_id is not distinct from ?', [input.windowId])
     .whereRaw('window_start is not distinct from ?', [windowStart])
-    .where((q) => q.whereNull('workflow_run_id').orWhere({ workflow_run_id: owner.workflowRunId }))
+    .whereRaw('(workflow_run_id is null or workflow_run_id = ?)', [owner.workflowRunId])
     .whereNull('outcome')
     .update({ workflow_run_id: owner.workflowRunId, updated_at: db.fn.now() })
     .returning('id');
