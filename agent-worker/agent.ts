@@ -146,10 +146,21 @@ export async function createAgent(
       family: agent.family,
       stateDir: env.PATCHNANNY_AGENT_STATE_DIR,
       shell: env.PATCHNANNY_SCRIPT_SHELL,
+      scriptEnv: passedToScripts(env.PATCHNANNY_SCRIPT_ENV),
       fetchScript: (name) => api.script(name),
       killGraceMs: env.PATCHNANNY_SCRIPT_KILL_GRACE_MS,
       stopping,
     }),
   });
   return { agent, worker, connection };
+}
+
+/** The variables PATCHNANNY_SCRIPT_ENV names, with their values in the agent's environment (unset ones are left out). */
+function passedToScripts(names: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of names) {
+    const value = process.env[name];
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
 }

@@ -3,6 +3,9 @@ import { z } from 'zod';
 import { Family } from '../contract';
 import { TemporalEnv } from '../runtime/temporal';
 
+/** Names a script's environment sets itself, or that hold the agent's own configuration and credentials. */
+const RESERVED_SCRIPT_ENV = /^(PATCHNANNY_.*|TEMPORAL_.*|PATH|LANG|LC_ALL|HOME)$/;
+
 /** Agent configuration from the environment, validated at start (flags map onto the same names). */
 export const AgentEnv = TemporalEnv.extend({
   PATCHNANNY_API_URL: z.url('PATCHNANNY_API_URL must be the API base URL, e.g. http://127.0.0.1:8080'),
@@ -30,6 +33,29 @@ export const AgentEnv = TemporalEnv.extend({
    * unchanged: the wrapper is handed the verified file.
    */
   PATCHNANNY_SCRIPT_SHELL: z.string().min(1).default('/bin/bash'),
+  /**
+   * Names (not values) of variables passed from the agent's environment to patch scripts, which
+   * otherwise get only PATH, LANG, LC_ALL, HOME, TMPDIR and PATCHNANNY_RUN_ID
+   * (docs/script-contract.md): e.g. `http_proxy,https_proxy,no_proxy` behind a proxy. The
+   * agent's own configuration (PATCHNANNY_*, TEMPORAL_*) can never be passed on.
+   */
+  PATCHNANNY_SCRIPT_ENV: z
+    .string()
+    .default('')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((n) => n.trim())
+        .filter((n) => n !== ''),
+    )
+    .pipe(
+      z
+        .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a variable name'))
+        .refine(
+          (names) => names.every((n) => !RESERVED_SCRIPT_ENV.test(n)),
+          'PATCHNANNY_SCRIPT_ENV may not name PATCHNANNY_*, TEMPORAL_*, PATH, LANG, LC_ALL or HOME',
+        ),
+    ),
 });
 export type AgentEnv = z.infer<typeof AgentEnv>;
 
@@ -43,6 +69,7 @@ export function flagsToEnv(argv: string[]): Record<string, string> {
     '--family': 'PATCHNANNY_AGENT_FAMILY',
     '--hostname': 'PATCHNANNY_AGENT_HOSTNAME',
     '--script-shell': 'PATCHNANNY_SCRIPT_SHELL',
+    '--script-env': 'PATCHNANNY_SCRIPT_ENV',
     '--temporal-address': 'TEMPORAL_ADDRESS',
     '--namespace': 'TEMPORAL_NAMESPACE',
   };

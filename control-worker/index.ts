@@ -3,6 +3,7 @@ import { Worker } from '@temporalio/worker';
 import type { Db } from '../db';
 import { createControlActivities } from '../activities/control';
 import { createHostLockActivities } from '../activities/control/host-lock';
+import { createWindowFiringActivities } from '../activities/control/window-firing';
 import type { ConfigurableTimeouts } from '../contract';
 import { connectWorker, workflowSource, type TemporalEnv } from '../runtime/temporal';
 
@@ -23,6 +24,10 @@ export async function createControlWorker(
     namespace,
     taskQueue,
     ...workflowSource(),
-    activities: { ...createControlActivities(db, runDefaults), ...createHostLockActivities(client, taskQueue) },
+    activities: {
+      ...createControlActivities(db, runDefaults),
+      ...createHostLockActivities(client, taskQueue),
+      ...createWindowFiringActivities(client),
+    },
   });
 }

@@ -36,6 +36,8 @@ export interface RunRow {
   reboot_reason: string | null;
   window_id: string | null;
   window_start: Date | null;
+  /** The Temporal run id of the workflow execution that claimed this row (claimRun); set once. */
+  workflow_run_id: string | null;
   overran: boolean;
   created_at: Date;
   updated_at: Date;
@@ -144,6 +146,82 @@ const events = (db: Db) => db<RunEventRow>('run_events');
 
 // ---- writes ----
 
+/**
+ * The workflow execution a control activity acts for, taken from the activity's own Context
+ * (Temporal's record of who scheduled it), never from the workflow's input: the run row with
+ * id = workflowId, claimed by this execution's run id.
+ */
+export interface RunOwner {
+  /** The workflow id, which is the run id. */
+  runId: string;
+  /** The Temporal run id of the execution that claimed the row. */
+  workflowRunId: string;
+}
+
+/** A write for a run whose row this execution has not claimed: it would have overwritten another run's. */
+export class RunNotClaimedError extends Error {
+  constructor(readonly owner: RunOwner) {
+    super(
+      `run ${owner.runId} is not claimed by workflow execution ${owner.workflowRunId}: ` +
+        `no row written (the row is absent or belongs to another execution)`,
+    );
+  }
+}
+
+/** Lock the owner's row for this transaction; throws when this execution does not own it. */
+async function lockOwned(trx: Db, owner: RunOwner): Promise<void> {
+  const row = await runs(trx).where({ id: owner.runId, workflow_run_id: owner.workflowRunId }).forUpdate().first('id');
+  if (!row) throw new RunNotClaimedError(owner);
+}
+
+/** What a patchRun's input repeats of its row; the claim checks each against the row. */
+export interface ClaimRunInput {
+  runId: string;
+  agentId: string;
+  mode: RunMode;
+  approval: ApprovalPolicy;
+  windowId: string | null;
+  /** The window start (epoch ms) of a window run. */
+  windowStart: number | null;
+}
+
+export type ClaimResult = { claimed: true } | { claimed: false; reason: string };
+
+/**
+ * A workflow execution takes its run row, once. Refused unless the row with id = the workflow
+ * id exists, says what the input says (agent, mode, approval, window), the input names the row
+ * itself, and no other execution has claimed it (a retried claim by the same execution passes).
+ * One conditional UPDATE, so two executions racing for a row cannot both win.
+ */
+export async function claimRun(db: Db, owner: RunOwner, input: ClaimRunInput): Promise<ClaimResult> {
+  if (input.runId !== owner.runId)
+    return { claimed: false, reason: `input runId ${input.runId} is not the workflow id ${owner.runId}` };
+  const windowStart = input.windowStart === null ? null : new Date(input.windowStart);
+  const updated = await runs(db)
+    .where({ id: owner.runId, agent_id: input.agentId, mode: input.mode, approval: input.approval })
+    .whereRaw('window_id is not distinct from ?', [input.windowId])
+    .whereRaw('window_start is not distinct from ?', [windowStart])
+    .whereRaw('(workflow_run_id is null or workflow_run_id = ?)', [owner.workflowRunId])
+    .whereNull('outcome')
+    .update({ workflow_run_id: owner.workflowRunId, updated_at: db.fn.now() })
+    .returning('id');
+  if (updated.length === 1) return { claimed: true };
+  // Refused: say why (read after the fact; nothing was written).
+  const row = await runs(db).where({ id: owner.runId }).first();
+  if (!row) return { claimed: false, reason: `no run row ${owner.runId}: not created by the API or a window` };
+  if (row.workflow_run_id !== null && row.workflow_run_id !== owner.workflowRunId)
+    return { claimed: false, reason: `run ${owner.runId} belongs to workflow execution ${row.workflow_run_id}` };
+  if (row.outcome !== null) return { claimed: false, reason: `run ${owner.runId} has ended (${row.outcome})` };
+  const differs = [
+    row.agent_id !== input.agentId && `agentId (row ${row.agent_id}, input ${input.agentId})`,
+    row.mode !== input.mode && `mode (row ${row.mode}, input ${input.mode})`,
+    row.approval !== input.approval && `approval (row ${row.approval}, input ${input.approval})`,
+    row.window_id !== input.windowId && `window (row ${row.window_id}, input ${input.windowId})`,
+    (row.window_start?.getTime() ?? null) !== input.windowStart && `window start`,
+  ].filter(Boolean);
+  return { claimed: false, reason: `input differs from run row ${owner.runId}: ${differs.join(', ') || 'unknown'}` };
+}
+
 /** The one place patch_runs rows are born, for API-started and window-started runs alike. */
 export async function insertRunRows(db: Db, inputs: readonly CreateRunInput[]): Promise<RunRow[]> {
   if (inputs.length === 0) return [];
@@ -173,17 +251,18 @@ export async function deleteRun(db: Db, id: string): Promise<void> {
 /** The script a run executes, pinned by hash, and the exclusions it passes. */
 export async function recordScript(
   db: Db,
-  runId: string,
+  owner: RunOwner,
   script: { scriptName: string; sha256: string; exclusions: string[] },
 ): Promise<void> {
-  await runs(db)
-    .where({ id: runId })
+  const n = await runs(db)
+    .where({ id: owner.runId, workflow_run_id: owner.workflowRunId })
     .update({
       script_name: script.scriptName,
       script_sha256: script.sha256,
       exclusions: jsonb(db, script.exclusions),
       updated_at: db.fn.now(),
     });
+  if (n !== 1) throw new RunNotClaimedError(owner);
 }
 
 async function insertOutput(db: Db, runId: string, step: OutputStep, e: ScriptExecution): Promise<void> {
@@ -200,42 +279,48 @@ async function insertOutput(db: Db, runId: string, step: OutputStep, e: ScriptEx
   );
 }
 
-export async function recordPlan(db: Db, input: RecordPlanInput): Promise<void> {
+export async function recordPlan(db: Db, owner: RunOwner, input: Omit<RecordPlanInput, 'runId'>): Promise<void> {
   const { execution: e } = input;
   await db.transaction(async (trx) => {
+    await lockOwned(trx, owner);
     // Idempotent under activity retries: a step's rows are replaced, not appended.
-    await outputs(trx).where({ run_id: input.runId, step: input.step }).delete();
-    await insertOutput(trx, input.runId, input.step, e);
+    await outputs(trx).where({ run_id: owner.runId, step: input.step }).delete();
+    await insertOutput(trx, owner.runId, input.step, e);
     if (input.step === 'plan') {
-      await packages(trx).where({ run_id: input.runId }).whereIn('kind', ['planned', 'held']).delete();
+      await packages(trx).where({ run_id: owner.runId }).whereIn('kind', ['planned', 'held']).delete();
       const rows = [
         ...(e.result?.packages ?? []).map((p) => ({ ...p, kind: 'planned' as const })),
         ...(e.result?.held ?? []).map((p) => ({ ...p, kind: 'held' as const })),
-      ].map(({ kind, ...p }) => ({ run_id: input.runId, kind, ...planPackageOf(p) }));
+      ].map(({ kind, ...p }) => ({ run_id: owner.runId, kind, ...planPackageOf(p) }));
       if (rows.length > 0) await packages(trx).insert(rows.map(pgRow));
       await runs(trx)
-        .where({ id: input.runId })
+        .where({ id: owner.runId })
         .update({ plan_hash: e.planHash, phase: input.phase, updated_at: trx.fn.now() });
     } else {
-      await runs(trx).where({ id: input.runId }).update({ phase: input.phase, updated_at: trx.fn.now() });
+      await runs(trx).where({ id: owner.runId }).update({ phase: input.phase, updated_at: trx.fn.now() });
     }
   });
 }
 
-export async function recordDecision(db: Db, input: RecordDecisionInput): Promise<void> {
+export async function recordDecision(
+  db: Db,
+  owner: RunOwner,
+  input: Omit<RecordDecisionInput, 'runId'>,
+): Promise<void> {
   await db.transaction(async (trx) => {
+    await lockOwned(trx, owner);
     const decision =
       input.kind === 'approve'
         ? { approved_by: input.by, approved_at: trx.fn.now() }
         : { rejected_by: input.by, reject_reason: input.reason };
     await runs(trx)
-      .where({ id: input.runId })
+      .where({ id: owner.runId })
       .update(pgRow({ ...decision, phase: input.phase, updated_at: trx.fn.now() }));
     // Idempotent: a local activity runs again when its workflow task is retried.
     const kind = input.kind === 'approve' ? 'approved' : 'rejected';
-    await events(trx).where({ run_id: input.runId, kind }).delete();
+    await events(trx).where({ run_id: owner.runId, kind }).delete();
     await events(trx).insert({
-      run_id: input.runId,
+      run_id: owner.runId,
       kind,
       detail: jsonb(trx, { by: input.by, reason: input.reason, planHash: input.planHash }),
     });
@@ -246,12 +331,13 @@ export async function recordDecision(db: Db, input: RecordDecisionInput): Promis
  * A phase change between the run's other records: `queued` behind another run on the same host
  * (its place kept as the run's one `queued` event), and back when the host is its own.
  */
-export async function recordPhase(db: Db, input: RecordPhaseInput): Promise<void> {
+export async function recordPhase(db: Db, owner: RunOwner, input: Omit<RecordPhaseInput, 'runId'>): Promise<void> {
   await db.transaction(async (trx) => {
-    await runs(trx).where({ id: input.runId }).update({ phase: input.phase, updated_at: trx.fn.now() });
+    await lockOwned(trx, owner);
+    await runs(trx).where({ id: owner.runId }).update({ phase: input.phase, updated_at: trx.fn.now() });
     if (input.queue) {
-      await events(trx).where({ run_id: input.runId, kind: 'queued' }).delete();
-      await events(trx).insert({ run_id: input.runId, kind: 'queued', detail: jsonb(trx, input.queue) });
+      await events(trx).where({ run_id: owner.runId, kind: 'queued' }).delete();
+      await events(trx).insert({ run_id: owner.runId, kind: 'queued', detail: jsonb(trx, input.queue) });
     }
   });
 }
@@ -263,31 +349,37 @@ const IGNORED_KINDS = ['ignored-approve', 'ignored-reject', 'ignored-decisions-d
  * its workflow task is retried, which a burst of signals causes): one row each, plus one
  * counting those not kept.
  */
-export async function recordIgnoredDecisions(db: Db, input: RecordIgnoredInput): Promise<void> {
+export async function recordIgnoredDecisions(
+  db: Db,
+  owner: RunOwner,
+  input: Omit<RecordIgnoredInput, 'runId'>,
+): Promise<void> {
   await db.transaction(async (trx) => {
-    await events(trx).where({ run_id: input.runId }).whereIn('kind', IGNORED_KINDS).delete();
+    await lockOwned(trx, owner);
+    await events(trx).where({ run_id: owner.runId }).whereIn('kind', IGNORED_KINDS).delete();
     const rows = input.ignored.map((detail) => ({
-      run_id: input.runId,
+      run_id: owner.runId,
       kind: `ignored-${detail.kind}`,
       detail: jsonb(trx, detail as unknown),
     }));
     if (input.dropped > 0) {
       const detail: unknown = { dropped: input.dropped, kept: input.ignored.length };
-      rows.push({ run_id: input.runId, kind: 'ignored-decisions-dropped', detail: jsonb(trx, detail) });
+      rows.push({ run_id: owner.runId, kind: 'ignored-decisions-dropped', detail: jsonb(trx, detail) });
     }
     if (rows.length > 0) await events(trx).insert(rows);
   });
 }
 
-export async function recordOutcome(db: Db, input: RecordOutcomeInput): Promise<void> {
+export async function recordOutcome(db: Db, owner: RunOwner, input: Omit<RecordOutcomeInput, 'runId'>): Promise<void> {
   const e = input.execution;
   await db.transaction(async (trx) => {
+    await lockOwned(trx, owner);
     if (e && e.mode === 'apply') {
-      await outputs(trx).where({ run_id: input.runId, step: 'apply' }).delete();
-      await insertOutput(trx, input.runId, 'apply', e);
-      await packages(trx).where({ run_id: input.runId, kind: 'changed' }).delete();
+      await outputs(trx).where({ run_id: owner.runId, step: 'apply' }).delete();
+      await insertOutput(trx, owner.runId, 'apply', e);
+      await packages(trx).where({ run_id: owner.runId, kind: 'changed' }).delete();
       const changed = (e.result?.changed ?? []).map((c) => ({
-        run_id: input.runId,
+        run_id: owner.runId,
         kind: 'changed' as const,
         name: c.name,
         arch: c.arch,
@@ -299,11 +391,11 @@ export async function recordOutcome(db: Db, input: RecordOutcomeInput): Promise<
       if (changed.length > 0) await packages(trx).insert(changed.map(pgRow));
     } else if (e) {
       // a dry-run run, or a failed plan: the plan output is the report
-      const stored = await outputs(trx).where({ run_id: input.runId, step: 'plan' }).first('id');
-      if (!stored) await insertOutput(trx, input.runId, 'plan', e);
+      const stored = await outputs(trx).where({ run_id: owner.runId, step: 'plan' }).first('id');
+      if (!stored) await insertOutput(trx, owner.runId, 'plan', e);
     }
     await runs(trx)
-      .where({ id: input.runId })
+      .where({ id: owner.runId })
       .update(
         pgRow({
           phase: 'done' as const,

@@ -7,7 +7,7 @@
  */
 import { condition, continueAsNew, getExternalWorkflowHandle, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { PatchRunInput } from '../contract';
-import { hostLockId } from '../contract/run-id';
+import { hostLockId, parseRunId } from '../contract/run-id';
 import { controlBySignal } from './activities';
 import { acquireSignal, grantedSignal, hostQueueQuery, queuedSignal, releaseSignal } from './messages';
 
@@ -30,6 +30,9 @@ export async function hostLock(input: HostLockInput): Promise<void> {
   let told = new Map<string, number>();
 
   setHandler(acquireSignal, (w) => {
+    // Signals carry no sender: at least only this host's runs may queue for it (a forged request
+    // naming a run of another host, or not a run at all, would hold the host for its lease).
+    if (parseRunId(w.runId)?.agentId !== input.agentId) return;
     if (holder?.runId === w.runId || waiting.some((x) => x.runId === w.runId)) return;
     waiting.push({ runId: w.runId, leaseMs: w.leaseMs });
   });

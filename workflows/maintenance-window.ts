@@ -30,6 +30,10 @@ export interface WindowReport {
  * them as this workflow's children), each bound to the window's start, cutoff and end.
  */
 export async function maintenanceWindow(input: { windowId: string }): Promise<WindowReport> {
+  // Everything else comes from the window's row; only its Schedule may say when it fires.
+  const check = await control.checkWindowFiring({ windowId: input.windowId });
+  if (!check.verified)
+    return { windowId: input.windowId, startsAt: null, runs: [], skipped: check.reason, skippedTargets: [] };
   const firing = await control.loadWindowFiring({ windowId: input.windowId });
   if (!firing)
     return { windowId: input.windowId, startsAt: null, runs: [], skipped: 'window deleted', skippedTargets: [] };

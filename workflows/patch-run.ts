@@ -45,6 +45,18 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   });
   const revocation = onAgentRevoked(status);
 
+  // 0. Trust nothing in the input the API (or the window) did not write: claim the run's row
+  // before the host lock, any agent activity or any other write.
+  const claim = await control.claimRun({
+    runId,
+    agentId: input.agentId,
+    mode: input.mode,
+    approval: input.approval,
+    windowId: window?.windowId ?? null,
+    windowStart: window?.startsAt ?? null,
+  });
+  if (!claim.claimed) return untrusted(claim.reason);
+
   try {
     setPhase(status, 'planning');
     const script = await control.resolveRun({ runId, agentId: input.agentId });
@@ -137,6 +149,21 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     // No failure escapes a run: whatever was thrown, the run ends in a named outcome.
     const ended = revocation.by !== null ? revocation.ended(err) : asRunEnded(err, input);
     return await finish(ended.outcome, ended.reason, ended.execution);
+  }
+
+  /**
+   * A run whose row is not its own ends here: nothing executed, nothing written (there is no row
+   * of its own to write to), the outcome shown only in Temporal's visibility and its result.
+   */
+  function untrusted(reason: string) {
+    status.outcome = 'untrusted-input';
+    status.failureReason = reason;
+    status.phase = 'done';
+    upsertSearchAttributes([
+      { key: PatchPhase, value: 'done' },
+      { key: PatchOutcome, value: 'untrusted-input' },
+    ]);
+    return status;
   }
 
   /** Wait for this run's turn on its host; a run that had to queue says so, then moves on. */

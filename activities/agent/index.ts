@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
-import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
-import { constants as osc } from 'node:os';
+import { chmod, mkdir, mkdtemp, open, readFile, rename, rm } from 'node:fs/promises';
+import { constants as osc, homedir } from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import { z } from 'zod';
 import {
   isLegalPackageName,
   SCRIPT_EXIT,
@@ -16,11 +17,15 @@ import {
 import { planHash, sha256Hex } from '../../contract/plan-hash';
 import { HeadTail, lastLine, outputPipes } from './output';
 
-export interface HashVerifyInput {
-  scriptName: string;
+const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'a lowercase hex SHA-256');
+
+/** Validated at the boundary: a task on the agent's queue is input from outside the agent. */
+export const HashVerifyInput = z.strictObject({
+  scriptName: z.string().regex(/^[a-z0-9][a-z0-9.-]*\.sh$/, 'a script name like apt-update.sh'),
   /** The SHA-256 pinned by the control plane when the run was resolved. */
-  sha256: string;
-}
+  sha256: Sha256,
+});
+export type HashVerifyInput = z.infer<typeof HashVerifyInput>;
 
 export interface HashVerifyResult {
   sha256: string;
@@ -30,12 +35,44 @@ export interface HashVerifyResult {
   replacedTampered?: string;
 }
 
-export interface ScriptExecuteInput {
-  runId: string;
-  sha256: string;
-  mode: RunMode;
-  exclusions: string[];
-  heartbeatMs: number;
+/** Any mode but the two is refused: nothing that is not `dry-run` is ever taken to mean apply. */
+export const ScriptExecuteInput = z.strictObject({
+  runId: z.string().regex(/^[A-Za-z0-9._-]{1,200}$/),
+  sha256: Sha256,
+  mode: z.enum(['dry-run', 'apply']),
+  exclusions: z.array(z.string()).max(1000),
+  heartbeatMs: z.number().int().min(1).max(3_600_000),
+});
+export type ScriptExecuteInput = z.infer<typeof ScriptExecuteInput>;
+
+/** A fixed PATH: the agent's own PATH says nothing about what a root script should find. */
+export const SCRIPT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Refused at the boundary, never retried: the same input would be refused again. */
+function parseInput<T>(schema: z.ZodType<T>, raw: unknown, activity: string): T {
+  const parsed = schema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; ');
+  throw ApplicationFailure.nonRetryable(
+    `${activity} refused its input (${problems}); nothing executed`,
+    'invalid-input',
+  );
+}
+
+/**
+ * The whole environment a script gets (docs/script-contract.md), never the agent's own: the
+ * agent's environment holds its credentials, and every script and every package maintainer
+ * script it runs as root would inherit them.
+ */
+export function scriptEnvironment(runId: string, extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: SCRIPT_PATH,
+    LANG: 'C.UTF-8',
+    LC_ALL: 'C.UTF-8',
+    HOME: homedir(),
+  };
+  if (process.env.TMPDIR) env.TMPDIR = process.env.TMPDIR;
+  return { ...env, ...extra, PATCHNANNY_RUN_ID: runId };
 }
 
 export interface AgentActivityConfig {
@@ -46,7 +83,10 @@ export interface AgentActivityConfig {
   fetchScript(name: string): Promise<{ content: string; sha256: string }>;
   /** Interpreter the script runs under (argv[0]); scripts are bash. */
   shell?: string;
-  /** Extra environment for scripts (tests point fixtures at their state). */
+  /**
+   * Added to the scripts' minimal environment (scriptEnvironment): the variables the agent's
+   * PATCHNANNY_SCRIPT_ENV names (proxies, say), and in tests what points fixtures at their state.
+   */
   scriptEnv?: Record<string, string>;
   /**
    * How long a stopped dry-run gets between SIGTERM and SIGKILL of its process group: the
@@ -176,7 +216,8 @@ export function createAgentActivities(config: AgentActivityConfig) {
    * hash-verify: download the script, check it against the pinned SHA-256 *before* anything is
    * written executable, keep it content-addressed. A matching stored copy is re-used.
    */
-  async function hashVerify(input: HashVerifyInput): Promise<HashVerifyResult> {
+  async function hashVerify(raw: HashVerifyInput): Promise<HashVerifyResult> {
+    const input = parseInput(HashVerifyInput, raw, 'hash-verify');
     const target = pathFor(input.sha256);
     let replacedTampered: string | undefined;
     try {
@@ -235,7 +276,8 @@ export function createAgentActivities(config: AgentActivityConfig) {
    * `killGraceMs` so the script's own cleanup (removing the holds it added) can finish first. An
    * apply is never interrupted by the agent: it runs to its end and its real result is returned.
    */
-  async function scriptExecute(input: ScriptExecuteInput): Promise<ScriptExecution> {
+  async function scriptExecute(raw: ScriptExecuteInput): Promise<ScriptExecution> {
+    const input = parseInput(ScriptExecuteInput, raw, 'script-execute');
     for (const name of input.exclusions) {
       if (!isLegalPackageName(config.family, name)) {
         throw ApplicationFailure.nonRetryable(
@@ -250,30 +292,40 @@ export function createAgentActivities(config: AgentActivityConfig) {
         `script ${input.sha256} is not stored on this agent; hash-verify first`,
         'script-missing',
       );
-    const scriptPath = pathFor(input.sha256);
-    const argv = [scriptPath, input.mode === 'dry-run' ? '--dry-run' : '--apply'];
-    if (input.exclusions.length > 0) argv.push('--exclude', input.exclusions.join(','));
+    const flag = { 'dry-run': '--dry-run', apply: '--apply' }[input.mode];
+    const args = [flag];
+    if (input.exclusions.length > 0) args.push('--exclude', input.exclusions.join(','));
 
     const ctx = Context.current();
     const started = Date.now();
+    // bash reads its script as it goes: it runs the sealed copy of the very bytes just hashed,
+    // never the stored file, which could change between the check and bash's reads.
+    const sealed = await seal(content);
+    const argv = [sealed.path, ...args];
     const stdout = new HeadTail(STDOUT_KEEP, MAX_OUTPUT / 2);
     const stderr = new HeadTail(MAX_OUTPUT / 2, MAX_OUTPUT / 2);
-    const pipes = await outputPipes([stdout, stderr]);
-    let child: ChildProcess;
+    let script: ScriptProcess;
     try {
-      child = spawn(config.shell ?? '/bin/bash', argv, {
-        stdio: ['ignore', pipes[0].writeFd, pipes[1].writeFd],
-        detached: true, // own process group, so stopping it stops the package manager too
-        env: { ...process.env, ...config.scriptEnv, PATCHNANNY_RUN_ID: input.runId },
-      });
-    } finally {
-      for (const pipe of pipes) pipe.release();
+      const pipes = await outputPipes([stdout, stderr]);
+      let child: ChildProcess;
+      try {
+        child = spawn(config.shell ?? '/bin/bash', argv, {
+          stdio: ['ignore', pipes[0].writeFd, pipes[1].writeFd],
+          detached: true, // own process group, so stopping it stops the package manager too
+          env: scriptEnvironment(input.runId, config.scriptEnv),
+        });
+      } finally {
+        for (const pipe of pipes) pipe.release();
+      }
+      script = new ScriptProcess(
+        child,
+        input.mode,
+        pipes.map((p) => p.drained),
+      );
+    } catch (err) {
+      await sealed.remove();
+      throw err;
     }
-    const script = new ScriptProcess(
-      child,
-      input.mode,
-      pipes.map((p) => p.drained),
-    );
 
     const progress = () =>
       ctx.heartbeat({ stdoutBytes: stdout.total, stderrBytes: stderr.total, lastLine: lastLine(stderr.last(4096)) });
@@ -304,6 +356,8 @@ export function createAgentActivities(config: AgentActivityConfig) {
     try {
       exitCode = await script.closed;
     } finally {
+      // Removed once the shell has exited (bash reads its script as it runs, nothing else does).
+      await sealed.remove();
       clearInterval(beat);
       ctx.cancellationSignal.removeEventListener('abort', onCancel);
       config.stopping?.removeEventListener('abort', onShutdown);
@@ -353,6 +407,37 @@ export function createAgentActivities(config: AgentActivityConfig) {
       );
     }
     return execution;
+  }
+
+  /**
+   * A private copy of verified bytes for one execution: a fresh folder (mkdtemp, 0700) under the
+   * agent's 0700 state folder, the file created there exclusively (O_EXCL, O_NOFOLLOW: nothing
+   * planted in advance is followed or re-used) from the buffer that was hashed, then read-only.
+   */
+  async function seal(content: Buffer): Promise<{ path: string; remove: () => Promise<void> }> {
+    const execDir = path.join(config.stateDir, 'exec');
+    await mkdir(execDir, { recursive: true, mode: 0o700 });
+    const dir = await mkdtemp(path.join(execDir, 'run-'));
+    const remove = () => rm(dir, { recursive: true, force: true });
+    const file = path.join(dir, 'script');
+    try {
+      const handle = await open(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o500);
+      try {
+        await handle.writeFile(content);
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      await remove();
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT')
+        throw ApplicationFailure.retryable(
+          `agent state folder ${config.stateDir} is full (${code}) sealing the script; nothing executed`,
+          STATE_FULL,
+        );
+      throw err;
+    }
+    return { path: file, remove };
   }
 
   return { hashVerify, scriptExecute };

@@ -2,24 +2,29 @@
  * Control-side activities: a run's reads and writes of the database, each a thin wrapper around
  * a db/ query (the API shares those). Failures a retry cannot fix are non-retryable here.
  */
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import { type Db } from '../../db';
 import { agentsByIds, getAgent } from '../../db/agents';
 import { activeExceptionPatterns } from '../../db/exceptions';
 import {
+  claimRun as claimRow,
   insertRunRows,
+  RunNotClaimedError,
   recordDecision as writeDecision,
   recordIgnoredDecisions as writeIgnored,
   recordOutcome as writeOutcome,
   recordPhase as writePhase,
   recordPlan as writePlan,
   recordScript,
+  type ClaimResult,
+  type ClaimRunInput,
   type CreateRunInput,
   type RecordDecisionInput,
   type RecordIgnoredInput,
   type RecordOutcomeInput,
   type RecordPhaseInput,
   type RecordPlanInput,
+  type RunOwner,
 } from '../../db/runs';
 import { scriptSha256 } from '../../db/scripts';
 import { getWindow } from '../../db/windows';
@@ -32,6 +37,8 @@ import {
 } from '../../contract';
 
 export type {
+  ClaimResult,
+  ClaimRunInput,
   CreateRunInput,
   RecordDecisionInput,
   RecordIgnoredInput,
@@ -48,9 +55,40 @@ export interface ResolvedRun {
 }
 
 /**
+ * The run this activity acts for, from Temporal's record of who scheduled it (the activity
+ * Context), never from the workflow's input: anyone with namespace access can start a workflow
+ * with any input, nobody can make its activities run under another execution's identity.
+ */
+function owner(): RunOwner {
+  const execution = Context.current().info.workflowExecution;
+  if (!execution) throw ApplicationFailure.nonRetryable('not scheduled by a workflow', 'run-not-claimed');
+  const { workflowId, runId } = execution;
+  return { runId: workflowId, workflowRunId: runId };
+}
+
+/** A write to a row this execution did not claim: never retried, never silently dropped. */
+async function owned<T>(write: (o: RunOwner) => Promise<T>): Promise<T> {
+  const o = owner();
+  try {
+    return await write(o);
+  } catch (err) {
+    if (err instanceof RunNotClaimedError) throw ApplicationFailure.nonRetryable(err.message, 'run-not-claimed');
+    throw err;
+  }
+}
+
+/**
  * `runDefaults` are the configured timeouts (PATCHNANNY_*_TIMEOUT_MS), which window runs start from.
  */
 export function createControlActivities(db: Db, runDefaults: ConfigurableTimeouts) {
+  /**
+   * The first thing a patch run does: claim its row (see db/runs.ts claimRun). A refusal is an
+   * answer, not a failure: the workflow ends `untrusted-input` having executed and written nothing.
+   */
+  async function claimRun(input: ClaimRunInput): Promise<ClaimResult> {
+    return claimRow(db, owner(), input);
+  }
+
   async function resolveRun(input: { runId: string; agentId: string }): Promise<ResolvedRun> {
     const agent = await getAgent(db, input.agentId);
     if (!agent) throw ApplicationFailure.nonRetryable(`unknown agent ${input.agentId}`, 'unknown-agent');
@@ -70,28 +108,28 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
       throw ApplicationFailure.nonRetryable(`no script ${scriptName} for family ${family}`, 'script-not-found');
     // Loaded at plan time, so an exception added or expired since the run started counts.
     const exclusions = await activeExceptionPatterns(db, input.agentId);
-    await recordScript(db, input.runId, { scriptName, sha256, exclusions });
+    await owned((o) => recordScript(db, o, { scriptName, sha256, exclusions }));
     return { family, scriptName, sha256, exclusions };
   }
 
   async function recordPlan(input: RecordPlanInput): Promise<void> {
-    await writePlan(db, input);
+    await owned((o) => writePlan(db, o, input));
   }
 
   async function recordDecision(input: RecordDecisionInput): Promise<void> {
-    await writeDecision(db, input);
+    await owned((o) => writeDecision(db, o, input));
   }
 
   async function recordPhase(input: RecordPhaseInput): Promise<void> {
-    await writePhase(db, input);
+    await owned((o) => writePhase(db, o, input));
   }
 
   async function recordIgnoredDecisions(input: RecordIgnoredInput): Promise<void> {
-    await writeIgnored(db, input);
+    await owned((o) => writeIgnored(db, o, input));
   }
 
   async function recordOutcome(input: RecordOutcomeInput): Promise<void> {
-    await writeOutcome(db, input);
+    await owned((o) => writeOutcome(db, o, input));
   }
 
   async function createRuns(inputs: CreateRunInput[]): Promise<void> {
@@ -128,6 +166,7 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
   }
 
   return {
+    claimRun,
     resolveRun,
     recordPlan,
     recordDecision,
@@ -140,4 +179,5 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
 }
 /** What the workflows proxy as local activities (their type is checked against this). */
 export type ControlActivities = ReturnType<typeof createControlActivities> &
-  ReturnType<typeof import('./host-lock').createHostLockActivities>;
+  ReturnType<typeof import('./host-lock').createHostLockActivities> &
+  ReturnType<typeof import('./window-firing').createWindowFiringActivities>;

@@ -2,7 +2,8 @@
  * `npm start`: the whole system on this machine, on embedded defaults.
  * - Temporal: the CLI dev server (UI on :8233, SQLite under .data/) unless TEMPORAL_ADDRESS is set,
  *   in which case the project's search attributes are registered there when missing.
- * - Database: DATABASE_URL, or an embedded PGlite served on a local socket (same pg/knex path).
+ * - Database: DATABASE_URL, or an embedded PGlite served on a Unix socket inside the 0700 data
+ *   folder, reachable by its owner only (embedded-postgres.ts; same pg/knex path).
  * - The control plane (API on :8080 + control worker) and a local agent for this host.
  * Every child is supervised (supervise.ts): one that exits is restarted with backoff, the dev
  * server on the same SQLite file and port, so runs resume; Ctrl-C/SIGTERM stops everything.
@@ -15,6 +16,7 @@ import { parseAdminTokens } from '../../api/env';
 import { Identity, identityPath } from '../../agent-worker/config';
 import { EnrolmentToken } from '../../contract';
 import { waitForHealth } from './processes';
+import { embeddedPostgres } from './embedded-postgres';
 import { Supervisor } from './supervise';
 import { TemporalEnv } from '../../runtime/temporal';
 import { ensureSearchAttributes, REPO_ROOT, startDevServer } from './temporal-server';
@@ -30,23 +32,6 @@ function secret(file: string, fromEnv: string | undefined): string {
   const value = randomBytes(24).toString('base64url');
   writeFileSync(p, value + '\n', { mode: 0o600 });
   return value;
-}
-
-async function embeddedPostgres(): Promise<{ url: string; stop(): Promise<void> }> {
-  // ESM-first packages, loaded lazily so a PostgreSQL deployment never loads WASM.
-  const { PGlite } = await import('@electric-sql/pglite');
-  const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket');
-  const db = await PGlite.create(path.join(DATA, 'pglite'));
-  const port = Number(process.env.PATCHNANNY_PGLITE_PORT ?? 54329);
-  const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port, maxConnections: 32 });
-  await server.start();
-  return {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
-    stop: async () => {
-      await server.stop();
-      await db.close();
-    },
-  };
 }
 
 /** The API the agent's stored identity belongs to, if it has a readable one. */
@@ -143,7 +128,14 @@ async function main(): Promise<void> {
   let databaseUrl = process.env.DATABASE_URL;
   if (!databaseUrl) {
     // In this process: PGlite lives and dies with the supervisor, so it needs no restarting.
-    const embedded = await embeddedPostgres();
+    if (process.env.PATCHNANNY_PGLITE_PORT) {
+      // PGlite's server authenticates nobody: on a TCP port every local user is its superuser.
+      throw new Error(
+        'PATCHNANNY_PGLITE_PORT is no longer supported: the embedded database is served only on a Unix socket in the ' +
+          'data folder. For a database on a TCP port use PostgreSQL with a password and DATABASE_URL.',
+      );
+    }
+    const embedded = await embeddedPostgres(DATA);
     pg = embedded;
     databaseUrl = embedded.url;
     console.log(`db     | embedded PGlite in ${path.join(DATA, 'pglite')} on ${embedded.url}`);

@@ -131,6 +131,94 @@ describe('agent activities, called in-process: hash-verify and script-execute', 
     assert.equal(existsSync(marker), false);
   });
 
+  it('script-execute runs the bytes it hashed: a stored file changed after the check, before bash reads it, does not run', async () => {
+    // The interpreter is a wrapper (as PATCHNANNY_SCRIPT_SHELL can be) that rewrites the canonical
+    // stored file after script-execute's hash check and only then starts bash on the path it got.
+    const wrapper = path.join(TMP, `late-swap-${Date.now()}.sh`);
+    writeFileSync(
+      wrapper,
+      [
+        '#!/bin/bash',
+        'printf "%s\\n" "$1" > "$PN_FIXTURE_DIR/wrapper-got"',
+        'stored=$(cat "$PN_FIXTURE_DIR/stored-path")',
+        'printf "#!/bin/bash\\ntouch \\"\\$PN_FIXTURE_DIR/swapped-ran\\"\\n" > "$stored"',
+        'exec /bin/bash "$@"',
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    const fx = await verified(FIXTURE, { shell: wrapper });
+    const stored = path.join(fx.stateDir, 'scripts', sha);
+    writeFileSync(path.join(fx.fixtureDir, 'stored-path'), stored);
+    writeFileSync(path.join(fx.fixtureDir, 'plan.txt'), 'openssl amd64 1 2 main\n');
+    const e = await act(fx.env, fx.activities.scriptExecute, dryRunOf(sha));
+    assert.equal(e.exitCode, 0, e.stderr);
+    assert.deepEqual(
+      e.result?.packages.map((p) => p.name),
+      ['openssl'],
+      'the verified fixture ran',
+    );
+    assert.equal(readFileSafe(path.join(fx.fixtureDir, 'calls.log')), 'dry-run\n');
+    assert.equal(existsSync(path.join(fx.fixtureDir, 'swapped-ran')), false, 'the swapped-in bytes never ran');
+    assert.match(readFileSync(stored, 'utf8'), /swapped-ran/, 'the wrapper did change the stored file');
+    const got = readFileSafe(path.join(fx.fixtureDir, 'wrapper-got')).trim();
+    assert.notEqual(got, stored, 'the shell is handed a sealed copy, not the stored file');
+    assert.ok(got.startsWith(path.join(fx.stateDir, 'exec') + path.sep), got);
+    assert.equal(existsSync(got), false, 'the sealed copy is removed after the run');
+    // And the changed stored file is refused from now on.
+    await assert.rejects(
+      act(fx.env, fx.activities.scriptExecute, dryRunOf(sha)),
+      (err: unknown) => err instanceof ApplicationFailure && err.type === 'script-hash-mismatch',
+    );
+  });
+
+  for (const mode of ['upgrade', '--apply', 'APPLY', '']) {
+    it(`script-execute refuses mode ${JSON.stringify(mode)} (non-retryable) and runs nothing`, async () => {
+      const { activities, env, fixtureDir } = await verified();
+      await assert.rejects(
+        act(env, activities.scriptExecute, { ...dryRunOf(sha), mode: mode as 'apply' }),
+        (err: unknown) => {
+          assert.ok(err instanceof ApplicationFailure);
+          assert.equal(err.type, 'invalid-input');
+          assert.equal(err.nonRetryable, true);
+          assert.match(err.message, /mode/);
+          return true;
+        },
+      );
+      assert.equal(existsSync(path.join(fixtureDir, 'calls.log')), false, 'the script was never called');
+    });
+  }
+
+  it("a script gets a minimal environment: the agent's own variables (tokens, Temporal, database) are not passed on", async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      PATCHNANNY_ENROL_TOKEN: 'enrol-secret',
+      TEMPORAL_API_KEY: 'temporal-secret',
+      DATABASE_URL: 'postgres://secret@db/x',
+      SOME_JUNK: 'junk',
+    });
+    try {
+      const dump = '#!/bin/bash\nenv -0 > "$PN_FIXTURE_DIR/env"\n';
+      const { activities, env, fixtureDir } = await verified(dump);
+      await act(env, activities.scriptExecute, { ...dryRunOf(sha256Hex(dump)), runId: 'patch-run.a.1' });
+      const seen = Object.fromEntries(
+        readFileSync(path.join(fixtureDir, 'env'), 'utf8')
+          .split('\0')
+          .filter(Boolean)
+          .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+      );
+      for (const own of ['PWD', 'SHLVL', '_', 'OLDPWD']) delete seen[own]; // bash's own
+      const expected = ['HOME', 'LANG', 'LC_ALL', 'PATCHNANNY_RUN_ID', 'PATH', 'PN_FIXTURE_DIR'];
+      if (process.env.TMPDIR) expected.push('TMPDIR');
+      assert.deepEqual(Object.keys(seen).sort(), expected.sort());
+      assert.equal(seen.PATCHNANNY_RUN_ID, 'patch-run.a.1');
+      assert.equal(seen.PATH, '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+      assert.equal(seen.LC_ALL, 'C.UTF-8');
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+    }
+  });
+
   it('script-execute passes mode and exclusions as argv and returns the parsed plan with its hash', async () => {
     const { activities, env, fixtureDir } = setup();
     await act(env, activities.hashVerify, { scriptName: 'apt-update.sh', sha256: sha });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import type { ScriptExecution } from '../../contract';
-import { insertRunRows, recordDecision, recordOutcome, recordPlan } from '../../db/runs';
+import { claimRun, insertRunRows, recordDecision, recordOutcome, recordPlan } from '../../db/runs';
 import { ADMIN_TOKEN, Stack } from '../support/stack';
 import { TABLES } from '../support/db';
 
@@ -224,6 +224,17 @@ describe('the API boundary refuses bad input with a 4xx in the error shape, befo
     const db = stack.database.db;
     const id = `patch-run.${agentId}.01JDQ7ZV8Y3M6W9S0X7K2P4N5R`;
     await insertRunRows(db, [{ runId: id, agentId, mode: 'apply', approval: 'required', requestedBy: 'alice' }]);
+    // Control writes go only to a row a workflow execution has claimed (db/runs.ts claimRun).
+    const owner = { runId: id, workflowRunId: 'a-workflow-execution' };
+    const claim = {
+      runId: id,
+      agentId,
+      mode: 'apply',
+      approval: 'required',
+      windowId: null,
+      windowStart: null,
+    } as const;
+    assert.deepEqual(await claimRun(db, owner, claim), { claimed: true });
     const pkg = { name: 'lib\u0000c', arch: 'amd64', current: '1\u0000', candidate: '2', repo: 'main\u0000' };
     const execution = (mode: 'dry-run' | 'apply'): ScriptExecution => ({
       mode,
@@ -246,17 +257,15 @@ describe('the API boundary refuses bad input with a 4xx in the error shape, befo
       planHash: 'a'.repeat(64),
       durationMs: 5,
     });
-    await recordPlan(db, { runId: id, step: 'plan', execution: execution('dry-run'), phase: 'awaiting-approval' });
-    await recordDecision(db, {
-      runId: id,
+    await recordPlan(db, owner, { step: 'plan', execution: execution('dry-run'), phase: 'awaiting-approval' });
+    await recordDecision(db, owner, {
       kind: 'reject',
       by: 'x\u0000',
       reason: 'nul \u0000 here \\u0000',
       planHash: null,
       phase: 'reporting',
     });
-    await recordOutcome(db, {
-      runId: id,
+    await recordOutcome(db, owner, {
       outcome: 'failed',
       failureReason: 'agent said \u0000',
       execution: execution('apply'),

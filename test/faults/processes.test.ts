@@ -319,8 +319,7 @@ describe('npm start supervises its processes', () => {
   };
 
   before(async () => {
-    const [port, temporalPort, uiPort, pglitePort, gatePort, gateHealthPort] = await Promise.all([
-      freePort(),
+    const [port, temporalPort, uiPort, gatePort, gateHealthPort] = await Promise.all([
       freePort(),
       freePort(),
       freePort(),
@@ -334,7 +333,6 @@ describe('npm start supervises its processes', () => {
       PORT: String(port),
       PATCHNANNY_TEMPORAL_PORT: String(temporalPort),
       PATCHNANNY_TEMPORAL_UI_PORT: String(uiPort),
-      PATCHNANNY_PGLITE_PORT: String(pglitePort),
       PATCHNANNY_GATE_LISTEN: `127.0.0.1:${gatePort}`,
       PATCHNANNY_GATE_HEALTH_LISTEN: `127.0.0.1:${gateHealthPort}`,
       PATCHNANNY_SCRIPTS_DIR: FIXTURE_SCRIPTS,

@@ -34,22 +34,17 @@ describe('npm start', () => {
       const fixtureDir = path.join(tmp, 'fixture');
       mkdirSync(fixtureDir);
       writeFileSync(path.join(fixtureDir, 'plan.txt'), 'openssl amd64 3.0.15-1 3.0.16-1 bookworm-security\n');
-      const [apiPort, pglitePort, gatePort, gateHealthPort] = [
-        await freePort(),
-        await freePort(),
-        await freePort(),
-        await freePort(),
-      ];
+      const [apiPort, gatePort, gateHealthPort] = [await freePort(), await freePort(), await freePort()];
       const env: NodeJS.ProcessEnv = {
         ...process.env,
         PATCHNANNY_DATA_DIR: dataDir,
         PORT: String(apiPort),
-        PATCHNANNY_PGLITE_PORT: String(pglitePort),
         PATCHNANNY_GATE_LISTEN: `127.0.0.1:${gatePort}`,
         PATCHNANNY_GATE_HEALTH_LISTEN: `127.0.0.1:${gateHealthPort}`,
         PATCHNANNY_CONTROL_QUEUE: `patch-control-start-${randomBytes(4).toString('hex')}`,
         PATCHNANNY_SCRIPTS_DIR: FIXTURE_SCRIPTS,
         PN_FIXTURE_DIR: fixtureDir,
+        PATCHNANNY_SCRIPT_ENV: 'PN_FIXTURE_DIR',
       };
       for (const name of [
         'DATABASE_URL',
@@ -84,7 +79,7 @@ describe('npm start', () => {
         });
         assert.match(
           out,
-          new RegExp(`db\\s+\\| embedded PGlite in .* on postgres://postgres@127.0.0.1:${pglitePort}/`),
+          new RegExp(`db\\s+\\| embedded PGlite in .* on postgres://postgres@localhost/postgres\\?host=`),
         );
         assert.ok(existsSync(path.join(dataDir, 'pglite')), 'the database lives in the data folder');
         assert.match(out, new RegExp(`gate\\s+\\| \\[gate\\] listening on 127.0.0.1:${gatePort} `));
@@ -141,7 +136,7 @@ describe('npm start', () => {
       if (code === 'still running') child.kill('SIGKILL');
       assert.equal(code, 0, `npm start stops cleanly on SIGTERM:\n${out.slice(-2000)}`);
       assert.ok(await refused(apiPort), 'the API is gone');
-      assert.ok(await refused(pglitePort), 'the PGlite socket is gone');
+      assert.ok(!existsSync(path.join(dataDir, 'run', '.s.PGSQL.5432')), 'the PGlite socket is gone');
       assert.ok(await refused(gatePort), 'the gate is gone');
     },
   );

@@ -192,6 +192,8 @@ export class Stack {
         PATCHNANNY_AGENT_HOSTNAME: hostname,
         PATCHNANNY_AGENT_FAMILY: 'apt',
         PN_FIXTURE_DIR: fixtureDir,
+        // Scripts get a minimal environment: the fixture state (and a chroot shell's root) is passed on by name.
+        PATCHNANNY_SCRIPT_ENV: 'PN_FIXTURE_DIR,PN_CHROOT',
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
