@@ -121,7 +121,7 @@ export const SHUTDOWN_GRACE_MS = DEFAULT_TIMEOUTS.scriptMs;
 export async function createAgent(
   env: AgentEnv,
   stopping?: AbortSignal,
-): Promise<{ agent: Agent; worker: Worker; connection: NativeConnection } | null> {
+): Promise<{ agent: Agent; worker: Worker; connection: NativeConnection; api: ApiClient } | null> {
   // The agent reaches Temporal only through the agent gate, with its own token: a namespace
   // credential on a host would let that host act for the whole fleet, so none is accepted.
   for (const name of ['TEMPORAL_API_KEY', 'TEMPORAL_TLS_CERT', 'TEMPORAL_TLS_KEY'] as const)
@@ -152,7 +152,7 @@ export async function createAgent(
       stopping,
     }),
   });
-  return { agent, worker, connection };
+  return { agent, worker, connection, api };
 }
 
 /** The variables PATCHNANNY_SCRIPT_ENV names, with their values in the agent's environment (unset ones are left out). */

@@ -19,6 +19,11 @@ export const AgentEnv = TemporalEnv.extend({
   PATCHNANNY_ENROL_TOKEN_FILE: z.string().min(1).optional(),
   /** How often a pending agent asks whether an admin has accepted it. */
   PATCHNANNY_AGENT_ACCEPT_POLL_MS: z.coerce.number().int().min(10).default(10_000),
+  /**
+   * How often a running agent reads its own record: it is the agent's liveness signal (last seen)
+   * and how it learns it was revoked, upon which it stops and exits 77 (the gate already refuses it).
+   */
+  PATCHNANNY_AGENT_CHECK_MS: z.coerce.number().int().min(10).default(60_000),
   /** Identity, verified scripts and state live here (0700). */
   PATCHNANNY_AGENT_STATE_DIR: z.string().default('/var/lib/patchnanny-agent'),
   /** Override the detected family (e.g. on a derivative the detection does not know). */

@@ -18,12 +18,32 @@ async function main(): Promise<void> {
     process.once(signal, () => stopping.abort(signal));
   const created = await createAgent(env, stopping.signal);
   if (!created) return; // stopped while waiting for acceptance
-  const { agent, worker, connection } = created;
+  const { agent, worker, connection, api } = created;
   console.log(
     `[agent] ${agent.id} (${agent.os.prettyName || agent.os.id}, ${agent.family}) polling ${agent.taskQueue}`,
   );
-  await worker.run(); // until SIGINT/SIGTERM
+  // A revoked agent stops: the gate refuses its polls anyway, and a worker the SDK keeps retrying
+  // would sit there looking alive. A running apply still finishes (the Worker's shutdown waits).
+  let revoked: AgentRevokedError | null = null;
+  const watch = setInterval(() => {
+    api.self(agent.id).then(
+      () => undefined, // read: the API counts it as the agent's liveness (last seen)
+      (err: unknown) => {
+        if (!(err instanceof AgentRevokedError) || revoked) return; // an API outage is not a revocation
+        revoked = err;
+        console.error(`[agent] ${err.message}; stopping`);
+        stopping.abort('revoked');
+        worker.shutdown();
+      },
+    );
+  }, env.PATCHNANNY_AGENT_CHECK_MS);
+  try {
+    await worker.run(); // until SIGINT/SIGTERM or revocation
+  } finally {
+    clearInterval(watch);
+  }
   await connection.close();
+  if (revoked) process.exit(EXIT_REVOKED);
 }
 
 main().catch((err) => {

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseAdminTokens } from '../../api/env';
-import { Identity, identityPath } from '../../agent-worker/config';
+import { EXIT_REVOKED, Identity, identityPath } from '../../agent-worker/config';
 import { EnrolmentToken } from '../../contract';
 import { waitForHealth } from './processes';
 import { embeddedPostgres } from './embedded-postgres';
@@ -172,19 +172,22 @@ async function main(): Promise<void> {
   if (process.env.PATCHNANNY_LOCAL_AGENT !== '0') {
     const stateDir = process.env.PATCHNANNY_AGENT_STATE_DIR ?? path.join(DATA, 'agent');
     const enrollingAdmin = parseAdminTokens(admins)[0].token;
-    await supervisor.add('agent', async () =>
-      child('agent', 'agent-worker/main.js', {
-        TEMPORAL_ADDRESS: gateListen,
-        // The agent holds no namespace credential (it refuses to start with one).
-        TEMPORAL_API_KEY: undefined,
-        TEMPORAL_TLS_CERT: undefined,
-        TEMPORAL_TLS_KEY: undefined,
-        PATCHNANNY_API_URL: apiUrl,
-        PATCHNANNY_AGENT_STATE_DIR: stateDir,
-        // No static enrolment token any more: one of its own, only when it has no identity yet.
-        PATCHNANNY_ENROL_TOKEN: undefined,
-        ...(await localEnrolment(apiUrl, enrollingAdmin, stateDir)),
-      }),
+    await supervisor.add(
+      'agent',
+      async () =>
+        child('agent', 'agent-worker/main.js', {
+          TEMPORAL_ADDRESS: gateListen,
+          // The agent holds no namespace credential (it refuses to start with one).
+          TEMPORAL_API_KEY: undefined,
+          TEMPORAL_TLS_CERT: undefined,
+          TEMPORAL_TLS_KEY: undefined,
+          PATCHNANNY_API_URL: apiUrl,
+          PATCHNANNY_AGENT_STATE_DIR: stateDir,
+          // No static enrolment token any more: one of its own, only when it has no identity yet.
+          PATCHNANNY_ENROL_TOKEN: undefined,
+          ...(await localEnrolment(apiUrl, enrollingAdmin, stateDir)),
+        }),
+      { [EXIT_REVOKED]: 'an admin revoked it; remove its state folder to enrol it anew' },
     );
   }
 

@@ -29,6 +29,8 @@ interface Entry {
   timer: NodeJS.Timeout | null;
   /** A restart under way (the dev server takes seconds to answer); stop() waits for it. */
   starting: Promise<void> | null;
+  /** Exit codes that mean "do not start me again" (a revoked agent exits 77), with why. */
+  final: Record<number, string>;
 }
 
 export class Supervisor {
@@ -44,7 +46,11 @@ export class Supervisor {
    * Start a child and keep it running. The first start's failure is thrown (a stack that cannot
    * start at all should say why and stop); later starts that fail count as crashes.
    */
-  async add(name: string, start: () => Promise<ChildProcess> | ChildProcess): Promise<ChildProcess> {
+  async add(
+    name: string,
+    start: () => Promise<ChildProcess> | ChildProcess,
+    final: Record<number, string> = {},
+  ): Promise<ChildProcess> {
     const entry: Entry = {
       name,
       start: async () => start(),
@@ -53,6 +59,7 @@ export class Supervisor {
       attempt: 0,
       timer: null,
       starting: null,
+      final,
     };
     this.entries.push(entry);
     const first = entry.start();
@@ -81,7 +88,10 @@ export class Supervisor {
     entry.startedAt = Date.now();
     child.once('exit', (code, signal) => {
       entry.child = null;
-      if (!this.stopping) this.restartLater(entry, code ?? signal ?? 'unknown', Date.now() - entry.startedAt);
+      if (this.stopping) return;
+      const why = code === null ? undefined : entry.final[code];
+      if (why) this.log(`supervisor | not restarting ${entry.name}: it exited ${code} (${why})`);
+      else this.restartLater(entry, code ?? signal ?? 'unknown', Date.now() - entry.startedAt);
     });
   }
 

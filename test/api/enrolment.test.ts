@@ -253,7 +253,8 @@ describe('enrolment tokens, pending agents, accept and revoke', { concurrency: t
   });
 
   it('revoking an agent mid-dry-run ends its run agent-revoked at once and its token is refused', async () => {
-    const agent = await stack.startAgent('revoke-dry', PLAN);
+    // It reads its own record every 300 ms (PATCHNANNY_AGENT_CHECK_MS): how a running agent learns it was revoked.
+    const agent = await stack.startAgent('revoke-dry', PLAN, undefined, { PATCHNANNY_AGENT_CHECK_MS: '300' });
     fixture(agent).set('delay-dry-run', FOREVER);
     const id = await startRun(agent.id);
     await fixture(agent).started('dry-run', 1);
@@ -295,9 +296,13 @@ describe('enrolment tokens, pending agents, accept and revoke', { concurrency: t
     assert.equal((await stack.http('DELETE', '/v1/agents/nobody-here')).status, 404);
     await replayHistory(stack.temporal, id);
 
-    // The agent process, restarted with its revoked identity, stops with its own exit code
-    // instead of registering itself again.
-    await agent.stop();
+    // The running agent stops by itself, with its own exit code (npm start does not restart it) ...
+    const code = await new Promise<number | null>((resolve) =>
+      agent.process.exitCode !== null ? resolve(agent.process.exitCode) : agent.process.once('exit', resolve),
+    );
+    assert.equal(code, EXIT_REVOKED, agent.output());
+    assert.match(agent.output(), new RegExp(`agent ${agent.id} was revoked .*; stopping`));
+    // ... and, restarted with its revoked identity, stops again instead of registering itself again.
     await assert.rejects(stack.restartAgent(agent, 'revoke-dry'), (err: Error) => {
       assert.match(err.message, new RegExp(`exited ${EXIT_REVOKED}`));
       assert.match(err.message, new RegExp(`agent ${agent.id} was revoked`));

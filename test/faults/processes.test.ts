@@ -288,6 +288,25 @@ describe('the supervisor backs off a crash loop and stops cleanly', () => {
     assert.equal(lines.length, settled, 'nothing restarts after stop()');
     assert.equal(supervisor.child('crasher'), null);
   });
+
+  it('does not restart a child that exits with a code it was told is final (a revoked agent exits 77)', async () => {
+    const lines: string[] = [];
+    const supervisor = new Supervisor((l) => lines.push(l), { initialMs: 20, maxMs: 80, healthyAfterMs: 60_000 });
+    let starts = 0;
+    await supervisor.add(
+      'agent',
+      () => {
+        starts++;
+        return spawn(process.execPath, ['-e', 'process.exit(77)']);
+      },
+      { 77: 'an admin revoked it' },
+    );
+    await waitUntil('the exit to be seen', () => lines.length >= 1, 10_000);
+    await sleep(300); // more than the first restart delays
+    await supervisor.stop();
+    assert.deepEqual(lines, ['supervisor | not restarting agent: it exited 77 (an admin revoked it)']);
+    assert.equal(starts, 1);
+  });
 });
 
 describe('npm start supervises its processes', () => {

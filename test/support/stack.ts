@@ -201,7 +201,10 @@ export class Stack {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const id = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`agent ${hostname} did not start:\n${out}`)), 30_000);
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL'); // a late agent left running would keep the test file alive for ever
+        reject(new Error(`agent ${hostname} did not start within 30 s:\n${out}`));
+      }, 30_000);
       child.once('exit', (code) => {
         clearTimeout(timer); // an agent that refuses to start must not keep the test file alive 30 s
         reject(new Error(`agent ${hostname} exited ${code}:\n${out}`));
