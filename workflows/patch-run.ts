@@ -47,14 +47,18 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
 
   // 0. Trust nothing in the input the API (or the window) did not write: claim the run's row
   // before the host lock, any agent activity or any other write.
-  const claim = await control.claimRun({
-    runId,
-    agentId: input.agentId,
-    mode: input.mode,
-    approval: input.approval,
-    windowId: window?.windowId ?? null,
-    windowStart: window?.startsAt ?? null,
-  });
+  // Not cancellable: a cancel (or revocation) that arrives now is seen by the first step after it,
+  // once the run owns its row and can record how it ended.
+  const claim = await CancellationScope.nonCancellable(() =>
+    control.claimRun({
+      runId,
+      agentId: input.agentId,
+      mode: input.mode,
+      approval: input.approval,
+      windowId: window?.windowId ?? null,
+      windowStart: window?.startsAt ?? null,
+    }),
+  );
   if (!claim.claimed) return untrusted(claim.reason);
 
   try {

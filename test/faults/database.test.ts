@@ -93,4 +93,24 @@ describe('fault: database unreachable while a run records its plan and its outco
     assert.equal(desc.typedSearchAttributes.get(PatchOutcome), 'completed');
     await replayHistory(stack.temporal, id);
   });
+
+  it('a cancel while the run cannot yet claim its row (database away) ends it cancelled once the database is back', async () => {
+    const agent = await stack.startAgent('db-claim-cancel', PLAN);
+    proxy.cut();
+    const r = await stack.http('POST', '/v1/runs', { body: { agentId: agent.id, mode: 'apply', approval: 'auto' } });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const id: string = r.body.run.id;
+    await sleep(3000); // the claim retries against the cut database
+    assert.equal((await stack.http('POST', `/v1/runs/${id}/cancel`)).status, 202);
+    await sleep(2000);
+    assert.equal((await row(id)).outcome, null, 'nothing can be recorded yet');
+    proxy.restore();
+    const done = await stack.waitForOutcome(id, 90_000);
+    assert.equal(done.outcome, 'cancelled', done.failureReason);
+    assert.equal(done.phase, 'done');
+    const desc = await stack.temporal.workflow.getHandle(id).describe();
+    assert.equal(desc.status.name, 'COMPLETED', 'a run never fails as a workflow: it returns its named state');
+    assert.equal(desc.typedSearchAttributes.get(PatchOutcome), 'cancelled');
+    assert.equal(existsSync(path.join(agent.fixtureDir, 'calls.log')), false, 'no script ran');
+  });
 });

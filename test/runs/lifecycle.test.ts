@@ -145,6 +145,17 @@ describe('how a patch run ends, in every phase', { concurrency: true }, () => {
     assert.equal(fixture(agent).applied(), false);
   });
 
+  it('a cancel that arrives as the run starts (before it has claimed its row) still ends it cancelled, in the record and in Temporal', async () => {
+    const agent = await stack.startAgent('cancel-at-start', PLAN);
+    const id = await startRun(agent.id);
+    await cancel(id); // no wait: usually before the workflow's first task
+    const run = await stack.waitForOutcome(id);
+    assert.equal(run.outcome, 'cancelled');
+    assert.equal(run.phase, 'done');
+    assert.deepEqual(await temporalOutcome(id), { status: 'cancelled', attribute: 'cancelled' });
+    assert.equal(fixture(agent).applied(), false);
+  });
+
   // Cancel during apply is deferred until the apply has finished (test/faults/host.test.ts), and an
   // agent that survives a script killed by the signal is tested in test/agent/activities.test.ts
   // and test/faults/agent.test.ts.
