@@ -191,12 +191,16 @@ async function main(): Promise<void> {
     );
   }
 
+  // Where the admin token really is (PATCHNANNY_DATA_DIR moves it), as a path the reader can paste.
+  const tokenPath = path.join(DATA, 'admin-token');
+  const relative = path.relative(process.cwd(), tokenPath);
+  const tokenFile = relative.startsWith('..') ? tokenPath : relative;
   console.log(`
 patchnanny is up
-  API          ${apiUrl}   (admin token: ${process.env.PATCHNANNY_ADMIN_TOKENS ? 'from PATCHNANNY_ADMIN_TOKENS' : `${adminToken}, kept in .data/admin-token`})
+  API          ${apiUrl}   (admin token: ${process.env.PATCHNANNY_ADMIN_TOKENS ? 'from PATCHNANNY_ADMIN_TOKENS' : `${adminToken}, kept in ${tokenFile}`})
   Temporal UI  ${uiUrl ?? `(external server ${temporalAddress})`}
   agent gate   ${gateListen}   (agents connect here with their own token; health http://${gateHealth}/healthz)
-  try:         export TOKEN=$(cat .data/admin-token)
+  try:         export TOKEN=$(cat ${tokenFile})
                curl -s -H "Authorization: Bearer $TOKEN" ${apiUrl}/v1/agents
 A process that exits is restarted with backoff. Ctrl-C stops everything.
 `);
