@@ -5,6 +5,7 @@ import type { ConfigurableTimeouts } from '../contract';
 import type { Db } from '../db';
 import { agentsRouter } from './agents/router';
 import { agentsService } from './agents/service';
+import { auditRouter } from './audit/router';
 import { authenticate, type AppState } from './auth';
 import type { AdminToken } from './env';
 import { enrolmentTokensRouter } from './enrolment-tokens/router';
@@ -60,6 +61,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     scriptsRouter(scriptsService(deps)),
     runsRouter(runsService(deps)),
     windowsRouter(windowsService(deps)),
+    auditRouter(deps.db),
   ];
   for (const router of routers) {
     app.use(router.routes()).use(router.allowedMethods());

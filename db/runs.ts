@@ -12,6 +12,7 @@ import type {
   RunPhase,
   ScriptExecution,
 } from '../contract';
+import { appendAudit } from './audit';
 import { jsonb, pgRow, type Db } from './index';
 
 export interface RunRow {
@@ -156,6 +157,22 @@ export interface RunOwner {
   runId: string;
   /** The Temporal run id of the execution that claimed the row. */
   workflowRunId: string;
+  /**
+   * The activity's id (a local activity's is its deterministic sequence number in the workflow):
+   * with the workflow run id it keys the write's audit entry, so a retried write appends once.
+   */
+  activityId?: string;
+}
+
+/** Audit an owned write in its own transaction, once however often the activity is retried. */
+function auditOwned(trx: Db, owner: RunOwner, actor: string, kind: string, detail: Record<string, unknown>) {
+  return appendAudit(trx, {
+    actor,
+    kind,
+    subject: owner.runId,
+    detail,
+    dedupeKey: `${kind}:${owner.runId}:${owner.workflowRunId}:${owner.activityId ?? ''}`,
+  });
 }
 
 /** A write for a run whose row this execution has not claimed: it would have overwritten another run's. */
@@ -299,6 +316,13 @@ export async function recordPlan(db: Db, owner: RunOwner, input: Omit<RecordPlan
     } else {
       await runs(trx).where({ id: owner.runId }).update({ phase: input.phase, updated_at: trx.fn.now() });
     }
+    await auditOwned(trx, owner, `workflow:${owner.runId}`, 'run.plan-recorded', {
+      step: input.step,
+      planHash: e.planHash,
+      exitCode: e.exitCode,
+      packages: (e.result?.packages ?? []).length,
+      held: (e.result?.held ?? []).length,
+    });
   });
 }
 
@@ -323,6 +347,10 @@ export async function recordDecision(
       run_id: owner.runId,
       kind,
       detail: jsonb(trx, { by: input.by, reason: input.reason, planHash: input.planHash }),
+    });
+    await auditOwned(trx, owner, input.by, input.kind === 'approve' ? 'run.approved' : 'run.rejected', {
+      planHash: input.planHash,
+      reason: input.reason,
     });
   });
 }
@@ -409,6 +437,13 @@ export async function recordOutcome(db: Db, owner: RunOwner, input: Omit<RecordO
           updated_at: trx.fn.now(),
         }),
       );
+    await auditOwned(trx, owner, `workflow:${owner.runId}`, 'run.outcome', {
+      outcome: input.outcome,
+      failureReason: input.failureReason,
+      exitCode: e ? e.exitCode : null,
+      changed: e?.mode === 'apply' ? (e.result?.changed ?? []).length : null,
+      overran: input.overran,
+    });
   });
 }
 

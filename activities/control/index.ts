@@ -4,6 +4,7 @@
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { type Db } from '../../db';
+import { appendAudit } from '../../db/audit';
 import { agentsByIds, getAgent } from '../../db/agents';
 import { activeExceptionPatterns } from '../../db/exceptions';
 import {
@@ -63,7 +64,7 @@ function owner(): RunOwner {
   const execution = Context.current().info.workflowExecution;
   if (!execution) throw ApplicationFailure.nonRetryable('not scheduled by a workflow', 'run-not-claimed');
   const { workflowId, runId } = execution;
-  return { runId: workflowId, workflowRunId: runId };
+  return { runId: workflowId, workflowRunId: runId, activityId: Context.current().info.activityId };
 }
 
 /** A write to a row this execution did not claim: never retried, never silently dropped. */
@@ -132,8 +133,19 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
     await owned((o) => writeOutcome(db, o, input));
   }
 
+  /** A window firing's runs, each audited as requested (by `window:<id>`) once whatever the retries. */
   async function createRuns(inputs: CreateRunInput[]): Promise<void> {
-    await insertRunRows(db, inputs);
+    await db.transaction(async (trx) => {
+      await insertRunRows(trx, inputs);
+      for (const input of inputs)
+        await appendAudit(trx, {
+          actor: input.requestedBy,
+          kind: 'run.requested',
+          subject: input.runId,
+          detail: { agentId: input.agentId, mode: input.mode, approval: input.approval, windowId: input.windowId },
+          dedupeKey: `run.requested:${input.runId}`,
+        });
+    });
   }
 
   async function loadWindowFiring(input: { windowId: string }): Promise<WindowFiring | null> {

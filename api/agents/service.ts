@@ -2,6 +2,7 @@ import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import { AGENT_FLAGS, agentTaskQueue, type Agent, type AgentRegistration } from '../../contract';
 import type { Db } from '../../db';
+import { appendAudit } from '../../db/audit';
 import {
   acceptAgent,
   acceptedAgentNamed,
@@ -97,7 +98,21 @@ export function agentsService({ db, temporal }: AgentsDeps) {
           enrolment_token_id: enrolment?.id ?? null,
           ...(accepted ? { accepted_by: by.name, accepted_at: new Date() } : {}),
         });
-        if (inserted) return inserted;
+        if (inserted) {
+          await appendAudit(trx, {
+            actor: by.name,
+            kind: 'agent.registered',
+            subject: inserted.id,
+            detail: {
+              hostname: inserted.hostname,
+              family: inserted.family,
+              status: inserted.status,
+              flag: inserted.flag,
+              enrolmentTokenId: inserted.enrolment_token_id,
+            },
+          });
+          return inserted;
+        }
       }
       throw new ApiError('conflict', `too many registrations of ${reg.hostname} at once; try again`);
     });
@@ -125,6 +140,7 @@ export function agentsService({ db, temporal }: AgentsDeps) {
         'conflict',
         `agent ${id} was revoked by ${row.revoked_by ?? 'an admin'}; it cannot be accepted`,
       );
+    await appendAudit(db, { actor: by, kind: 'agent.accepted', subject: id });
     return toAgent(row);
   }
 
@@ -136,6 +152,8 @@ export function agentsService({ db, temporal }: AgentsDeps) {
   async function revoke(id: string, by: string): Promise<{ agent: Agent; runsEnded: string[] }> {
     const row = await revokeAgent(db, id, by);
     if (!row) throw notFound(`agent ${id}`);
+    // Each request is recorded (a repeated revoke re-signals runs, so it is an act of its own).
+    await appendAudit(db, { actor: by, kind: 'agent.revoked', subject: id });
     const runIds = await openRunIds(db, id);
     const told: string[] = [];
     const failed: string[] = [];

@@ -18,7 +18,7 @@ export function enrolmentTokensRouter(tokens: EnrolmentTokensService): Router<Ap
   });
 
   router.delete('/:id', validate({ params: EnrolmentTokenParams }), async (ctx) => {
-    ctx.body = { enrolmentToken: await tokens.revoke(ctx.state.valid.params.id) };
+    ctx.body = { enrolmentToken: await tokens.revoke(ctx.state.valid.params.id, ctx.state.principal.name) };
   });
 
   return router;

@@ -1,6 +1,7 @@
 import { ulid } from 'ulid';
 import type { EnrolmentToken } from '../../contract';
 import type { Db } from '../../db';
+import { appendAudit } from '../../db/audit';
 import {
   insertEnrolmentToken,
   listEnrolmentTokens,
@@ -36,14 +37,25 @@ export function enrolmentTokensService({ db }: EnrolmentTokensDeps) {
     by: string,
   ): Promise<{ enrolmentToken: EnrolmentToken; token: string }> {
     const { token, hash } = newEnrolmentToken();
-    const row = await insertEnrolmentToken(db, {
-      id: `enr-${ulid().toLowerCase()}`,
-      token_hash: hash,
-      note: body.note ?? '',
-      expires_at: new Date(Date.now() + body.expiresInSeconds * 1000),
-      max_uses: body.maxUses,
-      pre_accepted: body.preAccepted,
-      created_by: by,
+    const row = await db.transaction(async (trx) => {
+      const inserted = await insertEnrolmentToken(trx, {
+        id: `enr-${ulid().toLowerCase()}`,
+        token_hash: hash,
+        note: body.note ?? '',
+        expires_at: new Date(Date.now() + body.expiresInSeconds * 1000),
+        max_uses: body.maxUses,
+        pre_accepted: body.preAccepted,
+        created_by: by,
+      });
+      // The token itself never: only what it allows.
+      const { id, note, expiresAt, maxUses, preAccepted } = toEnrolmentToken(inserted);
+      await appendAudit(trx, {
+        actor: by,
+        kind: 'enrolment-token.created',
+        subject: id,
+        detail: { note, expiresAt, maxUses, preAccepted },
+      });
+      return inserted;
     });
     return { enrolmentToken: toEnrolmentToken(row), token };
   }
@@ -53,9 +65,10 @@ export function enrolmentTokensService({ db }: EnrolmentTokensDeps) {
   }
 
   /** Revoke: it registers nothing more (agents it registered are not affected). Idempotent. */
-  async function revoke(id: string): Promise<EnrolmentToken> {
+  async function revoke(id: string, by: string): Promise<EnrolmentToken> {
     const row = await revokeEnrolmentToken(db, id);
     if (!row) throw notFound(`enrolment token ${id}`);
+    await appendAudit(db, { actor: by, kind: 'enrolment-token.revoked', subject: id });
     return toEnrolmentToken(row);
   }
 

@@ -20,12 +20,12 @@ export function exceptionsRouter(exceptions: ExceptionsService): Router<AppState
 
   router.patch('/:id', validate({ params: ExceptionParams, body: UpdateExceptionBody }), async (ctx) => {
     const { params, body } = ctx.state.valid;
-    ctx.body = { exception: await exceptions.update(params.agentId, params.id, body) };
+    ctx.body = { exception: await exceptions.update(params.agentId, params.id, body, ctx.state.principal.name) };
   });
 
   router.delete('/:id', validate({ params: ExceptionParams }), async (ctx) => {
     const { params } = ctx.state.valid;
-    await exceptions.remove(params.agentId, params.id);
+    await exceptions.remove(params.agentId, params.id, ctx.state.principal.name);
     ctx.status = 204;
   });
 

@@ -1,6 +1,7 @@
 import { ulid } from 'ulid';
 import { isLegalPackageName, type Family, type PackageException } from '../../contract';
 import type { Db } from '../../db';
+import { appendAudit } from '../../db/audit';
 import { getAgent } from '../../db/agents';
 import {
   deleteException,
@@ -53,16 +54,20 @@ export function exceptionsService({ db }: ExceptionsDeps) {
 
   async function create(agentId: string, body: CreateExceptionBody, by: string): Promise<PackageException> {
     checkName(await agentFamily(agentId), body.package);
-    const row = await insertException(db, {
-      id: `exc-${ulid().toLowerCase()}`,
-      agent_id: agentId,
-      package: body.package,
-      reason: body.reason,
-      created_by: by,
-      expires_at: dateOrNull(body.expiresAt),
+    return db.transaction(async (trx) => {
+      const row = await insertException(trx, {
+        id: `exc-${ulid().toLowerCase()}`,
+        agent_id: agentId,
+        package: body.package,
+        reason: body.reason,
+        created_by: by,
+        expires_at: dateOrNull(body.expiresAt),
+      });
+      if (!row) throw new ApiError('conflict', `agent ${agentId} already has an exception for ${body.package}`);
+      const exception = toException(row);
+      await appendAudit(trx, { actor: by, kind: 'exception.created', subject: row.id, detail: { exception } });
+      return exception;
     });
-    if (!row) throw new ApiError('conflict', `agent ${agentId} already has an exception for ${body.package}`);
-    return toException(row);
   }
 
   async function list(agentId: string): Promise<PackageException[]> {
@@ -70,20 +75,32 @@ export function exceptionsService({ db }: ExceptionsDeps) {
     return (await listExceptions(db, agentId)).map(toException);
   }
 
-  async function update(agentId: string, id: string, body: UpdateExceptionBody): Promise<PackageException> {
+  async function update(agentId: string, id: string, body: UpdateExceptionBody, by: string): Promise<PackageException> {
     const family = await agentFamily(agentId);
     if (body.package !== undefined) checkName(family, body.package);
     const change: ExceptionChange = {};
     if (body.package !== undefined) change.package = body.package;
     if (body.reason !== undefined) change.reason = body.reason;
     if (body.expiresAt !== undefined) change.expires_at = dateOrNull(body.expiresAt);
-    const row = await updateException(db, agentId, id, change);
-    if (!row) throw notFound(`exception ${id} of agent ${agentId}`);
-    return toException(row);
+    return db.transaction(async (trx) => {
+      const row = await updateException(trx, agentId, id, change);
+      if (!row) throw notFound(`exception ${id} of agent ${agentId}`);
+      const exception = toException(row);
+      await appendAudit(trx, {
+        actor: by,
+        kind: 'exception.updated',
+        subject: id,
+        detail: { change: body, exception },
+      });
+      return exception;
+    });
   }
 
-  async function remove(agentId: string, id: string): Promise<void> {
-    if (!(await deleteException(db, agentId, id))) throw notFound(`exception ${id} of agent ${agentId}`);
+  async function remove(agentId: string, id: string, by: string): Promise<void> {
+    await db.transaction(async (trx) => {
+      if (!(await deleteException(trx, agentId, id))) throw notFound(`exception ${id} of agent ${agentId}`);
+      await appendAudit(trx, { actor: by, kind: 'exception.deleted', subject: id, detail: { agentId } });
+    });
   }
 
   return { create, list, update, remove };

@@ -33,7 +33,7 @@ export function runsRouter(runs: RunsService): Router<AppState> {
 
   router.post('/:id/cancel', validate({ params: RunParams }), async (ctx) => {
     const { id } = ctx.state.valid.params;
-    await runs.cancel(id);
+    await runs.cancel(id, ctx.state.principal.name);
     ctx.status = 202;
     ctx.body = { cancelling: id };
   });

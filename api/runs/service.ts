@@ -9,6 +9,7 @@ import {
   type RunStatus,
 } from '../../contract';
 import type { Db } from '../../db';
+import { appendAudit } from '../../db/audit';
 import { getAgent } from '../../db/agents';
 import {
   deleteRun,
@@ -93,9 +94,20 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
       requestedBy,
       timeouts: resolveRunTimeouts(runDefaults, body.timeouts),
     };
-    const [row] = await insertRunRows(db, [
-      { runId: id, agentId: agent.id, mode: body.mode, approval: body.approval, requestedBy },
-    ]);
+    // The row and its audit entry together: the trail names every run that ever existed.
+    const row = await db.transaction(async (trx) => {
+      const [inserted] = await insertRunRows(trx, [
+        { runId: id, agentId: agent.id, mode: body.mode, approval: body.approval, requestedBy },
+      ]);
+      await appendAudit(trx, {
+        actor: requestedBy,
+        kind: 'run.requested',
+        subject: id,
+        detail: { agentId: agent.id, mode: body.mode, approval: body.approval },
+        dedupeKey: `run.requested:${id}`,
+      });
+      return inserted;
+    });
     try {
       await temporal.workflow.start(patchRun, {
         taskQueue: controlQueue,
@@ -109,6 +121,8 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
     } catch (err) {
       // Nothing half-made: a run Temporal never accepted does not exist.
       await deleteRun(db, id);
+      const reason = err instanceof Error ? err.message : String(err);
+      await appendAudit(db, { actor: requestedBy, kind: 'run.start-failed', subject: id, detail: { reason } });
       throw new ApiError(
         'unavailable',
         `could not start the run on Temporal: ${err instanceof Error ? err.message : String(err)}`,
@@ -187,9 +201,11 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
   const reject = (id: string, reason: string, by: string) =>
     decide(id, () => temporal.workflow.getHandle(id).executeUpdate(rejectUpdate, { args: [{ by, reason }] }));
 
-  async function cancel(id: string): Promise<void> {
+  async function cancel(id: string, by: string): Promise<void> {
     await running(id);
     await temporal.workflow.getHandle(id).cancel();
+    // The request, not the end: the run's own `run.outcome` entry records that it ended cancelled.
+    await appendAudit(db, { actor: by, kind: 'run.cancel-requested', subject: id });
   }
 
   return { start, list, get, approve, reject, cancel };

@@ -23,11 +23,11 @@ export function windowsRouter(windows: WindowsService): Router<AppState> {
 
   router.patch('/:id', validate({ params: WindowParams, body: UpdateWindowBody }), async (ctx) => {
     const { params, body } = ctx.state.valid;
-    ctx.body = { window: await windows.update(params.id, body) };
+    ctx.body = { window: await windows.update(params.id, body, ctx.state.principal.name) };
   });
 
   router.delete('/:id', validate({ params: WindowParams }), async (ctx) => {
-    await windows.remove(ctx.state.valid.params.id);
+    await windows.remove(ctx.state.valid.params.id, ctx.state.principal.name);
     ctx.status = 204;
   });
 
@@ -42,7 +42,7 @@ export function windowsRouter(windows: WindowsService): Router<AppState> {
 
   router.post('/:id/trigger', validate({ params: WindowParams }), async (ctx) => {
     const { id } = ctx.state.valid.params;
-    await windows.trigger(id);
+    await windows.trigger(id, ctx.state.principal.name);
     ctx.status = 202;
     ctx.body = { triggered: id };
   });

@@ -9,6 +9,7 @@ import {
 import { ulid } from 'ulid';
 import { windowScheduleId } from '../../contract';
 import type { Db } from '../../db';
+import { appendAudit } from '../../db/audit';
 import { agentsByIds } from '../../db/agents';
 import { listWindowRuns } from '../../db/runs';
 import {
@@ -203,7 +204,10 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
     return db.transaction(async (trx) => {
       const row = await insertWindow(trx, id, valuesOf(body), by);
       await schedules.create(options).catch(scheduleError);
-      return toWindow(row);
+      // Last in the transaction, so the trail's lock is not held across the Temporal call.
+      const window = toWindow(row);
+      await appendAudit(trx, { actor: by, kind: 'window.created', subject: id, detail: { window } });
+      return window;
     });
   }
 
@@ -251,7 +255,7 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
     return (await listWindows(db)).map(toWindow);
   }
 
-  async function update(id: string, patch: UpdateWindowBody) {
+  async function update(id: string, patch: UpdateWindowBody, by: string) {
     const current = await row(id);
     const merged = { ...toFields(current), ...patch };
     if (patch.approval && patch.approval !== 'pre-approved' && patch.leadSeconds === undefined)
@@ -282,7 +286,9 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
           state: { ...prev.state, note, paused: parsed.data.paused ?? prev.state.paused },
         }))
         .catch(scheduleError);
-      return toWindow(updated);
+      const window = toWindow(updated);
+      await appendAudit(trx, { actor: by, kind: 'window.updated', subject: id, detail: { patch, window } });
+      return window;
     });
   }
 
@@ -293,10 +299,16 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
     await (paused ? handle.pause(text) : handle.unpause(text));
     const updated = await setWindowPaused(db, id, paused);
     if (!updated) throw notFound(`window ${id}`);
+    await appendAudit(db, {
+      actor: by,
+      kind: paused ? 'window.paused' : 'window.resumed',
+      subject: id,
+      detail: { note: note ?? null },
+    });
     return toWindow(updated);
   }
 
-  async function remove(id: string) {
+  async function remove(id: string, by: string) {
     await row(id);
     await schedules
       .getHandle(windowScheduleId(id))
@@ -305,13 +317,17 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
         // Already gone (deleted by hand, or a previous attempt got this far): the row goes too.
         if (!(err instanceof ScheduleNotFoundError)) throw err;
       });
-    await deleteWindow(db, id);
+    await db.transaction(async (trx) => {
+      await deleteWindow(trx, id);
+      await appendAudit(trx, { actor: by, kind: 'window.deleted', subject: id });
+    });
   }
 
   /** Fire the window now (an admin's "run this window now"), through the same Schedule. */
-  async function trigger(id: string) {
+  async function trigger(id: string, by: string) {
     await row(id);
     await schedules.getHandle(windowScheduleId(id)).trigger(ScheduleOverlapPolicy.SKIP);
+    await appendAudit(db, { actor: by, kind: 'window.triggered', subject: id });
   }
 
   return { create, get, list, update, setPaused, remove, trigger };
