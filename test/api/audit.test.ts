@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { auditHash, verifyAudit } from '../../db/audit';
+import { appendAudit, auditHash, verifyAudit } from '../../db/audit';
 import { DIST, Stack, TRIGGER_ONLY_WINDOW } from '../support/stack';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
@@ -128,6 +128,20 @@ describe('audit trail', () => {
     const ok = cli();
     assert.equal(ok.code, 0, ok.out);
     assert.match(ok.out, new RegExp(`^ok: ${verified.rows} rows, head [0-9a-f]{64}$`, 'm'));
+  });
+
+  it('an append repeated with the same key (a retried control write) is kept once', async () => {
+    const db = stack.database.db;
+    const entry = { actor: 'workflow:x', kind: 'run.outcome', subject: 'x', dedupeKey: 'retry-test' };
+    const first = await appendAudit(db, { ...entry, detail: { attempt: 1 } });
+    const second = await appendAudit(db, { ...entry, detail: { attempt: 2 } });
+    assert.ok(first);
+    assert.equal(second, null);
+    assert.deepEqual(
+      (await db('audit_log').where({ dedupe_key: 'retry-test' })).map((r) => r.detail),
+      [{ attempt: 1 }],
+    );
+    assert.equal((await verifyAudit(db)).ok, true);
   });
 
   it('an edited row is named, by the function and the CLI', async () => {
