@@ -16,6 +16,8 @@ import { runsRouter } from './runs/router';
 import { runsService } from './runs/service';
 import { scriptsRouter } from './scripts/router';
 import { scriptsService } from './scripts/service';
+import { usersRouter } from './users/router';
+import { usersService } from './users/service';
 import { windowsRouter } from './windows/router';
 import { windowsService } from './windows/service';
 
@@ -60,6 +62,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     scriptsRouter(scriptsService(deps)),
     runsRouter(runsService(deps)),
     windowsRouter(windowsService(deps)),
+    usersRouter(usersService(deps)),
   ];
   for (const router of routers) {
     app.use(router.routes()).use(router.allowedMethods());

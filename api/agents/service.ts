@@ -11,6 +11,7 @@ import {
   listAgents,
   lockHostname,
   revokeAgent,
+  setAgentFourEyes,
   touchAgent,
   type AgentRow,
 } from '../../db/agents';
@@ -19,6 +20,7 @@ import { openRunIds } from '../../db/runs';
 import { agentRevokedSignal } from '../../workflows/messages';
 import { newAgentToken, type Principal } from '../auth';
 import { ApiError, notFound } from '../errors';
+import type { UpdateAgentBody } from './schema';
 
 export interface AgentsDeps {
   db: Db;
@@ -40,6 +42,7 @@ function toAgent(row: AgentRow): Agent {
     flag: row.flag,
     acceptedAt: iso(row.accepted_at),
     revokedAt: iso(row.revoked_at),
+    fourEyes: row.four_eyes,
   };
 }
 
@@ -54,7 +57,7 @@ function slug(hostname: string): string {
 }
 
 /** Who may register an agent: an admin (accepted at once) or an enrolment token (its rules). */
-export type Registrar = Extract<Principal, { role: 'admin' | 'enrol' }>;
+export type Registrar = { role: 'admin'; name: string } | Extract<Principal, { role: 'enrol' }>;
 
 export function agentsService({ db, temporal }: AgentsDeps) {
   /**
@@ -157,6 +160,12 @@ export function agentsService({ db, temporal }: AgentsDeps) {
     return { agent: toAgent(row), runsEnded: told };
   }
 
-  return { register, list, get, accept, revoke };
+  async function update(id: string, body: UpdateAgentBody): Promise<Agent> {
+    const row = await setAgentFourEyes(db, id, body.fourEyes);
+    if (!row) throw notFound(`agent ${id}`);
+    return toAgent(row);
+  }
+
+  return { register, list, get, accept, revoke, update };
 }
 export type AgentsService = ReturnType<typeof agentsService>;
