@@ -5,7 +5,7 @@
  * a requester cancels only their own runs, and four-eyes keeps a run's requester from approving it.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ROUTE_ROLES, type Role, type RouteKey } from '../../api/roles';
@@ -101,13 +101,29 @@ describe('route × role, from the one table', () => {
         calls++;
         const expected = role === null ? '401' : allowed ? 'allowed' : '403';
         const got = r.status === 401 || r.status === 403 ? String(r.status) : 'allowed';
-        if (got !== expected || r.status >= 500)
+        // Allowed means the route ran: not a 405 or "no route" 404 from a verb that does not match the key.
+        const reached = r.status !== 405 && !/^no route /.test(r.body?.error?.message ?? '');
+        if (got !== expected || r.status >= 500 || !reached)
           wrong.push(`${key} as ${who}: expected ${expected}, got ${r.status} ${JSON.stringify(r.body)}`);
         if (r.status === 403) assert.equal(r.body.error.code, 'forbidden');
       }
     }
     assert.deepEqual(wrong, [], `${wrong.length} of ${calls} calls disagree with api/roles.ts`);
     assert.equal(calls, keys.length * PRINCIPALS.length);
+  });
+
+  it('every route in the routers is registered through the table (no verb call without at())', () => {
+    const api = path.join(DIST, '../api');
+    const offenders: string[] = [];
+    for (const dir of readdirSync(api, { withFileTypes: true }).filter((d) => d.isDirectory())) {
+      const file = path.join(api, dir.name, 'router.ts');
+      if (!existsSync(file)) continue;
+      for (const m of readFileSync(file, 'utf8').matchAll(
+        /router\.(get|post|put|patch|delete|all|use)\((?!\s*\.\.\.at\()/g,
+      ))
+        offenders.push(`api/${dir.name}/router.ts: ${m[0]}`);
+    }
+    assert.deepEqual(offenders, []);
   });
 
   it("the README's API table lists exactly the roles of the code's table", () => {
