@@ -2,12 +2,14 @@ import { z } from 'zod';
 import { freeText } from '../../contract';
 import { USER_ROLES } from '../roles';
 
-/** A user's name: a slug, recorded as who requested, approved or rejected a run. */
+/**
+ * A user's name: a slug, recorded as who requested, approved or rejected a run. No `:`, so it can
+ * never pass for a machine's name (`window:…`, `agent:…`, `enrolment:…`).
+ */
 export const UserName = z
   .string()
   .max(64)
   .regex(/^[a-z][a-z0-9-]*$/, 'a name like alice (lower-case letters, digits and -, starting with a letter)');
-// `window:`/`agent:`/`enrolment:` names belong to machines; the slug rules already keep them out.
 export const UserRoleSchema = z.enum(USER_ROLES);
 
 export const CreateUserBody = z
