@@ -17,6 +17,8 @@ import { runsRouter } from './runs/router';
 import { runsService } from './runs/service';
 import { scriptsRouter } from './scripts/router';
 import { scriptsService } from './scripts/service';
+import { usersRouter } from './users/router';
+import { usersService } from './users/service';
 import { windowsRouter } from './windows/router';
 import { windowsService } from './windows/service';
 
@@ -62,6 +64,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     runsRouter(runsService(deps)),
     windowsRouter(windowsService(deps)),
     auditRouter(deps.db),
+    usersRouter(usersService(deps)),
   ];
   for (const router of routers) {
     app.use(router.routes()).use(router.allowedMethods());

@@ -4,18 +4,21 @@ import { sha256Hex } from '../contract/plan-hash';
 import type { Db } from '../db';
 import { agentByTokenHash } from '../db/agents';
 import { enrolmentTokenState, refusalMessage } from '../db/enrolment-tokens';
+import { userByTokenHash } from '../db/users';
 import type { AdminToken } from './env';
 import { ApiError } from './errors';
+import type { Role, UserRole } from './roles';
 
 export type Principal =
-  | { role: 'admin'; name: string }
+  /** A person: a user of the users table, or a bootstrap admin from PATCHNANNY_ADMIN_TOKENS. */
+  | { role: UserRole; name: string }
   /** An enrolment token that can still register an agent (its use is spent by the registration). */
   | { role: 'enrol'; name: string; tokenId: string; tokenHash: string }
   | { role: 'agent'; agentId: string; name: string }
   /** An agent an admin has not accepted yet: it may only read itself, to learn when it is accepted. */
   | { role: 'pending-agent'; agentId: string; name: string };
 
-export type Role = Principal['role'];
+export type { Role };
 
 /** What every authenticated route finds in `ctx.state` (routers are `Router<AppState>`). */
 export interface AppState {
@@ -25,6 +28,12 @@ export interface AppState {
 /** A fresh enrolment token: shown once at creation, stored only as its SHA-256. */
 export function newEnrolmentToken(): { token: string; hash: string } {
   const token = `pne_${randomBytes(32).toString('base64url')}`;
+  return { token, hash: sha256Hex(token) };
+}
+
+/** A fresh user token: shown once at creation, stored only as its SHA-256. */
+export function newUserToken(): { token: string; hash: string } {
+  const token = `pnu_${randomBytes(32).toString('base64url')}`;
   return { token, hash: sha256Hex(token) };
 }
 
@@ -40,7 +49,9 @@ function sameSecret(a: string, b: string): boolean {
 }
 
 /**
- * Bearer-token authentication: admin tokens from config, enrolment tokens from the
+ * Bearer-token authentication: bootstrap admin tokens from config (PATCHNANNY_ADMIN_TOKENS, each
+ * an admin named as today), user tokens from user_tokens (looked up on every request, so a
+ * revoked token or a disabled user is refused at once), enrolment tokens from the
  * enrolment_tokens table, agent tokens from the agents table. A token that can no longer be used
  * (expired, used up or revoked enrolment token; revoked agent) is refused with 401 saying which,
  * so the person holding it knows what to ask an admin for.
@@ -54,7 +65,12 @@ export function authenticate(db: Db, admins: AdminToken[]): Middleware<AppState>
     let principal: Principal | undefined;
     const admin = admins.find((a) => sameSecret(a.token, token));
     if (admin) principal = { role: 'admin', name: admin.name };
-    else if (token.startsWith('pne_')) {
+    else if (token.startsWith('pnu_')) {
+      const user = await userByTokenHash(db, sha256Hex(token));
+      if (user?.token_revoked_at) throw new ApiError('unauthorized', `token ${user.token_id} was revoked`);
+      if (user?.disabled_at) throw new ApiError('unauthorized', `user ${user.name} is disabled`);
+      if (user) principal = { role: user.role, name: user.name };
+    } else if (token.startsWith('pne_')) {
       const hash = sha256Hex(token);
       const state = await enrolmentTokenState(db, hash);
       if (state?.refusal) throw new ApiError('unauthorized', refusalMessage(state.id, state.refusal));
@@ -68,22 +84,6 @@ export function authenticate(db: Db, admins: AdminToken[]): Middleware<AppState>
     }
     if (!principal) throw new ApiError('unauthorized', 'invalid token');
     ctx.state.principal = principal;
-    await next();
-  };
-}
-
-/** A Koa (not router) middleware, so it composes with any route's own state, e.g. `validate`'s. */
-export function requireRole(...roles: Role[]): Middleware<AppState> {
-  return async (ctx, next) => {
-    const { principal } = ctx.state;
-    if (!roles.includes(principal.role)) {
-      if (principal.role === 'pending-agent')
-        throw new ApiError(
-          'forbidden',
-          `agent ${principal.agentId} is pending acceptance (an admin accepts it with POST /v1/agents/${principal.agentId}/accept); until then its token may only GET /v1/agents/${principal.agentId}`,
-        );
-      throw new ApiError('forbidden', `${principal.role} tokens may not ${ctx.method} ${ctx.path}`);
-    }
     await next();
   };
 }

@@ -109,6 +109,8 @@ export const Agent = z.object({
   flag: z.string().nullable(),
   acceptedAt: z.string().nullable(),
   revokedAt: z.string().nullable(),
+  /** Runs on it may not be approved by the person who requested them. */
+  fourEyes: z.boolean(),
 });
 export type Agent = z.infer<typeof Agent>;
 

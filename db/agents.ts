@@ -22,6 +22,8 @@ export interface AgentRow {
   accepted_at: Date | null;
   revoked_by: string | null;
   revoked_at: Date | null;
+  /** Runs on this agent may not be approved by their requester (copied onto each run at creation). */
+  four_eyes: boolean;
 }
 
 export type { AgentStatus };
@@ -36,6 +38,7 @@ export type NewAgent = Omit<
   | 'revoked_at'
   | 'flag'
   | 'enrolment_token_id'
+  | 'four_eyes'
 > &
   Partial<Pick<AgentRow, 'flag' | 'enrolment_token_id' | 'accepted_by' | 'accepted_at'>>;
 
@@ -144,4 +147,10 @@ export function agentsByTokenHashes(
   tokenHashes: readonly string[],
 ): Promise<Pick<AgentRow, 'id' | 'status' | 'token_hash'>[]> {
   return agents(db).whereIn('token_hash', tokenHashes).select('id', 'status', 'token_hash');
+}
+
+/** Switch four-eyes for the agent's future runs; undefined when unknown. */
+export async function setAgentFourEyes(db: Db, id: string, fourEyes: boolean): Promise<AgentRow | undefined> {
+  const [row] = await agents(db).where({ id }).update({ four_eyes: fourEyes }).returning('*');
+  return row;
 }

@@ -39,6 +39,8 @@ export interface RunRow {
   window_start: Date | null;
   /** The Temporal run id of the workflow execution that claimed this row (claimRun); set once. */
   workflow_run_id: string | null;
+  /** Pinned at creation from the agent's and the window's switch: the requester may not approve. */
+  four_eyes: boolean;
   overran: boolean;
   created_at: Date;
   updated_at: Date;
@@ -253,6 +255,12 @@ export async function insertRunRows(db: Db, inputs: readonly CreateRunInput[]): 
         requested_by: input.requestedBy,
         window_id: input.windowId ?? null,
         window_start: input.windowStart ? new Date(input.windowStart) : null,
+        // Pinned here, in the insert, so a later change to the agent or window leaves this run be.
+        four_eyes: db.raw(
+          `coalesce((select four_eyes from agents where id = ?), false)
+           or coalesce((select four_eyes from maintenance_windows where id = ?), false)`,
+          [input.agentId, input.windowId ?? null],
+        ) as unknown as boolean,
       })),
     )
     .onConflict('id')

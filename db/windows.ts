@@ -16,6 +16,8 @@ export interface WindowRow {
   end_at: Date | null;
   paused: boolean;
   note: string;
+  /** Runs of this window may not be approved by its creator (who stands as their requester). */
+  four_eyes: boolean;
   created_by: string;
   created_at: Date;
   updated_at: Date;

@@ -1,39 +1,53 @@
 import Router from '@koa/router';
-import { requireRole, type AppState } from '../auth';
+import type { AppState } from '../auth';
+import { at } from '../roles';
 import { ApiError } from '../errors';
 import { validate } from '../validate';
-import { AgentParams, AgentRegistration } from './schema';
+import { AgentParams, AgentRegistration, UpdateAgentBody } from './schema';
 import type { AgentsService } from './service';
 
 export function agentsRouter(agents: AgentsService): Router<AppState> {
-  const router = new Router<AppState>({ prefix: '/v1/agents' });
+  const router = new Router<AppState>();
 
-  router.post('/', requireRole('admin', 'enrol'), validate({ body: AgentRegistration }), async (ctx) => {
+  router.post(...at('POST /v1/agents'), validate({ body: AgentRegistration }), async (ctx) => {
     const { principal } = ctx.state;
-    if (principal.role !== 'admin' && principal.role !== 'enrol') throw new Error('unreachable: role checked');
+    const by =
+      principal.role === 'enrol'
+        ? principal
+        : principal.role === 'admin'
+          ? { role: 'admin' as const, name: principal.name }
+          : undefined;
+    if (!by) throw new Error('unreachable: role checked');
     ctx.status = 201;
-    ctx.body = await agents.register(ctx.state.valid.body, principal);
+    ctx.body = await agents.register(ctx.state.valid.body, by);
   });
 
-  router.get('/', requireRole('admin'), async (ctx) => {
+  router.get(...at('GET /v1/agents'), async (ctx) => {
     ctx.body = { agents: await agents.list() };
   });
 
   // A pending agent may read itself (and nothing else), so it can wait to be accepted.
-  router.get('/:id', requireRole('admin', 'agent', 'pending-agent'), validate({ params: AgentParams }), async (ctx) => {
+  router.get(...at('GET /v1/agents/:id'), validate({ params: AgentParams }), async (ctx) => {
     const { id } = ctx.state.valid.params;
     const { principal } = ctx.state;
     if ((principal.role === 'agent' || principal.role === 'pending-agent') && principal.agentId !== id)
       throw new ApiError('forbidden', 'an agent may only read itself');
-    ctx.body = { agent: await agents.get(id, { seen: principal.role !== 'admin' }) };
+    ctx.body = {
+      agent: await agents.get(id, { seen: principal.role === 'agent' || principal.role === 'pending-agent' }),
+    };
   });
 
-  router.post('/:id/accept', requireRole('admin'), validate({ params: AgentParams }), async (ctx) => {
+  router.patch(...at('PATCH /v1/agents/:id'), validate({ params: AgentParams, body: UpdateAgentBody }), async (ctx) => {
+    const { params, body } = ctx.state.valid;
+    ctx.body = { agent: await agents.update(params.id, body) };
+  });
+
+  router.post(...at('POST /v1/agents/:id/accept'), validate({ params: AgentParams }), async (ctx) => {
     ctx.body = { agent: await agents.accept(ctx.state.valid.params.id, ctx.state.principal.name) };
   });
 
   /** Revoke (the row stays, for the history of its runs). */
-  router.delete('/:id', requireRole('admin'), validate({ params: AgentParams }), async (ctx) => {
+  router.delete(...at('DELETE /v1/agents/:id'), validate({ params: AgentParams }), async (ctx) => {
     ctx.body = await agents.revoke(ctx.state.valid.params.id, ctx.state.principal.name);
   });
 

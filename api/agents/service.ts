@@ -12,6 +12,7 @@ import {
   listAgents,
   lockHostname,
   revokeAgent,
+  setAgentFourEyes,
   touchAgent,
   type AgentRow,
 } from '../../db/agents';
@@ -20,6 +21,7 @@ import { openRunIds } from '../../db/runs';
 import { agentRevokedSignal } from '../../workflows/messages';
 import { newAgentToken, type Principal } from '../auth';
 import { ApiError, notFound } from '../errors';
+import type { UpdateAgentBody } from './schema';
 
 export interface AgentsDeps {
   db: Db;
@@ -41,6 +43,7 @@ function toAgent(row: AgentRow): Agent {
     flag: row.flag,
     acceptedAt: iso(row.accepted_at),
     revokedAt: iso(row.revoked_at),
+    fourEyes: row.four_eyes,
   };
 }
 
@@ -55,7 +58,7 @@ function slug(hostname: string): string {
 }
 
 /** Who may register an agent: an admin (accepted at once) or an enrolment token (its rules). */
-export type Registrar = Extract<Principal, { role: 'admin' | 'enrol' }>;
+export type Registrar = { role: 'admin'; name: string } | Extract<Principal, { role: 'enrol' }>;
 
 export function agentsService({ db, temporal }: AgentsDeps) {
   /**
@@ -175,6 +178,12 @@ export function agentsService({ db, temporal }: AgentsDeps) {
     return { agent: toAgent(row), runsEnded: told };
   }
 
-  return { register, list, get, accept, revoke };
+  async function update(id: string, body: UpdateAgentBody): Promise<Agent> {
+    const row = await setAgentFourEyes(db, id, body.fourEyes);
+    if (!row) throw notFound(`agent ${id}`);
+    return toAgent(row);
+  }
+
+  return { register, list, get, accept, revoke, update };
 }
 export type AgentsService = ReturnType<typeof agentsService>;

@@ -1,7 +1,8 @@
 import Router from '@koa/router';
 import type { Db } from '../../db';
 import { listAudit, type AuditRow } from '../../db/audit';
-import { requireRole, type AppState } from '../auth';
+import type { AppState } from '../auth';
+import { at } from '../roles';
 import { validate } from '../validate';
 import { ListAuditQuery } from './schema';
 
@@ -19,9 +20,8 @@ const toEntry = (r: AuditRow) => ({
 
 /** GET /v1/audit: the trail oldest first, paged with `after` (the previous page's `next`). */
 export function auditRouter(db: Db): Router<AppState> {
-  const router = new Router<AppState>({ prefix: '/v1/audit' });
-  router.use(requireRole('admin'));
-  router.get('/', validate({ query: ListAuditQuery }), async (ctx) => {
+  const router = new Router<AppState>();
+  router.get(...at('GET /v1/audit'), validate({ query: ListAuditQuery }), async (ctx) => {
     const q = ctx.state.valid.query;
     // One row more than the page tells whether there is a next page.
     const rows = await listAudit(db, { ...q, limit: q.limit + 1 });

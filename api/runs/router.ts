@@ -1,39 +1,40 @@
 import Router from '@koa/router';
-import { requireRole, type AppState } from '../auth';
+import type { AppState } from '../auth';
+import { at } from '../roles';
 import { validate } from '../validate';
 import { ApproveBody, ListRunsQuery, RejectBody, RunParams, StartRunBody } from './schema';
 import type { RunsService } from './service';
 
 export function runsRouter(runs: RunsService): Router<AppState> {
-  const router = new Router<AppState>({ prefix: '/v1/runs' });
-  router.use(requireRole('admin'));
+  const router = new Router<AppState>();
 
-  router.post('/', validate({ body: StartRunBody }), async (ctx) => {
+  router.post(...at('POST /v1/runs'), validate({ body: StartRunBody }), async (ctx) => {
     ctx.status = 202;
     ctx.body = { run: await runs.start(ctx.state.valid.body, ctx.state.principal.name) };
   });
 
-  router.get('/', validate({ query: ListRunsQuery }), async (ctx) => {
+  router.get(...at('GET /v1/runs'), validate({ query: ListRunsQuery }), async (ctx) => {
     ctx.body = await runs.list(ctx.state.valid.query);
   });
 
-  router.get('/:id', validate({ params: RunParams }), async (ctx) => {
+  router.get(...at('GET /v1/runs/:id'), validate({ params: RunParams }), async (ctx) => {
     ctx.body = { run: await runs.get(ctx.state.valid.params.id) };
   });
 
-  router.post('/:id/approve', validate({ params: RunParams, body: ApproveBody }), async (ctx) => {
+  router.post(...at('POST /v1/runs/:id/approve'), validate({ params: RunParams, body: ApproveBody }), async (ctx) => {
     const { params, body } = ctx.state.valid;
     ctx.body = { status: await runs.approve(params.id, body.planHash, ctx.state.principal.name) };
   });
 
-  router.post('/:id/reject', validate({ params: RunParams, body: RejectBody }), async (ctx) => {
+  router.post(...at('POST /v1/runs/:id/reject'), validate({ params: RunParams, body: RejectBody }), async (ctx) => {
     const { params, body } = ctx.state.valid;
     ctx.body = { status: await runs.reject(params.id, body.reason, ctx.state.principal.name) };
   });
 
-  router.post('/:id/cancel', validate({ params: RunParams }), async (ctx) => {
+  router.post(...at('POST /v1/runs/:id/cancel'), validate({ params: RunParams }), async (ctx) => {
     const { id } = ctx.state.valid.params;
-    await runs.cancel(id, ctx.state.principal.name);
+    const { principal } = ctx.state;
+    await runs.cancel(id, principal.name, principal.role === 'requester');
     ctx.status = 202;
     ctx.body = { cancelling: id };
   });

@@ -11,6 +11,7 @@ import {
 import type { Db } from '../../db';
 import { appendAudit } from '../../db/audit';
 import { getAgent } from '../../db/agents';
+import { getWindow } from '../../db/windows';
 import {
   deleteRun,
   getRun,
@@ -64,6 +65,7 @@ function toRun(r: RunRow) {
     windowId: r.window_id,
     windowStart: iso(r.window_start),
     overran: r.overran,
+    fourEyes: r.four_eyes,
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
     finishedAt: iso(r.finished_at),
@@ -195,13 +197,41 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
     }
   }
 
-  const approve = (id: string, planHash: string, by: string) =>
-    decide(id, () => temporal.workflow.getHandle(id).executeUpdate(approveUpdate, { args: [{ by, planHash }] }));
+  /**
+   * Four-eyes, when the run has it (pinned from its agent or window at creation): whoever
+   * requested the run may not approve it. A window's runs stand as requested by the window's
+   * creator. Checked here, before anything reaches Temporal.
+   */
+  async function checkFourEyes(id: string, by: string): Promise<void> {
+    const row = await getRun(db, id);
+    if (!row?.four_eyes) return;
+    if (row.requested_by === by)
+      throw new ApiError('forbidden', `four-eyes: ${by} requested this run and cannot approve it`);
+    if (row.window_id && (await getWindow(db, row.window_id))?.created_by === by)
+      throw new ApiError(
+        'forbidden',
+        `four-eyes: ${by} created window ${row.window_id}, which requested this run, and cannot approve it`,
+      );
+  }
+
+  async function approve(id: string, planHash: string, by: string): Promise<RunStatus> {
+    await checkFourEyes(id, by);
+    return decide(id, () => temporal.workflow.getHandle(id).executeUpdate(approveUpdate, { args: [{ by, planHash }] }));
+  }
 
   const reject = (id: string, reason: string, by: string) =>
     decide(id, () => temporal.workflow.getHandle(id).executeUpdate(rejectUpdate, { args: [{ by, reason }] }));
 
-  async function cancel(id: string, by: string): Promise<void> {
+  /** Cancel a run for `by`; a requester (`onlyOwn`) only a run they requested. */
+  async function cancel(id: string, by: string, onlyOwn = false): Promise<void> {
+    if (onlyOwn) {
+      const row = await getRun(db, id);
+      if (row && row.requested_by !== by)
+        throw new ApiError(
+          'forbidden',
+          `${by} may cancel only runs they requested (${id} was requested by ${row.requested_by})`,
+        );
+    }
     await running(id);
     await temporal.workflow.getHandle(id).cancel();
     // The request, not the end: the run's own `run.outcome` entry records that it ended cancelled.

@@ -29,6 +29,8 @@ export const WindowFields = z
     endAt: Timestamp.nullable().optional(),
     note: freeText(500, { multiLine: true }).optional(),
     paused: z.boolean().optional(),
+    /** Runs of this window may not be approved by the window's creator (their requester). */
+    fourEyes: z.boolean().optional(),
   })
   .strict();
 export type WindowFields = z.infer<typeof WindowFields>;

@@ -54,6 +54,7 @@ function toFields(r: WindowRow): WindowFields {
     endAt: r.end_at ? r.end_at.toISOString() : null,
     note: r.note,
     paused: r.paused,
+    fourEyes: r.four_eyes,
   };
 }
 
@@ -193,6 +194,7 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
       end_at: w.endAt ? new Date(w.endAt) : null,
       paused: w.paused ?? false,
       note: w.note ?? '',
+      four_eyes: w.fourEyes ?? false,
     };
   }
 

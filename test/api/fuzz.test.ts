@@ -16,7 +16,7 @@ import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { z } from 'zod';
-import { AgentParams, AgentRegistration } from '../../api/agents/schema';
+import { AgentParams, AgentRegistration, UpdateAgentBody } from '../../api/agents/schema';
 import {
   AgentParams as ExceptionAgentParams,
   CreateExceptionBody,
@@ -26,6 +26,13 @@ import {
 import { ApproveBody, ListRunsQuery, RejectBody, RunParams, StartRunBody } from '../../api/runs/schema';
 import { ScriptParams } from '../../api/scripts/schema';
 import { CreateEnrolmentTokenBody, EnrolmentTokenParams } from '../../api/enrolment-tokens/schema';
+import {
+  CreateUserBody,
+  CreateUserTokenBody,
+  UpdateUserBody,
+  UserParams,
+  UserTokenParams,
+} from '../../api/users/schema';
 import { CreateWindowBody, PauseBody, UpdateWindowBody, WindowParams } from '../../api/windows/schema';
 import { ApiErrorCode } from '../../contract';
 import { ADMIN_TOKEN, Stack } from '../support/stack';
@@ -52,6 +59,7 @@ const ROUTES: Route[] = [
   { method: 'POST', path: '/v1/agents', body: AgentRegistration },
   { method: 'GET', path: '/v1/agents' },
   { method: 'GET', path: '/v1/agents/:id', params: AgentParams },
+  { method: 'PATCH', path: '/v1/agents/:id', params: AgentParams, body: UpdateAgentBody },
   { method: 'POST', path: '/v1/agents/:id/accept', params: AgentParams },
   { method: 'DELETE', path: '/v1/agents/:id', params: AgentParams },
   { method: 'POST', path: '/v1/enrolment-tokens', body: CreateEnrolmentTokenBody },
@@ -77,6 +85,12 @@ const ROUTES: Route[] = [
   { method: 'POST', path: '/v1/windows/:id/pause', params: WindowParams, body: PauseBody },
   { method: 'POST', path: '/v1/windows/:id/resume', params: WindowParams, body: PauseBody },
   { method: 'POST', path: '/v1/windows/:id/trigger', params: WindowParams },
+  { method: 'GET', path: '/v1/users' },
+  { method: 'POST', path: '/v1/users', body: CreateUserBody },
+  { method: 'GET', path: '/v1/users/:name', params: UserParams },
+  { method: 'PATCH', path: '/v1/users/:name', params: UserParams, body: UpdateUserBody },
+  { method: 'POST', path: '/v1/users/:name/tokens', params: UserParams, body: CreateUserTokenBody },
+  { method: 'DELETE', path: '/v1/users/:name/tokens/:id', params: UserTokenParams },
 ];
 
 // ---- arbitraries from JSON Schema (the zod schemas' input side) ----
@@ -348,12 +362,26 @@ const queryString = (q: Json) =>
     ]),
   ).toString();
 
-type Role = 'admin' | 'agent' | 'enrol' | 'none' | 'bogus';
-const roleArb: fc.Arbitrary<Role> = fc.constantFrom('admin', 'admin', 'admin', 'agent', 'enrol', 'none', 'bogus');
+type Role = 'admin' | 'approver' | 'requester' | 'viewer' | 'agent' | 'enrol' | 'none' | 'bogus';
+const roleArb: fc.Arbitrary<Role> = fc.constantFrom(
+  'admin',
+  'admin',
+  'admin',
+  'approver',
+  'requester',
+  'viewer',
+  'agent',
+  'enrol',
+  'none',
+  'bogus',
+);
 
 interface Fixtures {
   agentId: string;
   agentToken: string;
+  /** User tokens by role (users fuzz-approver, fuzz-requester, fuzz-viewer) and one token id. */
+  userTokens: Record<'approver' | 'requester' | 'viewer', string>;
+  userTokenId: string;
   exceptionId: string;
   windowId: string;
   runId: string;
@@ -372,9 +400,9 @@ interface FuzzRequest {
 
 function requestArb(fx: Fixtures): fc.Arbitrary<FuzzRequest> {
   const known: Record<string, string[]> = {
-    id: [fx.agentId, fx.exceptionId, fx.windowId, fx.runId, 'apt-update.sh'],
+    id: [fx.agentId, fx.exceptionId, fx.windowId, fx.runId, fx.userTokenId, 'apt-update.sh'],
     agentId: [fx.agentId],
-    name: ['apt-update.sh', 'dnf-update.sh'],
+    name: ['apt-update.sh', 'dnf-update.sh', 'fuzz-viewer', 'fuzz-requester'],
   };
   return fc.constantFrom(...ROUTES).chain((route) => {
     const names = [...route.path.matchAll(/:(\w+)/g)].map((m) => m[1]);
@@ -474,6 +502,15 @@ describe('fuzzing every route never gets a 5xx, always gets the error shape, and
     const run = await stack.http('POST', '/v1/runs', { body: { agentId: fx.agentId, mode: 'dry-run' } });
     assert.equal(run.status, 202, JSON.stringify(run.body));
     fx.runId = run.body.run.id;
+    fx.userTokens = {} as Fixtures['userTokens'];
+    for (const role of ['approver', 'requester', 'viewer'] as const) {
+      const u = await stack.http('POST', '/v1/users', { body: { name: `fuzz-${role}`, role } });
+      assert.equal(u.status, 201, JSON.stringify(u.body));
+      const t = await stack.http('POST', `/v1/users/fuzz-${role}/tokens`, { body: {} });
+      assert.equal(t.status, 201, JSON.stringify(t.body));
+      fx.userTokens[role] = t.body.token;
+      fx.userTokenId = t.body.id;
+    }
   });
   after(() => stack.stop());
 
@@ -489,6 +526,7 @@ describe('fuzzing every route never gets a 5xx, always gets the error shape, and
     const tokens: Record<Role, string | undefined> = {
       admin: ADMIN_TOKEN,
       agent: fx.agentToken,
+      ...fx.userTokens,
       enrol: stack.enrolToken,
       none: undefined,
       bogus: 'pna_not-a-token',

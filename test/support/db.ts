@@ -24,4 +24,6 @@ export const TABLES = [
   'package_exceptions',
   'maintenance_windows',
   'enrolment_tokens',
+  'users',
+  'user_tokens',
 ];

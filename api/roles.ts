@@ -1,0 +1,100 @@
+/**
+ * The one table of who may call what. Every authenticated route is registered with `at()` from
+ * its key here, so a route cannot exist without a row and no route states its roles twice;
+ * the README's API table and test/api/route-roles.test.ts are checked against this table.
+ *
+ * People have one role each: admin (everything), approver (decide on runs, read), requester
+ * (start runs, cancel their own, read), viewer (read). Machines keep their narrow rights: an
+ * agent reads itself and the scripts it runs, a pending agent only itself, an enrolment token
+ * only registers an agent.
+ *
+ * Cancel sits with admin, approver and requester (a requester only for runs they requested,
+ * checked by the route): cancelling never changes a host beyond what the run already did, so
+ * whoever may start or approve a run may also stop it; a viewer only watches.
+ */
+import type { Middleware } from 'koa';
+import type { AppState } from './auth';
+import { ApiError } from './errors';
+
+export const USER_ROLES = ['admin', 'approver', 'requester', 'viewer'] as const;
+export type UserRole = (typeof USER_ROLES)[number];
+/** Every kind of principal: people by role, and the machine principals. */
+export type Role = UserRole | 'enrol' | 'agent' | 'pending-agent';
+
+const READ: readonly Role[] = ['admin', 'approver', 'requester', 'viewer'];
+
+export const ROUTE_ROLES = {
+  'POST /v1/agents': ['admin', 'enrol'],
+  'GET /v1/agents': READ,
+  // An agent or pending agent may read only itself (checked by the route).
+  'GET /v1/agents/:id': [...READ, 'agent', 'pending-agent'],
+  'PATCH /v1/agents/:id': ['admin'],
+  'POST /v1/agents/:id/accept': ['admin'],
+  'DELETE /v1/agents/:id': ['admin'],
+  'POST /v1/enrolment-tokens': ['admin'],
+  'GET /v1/enrolment-tokens': ['admin'],
+  'DELETE /v1/enrolment-tokens/:id': ['admin'],
+  'GET /v1/audit': ['admin'],
+  'GET /v1/agents/:agentId/exceptions': READ,
+  'POST /v1/agents/:agentId/exceptions': ['admin'],
+  'PATCH /v1/agents/:agentId/exceptions/:id': ['admin'],
+  'DELETE /v1/agents/:agentId/exceptions/:id': ['admin'],
+  'GET /v1/scripts': [...READ, 'agent'],
+  'GET /v1/scripts/:name': [...READ, 'agent'],
+  'POST /v1/runs': ['admin', 'requester'],
+  'GET /v1/runs': READ,
+  'GET /v1/runs/:id': READ,
+  'POST /v1/runs/:id/approve': ['admin', 'approver'],
+  'POST /v1/runs/:id/reject': ['admin', 'approver'],
+  // A requester only their own runs (checked by the route).
+  'POST /v1/runs/:id/cancel': ['admin', 'approver', 'requester'],
+  'POST /v1/windows': ['admin'],
+  'GET /v1/windows': READ,
+  'GET /v1/windows/:id': READ,
+  'PATCH /v1/windows/:id': ['admin'],
+  'DELETE /v1/windows/:id': ['admin'],
+  'POST /v1/windows/:id/pause': ['admin'],
+  'POST /v1/windows/:id/resume': ['admin'],
+  'POST /v1/windows/:id/trigger': ['admin'],
+  'GET /v1/users': ['admin'],
+  'POST /v1/users': ['admin'],
+  'GET /v1/users/:name': ['admin'],
+  'PATCH /v1/users/:name': ['admin'],
+  'POST /v1/users/:name/tokens': ['admin'],
+  'DELETE /v1/users/:name/tokens/:id': ['admin'],
+} as const satisfies Record<string, readonly Role[]>;
+
+export type RouteKey = keyof typeof ROUTE_ROLES;
+
+export const rolesOf = (key: RouteKey): readonly Role[] => ROUTE_ROLES[key];
+
+/** Refuse (403) a principal whose role the table does not list for this route. */
+export function allow(key: RouteKey): Middleware<AppState> {
+  const roles = rolesOf(key);
+  return async (ctx, next) => {
+    const { principal } = ctx.state;
+    if (!roles.includes(principal.role)) {
+      if (principal.role === 'pending-agent')
+        throw new ApiError(
+          'forbidden',
+          `agent ${principal.agentId} is pending acceptance (an admin accepts it with POST /v1/agents/${principal.agentId}/accept); until then its token may only GET /v1/agents/${principal.agentId}`,
+        );
+      const who =
+        principal.role === 'enrol' || principal.role === 'agent'
+          ? `${principal.role} tokens`
+          : `${principal.name} (${principal.role})`;
+      throw new ApiError('forbidden', `${who} may not ${key}; allowed: ${roles.join(', ')}`);
+    }
+    await next();
+  };
+}
+
+/**
+ * A route's path and role check from its key, for the router's verb:
+ * `router.post(...at('POST /v1/runs'), validate(…), handler)`. The path comes from the key, so it
+ * is written once; a verb that does not match the key is caught by test/api/route-roles.test.ts
+ * (the route would answer 404/405 where the table expects 403).
+ */
+export function at(key: RouteKey): [string, Middleware<AppState>] {
+  return [key.slice(key.indexOf(' ') + 1), allow(key)];
+}

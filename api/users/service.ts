@@ -1,0 +1,105 @@
+import { ulid } from 'ulid';
+import type { Db } from '../../db';
+import {
+  getUser,
+  insertUser,
+  insertUserToken,
+  listUsers,
+  revokeUserToken,
+  tokensOf,
+  updateUser,
+  type UserRow,
+  type UserTokenRow,
+} from '../../db/users';
+import { newUserToken } from '../auth';
+import type { AdminToken } from '../env';
+import { ApiError, notFound } from '../errors';
+import type { CreateUserBody, CreateUserTokenBody, UpdateUserBody } from './schema';
+
+export interface UsersDeps {
+  db: Db;
+  /** Bootstrap admins: their names are taken (a user of the same name would be two people in one). */
+  admins: AdminToken[];
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+const toUser = (r: UserRow) => ({
+  name: r.name,
+  displayName: r.display_name,
+  role: r.role,
+  createdBy: r.created_by,
+  createdAt: r.created_at.toISOString(),
+  disabledAt: iso(r.disabled_at),
+});
+
+const toToken = (t: UserTokenRow) => ({
+  id: t.id,
+  note: t.note,
+  createdAt: t.created_at.toISOString(),
+  revokedAt: iso(t.revoked_at),
+});
+
+export function usersService({ db, admins }: UsersDeps) {
+  async function row(name: string): Promise<UserRow> {
+    const r = await getUser(db, name);
+    if (!r) throw notFound(`user ${name}`);
+    return r;
+  }
+
+  async function create(body: CreateUserBody, by: string) {
+    if (admins.some((a) => a.name === body.name))
+      throw new ApiError('conflict', `${body.name} is a bootstrap admin (PATCHNANNY_ADMIN_TOKENS)`, 'name');
+    const created = await insertUser(db, {
+      name: body.name,
+      display_name: body.displayName ?? null,
+      role: body.role,
+      created_by: by,
+    });
+    if (!created) throw new ApiError('conflict', `user ${body.name} exists`, 'name');
+    return toUser(created);
+  }
+
+  const list = async () => (await listUsers(db)).map(toUser);
+
+  async function get(name: string) {
+    const r = await row(name);
+    return { ...toUser(r), tokens: (await tokensOf(db, name)).map(toToken) };
+  }
+
+  async function update(name: string, patch: UpdateUserBody) {
+    const current = await row(name);
+    const updated = await updateUser(db, name, {
+      ...(patch.displayName !== undefined ? { display_name: patch.displayName } : {}),
+      ...(patch.role ? { role: patch.role } : {}),
+      ...(patch.disabled !== undefined
+        ? { disabled_at: patch.disabled ? (current.disabled_at ?? new Date()) : null }
+        : {}),
+    });
+    if (!updated) throw notFound(`user ${name}`);
+    return toUser(updated);
+  }
+
+  /** A new token for the user; the secret is in this answer only. */
+  async function createToken(name: string, body: CreateUserTokenBody) {
+    const user = await row(name);
+    if (user.disabled_at) throw new ApiError('conflict', `user ${name} is disabled`);
+    const { token, hash } = newUserToken();
+    const created = await insertUserToken(db, {
+      id: `utk-${ulid().toLowerCase()}`,
+      user_name: name,
+      token_hash: hash,
+      note: body.note ?? '',
+    });
+    return { token, ...toToken(created), user: name };
+  }
+
+  async function revokeToken(name: string, id: string) {
+    const revoked = await revokeUserToken(db, name, id);
+    if (!revoked) throw notFound(`token ${id} of user ${name}`);
+    return toToken(revoked);
+  }
+
+  return { create, list, get, update, createToken, revokeToken };
+}
+export type UsersService = ReturnType<typeof usersService>;
