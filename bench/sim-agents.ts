@@ -67,7 +67,7 @@ function activitiesFor(config: SimConfig, host: SimHost): object {
     };
   }
   const api = new ApiClient(config.apiUrl!, host.token!);
-    // Hash only: the bench measures the workflow path, its fixture script is not signed.
+  // Hash only: the bench measures the workflow path, its fixture script is not signed.
   return createAgentActivities({
     family: 'apt',
     stateDir: config.stateDir!,

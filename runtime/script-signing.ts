@@ -71,7 +71,8 @@ export function parsePublicKeyLine(line: string): TrustedKey {
   if (!m) throw new Error(`not a script signing key (expected <16 hex key id>:<base64url 32-byte key>): ${line}`);
   const raw = Buffer.from(m[2], 'base64url');
   if (raw.length !== 32) throw new Error(`script signing key ${m[1]} is not 32 bytes`);
-  if (keyIdOf(raw) !== m[1]) throw new Error(`script signing key ${m[1]}: the id does not match the key (it is ${keyIdOf(raw)})`);
+  if (keyIdOf(raw) !== m[1])
+    throw new Error(`script signing key ${m[1]}: the id does not match the key (it is ${keyIdOf(raw)})`);
   const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: m[2] }, format: 'jwk' });
   return { keyId: m[1], key };
 }

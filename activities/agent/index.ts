@@ -288,7 +288,8 @@ export function createAgentActivities(config: AgentActivityConfig) {
     try {
       await mkdir(scriptsDir, { recursive: true, mode: 0o700 });
       // The signatures first: a script file never stands without them (readVerified re-checks them).
-      if (signed) await writeFile(`${target}.sig`, JSON.stringify({ signatures } satisfies SignatureFile), { mode: 0o600 });
+      if (signed)
+        await writeFile(`${target}.sig`, JSON.stringify({ signatures } satisfies SignatureFile), { mode: 0o600 });
       const handle = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
       try {
         await handle.writeFile(content);
