@@ -49,8 +49,8 @@ export function scriptsService({ db }: ScriptsDeps) {
    * yum family runs dnf-update.sh) is removed, so it is neither listed nor served. Its detached
    * signatures (`<name>.sig`, written by `npm run sign:scripts`) are loaded with it.
    */
-  async function load(dir: string): Promise<ScriptMeta[]> {
-    const loaded: ScriptMeta[] = [];
+  async function load(dir: string): Promise<(ScriptMeta & { signedBy: string[] })[]> {
+    const loaded: (ScriptMeta & { signedBy: string[] })[] = [];
     for (const file of (await readdir(dir)).sort()) {
       const m = /^([a-z]+)-update\.sh$/.exec(file);
       const family = m ? Family.safeParse(m[1]) : null;
@@ -59,7 +59,13 @@ export function scriptsService({ db }: ScriptsDeps) {
       const sha256 = sha256Hex(content);
       const signatures = await readSignatures(path.join(dir, file));
       await upsertScript(db, { name: file, family: family.data, content, sha256, signatures });
-      loaded.push({ name: file, family: family.data, sha256, updatedAt: new Date().toISOString() });
+      loaded.push({
+        name: file,
+        family: family.data,
+        sha256,
+        updatedAt: new Date().toISOString(),
+        signedBy: (signatures ?? []).map((s) => s.keyId),
+      });
     }
     await deleteScriptsExcept(
       db,
