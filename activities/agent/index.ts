@@ -205,14 +205,16 @@ export function createAgentActivities(config: AgentActivityConfig) {
   const signed = config.trustedScriptKeys.length > 0;
 
   /** Refuse bytes no trusted key signed; `what` names them in the failure. */
-  function requireSignature(content: Buffer, signatures: readonly ScriptSignature[], what: string): void {
+  function requireSignature(
+    content: Buffer,
+    signatures: readonly ScriptSignature[],
+    what: string,
+    outcome = 'not stored, not executed',
+  ): void {
     if (!signed) return;
     const check = checkSignatures(content, signatures, config.trustedScriptKeys);
     if (!check.ok)
-      throw ApplicationFailure.nonRetryable(
-        `${what} is refused: ${check.reason}; not stored, not executed`,
-        SIGNATURE_INVALID,
-      );
+      throw ApplicationFailure.nonRetryable(`${what} is refused: ${check.reason}; ${outcome}`, SIGNATURE_INVALID);
   }
 
   /** The signatures stored next to a verified script (`<sha256>.sig`); none when absent or unreadable. */
@@ -243,7 +245,7 @@ export function createAgentActivities(config: AgentActivityConfig) {
       );
     }
     // The signature is checked again on every read: a stored copy is trusted no more than a download.
-    requireSignature(content, await storedSignatures(sha256), `stored script ${sha256}`);
+    requireSignature(content, await storedSignatures(sha256), `stored script ${sha256}`, 'not executed');
     return content;
   }
 
