@@ -7,7 +7,7 @@ import { createAgentActivities } from '../activities/agent';
 import { agentTaskQueue, DEFAULT_TIMEOUTS, type Agent } from '../contract';
 import { connectWorker } from '../runtime/temporal';
 import { AgentRevokedError, ApiClient } from './api-client';
-import { Identity, identityPath, type AgentEnv } from './config';
+import { Identity, identityPath, trustedScriptKeys, type AgentEnv } from './config';
 import { detectFamily, osInfo, parseOsRelease } from './os-release';
 
 const hasCommand = (cmd: string) =>
@@ -129,6 +129,8 @@ export async function createAgent(
       throw new Error(
         `${name} is a namespace credential; an agent connects to the agent gate with its own token, remove it`,
       );
+  // Before registering: an agent that could not check its scripts' signatures never polls.
+  const trustedKeys = trustedScriptKeys(env, (line) => console.error(`[agent] ${line}`));
   await mkdir(env.PATCHNANNY_AGENT_STATE_DIR, { recursive: true, mode: 0o700 });
   await chmod(env.PATCHNANNY_AGENT_STATE_DIR, 0o700);
   const api = new ApiClient(env.PATCHNANNY_API_URL, '');
@@ -148,6 +150,7 @@ export async function createAgent(
       shell: env.PATCHNANNY_SCRIPT_SHELL,
       scriptEnv: passedToScripts(env.PATCHNANNY_SCRIPT_ENV),
       fetchScript: (name) => api.script(name),
+      trustedScriptKeys: trustedKeys,
       killGraceMs: env.PATCHNANNY_SCRIPT_KILL_GRACE_MS,
       stopping,
     }),

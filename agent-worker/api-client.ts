@@ -1,11 +1,15 @@
 import { z } from 'zod';
 import { Agent, type AgentRegistration } from '../contract';
+import { ScriptSignature } from '../runtime/script-signing';
 
 /** The API's error shape, as far as the agent reads it. */
 const ErrorBody = z.object({ error: z.object({ code: z.string().optional(), message: z.string() }) }).partial();
 const Registered = z.object({ agent: Agent, token: z.string().min(1) });
 const Self = z.object({ agent: Agent });
-const ScriptBody = z.object({ script: z.object({ content: z.string(), sha256: z.string() }) });
+const ScriptBody = z.object({
+  // Signatures are checked by the activity against the agent's trusted keys; none is served as [].
+  script: z.object({ content: z.string(), sha256: z.string(), signatures: z.array(ScriptSignature).default([]) }),
+});
 
 /** An admin revoked this agent: its token is refused for ever. */
 export class AgentRevokedError extends Error {
@@ -83,7 +87,7 @@ export class ApiClient {
     return ApiClient.parse(Self, 'reading own identity', r).agent;
   }
 
-  async script(name: string): Promise<{ content: string; sha256: string }> {
+  async script(name: string): Promise<{ content: string; sha256: string; signatures: ScriptSignature[] }> {
     const r = await this.request('GET', `/v1/scripts/${encodeURIComponent(name)}`);
     if (r.status !== 200) ApiClient.fail(`downloading script ${name} failed`, r);
     return ApiClient.parse(ScriptBody, `downloading script ${name}`, r).script;

@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { Family } from '../contract';
+import { parseTrustedKeys, type TrustedKey } from '../runtime/script-signing';
 import { TemporalEnv } from '../runtime/temporal';
 
 /** Names a script's environment sets itself, or that hold the agent's own configuration and credentials. */
@@ -30,6 +32,20 @@ export const AgentEnv = TemporalEnv.extend({
   PATCHNANNY_AGENT_FAMILY: Family.optional(),
   PATCHNANNY_AGENT_HOSTNAME: z.string().optional(),
   PATCHNANNY_OS_RELEASE: z.string().default('/etc/os-release'),
+  /**
+   * Ed25519 public keys (`<keyId>:<base64url>`, comma-separated) a patch script must be signed by,
+   * besides matching its pinned SHA-256; several at once while a release key is rotated
+   * (docs/script-signing.md). PATCHNANNY_TRUSTED_SCRIPT_KEYS_FILE names a file of such lines
+   * (`#` comments); both may be given and add up. Without any the agent refuses to start.
+   */
+  PATCHNANNY_TRUSTED_SCRIPT_KEYS: z.string().default(''),
+  PATCHNANNY_TRUSTED_SCRIPT_KEYS_FILE: z.string().min(1).optional(),
+  /**
+   * `1`: run scripts checked by their pinned hash only when no key is trusted. Insecure (whoever
+   * controls the control plane's database then runs any script as root on every host): for
+   * development and tests only.
+   */
+  PATCHNANNY_ALLOW_UNSIGNED_SCRIPTS: z.enum(['0', '1']).default('0'),
   /** SIGTERM → SIGKILL grace for a stopped dry-run's process group (its cleanup may need 30 s). */
   PATCHNANNY_SCRIPT_KILL_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
   /**
@@ -75,6 +91,8 @@ export function flagsToEnv(argv: string[]): Record<string, string> {
     '--hostname': 'PATCHNANNY_AGENT_HOSTNAME',
     '--script-shell': 'PATCHNANNY_SCRIPT_SHELL',
     '--script-env': 'PATCHNANNY_SCRIPT_ENV',
+    '--trusted-script-keys': 'PATCHNANNY_TRUSTED_SCRIPT_KEYS',
+    '--trusted-script-keys-file': 'PATCHNANNY_TRUSTED_SCRIPT_KEYS_FILE',
     '--temporal-address': 'TEMPORAL_ADDRESS',
     '--namespace': 'TEMPORAL_NAMESPACE',
   };
@@ -104,6 +122,32 @@ export const ENROLMENT_ENV = ['PATCHNANNY_ENROL_TOKEN', 'PATCHNANNY_ENROL_TOKEN_
  */
 export function forgetEnrolmentEnv(env: NodeJS.ProcessEnv = process.env): void {
   for (const name of ENROLMENT_ENV) delete env[name];
+}
+
+/**
+ * The keys scripts must be signed by, from PATCHNANNY_TRUSTED_SCRIPT_KEYS(_FILE). None is refused
+ * (the agent does not start) unless PATCHNANNY_ALLOW_UNSIGNED_SCRIPTS=1, which is said loudly.
+ */
+export function trustedScriptKeys(env: AgentEnv, log: (line: string) => void): TrustedKey[] {
+  const text = [
+    env.PATCHNANNY_TRUSTED_SCRIPT_KEYS,
+    env.PATCHNANNY_TRUSTED_SCRIPT_KEYS_FILE ? readFileSync(env.PATCHNANNY_TRUSTED_SCRIPT_KEYS_FILE, 'utf8') : '',
+  ].join('\n');
+  const keys = parseTrustedKeys(text);
+  if (keys.length > 0) {
+    log(`scripts must be signed by one of: ${keys.map((k) => k.keyId).join(', ')}`);
+    return keys;
+  }
+  if (env.PATCHNANNY_ALLOW_UNSIGNED_SCRIPTS !== '1')
+    throw new Error(
+      'no trusted script signing key: set PATCHNANNY_TRUSTED_SCRIPT_KEYS (or PATCHNANNY_TRUSTED_SCRIPT_KEYS_FILE) ' +
+        'to the release key(s) scripts are signed with (docs/script-signing.md)',
+    );
+  log(
+    'WARNING: PATCHNANNY_ALLOW_UNSIGNED_SCRIPTS=1 and no trusted script key: scripts are checked by their pinned ' +
+      'hash only, so whoever controls the control plane can run any script as root here. Development only.',
+  );
+  return [];
 }
 
 /** Exit code of an agent an admin revoked: a supervisor should not restart it (distinct from 1, any other failure). */

@@ -20,7 +20,12 @@ async function main(): Promise<void> {
   const db = connect(env.DATABASE_URL);
   await migrate(db);
   const scripts = await scriptsService({ db }).load(env.PATCHNANNY_SCRIPTS_DIR);
-  console.log(`[api] scripts: ${scripts.map((s) => `${s.name} ${s.sha256.slice(0, 12)}`).join(', ') || 'none'}`);
+  const described = scripts.map(
+    (s) =>
+      `${s.name} ${s.sha256.slice(0, 12)} ` +
+      (s.signedBy.length ? `signed by ${s.signedBy.join('+')}` : 'UNSIGNED (agents refuse it: docs/script-signing.md)'),
+  );
+  console.log(`[api] scripts: ${described.join(', ') || 'none'}`);
 
   let server: Server | undefined;
   let temporal: Client | undefined;

@@ -15,6 +15,7 @@ import { forkModule, type Forked } from './ipc';
 import { cpuSeconds, peakRssMb, resetPeak, rssMb, sampleRss } from './proc';
 import { DIST, startGate, type GateProcess } from './stack';
 import { pool, ratio, round, sleep, summarize, waitUntil, type LatencySummary } from './util';
+import { generateSigningKey } from '../runtime/script-signing';
 
 // ---------- shared readings ----------
 
@@ -461,6 +462,8 @@ export async function idleAgent(ctx: BenchContext) {
       PATCHNANNY_AGENT_STATE_DIR: stateDir,
       PATCHNANNY_AGENT_HOSTNAME: `bench-idle-${ctx.tag}`,
       PATCHNANNY_AGENT_FAMILY: 'apt',
+      // An agent starts only with a trusted script key; this one runs no script, any key will do.
+      PATCHNANNY_TRUSTED_SCRIPT_KEYS: generateSigningKey().publicLine,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

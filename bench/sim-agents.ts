@@ -67,7 +67,13 @@ function activitiesFor(config: SimConfig, host: SimHost): object {
     };
   }
   const api = new ApiClient(config.apiUrl!, host.token!);
-  return createAgentActivities({ family: 'apt', stateDir: config.stateDir!, fetchScript: (name) => api.script(name) });
+  // Hash only: the bench measures the workflow path, its fixture script is not signed.
+  return createAgentActivities({
+    family: 'apt',
+    stateDir: config.stateDir!,
+    fetchScript: (name) => api.script(name),
+    trustedScriptKeys: [],
+  });
 }
 
 async function main(): Promise<void> {

@@ -1,4 +1,5 @@
 import type { Family } from '../contract';
+import type { ScriptSignature } from '../runtime/script-signing';
 import type { Db } from './index';
 
 export interface ScriptRow {
@@ -6,19 +7,26 @@ export interface ScriptRow {
   family: Family;
   content: string;
   sha256: string;
+  /** The Ed25519 signatures of `<name>.sig` (runtime/script-signing.ts); null when it had none. */
+  signatures: ScriptSignature[] | null;
   updated_at: Date;
 }
 
-export type ScriptMetaRow = Omit<ScriptRow, 'content'>;
+export type ScriptMetaRow = Omit<ScriptRow, 'content' | 'signatures'>;
 
 const scripts = (db: Db) => db<ScriptRow>('scripts');
 
 /** Insert or replace a script by name, pinning its SHA-256. */
 export async function upsertScript(db: Db, script: Omit<ScriptRow, 'updated_at'>): Promise<void> {
   await scripts(db)
-    .insert({ ...script, updated_at: db.fn.now() })
+    .insert({
+      ...script,
+      // jsonb: an array is passed as JSON text (pg would send a JS array as a Postgres array).
+      signatures: script.signatures ? (JSON.stringify(script.signatures) as unknown as ScriptSignature[]) : null,
+      updated_at: db.fn.now(),
+    })
     .onConflict('name')
-    .merge(['family', 'content', 'sha256', 'updated_at']);
+    .merge(['family', 'content', 'sha256', 'signatures', 'updated_at']);
 }
 
 /** Forget every script not named here (one no longer shipped is no longer served). */

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
-import { chmod, mkdir, mkdtemp, open, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { constants as osc, homedir } from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
@@ -16,6 +16,7 @@ import {
 } from '../../contract';
 import { planHash, sha256Hex } from '../../contract/plan-hash';
 import { HeadTail, lastLine, outputPipes } from './output';
+import { checkSignatures, SignatureFile, type ScriptSignature, type TrustedKey } from '../../runtime/script-signing';
 
 const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'a lowercase hex SHA-256');
 
@@ -79,8 +80,16 @@ export interface AgentActivityConfig {
   family: Family;
   /** Agent state folder; verified scripts live in `<stateDir>/scripts/<sha256>`. */
   stateDir: string;
-  /** Download a script's content from the API (authenticated as this agent). */
-  fetchScript(name: string): Promise<{ content: string; sha256: string }>;
+  /** Download a script's content and signatures from the API (authenticated as this agent). */
+  fetchScript(name: string): Promise<{ content: string; sha256: string; signatures?: ScriptSignature[] }>;
+  /**
+   * Ed25519 keys a script must be signed by (runtime/script-signing.ts), on top of matching the
+   * pinned SHA-256: the hash says the bytes are what the control plane pinned, the signature that
+   * the release key holder wrote them, so a control plane (or database) that was taken over cannot
+   * run its own script. Empty: hash only (the agent refuses to start so unless
+   * PATCHNANNY_ALLOW_UNSIGNED_SCRIPTS=1; the bench's simulated agents).
+   */
+  trustedScriptKeys: readonly TrustedKey[];
   /** Interpreter the script runs under (argv[0]); scripts are bash. */
   shell?: string;
   /**
@@ -117,6 +126,7 @@ const KILL_GRACE_MS = 30_000;
 
 const HASH_MISMATCH = 'script-hash-mismatch';
 const STATE_FULL = 'agent-state-full';
+const SIGNATURE_INVALID = 'script-signature-invalid';
 
 /** Send a signal to a process group; false when the group is gone. Never throws. */
 function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
@@ -192,6 +202,31 @@ export function createAgentActivities(config: AgentActivityConfig) {
     if (!/^[0-9a-f]{64}$/.test(sha256)) throw ApplicationFailure.nonRetryable(`not a sha256: ${sha256}`, HASH_MISMATCH);
     return path.join(scriptsDir, sha256);
   };
+  const signed = config.trustedScriptKeys.length > 0;
+
+  /** Refuse bytes no trusted key signed; `what` names them in the failure. */
+  function requireSignature(
+    content: Buffer,
+    signatures: readonly ScriptSignature[],
+    what: string,
+    outcome = 'not stored, not executed',
+  ): void {
+    if (!signed) return;
+    const check = checkSignatures(content, signatures, config.trustedScriptKeys);
+    if (!check.ok)
+      throw ApplicationFailure.nonRetryable(`${what} is refused: ${check.reason}; ${outcome}`, SIGNATURE_INVALID);
+  }
+
+  /** The signatures stored next to a verified script (`<sha256>.sig`); none when absent or unreadable. */
+  async function storedSignatures(sha256: string): Promise<ScriptSignature[]> {
+    try {
+      const parsed = SignatureFile.safeParse(JSON.parse(await readFile(`${pathFor(sha256)}.sig`, 'utf8')));
+      return parsed.success ? parsed.data.signatures : [];
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof SyntaxError) return [];
+      throw err;
+    }
+  }
 
   /** Read a stored script and prove it still is what its name says; null when absent. */
   async function readVerified(sha256: string): Promise<Buffer | null> {
@@ -209,6 +244,8 @@ export function createAgentActivities(config: AgentActivityConfig) {
         HASH_MISMATCH,
       );
     }
+    // The signature is checked again on every read: a stored copy is trusted no more than a download.
+    requireSignature(content, await storedSignatures(sha256), `stored script ${sha256}`, 'not executed');
     return content;
   }
 
@@ -223,28 +260,41 @@ export function createAgentActivities(config: AgentActivityConfig) {
     try {
       if (await readVerified(input.sha256)) return { sha256: input.sha256, path: target, downloaded: false };
     } catch (err) {
-      // A tampered stored copy is removed and fetched again; the fresh copy must verify.
-      if (!(err instanceof ApplicationFailure && err.type === HASH_MISMATCH)) throw err;
-      replacedTampered = sha256Hex(await readFile(target));
-      log(`stored script ${input.sha256} had been changed (now ${replacedTampered}); removed, fetching it again`);
+      // A tampered stored copy (or one whose signature no longer verifies: a key was rotated
+      // out, the .sig was changed or lost) is removed and fetched again; the fresh copy must verify.
+      if (!(err instanceof ApplicationFailure && (err.type === HASH_MISMATCH || err.type === SIGNATURE_INVALID)))
+        throw err;
+      if (err.type === HASH_MISMATCH) {
+        replacedTampered = sha256Hex(await readFile(target));
+        log(`stored script ${input.sha256} had been changed (now ${replacedTampered}); removed, fetching it again`);
+      } else log(`stored script ${input.sha256}: ${err.message}; removed, fetching it again`);
       await rm(target, { force: true });
+      await rm(`${target}.sig`, { force: true });
     }
     const fetched = await config.fetchScript(input.scriptName);
-    const actual = sha256Hex(fetched.content);
+    const content = Buffer.from(fetched.content, 'utf8');
+    const actual = sha256Hex(content);
     if (actual !== input.sha256) {
       throw ApplicationFailure.nonRetryable(
         `script ${input.scriptName} downloaded with sha256 ${actual}, pinned ${input.sha256}; not stored, not executed`,
         HASH_MISMATCH,
       );
     }
+    // Both: a control plane that replaced a script and its pinned hash together passes the hash
+    // check above, never this one (it holds no signing key).
+    const signatures = fetched.signatures ?? [];
+    requireSignature(content, signatures, `script ${input.scriptName} (sha256 ${actual})`);
     // Written under a unique temporary name and renamed only once complete, so a half-written
     // file (a full disk, a crash) never carries the script's name and is never executed.
     const tmp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     try {
       await mkdir(scriptsDir, { recursive: true, mode: 0o700 });
+      // The signatures first: a script file never stands without them (readVerified re-checks them).
+      if (signed)
+        await writeFile(`${target}.sig`, JSON.stringify({ signatures } satisfies SignatureFile), { mode: 0o600 });
       const handle = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
       try {
-        await handle.writeFile(fetched.content);
+        await handle.writeFile(content);
         await handle.sync();
       } finally {
         await handle.close();

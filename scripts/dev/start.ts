@@ -15,6 +15,7 @@ import path from 'node:path';
 import { parseAdminTokens } from '../../api/env';
 import { EXIT_REVOKED, Identity, identityPath } from '../../agent-worker/config';
 import { EnrolmentToken } from '../../contract';
+import { ensureSigningKey, signScriptsDir } from '../../runtime/script-signing';
 import { waitForHealth } from './processes';
 import { embeddedPostgres } from './embedded-postgres';
 import { Supervisor } from './supervise';
@@ -67,6 +68,31 @@ async function localEnrolment(apiUrl: string, adminToken: string, stateDir: stri
   writeFileSync(file, body.token + '\n', { mode: 0o600 });
   console.log(`agent | enrolling with single-use pre-accepted enrolment token ${id}`);
   return { PATCHNANNY_ENROL_TOKEN_FILE: file };
+}
+
+/**
+ * Scripts for this machine's control plane, and the key(s) its agent trusts. With
+ * PATCHNANNY_TRUSTED_SCRIPT_KEYS(_FILE) set, the scripts folder is served as it is (signed by the
+ * release key, offline) and the agent trusts those keys. Otherwise a development key is made in
+ * the data folder (0600) and a copy of the scripts is signed with it into .data/signed-scripts:
+ * the repository's scripts are never signed in place, and this key is no release key.
+ */
+function scriptSigning(): { scriptsDir: string; agentEnv: Record<string, string | undefined> } {
+  const source = path.resolve(process.env.PATCHNANNY_SCRIPTS_DIR ?? path.join(REPO_ROOT, 'scripts/patch'));
+  if (process.env.PATCHNANNY_TRUSTED_SCRIPT_KEYS || process.env.PATCHNANNY_TRUSTED_SCRIPT_KEYS_FILE) {
+    console.log(`scripts| serving ${source} as signed; the agent trusts the configured key(s)`);
+    return { scriptsDir: source, agentEnv: {} };
+  }
+  const keyFile = path.join(DATA, 'script-signing-key');
+  const publicLine = ensureSigningKey(keyFile);
+  const out = path.join(DATA, 'signed-scripts');
+  rmSync(out, { recursive: true, force: true }); // signed afresh each start: no stale script survives
+  const signed = signScriptsDir(source, [readFileSync(keyFile, 'utf8')], out);
+  console.log(
+    `scripts| ${signed.length} scripts of ${source} signed with the development key ${publicLine.slice(0, 16)} ` +
+      `(${keyFile}; not for production, see docs/script-signing.md)`,
+  );
+  return { scriptsDir: out, agentEnv: { PATCHNANNY_TRUSTED_SCRIPT_KEYS: publicLine } };
 }
 
 function child(name: string, script: string, env: NodeJS.ProcessEnv): ChildProcess {
@@ -141,6 +167,7 @@ async function main(): Promise<void> {
     console.log(`db     | embedded PGlite in ${path.join(DATA, 'pglite')} on ${embedded.url}`);
   }
 
+  const signing = scriptSigning();
   const port = process.env.PORT ?? '8080';
   const apiUrl = `http://127.0.0.1:${port}`;
   const admins = process.env.PATCHNANNY_ADMIN_TOKENS ?? `admin:${adminToken}`;
@@ -150,6 +177,7 @@ async function main(): Promise<void> {
       TEMPORAL_ADDRESS: temporalAddress,
       PORT: port,
       PATCHNANNY_ADMIN_TOKENS: admins,
+      PATCHNANNY_SCRIPTS_DIR: signing.scriptsDir,
     }),
   );
   await waitForHealth(apiUrl, api);
@@ -185,6 +213,7 @@ async function main(): Promise<void> {
           PATCHNANNY_AGENT_STATE_DIR: stateDir,
           // No static enrolment token any more: one of its own, only when it has no identity yet.
           PATCHNANNY_ENROL_TOKEN: undefined,
+          ...signing.agentEnv,
           ...(await localEnrolment(apiUrl, enrollingAdmin, stateDir)),
         }),
       { [EXIT_REVOKED]: 'an admin revoked it; remove its state folder to enrol it anew' },

@@ -25,6 +25,8 @@ function setup(served = FIXTURE, extra: Partial<AgentActivityConfig> = {}) {
     fetchScript: () => Promise.resolve({ content: served, sha256: sha256Hex(served) }),
     scriptEnv: { PN_FIXTURE_DIR: fixtureDir },
     log: () => undefined,
+    // Hash and execution only here; signatures: test/agent/script-signatures.test.ts.
+    trustedScriptKeys: [],
     ...extra,
   });
   return { stateDir, fixtureDir, activities, env: new MockActivityEnvironment() };

@@ -93,7 +93,7 @@ export class ProcessStack extends Stack {
         PORT: String(this.port),
         HOST: '127.0.0.1',
         PATCHNANNY_ADMIN_TOKENS: `alice:${ADMIN_TOKEN}`,
-        PATCHNANNY_SCRIPTS_DIR: scriptsDir,
+        PATCHNANNY_SCRIPTS_DIR: this.signedCopy(scriptsDir), // signed with the stack's key, as a release is
         PATCHNANNY_CONTROL_QUEUE: this.controlQueue,
         PATCHNANNY_APPROVAL_TIMEOUT_MS: String(d.approvalMs),
         PATCHNANNY_AGENT_PICKUP_TIMEOUT_MS: String(d.agentPickupMs),

@@ -20,6 +20,7 @@ import { connectClient, TemporalEnv, workflowSource } from '../../runtime/tempor
 import { GateEnv } from '../../gate/config';
 import { startGate, type Gate } from '../../gate/proxy';
 import { stopChild } from '../../scripts/dev/processes';
+import { generateSigningKey, signScriptsDir } from '../../runtime/script-signing';
 import { createTestDatabase, type TestDatabase } from './db';
 import { waitFor } from './wait';
 
@@ -66,6 +67,8 @@ export class Stack {
   protected cleanups: (() => Promise<void>)[] = [];
   /** Every agent's state and fixture folder lives here; removed by stop(). */
   protected readonly tmp = mkdtempSync(path.join(os.tmpdir(), 'pn-stack-'));
+  /** This stack's script signing key: the scripts it serves are a copy signed with it, its agents trust it. */
+  readonly scriptKey = generateSigningKey();
   database!: TestDatabase;
   temporal!: Client;
   /** The agent gate every agent of this stack connects through (in this process; its lines in gateLog). */
@@ -92,7 +95,7 @@ export class Stack {
   async start(scriptsDir = FIXTURE_SCRIPTS): Promise<this> {
     this.database = await createTestDatabase();
     await this.startGate();
-    await scriptsService({ db: this.database.db }).load(scriptsDir);
+    await scriptsService({ db: this.database.db }).load(this.signedCopy(scriptsDir));
     this.temporal = await connectClient(this.temporalEnv);
     const app = createApp({
       db: this.database.db,
@@ -122,6 +125,13 @@ export class Stack {
       console.error(this.workerCrash);
     });
     return this;
+  }
+
+  /** A copy of a scripts folder signed with this stack's key (as a release is signed). */
+  signedCopy(scriptsDir: string): string {
+    const out = this.tmpDir();
+    signScriptsDir(scriptsDir, [this.scriptKey.privatePem], out);
+    return out;
   }
 
   /** A fresh folder under this stack's temporary folder (removed by stop()). */
@@ -194,6 +204,7 @@ export class Stack {
         PN_FIXTURE_DIR: fixtureDir,
         // Scripts get a minimal environment: the fixture state (and a chroot shell's root) is passed on by name.
         PATCHNANNY_SCRIPT_ENV: 'PN_FIXTURE_DIR,PN_CHROOT',
+        PATCHNANNY_TRUSTED_SCRIPT_KEYS: this.scriptKey.publicLine,
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
