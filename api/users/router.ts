@@ -23,7 +23,7 @@ export function usersRouter(users: UsersService): Router<AppState> {
 
   router.patch(...at('PATCH /v1/users/:name'), validate({ params: UserParams, body: UpdateUserBody }), async (ctx) => {
     const { params, body } = ctx.state.valid;
-    ctx.body = { user: await users.update(params.name, body) };
+    ctx.body = { user: await users.update(params.name, body, ctx.state.principal.name) };
   });
 
   router.post(
@@ -32,13 +32,13 @@ export function usersRouter(users: UsersService): Router<AppState> {
     async (ctx) => {
       const { params, body } = ctx.state.valid;
       ctx.status = 201;
-      ctx.body = await users.createToken(params.name, body);
+      ctx.body = await users.createToken(params.name, body, ctx.state.principal.name);
     },
   );
 
   router.delete(...at('DELETE /v1/users/:name/tokens/:id'), validate({ params: UserTokenParams }), async (ctx) => {
     const { name, id } = ctx.state.valid.params;
-    ctx.body = { token: await users.revokeToken(name, id) };
+    ctx.body = { token: await users.revokeToken(name, id, ctx.state.principal.name) };
   });
 
   return router;

@@ -13,6 +13,7 @@ import {
 } from '../../db/users';
 import { newUserToken } from '../auth';
 import type { AdminToken } from '../env';
+import { appendAudit } from '../../db/audit';
 import { ApiError, notFound } from '../errors';
 import type { CreateUserBody, CreateUserTokenBody, UpdateUserBody } from './schema';
 
@@ -50,11 +51,16 @@ export function usersService({ db, admins }: UsersDeps) {
   async function create(body: CreateUserBody, by: string) {
     if (admins.some((a) => a.name === body.name))
       throw new ApiError('conflict', `${body.name} is a bootstrap admin (PATCHNANNY_ADMIN_TOKENS)`, 'name');
-    const created = await insertUser(db, {
-      name: body.name,
-      display_name: body.displayName ?? null,
-      role: body.role,
-      created_by: by,
+    const created = await db.transaction(async (trx) => {
+      const user = await insertUser(trx, {
+        name: body.name,
+        display_name: body.displayName ?? null,
+        role: body.role,
+        created_by: by,
+      });
+      if (user)
+        await appendAudit(trx, { actor: by, kind: 'user.created', subject: user.name, detail: { role: user.role } });
+      return user;
     });
     if (!created) throw new ApiError('conflict', `user ${body.name} exists`, 'name');
     return toUser(created);
@@ -67,7 +73,7 @@ export function usersService({ db, admins }: UsersDeps) {
     return { ...toUser(r), tokens: (await tokensOf(db, name)).map(toToken) };
   }
 
-  async function update(name: string, patch: UpdateUserBody) {
+  async function update(name: string, patch: UpdateUserBody, by: string) {
     const current = await row(name);
     const updated = await updateUser(db, name, {
       ...(patch.displayName !== undefined ? { display_name: patch.displayName } : {}),
@@ -77,26 +83,33 @@ export function usersService({ db, admins }: UsersDeps) {
         : {}),
     });
     if (!updated) throw notFound(`user ${name}`);
+    await appendAudit(db, { actor: by, kind: 'user.updated', subject: name, detail: { ...patch } });
     return toUser(updated);
   }
 
   /** A new token for the user; the secret is in this answer only. */
-  async function createToken(name: string, body: CreateUserTokenBody) {
+  async function createToken(name: string, body: CreateUserTokenBody, by: string) {
     const user = await row(name);
     if (user.disabled_at) throw new ApiError('conflict', `user ${name} is disabled`);
     const { token, hash } = newUserToken();
-    const created = await insertUserToken(db, {
-      id: `utk-${ulid().toLowerCase()}`,
-      user_name: name,
-      token_hash: hash,
-      note: body.note ?? '',
+    const created = await db.transaction(async (trx) => {
+      const t = await insertUserToken(trx, {
+        id: `utk-${ulid().toLowerCase()}`,
+        user_name: name,
+        token_hash: hash,
+        note: body.note ?? '',
+      });
+      // The token's id, never its secret.
+      await appendAudit(trx, { actor: by, kind: 'user-token.created', subject: t.id, detail: { user: name } });
+      return t;
     });
     return { token, ...toToken(created), user: name };
   }
 
-  async function revokeToken(name: string, id: string) {
+  async function revokeToken(name: string, id: string, by: string) {
     const revoked = await revokeUserToken(db, name, id);
     if (!revoked) throw notFound(`token ${id} of user ${name}`);
+    await appendAudit(db, { actor: by, kind: 'user-token.revoked', subject: id, detail: { user: name } });
     return toToken(revoked);
   }
 

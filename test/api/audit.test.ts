@@ -82,6 +82,24 @@ describe('audit trail', () => {
     assert.equal(tail[0].detail.exception.package, 'openssl');
   });
 
+  it('records people: a user created, given a token, changed, and the token revoked — never the secret', async () => {
+    assert.equal((await stack.http('POST', '/v1/users', { body: { name: 'audited', role: 'viewer' } })).status, 201);
+    const t = await stack.http('POST', '/v1/users/audited/tokens', { body: { note: 'laptop' } });
+    assert.equal(t.status, 201, JSON.stringify(t.body));
+    assert.equal((await stack.http('PATCH', '/v1/users/audited', { body: { role: 'approver' } })).status, 200);
+    assert.equal((await stack.http('DELETE', `/v1/users/audited/tokens/${t.body.id}`)).status, 200);
+    const { entries } = await audit('?limit=1000');
+    const tail = entries.slice(-4);
+    assert.deepEqual(summary(tail), [
+      ['alice', 'user.created', 'audited'],
+      ['alice', 'user-token.created', t.body.id],
+      ['alice', 'user.updated', 'audited'],
+      ['alice', 'user-token.revoked', t.body.id],
+    ]);
+    assert.equal(tail[2].detail.role, 'approver');
+    assert.ok(!JSON.stringify(entries).includes(t.body.token), 'the token itself is never in the trail');
+  });
+
   it('GET /v1/audit pages oldest first, each row carrying what re-verifies it', async () => {
     const all = (await audit('?limit=1000')).entries;
     const paged: any[] = [];
