@@ -12,6 +12,8 @@ import { enrolmentTokensService } from './enrolment-tokens/service';
 import { errorMiddleware } from './errors';
 import { exceptionsRouter } from './exceptions/router';
 import { exceptionsService } from './exceptions/service';
+import { keysRouter } from './keys/router';
+import { keysService } from './keys/service';
 import { runsRouter } from './runs/router';
 import { runsService } from './runs/service';
 import { scriptsRouter } from './scripts/router';
@@ -60,6 +62,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     scriptsRouter(scriptsService(deps)),
     runsRouter(runsService(deps)),
     windowsRouter(windowsService(deps)),
+    keysRouter(keysService(deps)),
   ];
   for (const router of routers) {
     app.use(router.routes()).use(router.allowedMethods());

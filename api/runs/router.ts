@@ -23,7 +23,7 @@ export function runsRouter(runs: RunsService): Router<AppState> {
 
   router.post('/:id/approve', validate({ params: RunParams, body: ApproveBody }), async (ctx) => {
     const { params, body } = ctx.state.valid;
-    ctx.body = { status: await runs.approve(params.id, body.planHash, ctx.state.principal.name) };
+    ctx.body = { status: await runs.approve(params.id, body, ctx.state.principal.name) };
   });
 
   router.post('/:id/reject', validate({ params: RunParams, body: RejectBody }), async (ctx) => {
