@@ -84,7 +84,12 @@ async function main(argv: string[]): Promise<void> {
     const secret = ed25519.utils.randomSecretKey();
     const publicKey = toBase64Url(ed25519.getPublicKey(secret));
     const keyId = approverKeyId(publicKey);
-    const file: KeyFile = { keyId, publicKey, privateKey: toBase64Url(secret), ...(values.by ? { by: values.by } : {}) };
+    const file: KeyFile = {
+      keyId,
+      publicKey,
+      privateKey: toBase64Url(secret),
+      ...(values.by ? { by: values.by } : {}),
+    };
     try {
       writeFileSync(values.out, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
     } catch (err) {
@@ -125,7 +130,8 @@ async function main(argv: string[]): Promise<void> {
     return json!;
   };
   const { run } = await call('GET', `/v1/runs/${encodeURIComponent(runId)}`);
-  if (run.phase !== 'awaiting-approval' || !run.planHash) fail(`run ${runId} is ${run.outcome ?? run.phase}, not awaiting approval`);
+  if (run.phase !== 'awaiting-approval' || !run.planHash)
+    fail(`run ${runId} is ${run.outcome ?? run.phase}, not awaiting approval`);
   process.stdout.write(`run ${runId} on ${run.agentId}: plan ${run.planHash}\n`);
   for (const p of run.plan ?? []) process.stdout.write(`  ${p.name} ${p.current ?? ''} -> ${p.candidate ?? ''}\n`);
   if (!values.yes) {

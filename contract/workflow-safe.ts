@@ -145,7 +145,10 @@ export function checkApprove(raw: unknown): Checked<ApproveDecision> {
   if (typeof r.keyId !== 'string' || !KEY_ID_PATTERN.test(r.keyId))
     return { ok: false, problem: 'keyId: the approver key id (key_…) is required (unsigned approvals are refused)' };
   if (typeof r.signature !== 'string' || !SIGNATURE_PATTERN.test(r.signature))
-    return { ok: false, problem: 'signature: a base64url Ed25519 signature is required (unsigned approvals are refused)' };
+    return {
+      ok: false,
+      problem: 'signature: a base64url Ed25519 signature is required (unsigned approvals are refused)',
+    };
   return {
     ok: true,
     value: { runId, planHash: r.planHash, by, at: r.at, keyId: r.keyId, signature: r.signature },
