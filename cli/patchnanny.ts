@@ -11,6 +11,7 @@ import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
 import { ed25519 } from '@noble/curves/ed25519.js';
+import { z } from 'zod';
 import { fromBase64Url, signApproval, toBase64Url, type SignedApproval } from '../contract/approval';
 import { approverKeyId } from '../contract/approval-key-id';
 import { PLAN_HASH_PATTERN } from '../contract/workflow-safe';
@@ -27,6 +28,25 @@ const HELP: Record<string, string> = {
   Fetch the run, show its plan, ask, then sign the plan as the token's principal and approve it.
   --by <name> names the principal when it is not the key's registered owner (default: the key file's "by").`,
 };
+
+/** What the CLI reads of the API's answers (zod at the boundary). */
+const ErrorBody = z.object({ error: z.object({ message: z.string() }) });
+const RunAnswer = z.object({
+  run: z.object({
+    phase: z.string(),
+    outcome: z.string().nullable(),
+    agentId: z.string(),
+    planHash: z.string().nullable(),
+    plan: z.array(
+      z.object({
+        name: z.string(),
+        current: z.string().nullable().optional(),
+        candidate: z.string().nullable().optional(),
+      }),
+    ),
+  }),
+});
+const ApproveAnswer = z.object({ status: z.object({ approvedBy: z.string().nullable() }) });
 
 interface KeyFile {
   keyId: string;
@@ -119,21 +139,23 @@ async function main(argv: string[]): Promise<void> {
   const k = readKey(values.key);
   const by = values.by ?? k.by;
   if (!by) fail('--by: the name you approve as is required (the key file names none)');
-  const call = async (method: string, path: string, body?: unknown) => {
+  const call = async <T>(method: string, path: string, schema: z.ZodType<T>, body?: unknown): Promise<T> => {
     const res = await fetch(new URL(path, apiUrl), {
       method,
       headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
       body: body ? JSON.stringify(body) : undefined,
     });
-    const json = (await res.json().catch(() => null)) as Record<string, any> | null;
-    if (!res.ok) fail(`${method} ${path}: ${res.status} ${json?.error?.message ?? ''}`);
-    return json!;
+    const json: unknown = await res.json().catch(() => null);
+    if (!res.ok) fail(`${method} ${path}: ${res.status} ${ErrorBody.safeParse(json).data?.error.message ?? ''}`);
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) fail(`${method} ${path}: unexpected answer: ${parsed.error.message}`);
+    return parsed.data;
   };
-  const { run } = await call('GET', `/v1/runs/${encodeURIComponent(runId)}`);
+  const { run } = await call('GET', `/v1/runs/${encodeURIComponent(runId)}`, RunAnswer);
   if (run.phase !== 'awaiting-approval' || !run.planHash)
     fail(`run ${runId} is ${run.outcome ?? run.phase}, not awaiting approval`);
   process.stdout.write(`run ${runId} on ${run.agentId}: plan ${run.planHash}\n`);
-  for (const p of run.plan ?? []) process.stdout.write(`  ${p.name} ${p.current ?? ''} -> ${p.candidate ?? ''}\n`);
+  for (const p of run.plan) process.stdout.write(`  ${p.name} ${p.current ?? ''} -> ${p.candidate ?? ''}\n`);
   if (!values.yes) {
     const rl = createInterface({ input: process.stdin, output: process.stdout });
     const answer = await rl.question(`approve this plan as ${by}? [y/N] `);
@@ -146,7 +168,7 @@ async function main(argv: string[]): Promise<void> {
     k.secret,
   );
   const { planHash, at, keyId, signature } = signed;
-  const { status } = await call('POST', `/v1/runs/${encodeURIComponent(runId)}/approve`, {
+  const { status } = await call('POST', `/v1/runs/${encodeURIComponent(runId)}/approve`, ApproveAnswer, {
     planHash,
     at,
     keyId,

@@ -77,13 +77,14 @@ export function approvalProblem(a: SignedApproval, ctx: VerifyContext): string |
   const key = ctx.keys.find((k) => k.keyId === a.keyId);
   if (!key) return `unknown approver key ${a.keyId} (not registered, or revoked, when the run started)`;
   if (key.owner !== a.by) return `key ${a.keyId} belongs to ${key.owner}, not ${a.by}`;
-  let valid = false;
+  const invalid = `invalid signature by key ${a.keyId}`;
   try {
-    valid = ed25519.verify(fromBase64Url(a.signature), approvalStatement(a), fromBase64Url(key.publicKey));
+    return ed25519.verify(fromBase64Url(a.signature), approvalStatement(a), fromBase64Url(key.publicKey))
+      ? null
+      : invalid;
   } catch {
-    valid = false;
+    return invalid; // not decodable as a signature at all
   }
-  return valid ? null : `invalid signature by key ${a.keyId}`;
 }
 
 export const BASE64URL_PATTERN = /^[A-Za-z0-9_-]*$/;

@@ -106,7 +106,18 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
         kind,
         by,
         reason,
-        approval: decision.kind === 'approve' ? decision : null,
+        // The signed statement exactly as signed (without the workflow's `kind`).
+        approval:
+          decision.kind === 'approve'
+            ? {
+                runId: decision.runId,
+                planHash: decision.planHash,
+                by,
+                at: decision.at,
+                keyId: decision.keyId,
+                signature: decision.signature,
+              }
+            : null,
         planHash: status.planHash,
         phase: kind === 'reject' ? 'done' : 'applying',
       });
