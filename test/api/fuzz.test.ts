@@ -25,6 +25,7 @@ import {
 } from '../../api/exceptions/schema';
 import { ApproveBody, ListRunsQuery, RejectBody, RunParams, StartRunBody } from '../../api/runs/schema';
 import { ScriptParams } from '../../api/scripts/schema';
+import { CreateKeyBody, KeyParams } from '../../api/keys/schema';
 import { CreateEnrolmentTokenBody, EnrolmentTokenParams } from '../../api/enrolment-tokens/schema';
 import { CreateWindowBody, PauseBody, UpdateWindowBody, WindowParams } from '../../api/windows/schema';
 import { ApiErrorCode } from '../../contract';
@@ -77,6 +78,9 @@ const ROUTES: Route[] = [
   { method: 'POST', path: '/v1/windows/:id/pause', params: WindowParams, body: PauseBody },
   { method: 'POST', path: '/v1/windows/:id/resume', params: WindowParams, body: PauseBody },
   { method: 'POST', path: '/v1/windows/:id/trigger', params: WindowParams },
+  { method: 'POST', path: '/v1/keys', body: CreateKeyBody },
+  { method: 'GET', path: '/v1/keys' },
+  { method: 'DELETE', path: '/v1/keys/:id', params: KeyParams },
 ];
 
 // ---- arbitraries from JSON Schema (the zod schemas' input side) ----

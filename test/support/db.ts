@@ -24,4 +24,5 @@ export const TABLES = [
   'package_exceptions',
   'maintenance_windows',
   'enrolment_tokens',
+  'approver_keys',
 ];
