@@ -66,7 +66,9 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     }),
   );
   if (!claim.claimed) return untrusted(claim.reason);
-  approverKeys = claim.approverKeys;
+  // A run claimed by a worker from before signed approvals pinned no keys (its recorded claim has
+  // none): it can be rejected or cancelled, never approved.
+  approverKeys = claim.approverKeys ?? [];
 
   try {
     setPhase(status, 'planning');
