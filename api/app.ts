@@ -13,6 +13,8 @@ import { enrolmentTokensService } from './enrolment-tokens/service';
 import { errorMiddleware } from './errors';
 import { exceptionsRouter } from './exceptions/router';
 import { exceptionsService } from './exceptions/service';
+import { keysRouter } from './keys/router';
+import { keysService } from './keys/service';
 import { runsRouter } from './runs/router';
 import { runsService } from './runs/service';
 import { scriptsRouter } from './scripts/router';
@@ -65,6 +67,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     windowsRouter(windowsService(deps)),
     auditRouter(deps.db),
     usersRouter(usersService(deps)),
+    keysRouter(keysService(deps)),
   ];
   for (const router of routers) {
     app.use(router.routes()).use(router.allowedMethods());

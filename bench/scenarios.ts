@@ -9,6 +9,8 @@ import type { Knex } from 'knex';
 import { bareApprove } from './bare-workflow';
 import * as grpc from '@grpc/grpc-js';
 import { temporal } from '@temporalio/proto';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { signApproval, toBase64Url } from '../contract/approval';
 import { agentTaskQueue } from '../contract/run-id';
 import { agentHost, killAll, type BenchContext, type SimOpts } from './context';
 import { forkModule, type Forked } from './ipc';
@@ -282,6 +284,12 @@ export async function approvals(ctx: BenchContext, sims: Forked[]) {
   const m = sizes.approvals;
   const agents = ctx.fleet.slice(0, m);
 
+  // Approvals are signed (issue 10): the bench admin's key is registered before the runs start (they pin it).
+  const secret = ed25519.utils.randomSecretKey();
+  const key = await ctx.http('POST', '/v1/keys', { publicKey: toBase64Url(ed25519.getPublicKey(secret)) });
+  if (key.status !== 201) throw new Error(`approver key not registered: ${key.status} ${JSON.stringify(key.body)}`);
+  const keyId = key.body.key.id as string;
+
   ctx.log(`3. approval: ${m} patchnanny runs waiting for approval`);
   const started = await pool(agents, sizes.startConcurrency, async (a) => {
     const r = await startRun(ctx, a.id, 'required');
@@ -314,8 +322,19 @@ export async function approvals(ctx: BenchContext, sims: Forked[]) {
   let refused = 0;
   const t0 = Date.now();
   await pool(waiting, sizes.startConcurrency, async (id) => {
+    // Signed before the clock starts, as the CLI signs before it sends: the request is what is measured.
+    const signed = signApproval(
+      { runId: id, planHash: planHash.get(id)!, by: 'bench', at: new Date().toISOString() },
+      keyId,
+      secret,
+    );
     const t = performance.now();
-    const r = await ctx.http('POST', `/v1/runs/${id}/approve`, { planHash: planHash.get(id) });
+    const r = await ctx.http('POST', `/v1/runs/${id}/approve`, {
+      planHash: signed.planHash,
+      at: signed.at,
+      keyId,
+      signature: signed.signature,
+    });
     approveMs.push(performance.now() - t);
     if (r.status !== 200) refused++;
   });

@@ -11,13 +11,18 @@ import {
   MULTI_LINE_TEXT,
   PLAN_HASH_PATTERN,
   SINGLE_LINE_TEXT,
+  ISO_TIME_PATTERN,
+  KEY_ID_PATTERN,
+  SIGNATURE_PATTERN,
   type ApprovalPolicy as Policy,
   type ApproveDecision as Approve,
   type RejectDecision as Reject,
   type RunMode as Mode,
 } from './workflow-safe';
 
+import { RUN_ID_PATTERN } from './run-id';
 export { agentTaskQueue, newRunId, parseRunId, RUN_ID_PATTERN, windowScheduleId } from './run-id';
+export type { PinnedKey, SignedApproval } from './approval';
 import type { RunTimeouts } from './workflow-safe';
 export {
   DEFAULT_TIMEOUTS,
@@ -245,8 +250,12 @@ export function freeText(max: number, opts: { multiLine?: boolean } = {}) {
 }
 
 export const ApproveDecision = z.object({
-  by: freeText(LIMITS.by).min(1),
+  runId: z.string().max(200).regex(RUN_ID_PATTERN, 'a run id'),
   planHash: z.string().regex(PLAN_HASH_PATTERN, 'a 64-hex plan hash'),
+  by: freeText(LIMITS.by).min(1),
+  at: z.string().regex(ISO_TIME_PATTERN, 'an ISO time like 2026-11-30T14:00:00.000Z'),
+  keyId: z.string().regex(KEY_ID_PATTERN, 'an approver key id (key_…)'),
+  signature: z.string().regex(SIGNATURE_PATTERN, 'a base64url Ed25519 signature (86 characters)'),
 }) satisfies z.ZodType<Approve>;
 export type ApproveDecision = Approve;
 

@@ -6,6 +6,8 @@
  * rules. This module imports nothing from ./index.
  */
 
+import type { SignedApproval } from './approval';
+
 /** A run plans only (`dry-run`) or plans, is reviewed and applies (`apply`). */
 export const MODES = ['dry-run', 'apply'] as const;
 export type RunMode = (typeof MODES)[number];
@@ -15,6 +17,12 @@ export const APPROVAL_POLICIES = ['required', 'auto'] as const;
 export type ApprovalPolicy = (typeof APPROVAL_POLICIES)[number];
 
 export const PLAN_HASH_PATTERN = /^[0-9a-f]{64}$/;
+/** An approver key id: `key_` and the key's fingerprint (contract/approval-key-id.ts). */
+export const KEY_ID_PATTERN = /^key_[A-Za-z0-9_-]{1,64}$/;
+/** An Ed25519 signature (64 bytes) in base64url without padding. */
+export const SIGNATURE_PATTERN = /^[A-Za-z0-9_-]{86}$/;
+/** `2026-11-30T14:00:00.000Z` (as Date#toISOString writes it; seconds fraction optional). */
+export const ISO_TIME_PATTERN = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/;
 export const LIMITS = { by: 200, reason: 2000 } as const;
 
 /** Refused signals kept on a run, and the characters of each one's payload preview. */
@@ -102,10 +110,11 @@ export interface PatchRunInput {
   window?: RunWindow;
 }
 
-export interface ApproveDecision {
-  by: string;
-  planHash: string;
-}
+/**
+ * An approval is a signed statement (contract/approval.ts): unsigned approvals are refused. A
+ * rejection is not signed: it can only stop a run, never change a host.
+ */
+export type ApproveDecision = SignedApproval;
 
 export interface RejectDecision {
   by: string;
@@ -129,7 +138,21 @@ export function checkApprove(raw: unknown): Checked<ApproveDecision> {
   if (by === null) return { ok: false, problem: BY_PROBLEM };
   if (typeof r.planHash !== 'string' || !PLAN_HASH_PATTERN.test(r.planHash))
     return { ok: false, problem: 'planHash: a 64-hex plan hash is required' };
-  return { ok: true, value: { by, planHash: r.planHash } };
+  const runId = text(r, 'runId', 200, SINGLE_LINE_TEXT);
+  if (runId === null) return { ok: false, problem: 'runId: the run id the approval was signed for is required' };
+  if (typeof r.at !== 'string' || !ISO_TIME_PATTERN.test(r.at) || Number.isNaN(Date.parse(r.at)))
+    return { ok: false, problem: 'at: the ISO time the approval was signed is required' };
+  if (typeof r.keyId !== 'string' || !KEY_ID_PATTERN.test(r.keyId))
+    return { ok: false, problem: 'keyId: the approver key id (key_…) is required (unsigned approvals are refused)' };
+  if (typeof r.signature !== 'string' || !SIGNATURE_PATTERN.test(r.signature))
+    return {
+      ok: false,
+      problem: 'signature: a base64url Ed25519 signature is required (unsigned approvals are refused)',
+    };
+  return {
+    ok: true,
+    value: { runId, planHash: r.planHash, by, at: r.at, keyId: r.keyId, signature: r.signature },
+  };
 }
 
 export function checkReject(raw: unknown): Checked<RejectDecision> {

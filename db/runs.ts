@@ -13,6 +13,7 @@ import type {
   ScriptExecution,
 } from '../contract';
 import { appendAudit } from './audit';
+import type { SignedApproval } from '../contract/approval';
 import { jsonb, pgRow, type Db } from './index';
 
 export interface RunRow {
@@ -30,6 +31,8 @@ export interface RunRow {
   plan_hash: string | null;
   approved_by: string | null;
   approved_at: Date | null;
+  /** The SignedApproval the run was approved with (issue 10). */
+  approval_signature: SignedApproval | null;
   rejected_by: string | null;
   reject_reason: string | null;
   exit_code: number | null;
@@ -117,6 +120,8 @@ export interface RecordDecisionInput {
   kind: 'approve' | 'reject';
   by: string;
   reason: string | null;
+  /** The signed statement an approval was made with (issue 10); null for a rejection. */
+  approval?: SignedApproval | null;
   planHash: string | null;
   phase: RunPhase;
 }
@@ -343,7 +348,11 @@ export async function recordDecision(
     await lockOwned(trx, owner);
     const decision =
       input.kind === 'approve'
-        ? { approved_by: input.by, approved_at: trx.fn.now() }
+        ? {
+            approved_by: input.by,
+            approved_at: trx.fn.now(),
+            approval_signature: input.approval ? jsonb(trx, input.approval) : null,
+          }
         : { rejected_by: input.by, reject_reason: input.reason };
     await runs(trx)
       .where({ id: owner.runId })
@@ -354,11 +363,18 @@ export async function recordDecision(
     await events(trx).insert({
       run_id: owner.runId,
       kind,
-      detail: jsonb(trx, { by: input.by, reason: input.reason, planHash: input.planHash }),
+      detail: jsonb(trx, {
+        by: input.by,
+        reason: input.reason,
+        planHash: input.planHash,
+        ...(input.approval ? { keyId: input.approval.keyId, signedAt: input.approval.at } : {}),
+      }),
     });
     await auditOwned(trx, owner, input.by, input.kind === 'approve' ? 'run.approved' : 'run.rejected', {
       planHash: input.planHash,
       reason: input.reason,
+      // The whole signed statement: anyone with the approver's public key can check it from the trail.
+      ...(input.approval ? { approval: input.approval } : {}),
     });
   });
 }

@@ -22,6 +22,8 @@ export const DECISION_REFUSED = {
   notAwaiting: 'not-awaiting-approval',
   stalePlan: 'stale-plan-hash',
   malformed: 'malformed-decision',
+  /** An approval whose signature does not hold (unknown/revoked key, wrong signer, other run, stale). */
+  badSignature: 'invalid-approval-signature',
 } as const;
 
 // ---- the per-host lock (workflows/host-lock.ts) ----

@@ -13,6 +13,7 @@ import { TimeoutType } from '@temporalio/common';
 import type { PatchRunInput, RunOutcome, RunPhase, RunStatus, ScriptExecution } from '../contract';
 import { agentFor, control, controlBySignal, type PinnedScript } from './activities';
 import { hostTurns } from './host-lock';
+import type { PinnedKey } from '../contract/approval';
 import { agentRevokedSignal } from './messages';
 import { openReview } from './review';
 import { PatchOutcome, PatchPhase } from './search-attributes';
@@ -35,8 +36,13 @@ class RunEnded extends Error {
 export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   const { runId, window } = input;
   const status = initialStatus(input);
-  const review = openReview(status, (ignored, dropped) =>
-    controlBySignal.recordIgnoredDecisions({ runId, ignored, dropped }),
+  // Approver keys are pinned by the claim (never taken from the input); until then none count.
+  let approverKeys: readonly PinnedKey[] = [];
+  let planAt = Infinity;
+  const review = openReview(
+    status,
+    (ignored, dropped) => controlBySignal.recordIgnoredDecisions({ runId, ignored, dropped }),
+    () => ({ keys: approverKeys, planAt }),
   );
   const execute = agentFor(input, () => status.exclusions);
   const host = hostTurns(input, async (queue) => {
@@ -60,6 +66,9 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     }),
   );
   if (!claim.claimed) return untrusted(claim.reason);
+  // A run claimed by a worker from before signed approvals pinned no keys (its recorded claim has
+  // none): it can be rejected or cancelled, never approved.
+  approverKeys = claim.approverKeys ?? [];
 
   try {
     setPhase(status, 'planning');
@@ -72,6 +81,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     status.plan = plan.result!.packages;
     status.held = plan.result!.held;
     status.planHash = plan.planHash;
+    planAt = Date.now();
     const nothingToDo = status.plan.length === 0;
     if (input.mode === 'dry-run' || nothingToDo) {
       await control.recordPlan({ runId, step: 'plan', execution: plan, phase: 'reporting' });
@@ -98,6 +108,18 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
         kind,
         by,
         reason,
+        // The signed statement exactly as signed (without the workflow's `kind`).
+        approval:
+          decision.kind === 'approve'
+            ? {
+                runId: decision.runId,
+                planHash: decision.planHash,
+                by,
+                at: decision.at,
+                keyId: decision.keyId,
+                signature: decision.signature,
+              }
+            : null,
         planHash: status.planHash,
         phase: kind === 'reject' ? 'done' : 'applying',
       });

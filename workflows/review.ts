@@ -13,6 +13,7 @@ import {
   type ApproveDecision,
   type RejectDecision,
 } from '../contract/workflow-safe';
+import { approvalProblem, type PinnedKey } from '../contract/approval';
 import { approveSignal, approveUpdate, DECISION_REFUSED, rejectSignal, rejectUpdate, statusQuery } from './messages';
 
 export type Decision = ({ kind: 'approve' } & ApproveDecision) | ({ kind: 'reject' } & RejectDecision);
@@ -34,11 +35,16 @@ export interface Review {
 export function openReview(
   status: RunStatus,
   recordIgnored: (ignored: IgnoredDecision[], dropped: number) => Promise<void>,
+  trust: () => { keys: readonly PinnedKey[]; planAt: number },
 ): Review {
   let decision: Decision | null = null;
   let unrecorded = false;
 
-  /** The one rule: well-formed, the run is waiting, and an approval names the current plan. */
+  /**
+   * The one rule: well-formed, the run is waiting, and an approval names the current plan of this
+   * run and is signed by its `by` with an approver key pinned at run start (contract/approval.ts).
+   * A rejection needs no signature: it can only stop a run, never change a host.
+   */
   function judge(kind: Decision['kind'], raw: unknown): Decision | Refusal {
     const checked = kind === 'approve' ? checkApprove(raw) : checkReject(raw);
     if (!checked.ok) return { type: DECISION_REFUSED.malformed, message: `malformed: ${checked.problem}` };
@@ -54,6 +60,17 @@ export function openReview(
         type: DECISION_REFUSED.stalePlan,
         message: `stale plan hash: ${made.planHash} is not the current plan ${status.planHash}`,
       };
+    }
+    if (made.kind === 'approve') {
+      const { keys, planAt } = trust();
+      const problem = approvalProblem(made, {
+        runId: status.runId,
+        planHash: status.planHash!,
+        keys,
+        now: Date.now(),
+        planAt,
+      });
+      if (problem !== null) return { type: DECISION_REFUSED.badSignature, message: `refused approval: ${problem}` };
     }
     return made;
   }

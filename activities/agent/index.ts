@@ -301,7 +301,9 @@ export function createAgentActivities(config: AgentActivityConfig) {
       }
       await rename(tmp, target);
     } catch (err) {
+      // Nothing half-stored: neither the temporary file nor signatures of a script that is not there.
       await rm(tmp, { force: true });
+      if (signed) await rm(`${target}.sig`, { force: true });
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOSPC' || code === 'EDQUOT') {
         // Retryable: space may be freed; until then the run fails naming the cause.

@@ -6,6 +6,8 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { type Db } from '../../db';
 import { appendAudit } from '../../db/audit';
 import { agentsByIds, getAgent } from '../../db/agents';
+import { approverKeys } from '../../db/approver-keys';
+import type { PinnedKey } from '../../contract/approval';
 import { activeExceptionPatterns } from '../../db/exceptions';
 import {
   claimRun as claimRow,
@@ -48,6 +50,9 @@ export type {
   RecordPlanInput,
 };
 
+/** A claim, and when it succeeded the approver keys pinned for the run. */
+export type ClaimedRun = { claimed: true; approverKeys: PinnedKey[] } | Extract<ClaimResult, { claimed: false }>;
+
 export interface ResolvedRun {
   family: Family;
   scriptName: string;
@@ -86,8 +91,11 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
    * The first thing a patch run does: claim its row (see db/runs.ts claimRun). A refusal is an
    * answer, not a failure: the workflow ends `untrusted-input` having executed and written nothing.
    */
-  async function claimRun(input: ClaimRunInput): Promise<ClaimResult> {
-    return claimRow(db, owner(), input);
+  async function claimRun(input: ClaimRunInput): Promise<ClaimedRun> {
+    const claim = await claimRow(db, owner(), input);
+    // The approver keys valid now are the ones this run accepts signatures from (issue 10): a
+    // key registered later does not count, nor does the workflow's input say which keys count.
+    return claim.claimed ? { claimed: true, approverKeys: await approverKeys(db) } : claim;
   }
 
   async function resolveRun(input: { runId: string; agentId: string }): Promise<ResolvedRun> {

@@ -23,7 +23,7 @@ export function runsRouter(runs: RunsService): Router<AppState> {
 
   router.post(...at('POST /v1/runs/:id/approve'), validate({ params: RunParams, body: ApproveBody }), async (ctx) => {
     const { params, body } = ctx.state.valid;
-    ctx.body = { status: await runs.approve(params.id, body.planHash, ctx.state.principal.name) };
+    ctx.body = { status: await runs.approve(params.id, body, ctx.state.principal.name) };
   });
 
   router.post(...at('POST /v1/runs/:id/reject'), validate({ params: RunParams, body: RejectBody }), async (ctx) => {

@@ -45,5 +45,6 @@ export const ListRunsQuery = z
 export type ListRunsQuery = z.infer<typeof ListRunsQuery>;
 
 export const RunParams = z.object({ id: RunId });
-export const ApproveBody = ApproveDecision.pick({ planHash: true }).strict();
+/** A signed approval (issue 10): the run id is the path's, `by` the caller's name; both are in what was signed. */
+export const ApproveBody = ApproveDecision.pick({ planHash: true, at: true, keyId: true, signature: true }).strict();
 export const RejectBody = RejectDecision.pick({ reason: true }).strict();

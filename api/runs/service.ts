@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { ApplicationFailure, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import {
   newRunId,
@@ -25,7 +25,8 @@ import {
   type RunCursor,
   type RunRow,
 } from '../../db/runs';
-import { approveUpdate, rejectUpdate } from '../../workflows/messages';
+import type { SignedApproval } from '../../contract/approval';
+import { approveUpdate, DECISION_REFUSED, rejectUpdate } from '../../workflows/messages';
 import { patchRun } from '../../workflows/patch-run';
 import { PatchHost, PatchPhase } from '../../workflows/search-attributes';
 import { ApiError, notFound } from '../errors';
@@ -57,6 +58,8 @@ function toRun(r: RunRow) {
     planHash: r.plan_hash,
     approvedBy: r.approved_by,
     approvedAt: iso(r.approved_at),
+    /** The signed statement the approval was made with: anyone can re-verify it against the key. */
+    approvalSignature: r.approval_signature ?? null,
     rejectedBy: r.rejected_by,
     rejectReason: r.reject_reason,
     exitCode: r.exit_code,
@@ -190,7 +193,12 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
       return await send();
     } catch (err) {
       // The workflow refused the decision (stale plan hash, no longer awaiting approval) ...
-      if (err instanceof WorkflowUpdateFailedError) throw new ApiError('conflict', err.cause?.message ?? err.message);
+      if (err instanceof WorkflowUpdateFailedError) {
+        // A signature that does not hold is the caller's credential failing: 403, not a conflict.
+        const badSignature =
+          err.cause instanceof ApplicationFailure && err.cause.type === DECISION_REFUSED.badSignature;
+        throw new ApiError(badSignature ? 'forbidden' : 'conflict', err.cause?.message ?? err.message);
+      }
       // ... or it ended between the check above and the Update (the SDK maps gRPC NOT_FOUND to this).
       if (err instanceof WorkflowNotFoundError) throw new ApiError('conflict', `run ${id} is no longer running`);
       throw err;
@@ -214,9 +222,12 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
       );
   }
 
-  async function approve(id: string, planHash: string, by: string): Promise<RunStatus> {
+  /** The caller's signed statement, for this run and by the caller (the workflow verifies the signature). */
+  async function approve(id: string, signed: Omit<SignedApproval, 'runId' | 'by'>, by: string): Promise<RunStatus> {
     await checkFourEyes(id, by);
-    return decide(id, () => temporal.workflow.getHandle(id).executeUpdate(approveUpdate, { args: [{ by, planHash }] }));
+    return decide(id, () =>
+      temporal.workflow.getHandle(id).executeUpdate(approveUpdate, { args: [{ ...signed, runId: id, by }] }),
+    );
   }
 
   const reject = (id: string, reason: string, by: string) =>

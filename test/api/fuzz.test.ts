@@ -25,6 +25,7 @@ import {
 } from '../../api/exceptions/schema';
 import { ApproveBody, ListRunsQuery, RejectBody, RunParams, StartRunBody } from '../../api/runs/schema';
 import { ScriptParams } from '../../api/scripts/schema';
+import { CreateKeyBody, KeyParams } from '../../api/keys/schema';
 import { CreateEnrolmentTokenBody, EnrolmentTokenParams } from '../../api/enrolment-tokens/schema';
 import {
   CreateUserBody,
@@ -91,6 +92,9 @@ const ROUTES: Route[] = [
   { method: 'PATCH', path: '/v1/users/:name', params: UserParams, body: UpdateUserBody },
   { method: 'POST', path: '/v1/users/:name/tokens', params: UserParams, body: CreateUserTokenBody },
   { method: 'DELETE', path: '/v1/users/:name/tokens/:id', params: UserTokenParams },
+  { method: 'POST', path: '/v1/keys', body: CreateKeyBody },
+  { method: 'GET', path: '/v1/keys' },
+  { method: 'DELETE', path: '/v1/keys/:id', params: KeyParams },
 ];
 
 // ---- arbitraries from JSON Schema (the zod schemas' input side) ----

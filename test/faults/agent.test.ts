@@ -129,7 +129,7 @@ describe('fault matrix, agent side', { concurrency: true }, () => {
     const marker = path.join(agent.fixtureDir, 'pwned');
     const [stored] = readdirSync(path.join(agent.stateDir, 'scripts'));
     writeFileSync(path.join(agent.stateDir, 'scripts', stored), `#!/bin/bash\ntouch ${marker}\n`);
-    const a = await stack.http('POST', `/v1/runs/${id}/approve`, { body: { planHash: waiting.planHash } });
+    const a = await stack.approve(id, waiting.planHash);
     assert.equal(a.status, 200, JSON.stringify(a.body));
     const run = await stack.waitForOutcome(id);
     assert.equal(run.outcome, 'failed');

@@ -214,7 +214,7 @@ describe('fault: the control plane process dies', () => {
     assert.equal(await stack.killApi('SIGTERM'), 0, 'a clean stop');
     await stack.startApi();
     for (const run of waiting) {
-      const r = await stack.http('POST', `/v1/runs/${run.id}/approve`, { body: { planHash: run.planHash } });
+      const r = await stack.approve(run.id, run.planHash);
       assert.equal(r.status, 200, JSON.stringify(r.body));
     }
     const outcomes: string[] = [];

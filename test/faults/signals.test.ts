@@ -95,7 +95,7 @@ describe('fault: hostile signals and Updates', { concurrency: true }, () => {
       assert.equal(d.payload.includes('\u0000'), false, 'no NUL in a kept payload');
     }
 
-    const approved = await stack.http('POST', `/v1/runs/${run.id}/approve`, { body: { planHash: run.planHash } });
+    const approved = await stack.approve(run.id, run.planHash);
     assert.equal(approved.status, 200, JSON.stringify(approved.body));
     const done = await stack.waitForOutcome(run.id, 60_000);
     assert.equal(done.outcome, 'completed', done.failureReason);

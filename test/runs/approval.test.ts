@@ -58,7 +58,7 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     const waiting = await awaitingApproval(id);
     assert.equal(waiting.phase, 'awaiting-approval');
     assert.equal(applied(agent), false, 'nothing applied before approval');
-    const r = await stack.http('POST', `/v1/runs/${id}/approve`, { body: { planHash: waiting.planHash } });
+    const r = await stack.approve(id, waiting.planHash);
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const run = await stack.waitForOutcome(id);
     assert.equal(run.outcome, 'completed', run.failureReason);
@@ -105,7 +105,7 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     assert.equal(run.rejectReason, 'not during the sale');
     assert.equal(applied(agent), false);
     assert.deepEqual(calls(agent), ['dry-run']);
-    const late = await stack.http('POST', `/v1/runs/${id}/approve`, { body: { planHash: run.planHash } });
+    const late = await stack.approve(id, run.planHash);
     assert.equal(late.status, 409, 'a finished run cannot be approved');
   });
 
@@ -122,14 +122,14 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     const id = await startRun(agent.id);
     const waiting = await awaitingApproval(id);
     const stale = 'f'.repeat(64);
-    const r = await stack.http('POST', `/v1/runs/${id}/approve`, { body: { planHash: stale } });
+    const r = await stack.approve(id, stale);
     assert.equal(r.status, 409);
     assert.equal(r.body.error.code, 'conflict');
     assert.match(r.body.error.message, /not the current plan/);
     const still = await stack.http('GET', `/v1/runs/${id}`);
     assert.equal(still.body.run.phase, 'awaiting-approval');
     assert.equal(applied(agent), false);
-    const ok = await stack.http('POST', `/v1/runs/${id}/approve`, { body: { planHash: waiting.planHash } });
+    const ok = await stack.approve(id, waiting.planHash);
     assert.equal(ok.status, 200);
     assert.equal((await stack.waitForOutcome(id)).outcome, 'completed');
   });
@@ -143,7 +143,7 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
       path.join(agent.fixtureDir, 'plan.txt'),
       [...PLAN, 'bash amd64 5.2.15-2 5.2.15-3 bookworm'].join('\n') + '\n',
     );
-    const r = await stack.http('POST', `/v1/runs/${id}/approve`, { body: { planHash: waiting.planHash } });
+    const r = await stack.approve(id, waiting.planHash);
     assert.equal(r.status, 200);
     const run = await stack.waitForOutcome(id);
     assert.equal(run.outcome, 'plan-drift');
@@ -158,7 +158,7 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     const waiting = await awaitingApproval(id);
     const handle = stack.temporal.workflow.getHandle(id);
     // Sent with the real Temporal CLI, as an admin would.
-    await cliSignal(id, 'approve', { by: 'bob', planHash: '0'.repeat(64) });
+    await cliSignal(id, 'approve', stack.signApproval(id, '0'.repeat(64), 'bob'));
     await cliSignal(id, 'approve', { by: 'bob' });
     const ignored = await stack.waitForRun(
       id,
@@ -169,7 +169,7 @@ describe('a patch run through the HTTP API, a real Temporal server and a real ag
     assert.match(ignored.events[1].detail.reason, /malformed/);
     assert.equal(applied(agent), false);
 
-    await cliSignal(id, 'approve', { by: 'bob', planHash: waiting.planHash });
+    await cliSignal(id, 'approve', stack.signApproval(id, waiting.planHash, 'bob'));
     const run = await stack.waitForOutcome(id);
     assert.equal(run.outcome, 'completed', run.failureReason);
     assert.equal(run.approvedBy, 'bob');

@@ -193,7 +193,7 @@ describe('how a patch run ends, in every phase', { concurrency: true }, () => {
       });
       const waiting = await stack.waitForRun(row.id, (r) => r.phase === 'awaiting-approval' || r.outcome !== null);
       assert.equal(waiting.phase, 'awaiting-approval', waiting.failureReason);
-      const ok = await stack.http('POST', `/v1/runs/${row.id}/approve`, { body: { planHash: waiting.planHash } });
+      const ok = await stack.approve(row.id, waiting.planHash);
       assert.equal(ok.status, 200, JSON.stringify(ok.body));
       fixture(agent).set('plan.txt', [...PLAN, 'bash amd64 5.2.15-2 5.2.15-3 bookworm'].join('\n'));
       const run = await stack.waitForOutcome(row.id, 90_000);

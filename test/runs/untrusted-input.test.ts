@@ -94,9 +94,7 @@ describe('a patchRun started around the API', { concurrency: true }, () => {
     await replayHistory(stack.temporal, forgedId);
 
     // The victim run is unharmed: approve it and it applies as usual.
-    const approve = await stack.http('POST', `/v1/runs/${victim}/approve`, {
-      body: { planHash: before.row.plan_hash },
-    });
+    const approve = await stack.approve(victim, before.row.plan_hash);
     assert.equal(approve.status, 200, JSON.stringify(approve.body));
     const done = await stack.waitForOutcome(victim, 60_000);
     assert.equal(done.outcome, 'completed', done.failureReason);

@@ -71,7 +71,7 @@ describe('the shipped apt-update.sh through the API, the workflow and a real age
     assert.deepEqual(byName(waiting.held), byName(apt.json.held));
     assert.equal(await sb.installedVersion('pn-alpha'), sb.version(1), 'nothing applied before approval');
 
-    const approved = await stack.http('POST', `/v1/runs/${id}/approve`, { body: { planHash: waiting.planHash } });
+    const approved = await stack.approve(id, waiting.planHash);
     assert.equal(approved.status, 200, JSON.stringify(approved.body));
     const run = await stack.waitForOutcome(id, RUN_TIMEOUT_MS);
     assert.equal(run.outcome, 'completed', `${run.failureReason}\n${agent.output()}`);

@@ -26,4 +26,5 @@ export const TABLES = [
   'enrolment_tokens',
   'users',
   'user_tokens',
+  'approver_keys',
 ];

@@ -79,6 +79,7 @@ export class ProcessStack extends Stack {
     });
     await this.startApi(scriptsDir);
     this.enrolToken = await this.createEnrolToken({ preAccepted: true, maxUses: null, expiresInSeconds: 3600 });
+    await this.registerTestApproverKeys();
     return this;
   }
 

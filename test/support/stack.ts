@@ -11,7 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import { createApp } from '../../api/app';
+import { signApproval, toBase64Url, type SignedApproval } from '../../contract/approval';
 import { createControlWorker } from '../../control-worker';
 import { connect } from '../../db';
 import { scriptsService } from '../../api/scripts/service';
@@ -108,6 +110,7 @@ export class Stack {
     await new Promise<void>((r) => this.server!.once('listening', () => r()));
     this.baseUrl = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
     this.enrolToken = await this.createEnrolToken({ preAccepted: true, maxUses: null, expiresInSeconds: 3600 });
+    await this.registerTestApproverKeys();
     const controlDb = this.controlDatabaseUrl
       ? connect(this.controlDatabaseUrl(this.database.url), { max: 4 })
       : this.database.db;
@@ -132,6 +135,40 @@ export class Stack {
     const out = this.tmpDir();
     signScriptsDir(scriptsDir, [this.scriptKey.privatePem], out);
     return out;
+  }
+
+  /** Each test approver's Ed25519 secret key and key id, registered by start() (issue 10: approvals are signed). */
+  readonly approverKeys = new Map<string, { keyId: string; secret: Uint8Array }>();
+
+  /** Register an approver key for each name, through the API as the admin; before any run starts, so runs pin them. */
+  async registerTestApproverKeys(names: readonly string[] = ['alice', 'bob']): Promise<void> {
+    for (const owner of names) {
+      // Keys are held by people who may approve: alice is the stack's bootstrap admin, the others
+      // are made approver users first.
+      if (owner !== 'alice') {
+        const u = await this.http('POST', '/v1/users', { body: { name: owner, role: 'approver' } });
+        if (u.status !== 201 && u.status !== 409)
+          throw new Error(`user ${owner}: ${u.status} ${JSON.stringify(u.body)}`);
+      }
+      const secret = ed25519.utils.randomSecretKey();
+      const publicKey = toBase64Url(ed25519.getPublicKey(secret));
+      const r = await this.http('POST', '/v1/keys', { body: { owner, publicKey } });
+      if (r.status !== 201) throw new Error(`approver key not registered: ${r.status} ${JSON.stringify(r.body)}`);
+      this.approverKeys.set(owner, { keyId: r.body.key.id, secret });
+    }
+  }
+
+  /** A signed approval of `planHash` for `runId` by `by` with their test key (for a signal, or the API body). */
+  signApproval(runId: string, planHash: string, by = 'alice', at = new Date().toISOString()): SignedApproval {
+    const key = this.approverKeys.get(by);
+    if (!key) throw new Error(`no test approver key for ${by}`);
+    return signApproval({ runId, planHash, by, at }, key.keyId, key.secret);
+  }
+
+  /** POST /v1/runs/:id/approve as the admin (alice), signed with alice's test key, as the CLI does. */
+  async approve(runId: string, planHash: string, opts: { token?: string | null } = {}): Promise<HttpResult> {
+    const { at, keyId, signature } = this.signApproval(runId, planHash, 'alice');
+    return this.http('POST', `/v1/runs/${runId}/approve`, { ...opts, body: { planHash, at, keyId, signature } });
   }
 
   /** A fresh folder under this stack's temporary folder (removed by stop()). */

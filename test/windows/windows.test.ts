@@ -137,7 +137,7 @@ describe('maintenance windows on Temporal Schedules', { concurrency: true }, () 
     const waiting = await stack.waitForRun(okRun.id, (r) => r.phase === 'awaiting-approval');
     const plannedAt = Date.parse(waiting.output.find((o: any) => o.step === 'plan').at);
     assert.ok(plannedAt < windowStart, 'the plan was recorded before the window starts');
-    const r = await stack.http('POST', `/v1/runs/${okRun.id}/approve`, { body: { planHash: waiting.planHash } });
+    const r = await stack.approve(okRun.id, waiting.planHash);
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.ok(Date.now() < windowStart, 'approved before the window starts');
 

@@ -1,0 +1,89 @@
+import { fromBase64Url } from '../../contract/approval';
+import { approverKeyId } from '../../contract/approval-key-id';
+import type { Db } from '../../db';
+import {
+  getApproverKey,
+  insertApproverKey,
+  listApproverKeys,
+  revokeApproverKey,
+  type ApproverKeyRow,
+} from '../../db/approver-keys';
+import { appendAudit } from '../../db/audit';
+import { getUser } from '../../db/users';
+import type { Principal } from '../auth';
+import type { AdminToken } from '../env';
+import { ApiError, notFound } from '../errors';
+import type { CreateKeyBody } from './schema';
+
+function toKey(r: ApproverKeyRow) {
+  return {
+    id: r.id,
+    owner: r.owner,
+    publicKey: r.public_key,
+    createdBy: r.created_by,
+    createdAt: r.created_at.toISOString(),
+    revokedAt: r.revoked_at ? r.revoked_at.toISOString() : null,
+    revokedBy: r.revoked_by,
+  };
+}
+
+export function keysService({ db, admins }: { db: Db; admins: AdminToken[] }) {
+  /** Only someone who may approve holds an approval key: an admin or approver user, or a bootstrap admin. */
+  async function mayApprove(owner: string): Promise<string | null> {
+    if (admins.some((a) => a.name === owner)) return null;
+    const user = await getUser(db, owner);
+    if (!user) return `${owner} is not a user`;
+    if (user.disabled_at) return `user ${owner} is disabled`;
+    if (user.role !== 'admin' && user.role !== 'approver')
+      return `${owner} is a ${user.role}; only approvers and admins hold approval keys`;
+    return null;
+  }
+
+  /** An admin registers a key for anyone who may approve; an approver only their own. */
+  async function create(body: CreateKeyBody, caller: Principal) {
+    if (fromBase64Url(body.publicKey).length !== 32)
+      throw new ApiError('validation_failed', 'publicKey: a 32-byte Ed25519 public key is required', 'publicKey');
+    const owner = body.owner ?? caller.name;
+    if (caller.role !== 'admin' && owner !== caller.name)
+      throw new ApiError('forbidden', `${caller.name} may register only their own key`);
+    const refused = await mayApprove(owner);
+    if (refused) throw new ApiError('conflict', refused, 'owner');
+    const id = approverKeyId(body.publicKey);
+    const row = await db.transaction(async (trx) => {
+      const key = await insertApproverKey(trx, { id, owner, public_key: body.publicKey, created_by: caller.name });
+      if (key)
+        await appendAudit(trx, {
+          actor: caller.name,
+          kind: 'approver-key.enrolled',
+          subject: id,
+          detail: { owner, publicKey: body.publicKey },
+        });
+      return key;
+    });
+    // One public key, one id, one owner: registering it again (even revoked) is refused.
+    if (!row) throw new ApiError('conflict', `key ${id} is registered already`);
+    return toKey(row);
+  }
+
+  const list = async () => (await listApproverKeys(db)).map(toKey);
+
+  /** An admin revokes any key; an approver only their own (a lost laptop must not wait for an admin). */
+  async function revoke(id: string, caller: Principal) {
+    const existing = await getApproverKey(db, id);
+    if (!existing) throw notFound(`key ${id}`);
+    if (caller.role !== 'admin' && existing.owner !== caller.name)
+      throw new ApiError('forbidden', `${caller.name} may revoke only their own key`);
+    const row = await revokeApproverKey(db, id, caller.name);
+    if (!row) return toKey(existing); // revoked already: idempotent
+    await appendAudit(db, {
+      actor: caller.name,
+      kind: 'approver-key.revoked',
+      subject: id,
+      detail: { owner: row.owner },
+    });
+    return toKey(row);
+  }
+
+  return { create, list, revoke };
+}
+export type KeysService = ReturnType<typeof keysService>;

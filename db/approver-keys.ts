@@ -1,0 +1,62 @@
+/** Approvers' Ed25519 public keys (issue 10): registered by admins, pinned by each run at its start. */
+import type { PinnedKey } from '../contract/approval';
+import type { Db } from '.';
+
+export interface ApproverKeyRow {
+  id: string;
+  owner: string;
+  public_key: string;
+  created_by: string;
+  created_at: Date;
+  revoked_at: Date | null;
+  revoked_by: string | null;
+}
+
+const keys = (db: Db) => db<ApproverKeyRow>('approver_keys');
+
+/** Register a key; null when that public key is registered already (under its one id). */
+export async function insertApproverKey(
+  db: Db,
+  row: Pick<ApproverKeyRow, 'id' | 'owner' | 'public_key' | 'created_by'>,
+): Promise<ApproverKeyRow | null> {
+  const [inserted] = await keys(db).insert(row).onConflict('id').ignore().returning('*');
+  return inserted ?? null;
+}
+
+export async function listApproverKeys(db: Db): Promise<ApproverKeyRow[]> {
+  return keys(db).orderBy('created_at').orderBy('id');
+}
+
+export async function getApproverKey(db: Db, id: string): Promise<ApproverKeyRow | undefined> {
+  return keys(db).where({ id }).first();
+}
+
+/** Revoke once: a revoked key stays listed (the record of what signed what), never counts again. */
+export async function revokeApproverKey(db: Db, id: string, by: string): Promise<ApproverKeyRow | undefined> {
+  const [row] = await keys(db)
+    .where({ id })
+    .whereNull('revoked_at')
+    .update({ revoked_at: db.fn.now(), revoked_by: by })
+    .returning('*');
+  return row;
+}
+
+/**
+ * The keys whose signatures approve a run: not revoked, and held by someone who may approve now —
+ * a user whose role is admin or approver and who is not disabled, or a bootstrap admin
+ * (PATCHNANNY_ADMIN_TOKENS names are not users; only an admin can have registered a key for one,
+ * see api/keys). A user made a viewer later, or disabled, no longer approves with their key.
+ */
+export async function approverKeys(db: Db): Promise<PinnedKey[]> {
+  const rows = await keys(db)
+    .leftJoin('users', 'users.name', 'approver_keys.owner')
+    .whereNull('approver_keys.revoked_at')
+    .where((q) =>
+      q
+        .whereNull('users.name')
+        .orWhere((u) => u.whereIn('users.role', ['admin', 'approver']).whereNull('users.disabled_at')),
+    )
+    .orderBy('approver_keys.id')
+    .select('approver_keys.id', 'approver_keys.owner', 'approver_keys.public_key');
+  return rows.map((r) => ({ keyId: r.id, owner: r.owner, publicKey: r.public_key }));
+}
