@@ -48,15 +48,12 @@ export async function revokeApproverKey(db: Db, id: string, by: string): Promise
  * see api/keys). A user made a viewer later, or disabled, no longer approves with their key.
  */
 export async function approverKeys(db: Db): Promise<PinnedKey[]> {
-  const rows = await keys(db)
-    .leftJoin('users', 'users.name', 'approver_keys.owner')
-    .whereNull('approver_keys.revoked_at')
-    .where((q) =>
-      q
-        .whereNull('users.name')
-        .orWhere((u) => u.whereIn('users.role', ['admin', 'approver']).whereNull('users.disabled_at')),
-    )
-    .orderBy('approver_keys.id')
-    .select('approver_keys.id', 'approver_keys.owner', 'approver_keys.public_key');
+  const { rows } = await db.raw<{ rows: Pick<ApproverKeyRow, 'id' | 'owner' | 'public_key'>[] }>(
+    `select k.id, k.owner, k.public_key
+       from approver_keys k left join users u on u.name = k.owner
+      where k.revoked_at is null
+        and (u.name is null or (u.role in ('admin', 'approver') and u.disabled_at is null))
+      order by k.id`,
+  );
   return rows.map((r) => ({ keyId: r.id, owner: r.owner, publicKey: r.public_key }));
 }
