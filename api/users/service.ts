@@ -75,13 +75,16 @@ export function usersService({ db, admins }: UsersDeps) {
 
   async function update(name: string, patch: UpdateUserBody, by: string) {
     const current = await row(name);
-    const updated = await updateUser(db, name, {
+    const values = {
       ...(patch.displayName !== undefined ? { display_name: patch.displayName } : {}),
       ...(patch.role ? { role: patch.role } : {}),
       ...(patch.disabled !== undefined
         ? { disabled_at: patch.disabled ? (current.disabled_at ?? new Date()) : null }
         : {}),
-    });
+    };
+    // An empty PATCH changes nothing (and writes nothing, not even to the audit trail).
+    if (Object.keys(values).length === 0) return toUser(current);
+    const updated = await updateUser(db, name, values);
     if (!updated) throw notFound(`user ${name}`);
     await appendAudit(db, { actor: by, kind: 'user.updated', subject: name, detail: { ...patch } });
     return toUser(updated);

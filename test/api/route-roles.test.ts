@@ -45,6 +45,12 @@ describe('route × role, from the one table', () => {
     return t.body.token as string;
   };
 
+  /** An approve body signed by `by`'s test key, as the CLI makes it. */
+  const signed = (runId: string, planHash: string, by: string) => {
+    const { at, keyId, signature } = stack.signApproval(runId, planHash, by);
+    return { planHash, at, keyId, signature };
+  };
+
   before(async () => {
     await stack.start();
     tokens['admin (bootstrap)'] = ADMIN_TOKEN; // PATCHNANNY_ADMIN_TOKENS alice:…
@@ -52,6 +58,8 @@ describe('route × role, from the one table', () => {
     tokens.approver = await user('paula', 'approver');
     tokens.requester = await user('rita', 'requester');
     tokens.viewer = await user('vic', 'viewer');
+    // Approvals are signed (issue 10): adam and paula approve with keys registered before any run.
+    await stack.registerTestApproverKeys(['adam', 'paula']);
     tokens.enrol = stack.enrolToken;
     tokens.none = null;
     const reg = await stack.http('POST', '/v1/agents', {
@@ -197,6 +205,7 @@ describe('route × role, from the one table', () => {
       listed.body.users.map((u: any) => [u.name, u.role, u.createdBy]),
       [
         ['adam', 'admin', 'alice'],
+        ['bob', 'approver', 'alice'], // the stack's second test approver
         ['paula', 'approver', 'alice'],
         ['rita', 'requester', 'alice'],
         ['tess', 'admin', 'alice'],
@@ -262,14 +271,14 @@ describe('route × role, from the one table', () => {
     await stack.http('PATCH', `/v1/agents/${agent.id}`, { body: { fourEyes: false } });
     const self = await stack.http('POST', `/v1/runs/${run.id}/approve`, {
       token: tokens.admin,
-      body: { planHash: waiting.planHash },
+      body: signed(run.id, waiting.planHash, 'adam'),
     });
     assert.equal(self.status, 403, JSON.stringify(self.body));
     assert.equal(self.body.error.message, 'four-eyes: adam requested this run and cannot approve it');
     assert.equal((await stack.http('GET', `/v1/runs/${run.id}`)).body.run.phase, 'awaiting-approval');
     const other = await stack.http('POST', `/v1/runs/${run.id}/approve`, {
       token: tokens.approver,
-      body: { planHash: waiting.planHash },
+      body: signed(run.id, waiting.planHash, 'paula'),
     });
     assert.equal(other.status, 200, JSON.stringify(other.body));
     const done = await stack.waitForOutcome(run.id);
@@ -282,7 +291,7 @@ describe('route × role, from the one table', () => {
     const w2 = await awaitingApproval(free.id);
     const selfOk = await stack.http('POST', `/v1/runs/${free.id}/approve`, {
       token: tokens.admin,
-      body: { planHash: w2.planHash },
+      body: signed(free.id, w2.planHash, 'adam'),
     });
     assert.equal(selfOk.status, 200, JSON.stringify(selfOk.body));
     assert.equal((await stack.waitForOutcome(free.id)).approvedBy, 'adam');
@@ -323,11 +332,17 @@ describe('route × role, from the one table', () => {
     ]);
     assert.equal(row.four_eyes, true);
     const planHash = 'a'.repeat(64);
-    const creator = await stack.http('POST', `/v1/runs/${runId}/approve`, { token: tokens.admin, body: { planHash } });
+    const creator = await stack.http('POST', `/v1/runs/${runId}/approve`, {
+      token: tokens.admin,
+      body: signed(runId, planHash, 'adam'),
+    });
     assert.equal(creator.status, 403, JSON.stringify(creator.body));
     assert.match(creator.body.error.message, /^four-eyes: adam created window win-\S+, which requested this run/);
     // Anyone else passes the four-eyes check (and meets the run's own state: no workflow here).
-    const other = await stack.http('POST', `/v1/runs/${runId}/approve`, { token: tokens.approver, body: { planHash } });
+    const other = await stack.http('POST', `/v1/runs/${runId}/approve`, {
+      token: tokens.approver,
+      body: signed(runId, planHash, 'paula'),
+    });
     assert.notEqual(other.status, 403, JSON.stringify(other.body));
   });
 });
