@@ -246,6 +246,22 @@ export async function claimRun(db: Db, owner: RunOwner, input: ClaimRunInput): P
   return { claimed: false, reason: `input differs from run row ${owner.runId}: ${differs.join(', ') || 'unknown'}` };
 }
 
+/**
+ * Who may not approve a four-eyes run (pinned on the row at creation): its requester and, for a
+ * window's run, the window's creator. Empty when the run has no four-eyes rule.
+ */
+export async function fourEyesExcluded(db: Db, runId: string): Promise<string[]> {
+  const { rows } = await db.raw<{ rows: { four_eyes: boolean; requested_by: string; created_by: string | null }[] }>(
+    `select r.four_eyes, r.requested_by, w.created_by
+       from patch_runs r left join maintenance_windows w on w.id = r.window_id
+      where r.id = ?`,
+    [runId],
+  );
+  const row = rows[0];
+  if (!row?.four_eyes) return [];
+  return [row.requested_by, ...(row.created_by ? [row.created_by] : [])];
+}
+
 /** The one place patch_runs rows are born, for API-started and window-started runs alike. */
 export async function insertRunRows(db: Db, inputs: readonly CreateRunInput[]): Promise<RunRow[]> {
   if (inputs.length === 0) return [];

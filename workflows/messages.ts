@@ -24,6 +24,8 @@ export const DECISION_REFUSED = {
   malformed: 'malformed-decision',
   /** An approval whose signature does not hold (unknown/revoked key, wrong signer, other run, stale). */
   badSignature: 'invalid-approval-signature',
+  /** Four-eyes: the approver is who requested the run (or created the window that did). */
+  fourEyes: 'four-eyes',
 } as const;
 
 // ---- the per-host lock (workflows/host-lock.ts) ----

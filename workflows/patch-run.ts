@@ -39,10 +39,12 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   // Approver keys are pinned by the claim (never taken from the input); until then none count.
   let approverKeys: readonly PinnedKey[] = [];
   let planAt = Infinity;
+  // Four-eyes, also from the row (the claim): who may not approve this run, whatever path the approval takes.
+  let mayNotApprove: readonly string[] = [];
   const review = openReview(
     status,
     (ignored, dropped) => controlBySignal.recordIgnoredDecisions({ runId, ignored, dropped }),
-    () => ({ keys: approverKeys, planAt }),
+    () => ({ keys: approverKeys, planAt, mayNotApprove }),
   );
   const execute = agentFor(input, () => status.exclusions);
   const host = hostTurns(input, async (queue) => {
@@ -69,6 +71,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   // A run claimed by a worker from before signed approvals pinned no keys (its recorded claim has
   // none): it can be rejected or cancelled, never approved.
   approverKeys = claim.approverKeys ?? [];
+  mayNotApprove = claim.mayNotApprove ?? [];
 
   try {
     setPhase(status, 'planning');

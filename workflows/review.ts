@@ -35,7 +35,7 @@ export interface Review {
 export function openReview(
   status: RunStatus,
   recordIgnored: (ignored: IgnoredDecision[], dropped: number) => Promise<void>,
-  trust: () => { keys: readonly PinnedKey[]; planAt: number },
+  trust: () => { keys: readonly PinnedKey[]; planAt: number; mayNotApprove: readonly string[] },
 ): Review {
   let decision: Decision | null = null;
   let unrecorded = false;
@@ -71,6 +71,12 @@ export function openReview(
         planAt,
       });
       if (problem !== null) return { type: DECISION_REFUSED.badSignature, message: `refused approval: ${problem}` };
+      // Four-eyes holds here too, not only in the API: a signed approval sent straight to Temporal.
+      if (trust().mayNotApprove.includes(made.by))
+        return {
+          type: DECISION_REFUSED.fourEyes,
+          message: `four-eyes: ${made.by} requested this run (or its window) and cannot approve it`,
+        };
     }
     return made;
   }

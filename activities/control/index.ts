@@ -11,6 +11,7 @@ import type { PinnedKey } from '../../contract/approval';
 import { activeExceptionPatterns } from '../../db/exceptions';
 import {
   claimRun as claimRow,
+  fourEyesExcluded,
   insertRunRows,
   RunNotClaimedError,
   recordDecision as writeDecision,
@@ -51,7 +52,8 @@ export type {
 };
 
 /** A claim, and when it succeeded the approver keys pinned for the run. */
-export type ClaimedRun = { claimed: true; approverKeys: PinnedKey[] } | Extract<ClaimResult, { claimed: false }>;
+export type ClaimedRun =
+  { claimed: true; approverKeys: PinnedKey[]; mayNotApprove: string[] } | Extract<ClaimResult, { claimed: false }>;
 
 export interface ResolvedRun {
   family: Family;
@@ -95,7 +97,13 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
     const claim = await claimRow(db, owner(), input);
     // The approver keys valid now are the ones this run accepts signatures from (issue 10): a
     // key registered later does not count, nor does the workflow's input say which keys count.
-    return claim.claimed ? { claimed: true, approverKeys: await approverKeys(db) } : claim;
+    // Four-eyes is read from the row too, so an approval sent straight to Temporal meets it as well.
+    if (!claim.claimed) return claim;
+    return {
+      claimed: true,
+      approverKeys: await approverKeys(db),
+      mayNotApprove: await fourEyesExcluded(db, input.runId),
+    };
   }
 
   async function resolveRun(input: { runId: string; agentId: string }): Promise<ResolvedRun> {

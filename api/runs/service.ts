@@ -195,9 +195,9 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
       // The workflow refused the decision (stale plan hash, no longer awaiting approval) ...
       if (err instanceof WorkflowUpdateFailedError) {
         // A signature that does not hold is the caller's credential failing: 403, not a conflict.
-        const badSignature =
-          err.cause instanceof ApplicationFailure && err.cause.type === DECISION_REFUSED.badSignature;
-        throw new ApiError(badSignature ? 'forbidden' : 'conflict', err.cause?.message ?? err.message);
+        const type = err.cause instanceof ApplicationFailure ? err.cause.type : undefined;
+        const forbidden = type === DECISION_REFUSED.badSignature || type === DECISION_REFUSED.fourEyes;
+        throw new ApiError(forbidden ? 'forbidden' : 'conflict', err.cause?.message ?? err.message);
       }
       // ... or it ended between the check above and the Update (the SDK maps gRPC NOT_FOUND to this).
       if (err instanceof WorkflowNotFoundError) throw new ApiError('conflict', `run ${id} is no longer running`);

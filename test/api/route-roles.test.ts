@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ROUTE_ROLES, type Role, type RouteKey } from '../../api/roles';
 import { insertRunRows } from '../../db/runs';
+import { approveSignal, approveUpdate } from '../../workflows/messages';
 import { ADMIN_TOKEN, DIST, Stack, TRIGGER_ONLY_WINDOW } from '../support/stack';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
@@ -276,6 +277,22 @@ describe('route × role, from the one table', () => {
     assert.equal(self.status, 403, JSON.stringify(self.body));
     assert.equal(self.body.error.message, 'four-eyes: adam requested this run and cannot approve it');
     assert.equal((await stack.http('GET', `/v1/runs/${run.id}`)).body.run.phase, 'awaiting-approval');
+    // Around the API, straight to Temporal with a valid signature: the workflow holds four-eyes too.
+    await stack.temporal.workflow
+      .getHandle(run.id)
+      .signal(approveSignal, stack.signApproval(run.id, waiting.planHash, 'adam'));
+    await assert.rejects(
+      stack.temporal.workflow
+        .getHandle(run.id)
+        .executeUpdate(approveUpdate, { args: [stack.signApproval(run.id, waiting.planHash, 'adam')] }),
+      (err: any) => /four-eyes: adam requested this run/.test(String(err.cause?.message ?? err.message)),
+    );
+    const ignored = await stack.waitForRun(run.id, (r) => r.events.some((e: any) => e.kind === 'ignored-approve'));
+    assert.match(
+      ignored.events.find((e: any) => e.kind === 'ignored-approve').detail.reason,
+      /^four-eyes: adam requested this run/,
+    );
+    assert.equal(ignored.phase, 'awaiting-approval', 'the signal changed nothing');
     const other = await stack.http('POST', `/v1/runs/${run.id}/approve`, {
       token: tokens.approver,
       body: signed(run.id, waiting.planHash, 'paula'),
