@@ -25,21 +25,15 @@ export interface AppState {
   principal: Principal;
 }
 
-/** A fresh enrolment token: shown once at creation, stored only as its SHA-256. */
-export function newEnrolmentToken(): { token: string; hash: string } {
-  const token = `pne_${randomBytes(32).toString('base64url')}`;
-  return { token, hash: sha256Hex(token) };
-}
+/**
+ * The kinds of bearer token the API issues, by prefix: enrolment (`pne_`), user (`pnu_`) and
+ * agent (`pna_`); authenticate() tells them apart by it.
+ */
+export const TOKEN_PREFIX = { enrolment: 'pne_', user: 'pnu_', agent: 'pna_' } as const;
 
-/** A fresh user token: shown once at creation, stored only as its SHA-256. */
-export function newUserToken(): { token: string; hash: string } {
-  const token = `pnu_${randomBytes(32).toString('base64url')}`;
-  return { token, hash: sha256Hex(token) };
-}
-
-/** A fresh agent token: shown once at registration, stored only as its SHA-256. */
-export function newAgentToken(): { token: string; hash: string } {
-  const token = `pna_${randomBytes(32).toString('base64url')}`;
+/** A fresh token of a kind: shown once when issued, stored only as its SHA-256. */
+export function newToken(kind: keyof typeof TOKEN_PREFIX): { token: string; hash: string } {
+  const token = `${TOKEN_PREFIX[kind]}${randomBytes(32).toString('base64url')}`;
   return { token, hash: sha256Hex(token) };
 }
 
@@ -65,17 +59,17 @@ export function authenticate(db: Db, admins: AdminToken[]): Middleware<AppState>
     let principal: Principal | undefined;
     const admin = admins.find((a) => sameSecret(a.token, token));
     if (admin) principal = { role: 'admin', name: admin.name };
-    else if (token.startsWith('pnu_')) {
+    else if (token.startsWith(TOKEN_PREFIX.user)) {
       const user = await userByTokenHash(db, sha256Hex(token));
       if (user?.token_revoked_at) throw new ApiError('unauthorized', `token ${user.token_id} was revoked`);
       if (user?.disabled_at) throw new ApiError('unauthorized', `user ${user.name} is disabled`);
       if (user) principal = { role: user.role, name: user.name };
-    } else if (token.startsWith('pne_')) {
+    } else if (token.startsWith(TOKEN_PREFIX.enrolment)) {
       const hash = sha256Hex(token);
       const state = await enrolmentTokenState(db, hash);
       if (state?.refusal) throw new ApiError('unauthorized', refusalMessage(state.id, state.refusal));
       if (state) principal = { role: 'enrol', name: `enrolment:${state.id}`, tokenId: state.id, tokenHash: hash };
-    } else if (token.startsWith('pna_')) {
+    } else if (token.startsWith(TOKEN_PREFIX.agent)) {
       const agent = await agentByTokenHash(db, sha256Hex(token));
       if (agent?.status === 'revoked') throw new ApiError('agent_revoked', `agent ${agent.id} was revoked`);
       if (agent?.status === 'accepted') principal = { role: 'agent', agentId: agent.id, name: `agent:${agent.id}` };

@@ -19,7 +19,7 @@ import {
 import { enrolmentTokenState, refusalMessage, spendEnrolmentToken } from '../../db/enrolment-tokens';
 import { openRunIds } from '../../db/runs';
 import { agentRevokedSignal } from '../../workflows/messages';
-import { newAgentToken, type Principal } from '../auth';
+import { newToken, type Principal } from '../auth';
 import { ApiError, notFound } from '../errors';
 import type { UpdateAgentBody } from './schema';
 
@@ -70,7 +70,7 @@ export function agentsService({ db, temporal }: AgentsDeps) {
    */
   async function register(reg: AgentRegistration, by: Registrar): Promise<{ agent: Agent; token: string }> {
     const base = slug(reg.hostname);
-    const { token, hash } = newAgentToken();
+    const { token, hash } = newToken('agent');
     const row = await db.transaction(async (trx) => {
       let enrolment: { id: string; preAccepted: boolean } | null = null;
       if (by.role === 'enrol') {

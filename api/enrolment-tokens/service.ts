@@ -8,7 +8,7 @@ import {
   revokeEnrolmentToken,
   type EnrolmentTokenRow,
 } from '../../db/enrolment-tokens';
-import { newEnrolmentToken } from '../auth';
+import { newToken } from '../auth';
 import { notFound } from '../errors';
 import type { CreateEnrolmentTokenBody } from './schema';
 
@@ -36,7 +36,7 @@ export function enrolmentTokensService({ db }: EnrolmentTokensDeps) {
     body: CreateEnrolmentTokenBody,
     by: string,
   ): Promise<{ enrolmentToken: EnrolmentToken; token: string }> {
-    const { token, hash } = newEnrolmentToken();
+    const { token, hash } = newToken('enrolment');
     const row = await db.transaction(async (trx) => {
       const inserted = await insertEnrolmentToken(trx, {
         id: `enr-${ulid().toLowerCase()}`,

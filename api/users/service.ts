@@ -11,7 +11,7 @@ import {
   type UserRow,
   type UserTokenRow,
 } from '../../db/users';
-import { newUserToken } from '../auth';
+import { newToken } from '../auth';
 import type { AdminToken } from '../env';
 import { appendAudit } from '../../db/audit';
 import { ApiError, notFound } from '../errors';
@@ -94,7 +94,7 @@ export function usersService({ db, admins }: UsersDeps) {
   async function createToken(name: string, body: CreateUserTokenBody, by: string) {
     const user = await row(name);
     if (user.disabled_at) throw new ApiError('conflict', `user ${name} is disabled`);
-    const { token, hash } = newUserToken();
+    const { token, hash } = newToken('user');
     const created = await db.transaction(async (trx) => {
       const t = await insertUserToken(trx, {
         id: `utk-${ulid().toLowerCase()}`,
