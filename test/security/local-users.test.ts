@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -19,7 +19,23 @@ describe('local users and the embedded database', () => {
   chmodSync(tmp, 0o755);
   const dataDir = path.join(tmp, 'data');
   let pg: EmbeddedPostgres;
+  /**
+   * `pg` and what it needs, copied where `nobody` can read them: the checkout itself may sit in a
+   * folder only root can enter (a `mktemp -d` clone is 0700), which must not decide the test.
+   */
+  const probeModules = path.join(tmp, 'node_modules');
+  const copyWithDependencies = (name: string) => {
+    const target = path.join(probeModules, name);
+    const source = path.join(REPO_ROOT, 'node_modules', name);
+    if (existsSync(target) || !existsSync(source)) return; // optional dependencies may be absent
+    cpSync(source, target, { recursive: true });
+    const manifest = JSON.parse(readFileSync(path.join(source, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+    };
+    for (const dep of Object.keys(manifest.dependencies ?? {})) copyWithDependencies(dep);
+  };
   before(async () => {
+    copyWithDependencies('pg');
     pg = await embeddedPostgres(dataDir);
   });
   after(async () => {
@@ -31,7 +47,7 @@ describe('local users and the embedded database', () => {
   const connectAs = (user: string, url: string) =>
     new Promise<{ ok: boolean; out: string }>((resolve) => {
       const code = `
-        const { Client } = require(${JSON.stringify(path.join(REPO_ROOT, 'node_modules/pg'))});
+        const { Client } = require(${JSON.stringify(path.join(probeModules, 'pg'))});
         const c = new Client({ connectionString: process.argv[1], connectionTimeoutMillis: 5000 });
         c.connect()
           .then(() => c.query('select 1 as one'))
@@ -39,8 +55,11 @@ describe('local users and the embedded database', () => {
           .catch((e) => { console.log('refused', e.code ?? '', e.message); process.exit(1); });`;
       const argv =
         user === 'root' ? [process.execPath, '-e', code, url] : ['-u', user, '--', process.execPath, '-e', code, url];
-      execFile(user === 'root' ? argv[0] : 'runuser', user === 'root' ? argv.slice(1) : argv, (err, stdout, stderr) =>
-        resolve({ ok: !err, out: stdout + stderr }),
+      execFile(
+        user === 'root' ? argv[0] : 'runuser',
+        user === 'root' ? argv.slice(1) : argv,
+        { cwd: tmp },
+        (err, stdout, stderr) => resolve({ ok: !err, out: stdout + stderr }),
       );
     });
 
