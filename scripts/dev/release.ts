@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import path from 'node:path';
+import { z } from 'zod';
 import { REPO_ROOT } from './temporal-server';
 
 export const AGENT_ENTRY = 'dist/agent-worker/main.js';
@@ -58,6 +59,9 @@ function resolvePackageDir(root: string, fromDir: string, name: string): string 
   }
 }
 
+const deps = z.record(z.string(), z.string()).optional();
+const PackageDeps = z.object({ dependencies: deps, optionalDependencies: deps, peerDependencies: deps });
+
 /**
  * The installed package folders `names` need at run time (dependencies, installed optional and peer
  * dependencies), as `npm ci --omit=dev` would lay them out for those names: paths relative to `root`.
@@ -73,7 +77,7 @@ export function packageClosure(root: string, names: string[]): string[] {
     const rel = path.relative(root, dir);
     if (dirs.has(rel)) return;
     dirs.add(rel);
-    const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));
+    const pkg = PackageDeps.parse(JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')));
     for (const dep of Object.keys(pkg.dependencies ?? {})) visit(dir, dep, false);
     for (const dep of Object.keys({ ...pkg.optionalDependencies, ...pkg.peerDependencies })) visit(dir, dep, true);
   };
