@@ -1,14 +1,5 @@
 import assert from 'node:assert/strict';
-import {
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -21,7 +12,7 @@ import { envVariables, parseEnvFile } from '../../runtime/env-file';
 import { generateSigningKey } from '../../runtime/script-signing';
 import { TemporalEnv } from '../../runtime/temporal';
 import { REPO_ROOT } from '../../scripts/dev/temporal-server';
-import { layout, runInstall, unitEnvironment } from './install';
+import { layout, runInstall, stageRelease, unitEnvironment } from './install';
 
 /** One process's environment as a deployment file sets it, and the schema that process parses it with. */
 interface EnvSource {
@@ -112,18 +103,10 @@ describe('deployment files set only the variables the configuration schemas know
   before(() => {
     // A release folder made of this build (no tarball: agent-install.test.ts proves the tarball);
     // every option install.sh has that writes a variable is given, so each one is checked.
-    const release = path.join(tmp, 'release');
-    mkdirSync(release);
-    copyFileSync(path.join(REPO_ROOT, 'deploy/agent/install.sh'), path.join(release, 'install.sh'));
-    copyFileSync(
-      path.join(REPO_ROOT, 'deploy/agent/patchnanny-agent.service'),
-      path.join(release, 'patchnanny-agent.service'),
-    );
-    writeFileSync(path.join(release, 'VERSION'), '0.0.0-names\n');
-    symlinkSync(path.join(REPO_ROOT, 'dist'), path.join(release, 'dist'));
+    const installer = stageRelease(path.join(tmp, 'release'), '0.0.0-names');
     writeFileSync(path.join(tmp, 'token'), 'pne_names-test-token\n');
     writeFileSync(path.join(tmp, 'ca.pem'), '-----BEGIN CERTIFICATE-----\n');
-    const r = runInstall(path.join(release, 'install.sh'), [
+    const r = runInstall(installer, [
       '--root',
       root,
       '--node',

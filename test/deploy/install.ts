@@ -3,9 +3,10 @@
  * ExecStart and EnvironmentFile) and start the agent exactly as systemd would from that unit.
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseEnvFile } from '../../runtime/env-file';
+import { REPO_ROOT } from '../../scripts/dev/temporal-server';
 
 export const UNIT = 'patchnanny-agent.service';
 /** The PATH systemd gives a system service (systemd.exec(5), "Environment variables in spawned processes"). */
@@ -74,4 +75,17 @@ export function startLikeSystemd(unitFile: string, extraEnv: Record<string, stri
     env: { PATH: SYSTEMD_PATH, ...unitEnvironment(unitFile).vars, ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+}
+
+/**
+ * A release folder made of this build, as the tarball extracts (VERSION, install.sh, the unit, dist
+ * linked): fast, for tests of install.sh itself; agent-install.test.ts proves the real tarball.
+ */
+export function stageRelease(dir: string, version: string): string {
+  mkdirSync(dir);
+  copyFileSync(path.join(REPO_ROOT, 'deploy/agent/install.sh'), path.join(dir, 'install.sh'));
+  copyFileSync(path.join(REPO_ROOT, 'deploy/agent', UNIT), path.join(dir, UNIT));
+  writeFileSync(path.join(dir, 'VERSION'), `${version}\n`);
+  symlinkSync(path.join(REPO_ROOT, 'dist'), path.join(dir, 'dist'));
+  return path.join(dir, 'install.sh');
 }
