@@ -7,13 +7,14 @@ import { createAgentActivities } from '../activities/agent';
 import { agentTaskQueue, DEFAULT_TIMEOUTS, type Agent } from '../contract';
 import { connectWorker } from '../runtime/temporal';
 import { AgentRevokedError, ApiClient } from './api-client';
-import { Identity, identityPath, trustedScriptKeys, type AgentEnv } from './config';
+import { Identity, identityPath, refuseNamespaceCredentials, trustedScriptKeys, type AgentEnv } from './config';
 import { detectFamily, osInfo, parseOsRelease } from './os-release';
 
 const hasCommand = (cmd: string) =>
   (process.env.PATH ?? '/usr/bin:/bin').split(':').some((dir) => dir && existsSync(path.join(dir, cmd)));
 
-function detectOs(env: AgentEnv) {
+/** The host's OS and patch family (os-release, PATCHNANNY_AGENT_FAMILY); throws naming an unsupported OS. */
+export function detectOs(env: AgentEnv) {
   const release = parseOsRelease(readFileSync(env.PATCHNANNY_OS_RELEASE, 'utf8'));
   const family = env.PATCHNANNY_AGENT_FAMILY ?? detectFamily(release, hasCommand);
   if (!family)
@@ -122,13 +123,7 @@ export async function createAgent(
   env: AgentEnv,
   stopping?: AbortSignal,
 ): Promise<{ agent: Agent; worker: Worker; connection: NativeConnection; api: ApiClient } | null> {
-  // The agent reaches Temporal only through the agent gate, with its own token: a namespace
-  // credential on a host would let that host act for the whole fleet, so none is accepted.
-  for (const name of ['TEMPORAL_API_KEY', 'TEMPORAL_TLS_CERT', 'TEMPORAL_TLS_KEY'] as const)
-    if (env[name])
-      throw new Error(
-        `${name} is a namespace credential; an agent connects to the agent gate with its own token, remove it`,
-      );
+  refuseNamespaceCredentials(env);
   // Before registering: an agent that could not check its scripts' signatures never polls.
   const trustedKeys = trustedScriptKeys(env, (line) => console.error(`[agent] ${line}`));
   await mkdir(env.PATCHNANNY_AGENT_STATE_DIR, { recursive: true, mode: 0o700 });

@@ -150,5 +150,17 @@ export function trustedScriptKeys(env: AgentEnv, log: (line: string) => void): T
   return [];
 }
 
+/**
+ * The agent reaches Temporal only through the agent gate, with its own token: a namespace
+ * credential on a host would let that host act for the whole fleet, so none is accepted.
+ */
+export function refuseNamespaceCredentials(env: AgentEnv): void {
+  for (const name of ['TEMPORAL_API_KEY', 'TEMPORAL_TLS_CERT', 'TEMPORAL_TLS_KEY'] as const)
+    if (env[name])
+      throw new Error(
+        `${name} is a namespace credential; an agent connects to the agent gate with its own token, remove it`,
+      );
+}
+
 /** Exit code of an agent an admin revoked: a supervisor should not restart it (distinct from 1, any other failure). */
 export const EXIT_REVOKED = 77;

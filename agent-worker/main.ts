@@ -1,11 +1,30 @@
-/** The host agent: `node dist/agent-worker/main.js [--api-url URL] [--state-dir DIR] …` (or the env names). */
+/**
+ * The host agent: `node dist/agent-worker/main.js [--api-url URL] [--state-dir DIR] …` (or the env
+ * names); `--check-config <file>` validates a configuration file and exits (0 good, 1 with every problem).
+ */
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { parseEnv } from '../runtime/temporal';
 import { createAgent } from './agent';
 import { AgentRevokedError } from './api-client';
+import { checkAgentConfigFile } from './check-config';
 import { AgentEnv, EXIT_REVOKED, flagsToEnv, forgetEnrolmentEnv } from './config';
 
+function checkConfig(file: string | undefined): never {
+  if (!file) {
+    console.error('usage: main.js --check-config <file>');
+    process.exit(2);
+  }
+  const result = checkAgentConfigFile(file);
+  if (result.ok) {
+    console.log(`config OK: ${file}: ${result.summary}`);
+    process.exit(0);
+  }
+  console.error(`invalid agent configuration in ${file}:\n${result.problems.map((p) => `  ${p}`).join('\n')}`);
+  process.exit(1);
+}
+
 async function main(): Promise<void> {
+  if (process.argv[2] === '--check-config') checkConfig(process.argv[3]);
   const env = parseEnv(AgentEnv, { ...process.env, ...flagsToEnv(process.argv.slice(2)) });
   // From here on the token lives only in `env` until registration: patch scripts inherit process.env.
   forgetEnrolmentEnv();
