@@ -23,7 +23,11 @@ export interface ContainerRow {
 const containers = (db: Db) => db<ContainerRow>('pve_containers');
 
 /** Replace a node's inventory with what its agent reported now. */
-export async function reportInventory(db: Db, agentId: string, entries: readonly ContainerReportEntry[]): Promise<void> {
+export async function reportInventory(
+  db: Db,
+  agentId: string,
+  entries: readonly ContainerReportEntry[],
+): Promise<void> {
   await db.transaction(async (trx) => {
     const now = new Date();
     if (entries.length > 0)

@@ -21,7 +21,11 @@ const exceptions = (db: Db) => db<ExceptionRow>('package_exceptions');
 
 /** Undefined when the agent already has an exception for that package. */
 export async function insertException(db: Db, exception: NewException): Promise<ExceptionRow | undefined> {
-  const [row] = await exceptions(db).insert(exception).onConflict(['agent_id', 'container', 'package']).ignore().returning('*');
+  const [row] = await exceptions(db)
+    .insert(exception)
+    .onConflict(['agent_id', 'container', 'package'])
+    .ignore()
+    .returning('*');
   return row;
 }
 

@@ -2,7 +2,13 @@
  * The activities a patch run calls, typed from their implementations (a changed activity
  * signature fails `tsc` here), with their timeouts and retry policies in one place.
  */
-import { ActivityFailure, ApplicationFailure, proxyActivities, proxyLocalActivities, sleep } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  proxyActivities,
+  proxyLocalActivities,
+  sleep,
+} from '@temporalio/workflow';
 import type { AgentActivities } from '../activities/agent';
 import type { ControlActivities } from '../activities/control';
 import type { PatchRunInput, RunMode, ScriptExecution } from '../contract';
@@ -95,7 +101,13 @@ export function agentFor(input: PatchRunInput, exclusions: () => string[]) {
         exclusions: exclusions(),
         heartbeatMs: timeouts.heartbeatMs,
         ...(container
-          ? { container: { vmid: container.vmid, startIfStopped: container.startIfStopped, snapshot: container.snapshot } }
+          ? {
+              container: {
+                vmid: container.vmid,
+                startIfStopped: container.startIfStopped,
+                snapshot: container.snapshot,
+              },
+            }
           : {}),
       });
     const once = container ? () => waitOutLock(attempt, container.lockWaitMs) : attempt;

@@ -87,7 +87,10 @@ export async function prepareContainer(
   let release = async () => {};
   if (status !== 'running') {
     if (!target.startIfStopped)
-      throw fail(`container ${vmid} is ${status}; the run did not ask to start it (startIfStopped)`, CONTAINER_FAILURES.stopped);
+      throw fail(
+        `container ${vmid} is ${status}; the run did not ask to start it (startIfStopped)`,
+        CONTAINER_FAILURES.stopped,
+      );
     await startContainer(pct, vmid);
     log(`container ${vmid} was ${status}: started for the run`);
     report.startedAndStopped = true;
@@ -98,7 +101,8 @@ export async function prepareContainer(
   }
   try {
     const family = await host.familyOf(vmid);
-    if (typeof family === 'object') throw fail(`container ${vmid}: ${family.unsupported}`, CONTAINER_FAILURES.unsupported);
+    if (typeof family === 'object')
+      throw fail(`container ${vmid}: ${family.unsupported}`, CONTAINER_FAILURES.unsupported);
     return { family, report, release };
   } catch (err) {
     await release();

@@ -400,9 +400,7 @@ export function createAgentActivities(config: AgentActivityConfig) {
     // bash reads its script as it goes: it runs the sealed copy of the very bytes just hashed,
     // never the stored file, which could change between the check and bash's reads. In a
     // container, the bytes go on pct's stdin (container.ts says why), nothing is written to disk.
-    const sealed = container
-      ? { path: '', remove: async () => undefined }
-      : await seal(content);
+    const sealed = container ? { path: '', remove: async () => undefined } : await seal(content);
     const argv = [sealed.path, ...args];
     const stdout = new HeadTail(STDOUT_KEEP, MAX_OUTPUT / 2);
     const stderr = new HeadTail(MAX_OUTPUT / 2, MAX_OUTPUT / 2);

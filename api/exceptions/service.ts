@@ -46,7 +46,11 @@ export function exceptionsService({ db }: ExceptionsDeps) {
     if (!ct || ct.gone_at)
       throw new ApiError('validation_failed', `container: agent ${agentId} has no container ${container}`, 'container');
     if (!ct.family)
-      throw new ApiError('conflict', `container ${container} is unsupported: ${ct.unsupported ?? 'no family'}`, 'container');
+      throw new ApiError(
+        'conflict',
+        `container ${container} is unsupported: ${ct.unsupported ?? 'no family'}`,
+        'container',
+      );
     return ct.family;
   }
 

@@ -28,7 +28,12 @@ export const StartRunBody = z
         agentPickupMs: timeoutMs(7 * 24 * 3600_000).optional(),
         scriptMs: timeoutMs(24 * 3600_000).optional(),
         /** A container run: how long a locked container is waited for (default 15 min). */
-        containerLockMs: z.number().int().min(0).max(24 * 3600_000).optional(),
+        containerLockMs: z
+          .number()
+          .int()
+          .min(0)
+          .max(24 * 3600_000)
+          .optional(),
       })
       .strict()
       .default({}),

@@ -89,7 +89,11 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
     const ct = await getContainer(db, agentId, vmid);
     if (!ct) throw new ApiError('conflict', `agent ${agentId} has reported no container ${vmid}`, 'container');
     if (ct.gone_at)
-      throw new ApiError('conflict', `container ${vmid} left node ${agentId} at ${ct.gone_at.toISOString()}`, 'container');
+      throw new ApiError(
+        'conflict',
+        `container ${vmid} left node ${agentId} at ${ct.gone_at.toISOString()}`,
+        'container',
+      );
     if (!ct.family)
       throw new ApiError(
         'conflict',
