@@ -368,18 +368,36 @@ export function createAgentActivities(config: AgentActivityConfig) {
           `a run for container ${input.container.vmid}, but this agent is not on a Proxmox VE node`,
           'not-a-proxmox-node',
         );
-      const prepared = await prepareContainer(config.containers, input.container, log);
+      // Starting, snapshotting (a copy of the root on some storages) and rolling back take time of
+      // their own: the activity heartbeats through them as it does while the script runs.
+      const ctx = Context.current();
+      let step = 'prepare';
+      const beat = setInterval(
+        () => step !== 'script' && ctx.heartbeat({ container: input.container!.vmid, step }),
+        Math.max(200, Math.floor(input.heartbeatMs)),
+      );
       try {
-        checkExclusions(prepared.family); // the container's own family decides what a legal name is
-        if (input.mode === 'apply' && input.container.snapshot !== 'none')
-          await snapshotBeforeApply(config.containers, prepared, input.runId, log);
-        const execution = await executeVerified(input, content, prepared);
-        const failed = execution.exitCode !== 0 || !execution.result;
-        if (input.mode === 'apply' && failed && input.container.snapshot === 'rollback')
-          await rollBack(config.containers, prepared, log);
-        return { ...execution, container: prepared.report };
+        const prepared = await prepareContainer(config.containers, input.container, log);
+        try {
+          checkExclusions(prepared.family); // the container's own family decides what a legal name is
+          if (input.mode === 'apply' && input.container.snapshot !== 'none') {
+            step = 'snapshot';
+            await snapshotBeforeApply(config.containers, prepared, input.runId, log);
+          }
+          step = 'script';
+          const execution = await executeVerified(input, content, prepared);
+          const failed = execution.exitCode !== 0 || !execution.result;
+          if (input.mode === 'apply' && failed && input.container.snapshot === 'rollback') {
+            step = 'rollback';
+            await rollBack(config.containers, prepared, log);
+          }
+          return { ...execution, container: prepared.report };
+        } finally {
+          step = 'release';
+          await prepared.release();
+        }
       } finally {
-        await prepared.release();
+        clearInterval(beat);
       }
     }
     return executeVerified(input, content, null);
@@ -400,7 +418,7 @@ export function createAgentActivities(config: AgentActivityConfig) {
     // bash reads its script as it goes: it runs the sealed copy of the very bytes just hashed,
     // never the stored file, which could change between the check and bash's reads. In a
     // container, the bytes go on pct's stdin (container.ts says why), nothing is written to disk.
-    const sealed = container ? { path: '', remove: async () => undefined } : await seal(content);
+    const sealed = container ? { path: '', remove: () => Promise.resolve() } : await seal(content);
     const argv = [sealed.path, ...args];
     const stdout = new HeadTail(STDOUT_KEEP, MAX_OUTPUT / 2);
     const stderr = new HeadTail(MAX_OUTPUT / 2, MAX_OUTPUT / 2);

@@ -137,9 +137,17 @@ export class RpmRoot extends OverlayRoot {
 
   async installedVersion(name: string): Promise<string | null> {
     const r = await exec('chroot', [this.root, 'rpm', '-q', '--qf', '%{VERSION}-%{RELEASE}\\n', name], {
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' },
     });
     return r.code === 0 ? r.stdout.trim() : null;
+  }
+
+  /** Every installed package with its version (rpm -qa), sorted. */
+  async installed(): Promise<string> {
+    const out = await must('chroot', [this.root, 'rpm', '-qa', '--qf', '%{NAME} %{VERSION}-%{RELEASE}\\n'], {
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' },
+    });
+    return out.split('\n').filter(Boolean).sort().join('\n');
   }
 
   /** The container's rpm database, byte for byte (Debian's rpm keeps it in ~/.rpmdb: /root/.rpmdb inside). */
