@@ -372,7 +372,8 @@ export interface WindowFiring {
   leadSeconds: number;
   durationSeconds: number;
   cutoffSeconds: number;
-  agents: { agentId: string; hostname: string }[];
+  /** `container`: a Proxmox VE container of that agent's node (docs/proxmox.md). */
+  agents: { agentId: string; hostname: string; container?: number }[];
   /** Targets not run in this firing, and why (pending acceptance, revoked, unknown); absent in firings recorded before issue 13. */
   skippedTargets?: { agentId: string; reason: string }[];
 }

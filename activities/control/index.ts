@@ -199,6 +199,32 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
             status === undefined ? 'unknown agent' : `agent is ${status === 'pending' ? 'pending acceptance' : status}`,
         };
       });
+    // Containers of nodes: the node must be accepted, the container there and supported.
+    const containerTargets: WindowFiring['agents'] = [];
+    const nodes = new Map(
+      (
+        await agentsByIds(
+          db,
+          (w.targets.containers ?? []).map((c) => c.agentId),
+        )
+      ).map((a) => [a.id, a]),
+    );
+    for (const { agentId, vmid } of w.targets.containers ?? []) {
+      const agent = nodes.get(agentId);
+      const ct = agent?.status === 'accepted' ? await getContainer(db, agentId, vmid) : undefined;
+      const why = !agent
+        ? 'unknown agent'
+        : agent.status !== 'accepted'
+          ? `agent is ${agent.status === 'pending' ? 'pending acceptance' : agent.status}`
+          : !ct || ct.gone_at
+            ? `container ${vmid} is not on the node`
+            : !ct.family
+              ? `container ${vmid} is unsupported: ${ct.unsupported ?? 'no family'}`
+              : null;
+      if (why)
+        skippedTargets.push({ agentId, reason: why.startsWith('container') ? why : `container ${vmid}: ${why}` });
+      else containerTargets.push({ agentId, hostname: agent!.hostname, container: vmid });
+    }
     return {
       windowId: w.id,
       timeouts: resolveRunTimeouts(runDefaults),
@@ -206,7 +232,7 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
       leadSeconds: w.lead_seconds,
       durationSeconds: w.duration_seconds,
       cutoffSeconds: w.cutoff_seconds,
-      agents: agents.map((a) => ({ agentId: a.id, hostname: a.hostname })),
+      agents: [...agents.map((a) => ({ agentId: a.id, hostname: a.hostname })), ...containerTargets],
       skippedTargets,
     };
   }

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DIST, Stack, type TestAgent } from '../support/stack';
+import { DIST, Stack, TRIGGER_ONLY_WINDOW, type TestAgent } from '../support/stack';
 import { AptSandbox } from '../scripts/sandboxes/apt';
 import { OverlayRoot, RpmRoot } from './overlay-root';
 import { PveStandIn } from './standin';
@@ -267,5 +267,33 @@ describe('Proxmox VE: the node agent patches its LXC containers through pct', ()
     assert.ok(pve.calls().includes(`rollback ${C} ${run.containerReport.snapshot} --start 1`));
     assert.equal(fileHash(path.join(c.root, 'var/lib/dpkg/status')), before, 'the root is back as it was');
     assert.equal(await c.installedVersion('pn-alpha'), c.version(1));
+  });
+
+  it('a window targets containers: each gets its own run, named by its container', async () => {
+    const window = await stack.createWindow({
+      ...TRIGGER_ONLY_WINDOW,
+      approval: 'dry-run-only',
+      targets: {
+        agentIds: [],
+        containers: [
+          { agentId: node.id, vmid: R },
+          { agentId: node.id, vmid: C },
+          { agentId: node.id, vmid: U },
+        ],
+      },
+    });
+    const r = await stack.http('POST', `/v1/windows/${window.id}/trigger`);
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const rows = await stack.waitFor('both container runs', async () => {
+      const rows = await stack.windowRuns(window.id);
+      return rows.length === 2 && rows;
+    });
+    const runs = await Promise.all(rows.map((row: any) => outcome(row.id)));
+    const byContainer = new Map(runs.map((run) => [run.container, run]));
+    assert.equal(byContainer.get(R).outcome, 'completed', byContainer.get(R).failureReason);
+    assert.match(byContainer.get(R).id, new RegExp(`^patch-run\\.${node.id}\\.ct${R}\\.`));
+    assert.equal(byContainer.get(C).outcome, 'skipped-container-stopped', 'a window does not start stopped containers');
+    const described = await stack.temporal.workflow.getHandle(byContainer.get(R).id).describe();
+    assert.deepEqual(described.searchAttributes.PatchContainer, [`${node.id}/${R}`]);
   });
 });
