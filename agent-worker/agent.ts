@@ -9,6 +9,7 @@ import { connectWorker } from '../runtime/temporal';
 import { AgentRevokedError, ApiClient } from './api-client';
 import { Identity, identityPath, refuseNamespaceCredentials, trustedScriptKeys, type AgentEnv } from './config';
 import { detectFamily, osInfo, parseOsRelease } from './os-release';
+import { detectProxmox, type ProxmoxNode } from './proxmox';
 
 const hasCommand = (cmd: string) =>
   (process.env.PATH ?? '/usr/bin:/bin').split(':').some((dir) => dir && existsSync(path.join(dir, cmd)));
@@ -122,7 +123,13 @@ export const SHUTDOWN_GRACE_MS = DEFAULT_TIMEOUTS.scriptMs;
 export async function createAgent(
   env: AgentEnv,
   stopping?: AbortSignal,
-): Promise<{ agent: Agent; worker: Worker; connection: NativeConnection; api: ApiClient } | null> {
+): Promise<{
+  agent: Agent;
+  worker: Worker;
+  connection: NativeConnection;
+  api: ApiClient;
+  node: ProxmoxNode | null;
+} | null> {
   refuseNamespaceCredentials(env);
   // Before registering: an agent that could not check its scripts' signatures never polls.
   const trustedKeys = trustedScriptKeys(env, (line) => console.error(`[agent] ${line}`));
@@ -132,6 +139,8 @@ export async function createAgent(
   const registered = await ensureIdentity(env, api);
   const agent = await waitForAcceptance(env, api, registered.agent, stopping);
   if (!agent) return null;
+  // On a Proxmox VE node the agent patches the node's LXC containers too (docs/proxmox.md).
+  const node = detectProxmox(env);
   // Through the agent gate, with the agent's own token: an agent holds no namespace credential.
   const { connection, namespace } = await connectWorker(env, { agentToken: registered.token });
   const worker = await Worker.create({
@@ -148,9 +157,10 @@ export async function createAgent(
       trustedScriptKeys: trustedKeys,
       killGraceMs: env.PATCHNANNY_SCRIPT_KILL_GRACE_MS,
       stopping,
+      ...(node ? { containers: node.host } : {}),
     }),
   });
-  return { agent, worker, connection, api };
+  return { agent, worker, connection, api, node };
 }
 
 /** The variables PATCHNANNY_SCRIPT_ENV names, with their values in the agent's environment (unset ones are left out). */

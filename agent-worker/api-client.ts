@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { Agent, type AgentRegistration } from '../contract';
 import { ScriptSignature } from '../runtime/script-signing';
+import type { ContainerReportEntry } from '../contract/proxmox';
 
 /** The API's error shape, as far as the agent reads it. */
 const ErrorBody = z.object({ error: z.object({ code: z.string().optional(), message: z.string() }) }).partial();
@@ -85,6 +86,12 @@ export class ApiClient {
     if (r.status === 401 || r.status === 403 || r.status === 404) return null;
     if (r.status !== 200) ApiClient.fail('reading own identity failed', r);
     return ApiClient.parse(Self, 'reading own identity', r).agent;
+  }
+
+  /** A Proxmox VE node reports its containers (docs/proxmox.md); the API keeps what it says. */
+  async reportContainers(agentId: string, containers: ContainerReportEntry[]): Promise<void> {
+    const r = await this.request('PUT', `/v1/agents/${encodeURIComponent(agentId)}/containers`, { containers });
+    if (r.status !== 200) ApiClient.fail('reporting containers failed', r);
   }
 
   async script(name: string): Promise<{ content: string; sha256: string; signatures: ScriptSignature[] }> {

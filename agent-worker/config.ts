@@ -9,6 +9,17 @@ import { TemporalEnv } from '../runtime/temporal';
 const RESERVED_SCRIPT_ENV = /^(PATCHNANNY_.*|TEMPORAL_.*|PATH|LANG|LC_ALL|HOME)$/;
 
 /** Agent configuration from the environment, validated at start (flags map onto the same names). */
+/** A comma-separated list in one variable, items trimmed, empty ones dropped. */
+const commaList = z
+  .string()
+  .default('')
+  .transform((s) =>
+    s
+      .split(',')
+      .map((n) => n.trim())
+      .filter((n) => n !== ''),
+  );
+
 export const AgentEnv = TemporalEnv.extend({
   PATCHNANNY_API_URL: z.url('PATCHNANNY_API_URL must be the API base URL, e.g. http://127.0.0.1:8080'),
   /**
@@ -60,23 +71,29 @@ export const AgentEnv = TemporalEnv.extend({
    * (docs/script-contract.md): e.g. `http_proxy,https_proxy,no_proxy` behind a proxy. The
    * agent's own configuration (PATCHNANNY_*, TEMPORAL_*) can never be passed on.
    */
-  PATCHNANNY_SCRIPT_ENV: z
-    .string()
-    .default('')
-    .transform((s) =>
-      s
-        .split(',')
-        .map((n) => n.trim())
-        .filter((n) => n !== ''),
-    )
-    .pipe(
-      z
-        .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a variable name'))
-        .refine(
-          (names) => names.every((n) => !RESERVED_SCRIPT_ENV.test(n)),
-          'PATCHNANNY_SCRIPT_ENV may not name PATCHNANNY_*, TEMPORAL_*, PATH, LANG, LC_ALL or HOME',
-        ),
-    ),
+  PATCHNANNY_SCRIPT_ENV: commaList.pipe(
+    z
+      .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a variable name'))
+      .refine(
+        (names) => names.every((n) => !RESERVED_SCRIPT_ENV.test(n)),
+        'PATCHNANNY_SCRIPT_ENV may not name PATCHNANNY_*, TEMPORAL_*, PATH, LANG, LC_ALL or HOME',
+      ),
+  ),
+  /**
+   * Proxmox VE (docs/proxmox.md): `auto` patches the node's LXC containers when `pveversion`
+   * runs (the agent is on a PVE node), `off` never looks.
+   */
+  PATCHNANNY_PVE: z.enum(['auto', 'off']).default('auto'),
+  PATCHNANNY_PVE_PCT: z.string().min(1).default('/usr/sbin/pct'),
+  PATCHNANNY_PVE_PVEVERSION: z.string().min(1).default('/usr/bin/pveversion'),
+  /** VMIDs never discovered nor patched (a container tagged `patchnanny-exclude` is left out too). */
+  PATCHNANNY_PVE_EXCLUDE: commaList.pipe(
+    z.array(z.string().regex(/^[1-9][0-9]{2,8}$/, 'a VMID')).transform((a) => new Set(a.map(Number))),
+  ),
+  /** How often the node reports its containers to the API (also once at start). */
+  PATCHNANNY_PVE_INVENTORY_MS: z.coerce.number().int().min(100).default(300_000),
+  /** patchnanny snapshots kept per container; older ones are deleted after a new one is taken. */
+  PATCHNANNY_PVE_SNAPSHOT_KEEP: z.coerce.number().int().min(1).max(100).default(3),
 });
 export type AgentEnv = z.infer<typeof AgentEnv>;
 

@@ -37,10 +37,27 @@ async function main(): Promise<void> {
     process.once(signal, () => stopping.abort(signal));
   const created = await createAgent(env, stopping.signal);
   if (!created) return; // stopped while waiting for acceptance
-  const { agent, worker, connection, api } = created;
+  const { agent, worker, connection, api, node } = created;
   console.log(
     `[agent] ${agent.id} (${agent.os.prettyName || agent.os.id}, ${agent.family}) polling ${agent.taskQueue}`,
   );
+  // A Proxmox VE node reports its containers now and then on an interval (docs/proxmox.md).
+  const reportContainers = async () => {
+    if (!node) return;
+    try {
+      const containers = await node.inventory();
+      await api.reportContainers(agent.id, containers);
+      console.log(`[agent] Proxmox VE ${node.version}: reported ${containers.length} containers`);
+    } catch (err) {
+      console.error(`[agent] container inventory failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+  let inventoryRunning: Promise<void> = reportContainers();
+  const inventory = node
+    ? setInterval(() => {
+        inventoryRunning = inventoryRunning.then(reportContainers);
+      }, env.PATCHNANNY_PVE_INVENTORY_MS)
+    : undefined;
   // A revoked agent stops: the gate refuses its polls anyway, and a worker the SDK keeps retrying
   // would sit there looking alive. A running apply still finishes (the Worker's shutdown waits).
   let revoked: AgentRevokedError | null = null;
@@ -60,6 +77,7 @@ async function main(): Promise<void> {
     await worker.run(); // until SIGINT/SIGTERM or revocation
   } finally {
     clearInterval(watch);
+    clearInterval(inventory);
   }
   await connection.close();
   if (revoked) process.exit(EXIT_REVOKED);

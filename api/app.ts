@@ -12,6 +12,8 @@ import { enrolmentTokensRouter } from './enrolment-tokens/router';
 import { enrolmentTokensService } from './enrolment-tokens/service';
 import { errorMiddleware } from './errors';
 import { exceptionsRouter } from './exceptions/router';
+import { containersRouter } from './containers/router';
+import { containersService } from './containers/service';
 import { exceptionsService } from './exceptions/service';
 import { keysRouter } from './keys/router';
 import { keysService } from './keys/service';
@@ -62,6 +64,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     agentsRouter(agentsService(deps)),
     enrolmentTokensRouter(enrolmentTokensService(deps)),
     exceptionsRouter(exceptionsService(deps)),
+    containersRouter(containersService(deps)),
     scriptsRouter(scriptsService(deps)),
     runsRouter(runsService(deps)),
     windowsRouter(windowsService(deps)),

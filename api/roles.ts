@@ -31,6 +31,9 @@ export const ROUTE_ROLES = {
   'PATCH /v1/agents/:id': ['admin'],
   'POST /v1/agents/:id/accept': ['admin'],
   'DELETE /v1/agents/:id': ['admin'],
+  // Proxmox VE (docs/proxmox.md): a node's containers; its agent reports them (only its own, checked by the route).
+  'GET /v1/agents/:id/containers': READ,
+  'PUT /v1/agents/:id/containers': ['agent'],
   'POST /v1/enrolment-tokens': ['admin'],
   'GET /v1/enrolment-tokens': ['admin'],
   'DELETE /v1/enrolment-tokens/:id': ['admin'],

@@ -29,8 +29,11 @@ export {
   resolveRunTimeouts,
   type ConfigurableTimeouts,
   type PatchRunInput,
+  type RunContainer,
   type RunTimeouts,
   type RunWindow,
+  type SnapshotMode,
+  SNAPSHOT_MODES,
 } from './workflow-safe';
 
 export const FAMILIES = ['apt', 'dnf', 'yum', 'zypper', 'pacman'] as const;
@@ -192,6 +195,21 @@ export interface ScriptExecution {
   /** Fingerprint of the plan (`packages`), null when there is no parsed result. */
   planHash: string | null;
   durationMs: number;
+  /** A Proxmox VE container run: what the node did to the container around the script (docs/proxmox.md). */
+  container?: ContainerReport;
+}
+
+/** What the node agent did to a container around one script execution. */
+export interface ContainerReport {
+  vmid: number;
+  /** Started for the run (startIfStopped) and stopped again afterwards. */
+  startedAndStopped: boolean;
+  /** The snapshot taken before an apply (`patchnanny-<run>`), null when none was asked for. */
+  snapshot: string | null;
+  /** The failed apply was rolled back to that snapshot. */
+  rolledBack: boolean;
+  /** Older patchnanny snapshots removed to keep the configured count. */
+  pruned: string[];
 }
 
 // ---- runs ----
@@ -231,6 +249,12 @@ export const RUN_OUTCOMES = [
    * another agent, mode or approval): refused, nothing executed, no row written (issue 13)
    */
   'untrusted-input',
+  /** Proxmox VE: the container is no longer on the agent's node (destroyed or migrated; docs/proxmox.md) */
+  'container-gone',
+  /** Proxmox VE: the container was stopped and the run did not ask to start it (startIfStopped) */
+  'skipped-container-stopped',
+  /** Proxmox VE: the container stayed locked (backup, migrate, snapshot) for the run's whole lock wait */
+  'skipped-container-locked',
 ] as const;
 export const RunOutcome = z.enum(RUN_OUTCOMES);
 export type RunOutcome = z.infer<typeof RunOutcome>;
@@ -322,6 +346,8 @@ export type ApiErrorCode = z.infer<typeof ApiErrorCode>;
 export const PackageException = z.object({
   id: z.string(),
   agentId: AgentId,
+  /** A Proxmox VE container of the agent's node (docs/proxmox.md); null: the agent's host. */
+  container: z.number().int().nullable(),
   package: z.string(),
   reason: z.string(),
   createdBy: z.string(),
@@ -346,7 +372,8 @@ export interface WindowFiring {
   leadSeconds: number;
   durationSeconds: number;
   cutoffSeconds: number;
-  agents: { agentId: string; hostname: string }[];
+  /** `container`: a Proxmox VE container of that agent's node (docs/proxmox.md). */
+  agents: { agentId: string; hostname: string; container?: number }[];
   /** Targets not run in this firing, and why (pending acceptance, revoked, unknown); absent in firings recorded before issue 13. */
   skippedTargets?: { agentId: string; reason: string }[];
 }

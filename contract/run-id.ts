@@ -19,15 +19,16 @@ export function ulidFrom(timeMs: number, random: () => number): string {
   return time + rand;
 }
 
-export const RUN_ID_PATTERN = /^patch-run\.([a-z0-9][a-z0-9-]*)\.([0-9A-HJKMNP-TV-Z]{26})$/;
+/** A container run of a Proxmox VE node names its container too: `patch-run.<agentId>.ct<vmid>.<ulid>`. */
+export const RUN_ID_PATTERN = /^patch-run\.([a-z0-9][a-z0-9-]*)\.(?:ct([1-9][0-9]{2,8})\.)?([0-9A-HJKMNP-TV-Z]{26})$/;
 
-export const newRunId = (agentId: string, timeMs: number, random: () => number): string =>
-  `patch-run.${agentId}.${ulidFrom(timeMs, random)}`;
+export const newRunId = (agentId: string, timeMs: number, random: () => number, container?: number): string =>
+  `patch-run.${agentId}.${container === undefined ? '' : `ct${container}.`}${ulidFrom(timeMs, random)}`;
 
-/** The agent a run id names, or null when the text is not a run id. */
-export function parseRunId(id: string): { agentId: string; ulid: string } | null {
+/** The agent (and container) a run id names, or null when the text is not a run id. */
+export function parseRunId(id: string): { agentId: string; ulid: string; container: number | null } | null {
   const m = RUN_ID_PATTERN.exec(id);
-  return m ? { agentId: m[1], ulid: m[2] } : null;
+  return m ? { agentId: m[1], ulid: m[3], container: m[2] ? Number(m[2]) : null } : null;
 }
 
 /** Each host's agent polls its own task queue. */

@@ -108,6 +108,22 @@ export interface PatchRunInput {
   requestedBy: string;
   timeouts: RunTimeouts;
   window?: RunWindow;
+  /** A Proxmox VE container of the agent's node (docs/proxmox.md); absent: the host itself. */
+  container?: RunContainer;
+}
+
+/** Snapshot before apply: none, keep it (reported, pruned later), or roll back to it when the apply fails. */
+export const SNAPSHOT_MODES = ['none', 'keep', 'rollback'] as const;
+export type SnapshotMode = (typeof SNAPSHOT_MODES)[number];
+
+/** A run on an LXC container of a Proxmox VE node, executed by the node's agent through `pct`. */
+export interface RunContainer {
+  vmid: number;
+  /** A stopped container is started for the run and stopped again after it (else skipped-container-stopped). */
+  startIfStopped: boolean;
+  snapshot: SnapshotMode;
+  /** How long a locked container (backup, migrate, snapshot) is waited for before skipped-container-locked. */
+  lockWaitMs: number;
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import type {
   ApprovalPolicy,
+  ContainerReport,
   IgnoredDecision,
   PlanPackage,
   RunMode,
@@ -45,6 +46,9 @@ export interface RunRow {
   /** Pinned at creation from the agent's and the window's switch: the requester may not approve. */
   four_eyes: boolean;
   overran: boolean;
+  /** A Proxmox VE container of the agent's node the run targets (docs/proxmox.md); null: the host. */
+  container: number | null;
+  container_report: ContainerReport | null;
   created_at: Date;
   updated_at: Date;
   finished_at: Date | null;
@@ -106,6 +110,8 @@ export interface CreateRunInput {
   requestedBy: string;
   windowId?: string;
   windowStart?: number;
+  /** The container (VMID) a container run targets. */
+  vmid?: number;
 }
 
 export interface RecordPlanInput {
@@ -207,6 +213,8 @@ export interface ClaimRunInput {
   windowId: string | null;
   /** The window start (epoch ms) of a window run. */
   windowStart: number | null;
+  /** The container a container run targets; null or absent for a host run. */
+  container?: number | null;
 }
 
 export type ClaimResult = { claimed: true } | { claimed: false; reason: string };
@@ -225,6 +233,7 @@ export async function claimRun(db: Db, owner: RunOwner, input: ClaimRunInput): P
     .where({ id: owner.runId, agent_id: input.agentId, mode: input.mode, approval: input.approval })
     .whereRaw('window_id is not distinct from ?', [input.windowId])
     .whereRaw('window_start is not distinct from ?', [windowStart])
+    .whereRaw('container is not distinct from ?', [input.container ?? null])
     .whereRaw('(workflow_run_id is null or workflow_run_id = ?)', [owner.workflowRunId])
     .whereNull('outcome')
     .update({ workflow_run_id: owner.workflowRunId, updated_at: db.fn.now() })
@@ -242,6 +251,7 @@ export async function claimRun(db: Db, owner: RunOwner, input: ClaimRunInput): P
     row.approval !== input.approval && `approval (row ${row.approval}, input ${input.approval})`,
     row.window_id !== input.windowId && `window (row ${row.window_id}, input ${input.windowId})`,
     (row.window_start?.getTime() ?? null) !== input.windowStart && `window start`,
+    row.container !== (input.container ?? null) && `container (row ${row.container}, input ${input.container ?? null})`,
   ].filter(Boolean);
   return { claimed: false, reason: `input differs from run row ${owner.runId}: ${differs.join(', ') || 'unknown'}` };
 }
@@ -276,6 +286,7 @@ export async function insertRunRows(db: Db, inputs: readonly CreateRunInput[]): 
         requested_by: input.requestedBy,
         window_id: input.windowId ?? null,
         window_start: input.windowStart ? new Date(input.windowStart) : null,
+        container: input.vmid ?? null,
         // Pinned here, in the insert, so a later change to the agent or window leaves this run be.
         four_eyes: db.raw(
           `coalesce((select four_eyes from agents where id = ?), false)
@@ -473,6 +484,7 @@ export async function recordOutcome(db: Db, owner: RunOwner, input: Omit<RecordO
           reboot_required: e?.result ? e.result.reboot_required : null,
           reboot_reason: e?.result ? e.result.reboot_reason : null,
           overran: input.overran,
+          ...(e?.container ? { container_report: jsonb(trx, e.container) } : {}),
           finished_at: trx.fn.now(),
           updated_at: trx.fn.now(),
         }),
@@ -505,6 +517,7 @@ export interface RunFilter {
   agentId?: string;
   phase?: RunPhase;
   outcome?: RunOutcome;
+  container?: number;
   /** Runs created before this run (the previous page's last), newest first. */
   before?: RunCursor;
   limit: number;
@@ -525,6 +538,7 @@ export function listRuns(db: Db, filter: RunFilter): Promise<RunRow[]> {
     ])
     .limit(filter.limit);
   if (filter.agentId) query.where({ agent_id: filter.agentId });
+  if (filter.container !== undefined) query.where({ container: filter.container });
   if (filter.phase) query.where({ phase: filter.phase });
   if (filter.outcome) query.where({ outcome: filter.outcome });
   // Row comparison: earlier created_at, or the same one and a smaller id.

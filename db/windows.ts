@@ -4,7 +4,8 @@ import { jsonb, type Db } from './index';
 export interface WindowRow {
   id: string; // also names its Temporal Schedule: window.<id>
   name: string;
-  targets: { agentIds: string[] };
+  /** `containers`: Proxmox VE containers of nodes, each a target of its own (docs/proxmox.md). */
+  targets: { agentIds: string[]; containers?: { agentId: string; vmid: number }[] };
   /** `{ cron } | { calendar } | { everySeconds }` as the API validated it; the API parses it back. */
   recurrence: unknown;
   timezone: string;

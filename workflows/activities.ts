@@ -2,7 +2,13 @@
  * The activities a patch run calls, typed from their implementations (a changed activity
  * signature fails `tsc` here), with their timeouts and retry policies in one place.
  */
-import { ActivityFailure, ApplicationFailure, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  proxyActivities,
+  proxyLocalActivities,
+  sleep,
+} from '@temporalio/workflow';
 import type { AgentActivities } from '../activities/agent';
 import type { ControlActivities } from '../activities/control';
 import type { PatchRunInput, RunMode, ScriptExecution } from '../contract';
@@ -69,7 +75,7 @@ export function agentFor(input: PatchRunInput, exclusions: () => string[]) {
         initialInterval: '10s',
         maximumInterval: '2m',
         maximumAttempts: 6,
-        nonRetryableErrorTypes: ['script-hash-mismatch', 'script-missing'],
+        nonRetryableErrorTypes: ['script-hash-mismatch', 'script-missing', ...CONTAINER_STATES],
       },
     }).scriptExecute,
     // An apply is never retried by Temporal: after an agent died mid-transaction, a second apply
@@ -85,15 +91,26 @@ export function agentFor(input: PatchRunInput, exclusions: () => string[]) {
    */
   let verified = false;
   const verifyPinned = (p: PinnedScript) => verify({ scriptName: p.scriptName, sha256: p.sha256 });
+  const { container } = input;
   return async function run(pinned: PinnedScript, mode: RunMode): Promise<ScriptExecution> {
-    const once = () =>
+    const attempt = () =>
       execute[mode]({
         runId: input.runId,
         sha256: pinned.sha256,
         mode,
         exclusions: exclusions(),
         heartbeatMs: timeouts.heartbeatMs,
+        ...(container
+          ? {
+              container: {
+                vmid: container.vmid,
+                startIfStopped: container.startIfStopped,
+                snapshot: container.snapshot,
+              },
+            }
+          : {}),
       });
+    const once = container ? () => waitOutLock(attempt, container.lockWaitMs) : attempt;
     if (!verified) {
       await verifyPinned(pinned);
       verified = true;
@@ -111,4 +128,33 @@ export function agentFor(input: PatchRunInput, exclusions: () => string[]) {
       return once();
     }
   };
+}
+
+/** What a container's state makes the agent refuse (activities/agent/container.ts); never retried by Temporal. */
+const CONTAINER_STATES = [
+  'container-gone',
+  'container-stopped',
+  'container-locked',
+  'container-unsupported',
+  'container-snapshot-unsupported',
+];
+
+const isFailure = (err: unknown, type: string) =>
+  err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === type;
+
+/**
+ * A locked container (a backup, a migration, a snapshot under way) is asked again with backoff —
+ * 1 s doubling to 1 min — until `waitMs` has passed; then the lock failure ends the run
+ * (skipped-container-locked). Nothing in the container changed while it was locked.
+ */
+async function waitOutLock<T>(attempt: () => Promise<T>, waitMs: number): Promise<T> {
+  const until = Date.now() + waitMs;
+  for (let delay = 1000; ; delay = Math.min(delay * 2, 60_000)) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!isFailure(err, 'container-locked') || Date.now() + delay > until) throw err;
+      await sleep(delay);
+    }
+  }
 }

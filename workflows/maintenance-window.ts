@@ -11,7 +11,7 @@ import type { RunOutcome, RunStatus } from '../contract';
 import { newRunId } from '../contract/run-id';
 import { control } from './activities';
 import { patchRun } from './patch-run';
-import { PatchHost, PatchPhase } from './search-attributes';
+import { PatchContainer, PatchHost, PatchPhase } from './search-attributes';
 
 /** Set by Temporal on workflows a Schedule starts: the time the firing was meant for. */
 const ScheduledStartTime = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
@@ -56,16 +56,18 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
   const mode = firing.approval === 'dry-run-only' ? 'dry-run' : 'apply';
   const approval = firing.approval === 'pre-approved' ? 'required' : 'auto';
   const requestedBy = `window:${firing.windowId}`;
-  const planned = firing.agents.map(({ agentId, hostname }) => ({
+  const planned = firing.agents.map(({ agentId, hostname, container }) => ({
     agentId,
     hostname,
-    runId: newRunId(agentId, Date.now(), Math.random),
+    container,
+    runId: newRunId(agentId, Date.now(), Math.random, container),
   }));
   // One activity writes every run row (a fleet window is one round-trip, not one per host).
   await control.createRuns(
-    planned.map(({ runId, agentId }) => ({
+    planned.map(({ runId, agentId, container }) => ({
       runId,
       agentId,
+      vmid: container,
       mode,
       approval,
       requestedBy,
@@ -74,7 +76,7 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
     })),
   );
   const children: { runId: string; agentId: string; handle: ChildWorkflowHandle<typeof patchRun> }[] = [];
-  for (const { agentId, hostname, runId } of planned) {
+  for (const { agentId, hostname, runId, container } of planned) {
     const handle = await startChild(patchRun, {
       workflowId: runId,
       args: [
@@ -92,11 +94,23 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
             approvalMs: Math.max(1000, startsAt - Date.now()),
           },
           window: { windowId: firing.windowId, startsAt, applyBy, endsAt },
+          // A container (docs/proxmox.md): a locked one is waited for until the window's cutoff.
+          ...(container === undefined
+            ? {}
+            : {
+                container: {
+                  vmid: container,
+                  startIfStopped: false,
+                  snapshot: 'none' as const,
+                  lockWaitMs: Math.max(0, applyBy - Date.now()),
+                },
+              }),
         },
       ],
       typedSearchAttributes: [
         { key: PatchHost, value: hostname },
         { key: PatchPhase, value: 'planning' },
+        ...(container === undefined ? [] : [{ key: PatchContainer, value: `${agentId}/${container}` }]),
       ],
       // Never kill a package manager mid-transaction: runs outlive a terminated window workflow.
       parentClosePolicy: ParentClosePolicy.ABANDON,

@@ -65,6 +65,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
       approval: input.approval,
       windowId: window?.windowId ?? null,
       windowStart: window?.startsAt ?? null,
+      container: input.container?.vmid ?? null,
     }),
   );
   if (!claim.claimed) return untrusted(claim.reason);
@@ -322,6 +323,9 @@ function asRunEnded(err: unknown, input: PatchRunInput): RunEnded {
   const refusal = err instanceof ActivityFailure ? err.cause : err;
   if (refusal instanceof ApplicationFailure && refusal.type === 'agent-revoked')
     return new RunEnded('agent-revoked', refusal.message);
+  // The container left the node, is stopped or stays locked (from the control side or the agent).
+  if (refusal instanceof ApplicationFailure && refusal.type && refusal.type in CONTAINER_OUTCOMES)
+    return new RunEnded(CONTAINER_OUTCOMES[refusal.type], refusal.message);
   // A failed local (control) activity surfaces as the failure itself, not as an ActivityFailure.
   if (!(err instanceof ActivityFailure)) {
     const e =
@@ -343,3 +347,10 @@ function asRunEnded(err: unknown, input: PatchRunInput): RunEnded {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+
+/** A container's state that ends a run in an outcome of its own (docs/proxmox.md). */
+const CONTAINER_OUTCOMES: Record<string, RunOutcome> = {
+  'container-gone': 'container-gone',
+  'container-stopped': 'skipped-container-stopped',
+  'container-locked': 'skipped-container-locked',
+};

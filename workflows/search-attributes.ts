@@ -5,4 +5,7 @@ export const PatchHost = defineSearchAttributeKey('PatchHost', SearchAttributeTy
 export const PatchPhase = defineSearchAttributeKey('PatchPhase', SearchAttributeType.KEYWORD);
 export const PatchOutcome = defineSearchAttributeKey('PatchOutcome', SearchAttributeType.KEYWORD);
 
-export const SEARCH_ATTRIBUTES = [PatchHost, PatchPhase, PatchOutcome] as const;
+/** A Proxmox VE container run: `<agentId>/<vmid>` (docs/proxmox.md); host runs do not set it. */
+export const PatchContainer = defineSearchAttributeKey('PatchContainer', SearchAttributeType.KEYWORD);
+
+export const SEARCH_ATTRIBUTES = [PatchHost, PatchPhase, PatchOutcome, PatchContainer] as const;

@@ -17,6 +17,16 @@ import {
 import { planHash, sha256Hex } from '../../contract/plan-hash';
 import { HeadTail, lastLine, outputPipes } from './output';
 import { checkSignatures, SignatureFile, type ScriptSignature, type TrustedKey } from '../../runtime/script-signing';
+import {
+  containerEnvironment,
+  containerExecArgv,
+  ContainerTarget,
+  prepareContainer,
+  rollBack,
+  snapshotBeforeApply,
+  type ContainerHost,
+  type PreparedContainer,
+} from './container';
 
 const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'a lowercase hex SHA-256');
 
@@ -43,6 +53,8 @@ export const ScriptExecuteInput = z.strictObject({
   mode: z.enum(['dry-run', 'apply']),
   exclusions: z.array(z.string()).max(1000),
   heartbeatMs: z.number().int().min(1).max(3_600_000),
+  /** Run inside this Proxmox VE container of the agent's node instead of on the host (docs/proxmox.md). */
+  container: ContainerTarget.optional(),
 });
 export type ScriptExecuteInput = z.infer<typeof ScriptExecuteInput>;
 
@@ -106,6 +118,8 @@ export interface AgentActivityConfig {
   stopping?: AbortSignal;
   /** Where the agent says what it did on its own (default: stderr). */
   log?: (line: string) => void;
+  /** On a Proxmox VE node: its LXC containers, which runs may target (docs/proxmox.md). */
+  containers?: ContainerHost;
 }
 
 /**
@@ -330,20 +344,71 @@ export function createAgentActivities(config: AgentActivityConfig) {
    */
   async function scriptExecute(raw: ScriptExecuteInput): Promise<ScriptExecution> {
     const input = parseInput(ScriptExecuteInput, raw, 'script-execute');
-    for (const name of input.exclusions) {
-      if (!isLegalPackageName(config.family, name)) {
-        throw ApplicationFailure.nonRetryable(
-          `exclusion ${JSON.stringify(name)} is not a legal ${config.family} package name`,
-          'invalid-exclusion',
-        );
+    const checkExclusions = (family: Family) => {
+      for (const name of input.exclusions) {
+        if (!isLegalPackageName(family, name)) {
+          throw ApplicationFailure.nonRetryable(
+            `exclusion ${JSON.stringify(name)} is not a legal ${family} package name`,
+            'invalid-exclusion',
+          );
+        }
       }
-    }
+    };
+    if (!input.container) checkExclusions(config.family);
+    // Verified before anything else happens, also before a container is looked at or started.
     const content = await readVerified(input.sha256);
     if (!content)
       throw ApplicationFailure.nonRetryable(
         `script ${input.sha256} is not stored on this agent; hash-verify first`,
         'script-missing',
       );
+    if (input.container) {
+      if (!config.containers)
+        throw ApplicationFailure.nonRetryable(
+          `a run for container ${input.container.vmid}, but this agent is not on a Proxmox VE node`,
+          'not-a-proxmox-node',
+        );
+      // Starting, snapshotting (a copy of the root on some storages) and rolling back take time of
+      // their own: the activity heartbeats through them as it does while the script runs.
+      const ctx = Context.current();
+      let step = 'prepare';
+      const beat = setInterval(
+        () => step !== 'script' && ctx.heartbeat({ container: input.container!.vmid, step }),
+        Math.max(200, Math.floor(input.heartbeatMs)),
+      );
+      try {
+        const prepared = await prepareContainer(config.containers, input.container, log);
+        try {
+          checkExclusions(prepared.family); // the container's own family decides what a legal name is
+          if (input.mode === 'apply' && input.container.snapshot !== 'none') {
+            step = 'snapshot';
+            await snapshotBeforeApply(config.containers, prepared, input.runId, log);
+          }
+          step = 'script';
+          const execution = await executeVerified(input, content, prepared);
+          const failed = execution.exitCode !== 0 || !execution.result;
+          if (input.mode === 'apply' && failed && input.container.snapshot === 'rollback') {
+            step = 'rollback';
+            await rollBack(config.containers, prepared, log);
+          }
+          return { ...execution, container: prepared.report };
+        } finally {
+          step = 'release';
+          await prepared.release();
+        }
+      } finally {
+        clearInterval(beat);
+      }
+    }
+    return executeVerified(input, content, null);
+  }
+
+  /** Run verified bytes: on the host (a sealed copy) or inside a prepared container (on stdin). */
+  async function executeVerified(
+    input: ScriptExecuteInput,
+    content: Buffer,
+    container: PreparedContainer | null,
+  ): Promise<ScriptExecution> {
     const flag = { 'dry-run': '--dry-run', apply: '--apply' }[input.mode];
     const args = [flag];
     if (input.exclusions.length > 0) args.push('--exclude', input.exclusions.join(','));
@@ -351,8 +416,9 @@ export function createAgentActivities(config: AgentActivityConfig) {
     const ctx = Context.current();
     const started = Date.now();
     // bash reads its script as it goes: it runs the sealed copy of the very bytes just hashed,
-    // never the stored file, which could change between the check and bash's reads.
-    const sealed = await seal(content);
+    // never the stored file, which could change between the check and bash's reads. In a
+    // container, the bytes go on pct's stdin (container.ts says why), nothing is written to disk.
+    const sealed = container ? { path: '', remove: () => Promise.resolve() } : await seal(content);
     const argv = [sealed.path, ...args];
     const stdout = new HeadTail(STDOUT_KEEP, MAX_OUTPUT / 2);
     const stderr = new HeadTail(MAX_OUTPUT / 2, MAX_OUTPUT / 2);
@@ -361,11 +427,22 @@ export function createAgentActivities(config: AgentActivityConfig) {
       const pipes = await outputPipes([stdout, stderr]);
       let child: ChildProcess;
       try {
-        child = spawn(config.shell ?? '/bin/bash', argv, {
-          stdio: ['ignore', pipes[0].writeFd, pipes[1].writeFd],
-          detached: true, // own process group, so stopping it stops the package manager too
-          env: scriptEnvironment(input.runId, config.scriptEnv),
-        });
+        child = container
+          ? spawn(config.containers!.pct.bin, containerExecArgv(container.report.vmid, args), {
+              stdio: ['pipe', pipes[0].writeFd, pipes[1].writeFd],
+              detached: true,
+              env: containerEnvironment(input.runId, config.scriptEnv),
+            })
+          : spawn(config.shell ?? '/bin/bash', argv, {
+              stdio: ['ignore', pipes[0].writeFd, pipes[1].writeFd],
+              detached: true, // own process group, so stopping it stops the package manager too
+              env: scriptEnvironment(input.runId, config.scriptEnv),
+            });
+        if (container) {
+          // A pct that exits before reading (the container went away) must not crash the agent.
+          child.stdin!.on('error', () => undefined);
+          child.stdin!.end(content);
+        }
       } finally {
         for (const pipe of pipes) pipe.release();
       }

@@ -11,6 +11,7 @@ import type { PinnedKey } from '../../contract/approval';
 import { activeExceptionPatterns } from '../../db/exceptions';
 import {
   claimRun as claimRow,
+  getRun,
   fourEyesExcluded,
   insertRunRows,
   RunNotClaimedError,
@@ -31,6 +32,7 @@ import {
   type RunOwner,
 } from '../../db/runs';
 import { scriptSha256 } from '../../db/scripts';
+import { getContainer } from '../../db/containers';
 import { getWindow } from '../../db/windows';
 import {
   Family,
@@ -118,15 +120,31 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
       );
     if (agent.status !== 'accepted')
       throw ApplicationFailure.nonRetryable(`agent ${agent.id} is pending acceptance`, 'agent-not-accepted');
-    const family = Family.parse(agent.family);
+    // A container run (docs/proxmox.md) is patched with its container's script and exceptions,
+    // read from the run's own row, never from the workflow's input.
+    const vmid = (await getRun(db, input.runId))?.container ?? null;
+    const family = Family.parse(vmid === null ? agent.family : await containerFamily(input.agentId, vmid));
     const scriptName = scriptNameFor(family);
     const sha256 = await scriptSha256(db, scriptName);
     if (!sha256)
       throw ApplicationFailure.nonRetryable(`no script ${scriptName} for family ${family}`, 'script-not-found');
     // Loaded at plan time, so an exception added or expired since the run started counts.
-    const exclusions = await activeExceptionPatterns(db, input.agentId);
+    const exclusions = await activeExceptionPatterns(db, input.agentId, vmid ?? 0);
     await owned((o) => recordScript(db, o, { scriptName, sha256, exclusions }));
     return { family, scriptName, sha256, exclusions };
+  }
+
+  /** The family the node's agent last reported for a container; a gone or unsupported one ends the run. */
+  async function containerFamily(agentId: string, vmid: number): Promise<string> {
+    const ct = await getContainer(db, agentId, vmid);
+    if (!ct || ct.gone_at)
+      throw ApplicationFailure.nonRetryable(`container ${vmid} is not on node ${agentId}`, 'container-gone');
+    if (!ct.family)
+      throw ApplicationFailure.nonRetryable(
+        `container ${vmid} is unsupported: ${ct.unsupported ?? 'no family detected'}`,
+        'container-unsupported',
+      );
+    return ct.family;
   }
 
   async function recordPlan(input: RecordPlanInput): Promise<void> {
@@ -181,6 +199,32 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
             status === undefined ? 'unknown agent' : `agent is ${status === 'pending' ? 'pending acceptance' : status}`,
         };
       });
+    // Containers of nodes: the node must be accepted, the container there and supported.
+    const containerTargets: WindowFiring['agents'] = [];
+    const nodes = new Map(
+      (
+        await agentsByIds(
+          db,
+          (w.targets.containers ?? []).map((c) => c.agentId),
+        )
+      ).map((a) => [a.id, a]),
+    );
+    for (const { agentId, vmid } of w.targets.containers ?? []) {
+      const agent = nodes.get(agentId);
+      const ct = agent?.status === 'accepted' ? await getContainer(db, agentId, vmid) : undefined;
+      const why = !agent
+        ? 'unknown agent'
+        : agent.status !== 'accepted'
+          ? `agent is ${agent.status === 'pending' ? 'pending acceptance' : agent.status}`
+          : !ct || ct.gone_at
+            ? `container ${vmid} is not on the node`
+            : !ct.family
+              ? `container ${vmid} is unsupported: ${ct.unsupported ?? 'no family'}`
+              : null;
+      if (why)
+        skippedTargets.push({ agentId, reason: why.startsWith('container') ? why : `container ${vmid}: ${why}` });
+      else containerTargets.push({ agentId, hostname: agent!.hostname, container: vmid });
+    }
     return {
       windowId: w.id,
       timeouts: resolveRunTimeouts(runDefaults),
@@ -188,7 +232,7 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
       leadSeconds: w.lead_seconds,
       durationSeconds: w.duration_seconds,
       cutoffSeconds: w.cutoff_seconds,
-      agents: agents.map((a) => ({ agentId: a.id, hostname: a.hostname })),
+      agents: [...agents.map((a) => ({ agentId: a.id, hostname: a.hostname })), ...containerTargets],
       skippedTargets,
     };
   }

@@ -2,15 +2,20 @@ import Router from '@koa/router';
 import type { AppState } from '../auth';
 import { at } from '../roles';
 import { validate } from '../validate';
-import { AgentParams, CreateExceptionBody, ExceptionParams, UpdateExceptionBody } from './schema';
+import { AgentParams, CreateExceptionBody, ExceptionParams, ListExceptionsQuery, UpdateExceptionBody } from './schema';
 import type { ExceptionsService } from './service';
 
 export function exceptionsRouter(exceptions: ExceptionsService): Router<AppState> {
   const router = new Router<AppState>();
 
-  router.get(...at('GET /v1/agents/:agentId/exceptions'), validate({ params: AgentParams }), async (ctx) => {
-    ctx.body = { exceptions: await exceptions.list(ctx.state.valid.params.agentId) };
-  });
+  router.get(
+    ...at('GET /v1/agents/:agentId/exceptions'),
+    validate({ params: AgentParams, query: ListExceptionsQuery }),
+    async (ctx) => {
+      const { params, query } = ctx.state.valid;
+      ctx.body = { exceptions: await exceptions.list(params.agentId, query.container) };
+    },
+  );
 
   router.post(
     ...at('POST /v1/agents/:agentId/exceptions'),

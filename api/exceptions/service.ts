@@ -3,6 +3,7 @@ import { isLegalPackageName, type Family, type PackageException } from '../../co
 import type { Db } from '../../db';
 import { appendAudit } from '../../db/audit';
 import { getAgent } from '../../db/agents';
+import { getContainer } from '../../db/containers';
 import {
   deleteException,
   insertException,
@@ -22,6 +23,7 @@ function toException(r: ExceptionRow): PackageException {
   return {
     id: r.id,
     agentId: r.agent_id,
+    container: r.container === 0 ? null : r.container,
     package: r.package,
     reason: r.reason,
     createdBy: r.created_by,
@@ -35,11 +37,21 @@ function toException(r: ExceptionRow): PackageException {
 const dateOrNull = (iso: string | null | undefined) => (iso ? new Date(iso) : null);
 
 export function exceptionsService({ db }: ExceptionsDeps) {
-  /** The agent the exception is for; its family decides which names are legal. */
-  async function agentFamily(agentId: string): Promise<Family> {
+  /** The agent (or its container) the exception is for; its family decides which names are legal. */
+  async function agentFamily(agentId: string, container?: number): Promise<Family> {
     const agent = await getAgent(db, agentId);
     if (!agent) throw new ApiError('validation_failed', `agentId: unknown agent ${agentId}`, 'agentId');
-    return agent.family;
+    if (container === undefined) return agent.family;
+    const ct = await getContainer(db, agentId, container);
+    if (!ct || ct.gone_at)
+      throw new ApiError('validation_failed', `container: agent ${agentId} has no container ${container}`, 'container');
+    if (!ct.family)
+      throw new ApiError(
+        'conflict',
+        `container ${container} is unsupported: ${ct.unsupported ?? 'no family'}`,
+        'container',
+      );
+    return ct.family;
   }
 
   const checkName = (family: Family, name: string) => {
@@ -53,31 +65,39 @@ export function exceptionsService({ db }: ExceptionsDeps) {
   };
 
   async function create(agentId: string, body: CreateExceptionBody, by: string): Promise<PackageException> {
-    checkName(await agentFamily(agentId), body.package);
+    checkName(await agentFamily(agentId, body.container), body.package);
     return db.transaction(async (trx) => {
       const row = await insertException(trx, {
         id: `exc-${ulid().toLowerCase()}`,
         agent_id: agentId,
+        container: body.container ?? 0,
         package: body.package,
         reason: body.reason,
         created_by: by,
         expires_at: dateOrNull(body.expiresAt),
       });
-      if (!row) throw new ApiError('conflict', `agent ${agentId} already has an exception for ${body.package}`);
+      if (!row)
+        throw new ApiError(
+          'conflict',
+          `${body.container ? `container ${body.container} of ` : ''}agent ${agentId} already has an exception for ${body.package}`,
+        );
       const exception = toException(row);
       await appendAudit(trx, { actor: by, kind: 'exception.created', subject: row.id, detail: { exception } });
       return exception;
     });
   }
 
-  async function list(agentId: string): Promise<PackageException[]> {
+  async function list(agentId: string, container?: number): Promise<PackageException[]> {
     await agentFamily(agentId);
-    return (await listExceptions(db, agentId)).map(toException);
+    return (await listExceptions(db, agentId, container)).map(toException);
   }
 
   async function update(agentId: string, id: string, body: UpdateExceptionBody, by: string): Promise<PackageException> {
-    const family = await agentFamily(agentId);
-    if (body.package !== undefined) checkName(family, body.package);
+    if (body.package !== undefined) {
+      const current = (await listExceptions(db, agentId)).find((e) => e.id === id);
+      if (!current) throw notFound(`exception ${id} of agent ${agentId}`);
+      checkName(await agentFamily(agentId, current.container || undefined), body.package);
+    } else await agentFamily(agentId);
     const change: ExceptionChange = {};
     if (body.package !== undefined) change.package = body.package;
     if (body.reason !== undefined) change.reason = body.reason;

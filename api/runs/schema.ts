@@ -8,7 +8,9 @@ import {
   RunMode,
   RunOutcome,
   RunPhase,
+  SNAPSHOT_MODES,
 } from '../../contract';
+import { Vmid } from '../../contract/proxmox';
 
 const RunId = z.string().max(200).regex(RUN_ID_PATTERN, 'a run id like patch-run.<agent>.<ulid>');
 
@@ -25,11 +27,28 @@ export const StartRunBody = z
         approvalMs: timeoutMs(30 * 24 * 3600_000).optional(),
         agentPickupMs: timeoutMs(7 * 24 * 3600_000).optional(),
         scriptMs: timeoutMs(24 * 3600_000).optional(),
+        /** A container run: how long a locked container is waited for (default 15 min). */
+        containerLockMs: z
+          .number()
+          .int()
+          .min(0)
+          .max(24 * 3600_000)
+          .optional(),
       })
       .strict()
       .default({}),
+    /** A Proxmox VE container of the agent's node (its VMID): the run patches it (docs/proxmox.md). */
+    container: Vmid.optional(),
+    /** Container runs: start a stopped container for the run and stop it again afterwards. */
+    startIfStopped: z.boolean().default(false),
+    /** Container runs: snapshot before apply; `rollback` also rolls a failed apply back. */
+    snapshot: z.enum(SNAPSHOT_MODES).default('none'),
   })
-  .strict();
+  .strict()
+  .refine((b) => b.container !== undefined || (!b.startIfStopped && b.snapshot === 'none'), {
+    message: 'startIfStopped and snapshot apply to container runs only',
+    path: ['container'],
+  });
 export type StartRunBody = z.infer<typeof StartRunBody>;
 
 export const ListRunsQuery = z
@@ -37,6 +56,7 @@ export const ListRunsQuery = z
     agentId: AgentId.optional(),
     phase: RunPhase.optional(),
     outcome: RunOutcome.optional(),
+    container: Vmid.optional(),
     limit: z.coerce.number().int().min(1).max(500).default(50),
     /** Cursor: return runs created before this run id (from the previous page's `next`). */
     before: RunId.optional(),

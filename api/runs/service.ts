@@ -28,7 +28,8 @@ import {
 import type { SignedApproval } from '../../contract/approval';
 import { approveUpdate, DECISION_REFUSED, rejectUpdate } from '../../workflows/messages';
 import { patchRun } from '../../workflows/patch-run';
-import { PatchHost, PatchPhase } from '../../workflows/search-attributes';
+import { PatchContainer, PatchHost, PatchPhase } from '../../workflows/search-attributes';
+import { getContainer } from '../../db/containers';
 import { ApiError, notFound } from '../errors';
 import type { ListRunsQuery, StartRunBody } from './schema';
 
@@ -68,6 +69,9 @@ function toRun(r: RunRow) {
     windowId: r.window_id,
     windowStart: iso(r.window_start),
     overran: r.overran,
+    /** A Proxmox VE container of the agent's node, and what the node did to it (docs/proxmox.md). */
+    container: r.container,
+    containerReport: r.container_report,
     fourEyes: r.four_eyes,
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
@@ -76,7 +80,28 @@ function toRun(r: RunRow) {
 }
 export type Run = ReturnType<typeof toRun>;
 
+/** How long a container run waits out a locked container unless the run says (timeouts.containerLockMs). */
+const DEFAULT_CONTAINER_LOCK_WAIT_MS = 15 * 60_000;
+
 export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDeps) {
+  /** A container run needs a container its node reported, still there and supported (409 naming why not). */
+  async function requireContainer(agentId: string, vmid: number): Promise<void> {
+    const ct = await getContainer(db, agentId, vmid);
+    if (!ct) throw new ApiError('conflict', `agent ${agentId} has reported no container ${vmid}`, 'container');
+    if (ct.gone_at)
+      throw new ApiError(
+        'conflict',
+        `container ${vmid} left node ${agentId} at ${ct.gone_at.toISOString()}`,
+        'container',
+      );
+    if (!ct.family)
+      throw new ApiError(
+        'conflict',
+        `container ${vmid} is unsupported: ${ct.unsupported ?? 'no family detected'}`,
+        'container',
+      );
+  }
+
   async function start(body: StartRunBody, requestedBy: string): Promise<Run> {
     const agent = await getAgent(db, body.agentId);
     if (!agent)
@@ -89,7 +114,10 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
           : `agent ${agent.id} was revoked; nothing runs on it any more`,
         'agentId',
       );
-    const id = newRunId(agent.id, Date.now(), () => randomInt(32) / 32);
+    const vmid = body.container;
+    if (vmid !== undefined) await requireContainer(agent.id, vmid);
+    const id = newRunId(agent.id, Date.now(), () => randomInt(32) / 32, vmid);
+    const { containerLockMs, ...timeouts } = body.timeouts;
     const input: PatchRunInput = {
       runId: id,
       agentId: agent.id,
@@ -97,18 +125,28 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
       mode: body.mode,
       approval: body.approval,
       requestedBy,
-      timeouts: resolveRunTimeouts(runDefaults, body.timeouts),
+      timeouts: resolveRunTimeouts(runDefaults, timeouts),
+      ...(vmid !== undefined
+        ? {
+            container: {
+              vmid,
+              startIfStopped: body.startIfStopped,
+              snapshot: body.snapshot,
+              lockWaitMs: containerLockMs ?? DEFAULT_CONTAINER_LOCK_WAIT_MS,
+            },
+          }
+        : {}),
     };
     // The row and its audit entry together: the trail names every run that ever existed.
     const row = await db.transaction(async (trx) => {
       const [inserted] = await insertRunRows(trx, [
-        { runId: id, agentId: agent.id, mode: body.mode, approval: body.approval, requestedBy },
+        { runId: id, agentId: agent.id, mode: body.mode, approval: body.approval, requestedBy, vmid },
       ]);
       await appendAudit(trx, {
         actor: requestedBy,
         kind: 'run.requested',
         subject: id,
-        detail: { agentId: agent.id, mode: body.mode, approval: body.approval },
+        detail: { agentId: agent.id, mode: body.mode, approval: body.approval, ...(vmid ? { container: vmid } : {}) },
         dedupeKey: `run.requested:${id}`,
       });
       return inserted;
@@ -121,6 +159,7 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
         typedSearchAttributes: [
           { key: PatchHost, value: agent.hostname },
           { key: PatchPhase, value: 'planning' },
+          ...(vmid !== undefined ? [{ key: PatchContainer, value: `${agent.id}/${vmid}` }] : []),
         ],
       });
     } catch (err) {
@@ -147,6 +186,7 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
       agentId: q.agentId,
       phase: q.phase,
       outcome: q.outcome,
+      container: q.container,
       before,
       limit: q.limit + 1,
     });

@@ -1,13 +1,24 @@
 import { z } from 'zod';
 import { AgentId, freeText, WindowApproval } from '../../contract';
 import { isTimezone, Recurrence } from './schedule-spec';
+import { Vmid } from '../../contract/proxmox';
 
 const Timestamp = z.iso.datetime({ offset: true });
 
 export const WindowFields = z
   .object({
     name: freeText(200).trim().min(1),
-    targets: z.object({ agentIds: z.array(AgentId).min(1).max(5000) }).strict(),
+    targets: z
+      .object({
+        agentIds: z.array(AgentId).max(5000),
+        /** Proxmox VE containers of nodes (docs/proxmox.md): each patched as a target of its own. */
+        containers: z
+          .array(z.strictObject({ agentId: AgentId, vmid: Vmid }))
+          .max(5000)
+          .optional(),
+      })
+      .strict()
+      .refine((t) => t.agentIds.length + (t.containers?.length ?? 0) >= 1, 'at least one agent or container'),
     recurrence: Recurrence,
     timezone: freeText(64).refine(isTimezone, 'not an IANA time zone (e.g. Europe/Berlin)'),
     durationSeconds: z

@@ -161,6 +161,11 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
    * be named: a window is often set up before its hosts are accepted; its firings skip the agent
    * (and say so in their report) until it is.
    */
+  /** The agents a window's targets name: its hosts and the nodes of its containers. */
+  const targetAgents = (t: WindowFields['targets']) => [
+    ...new Set([...t.agentIds, ...(t.containers ?? []).map((c) => c.agentId)]),
+  ];
+
   async function checkTargets(agentIds: string[]) {
     const agents = await agentsByIds(db, agentIds);
     const found = new Set(agents.map((a) => a.id));
@@ -200,7 +205,7 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
 
   /** Window row and Schedule are made together: the row commits only once the Schedule exists. */
   async function create(body: CreateWindowBody, by: string) {
-    await checkTargets(body.targets.agentIds);
+    await checkTargets(targetAgents(body.targets));
     const id = `win-${ulid().toLowerCase()}`;
     const { options } = scheduleOptions(id, body);
     return db.transaction(async (trx) => {
@@ -271,7 +276,7 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
         issue.path.join('.'),
       );
     }
-    if (patch.targets) await checkTargets(parsed.data.targets.agentIds);
+    if (patch.targets) await checkTargets(targetAgents(parsed.data.targets));
     const { options, note } = scheduleOptions(id, parsed.data);
     return db.transaction(async (trx) => {
       const updated = await updateWindow(trx, id, valuesOf(parsed.data));
