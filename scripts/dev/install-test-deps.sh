@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a bare machine of this kind, only when missing:
-# the package managers the patch scripts are proven against (Debian packages) and shellcheck.
+# the package managers the patch scripts are proven against (Debian packages), shellcheck, and
+# docker-compose (validates docker-compose.yml: `config -q`; no container runtime runs here).
 # The Temporal CLI is installed separately by install-temporal.sh (go install, cached).
 set -euo pipefail
 
-readonly PACKAGES=(dnf rpm createrepo-c zypper pacman-package-manager libarchive-tools debootstrap dpkg-dev shellcheck)
+readonly PACKAGES=(dnf rpm createrepo-c zypper pacman-package-manager libarchive-tools debootstrap dpkg-dev shellcheck docker-compose)
 
 main() {
   local missing=()
