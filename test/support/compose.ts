@@ -24,9 +24,19 @@ const Service = z.object({
   entrypoint: z.array(z.string()).optional(),
   command: z.array(z.string()).optional(),
   environment: z.record(z.string(), z.string().nullable()).default({}),
+  /** docker-compose 1.29 prints a port with a host address in the short form, others as objects. */
   ports: z
     .array(
-      z.object({ target: z.number(), published: z.union([z.string(), z.number()]), host_ip: z.string().optional() }),
+      z.union([
+        z
+          .string()
+          .regex(/^\S+:\d+:\d+(\/tcp)?$/)
+          .transform((p) => {
+            const [hostIp, published, target] = p.replace(/\/tcp$/, '').split(':');
+            return { host_ip: hostIp, published: Number(published), target: Number(target) };
+          }),
+        z.object({ target: z.number(), published: z.coerce.number(), host_ip: z.string().optional() }),
+      ]),
     )
     .default([]),
   networks: z.record(z.string(), z.unknown().nullable()).default({}),
