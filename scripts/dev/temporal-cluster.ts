@@ -162,7 +162,7 @@ export async function startCluster(opts: ClusterOptions): Promise<TemporalCluste
       await admin.raw(`drop database if exists ${db} with (force)`);
     await admin.destroy();
   };
-  const stopNodes = () => Promise.all(nodes.map((n) => (n.process ? stopChild(n.process, 15_000) : undefined)));
+  const stopNodes = () => Promise.all(nodes.map((n) => (n.process ? stopChild(n.process, 15_000) : Promise.resolve())));
 
   const spawnNode = (node: ClusterNode) => {
     const log = createWriteStream(path.join(opts.logDir, `temporal-${node.index}.log`), { flags: 'a' });
@@ -297,11 +297,11 @@ export async function startCluster(opts: ClusterOptions): Promise<TemporalCluste
       await waitServing(nodes[index]);
     },
     connections: async () => {
-      const r = await admin.raw('select count(*)::int as n from pg_stat_activity where datname in (?, ?)', [
+      const r: unknown = await admin.raw('select count(*)::int as n from pg_stat_activity where datname in (?, ?)', [
         databases.temporal,
         databases.visibility,
       ]);
-      return r.rows[0].n as number;
+      return z.object({ rows: z.tuple([z.object({ n: z.number() })]) }).parse(r).rows[0].n;
     },
     members: async () => {
       const pg = knexFactory({
@@ -310,21 +310,21 @@ export async function startCluster(opts: ClusterOptions): Promise<TemporalCluste
         pool: { min: 0, max: 1 },
       });
       try {
-        const r = await pg.raw(
+        const r: unknown = await pg.raw(
           `select role, rpc_address, rpc_port from cluster_membership
             where last_heartbeat > now() at time zone 'utc' - interval '20 seconds' order by role, rpc_port`,
         );
-        return r.rows.map((m: { role: number; rpc_address: string; rpc_port: number }) => ({
-          role: m.role,
-          address: `${m.rpc_address}:${m.rpc_port}`,
-        }));
+        const { rows } = z
+          .object({ rows: z.array(z.object({ role: z.number(), rpc_address: z.string(), rpc_port: z.number() })) })
+          .parse(r);
+        return rows.map((m) => ({ role: m.role, address: `${m.rpc_address}:${m.rpc_port}` }));
       } finally {
         await pg.destroy();
       }
     },
     stop: async () => {
       await stopNodes();
-      await proxy!.close();
+      await proxy.close();
       await dropDatabases();
     },
   };

@@ -74,7 +74,7 @@ describe('the production topology: a two-process Temporal cluster on PostgreSQL'
     else rmSync(logDir, { recursive: true, force: true });
   });
 
-  const guard = async (f: () => Promise<void>) => {
+  const guard = async (f: () => Promise<void> | void) => {
     try {
       await f();
     } catch (err) {
@@ -111,7 +111,7 @@ describe('the production topology: a two-process Temporal cluster on PostgreSQL'
     }));
 
   it('the API + control worker, gate and agents run with the commands and variables of the compose services', () =>
-    guard(async () => {
+    guard(() => {
       const compose = composeConfig().services;
       const spawned: Record<string, { argv: string[]; env: NodeJS.ProcessEnv }> = {
         api: { argv: ['node', 'dist/api/main.js'], env: stack.apiEnv },
