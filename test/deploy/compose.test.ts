@@ -4,10 +4,11 @@
  * header makes. What it runs is run for real by test/deploy/cluster.test.ts.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { TemporalServerEnv, TEMPORAL_SERVER_VERSION } from '../../scripts/dev/temporal-cluster';
+import { TemporalServerEnv, temporalServerDir, TEMPORAL_SERVER_VERSION } from '../../scripts/dev/temporal-cluster';
 import { REPO_ROOT } from '../../scripts/dev/temporal-server';
 import { composeConfig, composeConfigRaw, TEST_SECRETS } from '../support/compose';
 
@@ -63,6 +64,15 @@ describe('docker-compose.yml', () => {
       }
     assert.deepEqual(Object.keys(volumes).sort(), ['demo-agent-state', 'pgdata']);
     assert.deepEqual(services['demo-agent'].profiles, ['demo']);
+  });
+
+  it('gives the Temporal server a dynamic configuration whose keys and types the server knows', async () => {
+    const dir = await temporalServerDir();
+    const out = execFileSync(path.join(dir, 'temporal-server'), [
+      'validate-dynamic-config',
+      path.join(REPO_ROOT, 'deploy/temporal/config/dynamicconfig/patchnanny.yaml'),
+    ]).toString();
+    assert.doesNotMatch(out, /error|warning/, out);
   });
 
   it('sets the Temporal services only variables the server configuration template and setup scripts read', () => {

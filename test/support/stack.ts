@@ -238,6 +238,7 @@ export class Stack {
     const agentEnv: NodeJS.ProcessEnv = {
       ...process.env,
       TEMPORAL_ADDRESS: this.gateAddress, // agents reach Temporal only through the gate
+      TEMPORAL_NAMESPACE: this.temporalEnv.TEMPORAL_NAMESPACE,
       PATCHNANNY_API_URL: this.baseUrl,
       PATCHNANNY_ENROL_TOKEN: this.enrolToken,
       PATCHNANNY_AGENT_STATE_DIR: stateDir,
