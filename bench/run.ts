@@ -5,10 +5,12 @@
  *   node dist/bench/run.js [--smoke] [--only 1,2,…,6] [--fleet N] [--seq N] [--approvals N]
  *                          [--agent-procs N] [--connections N] [--read-seconds N] [--idle-seconds N]
  *                          [--gate-polls N]
- *                          [--temporal-address HOST:PORT] [--results-dir DIR]
+ *                          [--temporal-address HOST:PORT] [--temporal dev|cluster] [--results-dir DIR]
  *
  * Without --temporal-address it starts its own dev server with the flags of `npm start`
  * (TEMPORAL_ADDRESS in the environment is ignored on purpose: figures need known flags).
+ * `--temporal cluster` runs the fleet scenario on that dev server and then on a two-process
+ * Temporal cluster over PostgreSQL (scripts/dev/temporal-cluster.ts), and prints both.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,7 +21,16 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { agentHost, simLauncher, type BenchContext, type RegisteredAgent, type Sizes } from './context';
 import { forkModule, type ChildMessage, type Forked } from './ipc';
 import { approvals, gateCost, idleAgent, latency, reads, throughput } from './scenarios';
-import { createDatabase, DIST, startApi, startTemporal, type ApiProcess, type Database, type Temporal } from './stack';
+import {
+  createDatabase,
+  DIST,
+  startApi,
+  startClusterTemporal,
+  startTemporal,
+  type ApiProcess,
+  type Database,
+  type Temporal,
+} from './stack';
 import { httpClient, pool, ratio, sleep } from './util';
 
 const DEFAULTS: Sizes = {
@@ -57,6 +68,8 @@ interface Flags {
   only: Set<number>;
   sizes: Sizes;
   temporalAddress?: string;
+  /** `cluster`: scenario 2 on the dev server, then on the cluster. */
+  temporal: 'dev' | 'cluster';
   resultsDir: string;
 }
 
@@ -77,13 +90,17 @@ function parseFlags(argv: string[]): Flags {
   let resultsDir = path.resolve(DIST, '../bench/results');
   let approvalsGiven = false;
   let only = new Set([1, 2, 3, 4, 5, 6]);
+  let temporal: Flags['temporal'] = 'dev';
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (flag === '--smoke') continue;
     const value = argv[++i];
     if (value === undefined) throw new Error(`${flag} needs a value`);
     if (flag === '--temporal-address') temporalAddress = value;
-    else if (flag === '--results-dir') resultsDir = path.resolve(value);
+    else if (flag === '--temporal') {
+      if (value !== 'dev' && value !== 'cluster') throw new Error(`--temporal is dev or cluster, got ${value}`);
+      temporal = value;
+    } else if (flag === '--results-dir') resultsDir = path.resolve(value);
     else if (flag === '--only')
       only = new Set(
         value
@@ -98,13 +115,17 @@ function parseFlags(argv: string[]): Flags {
       if (flag === '--approvals') approvalsGiven = true;
     } else
       throw new Error(
-        `unknown flag ${flag} (known: --smoke --only 1,2,… --temporal-address --results-dir ${Object.keys(numeric).join(' ')})`,
+        `unknown flag ${flag} (known: --smoke --only 1,2,… --temporal-address --temporal --results-dir ${Object.keys(numeric).join(' ')})`,
       );
+  }
+  if (temporal === 'cluster') {
+    if (temporalAddress) throw new Error('--temporal cluster starts its own servers: drop --temporal-address');
+    only = new Set([2]); // the fleet scenario, on both servers
   }
   if (!approvalsGiven) sizes.approvals = Math.min(sizes.approvals, sizes.fleet);
   if (sizes.approvals > sizes.fleet)
     throw new Error('--approvals cannot exceed --fleet (the waiting runs use the fleet’s agents)');
-  return { smoke, only, sizes, temporalAddress, resultsDir };
+  return { smoke, only, sizes, temporalAddress, temporal, resultsDir };
 }
 
 const log = (msg: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
@@ -260,6 +281,25 @@ function tableRows(s: Record<string, any>): Row[] {
   return rows;
 }
 
+/** `--temporal cluster`: the fleet scenario on the dev server, then on the cluster, and cluster ÷ dev server. */
+function clusterRows(dev: Record<string, any>, cluster: Record<string, any>, sizes: Sizes): Row[] {
+  const named = (rows: Row[], name: string) =>
+    rows.map((r, i) => (i === 0 ? ([`${r[0]} ${name}`, ...r.slice(1)] as Row) : r));
+  const speed = (s: Record<string, any>, side: 'patchnanny' | 'baseline') =>
+    (s.throughput?.[side]?.runsPerSec as number | undefined) ?? null;
+  return [
+    ...named(tableRows({ throughput: dev.throughput, sizes }), 'dev server'),
+    ...named(tableRows({ throughput: cluster.throughput, sizes }), 'cluster'),
+    [
+      'cluster ÷ dev server',
+      'runs/s',
+      fmtRatio(ratio(speed(cluster, 'patchnanny'), speed(dev, 'patchnanny'))),
+      fmtRatio(ratio(speed(cluster, 'baseline'), speed(dev, 'baseline'))),
+      '',
+    ],
+  ];
+}
+
 function renderTable(rows: Row[]): string {
   const header: Row = ['scenario', 'metric', 'patchnanny', 'baseline', 'ratio'];
   const all = [header, ...rows];
@@ -269,6 +309,114 @@ function renderTable(rows: Row[]): string {
 }
 
 // ---------- main ----------
+
+/**
+ * The scenarios of `flags.only` against one Temporal: its own database, API + control worker,
+ * bare control worker and registered fleet, all torn down by `cleanups` (run by the caller).
+ */
+async function measure(
+  target: string,
+  temporal: Temporal,
+  flags: Flags,
+  tmp: string,
+  tag: string,
+  cleanups: (() => Promise<unknown>)[],
+): Promise<Record<string, unknown>> {
+  const { sizes, only } = flags;
+  const database: Database = await createDatabase();
+  cleanups.push(() => database.drop());
+  const api: ApiProcess = await startApi({
+    temporal,
+    databaseUrl: database.url,
+    logFile: path.join(tmp, `api-${target}.log`),
+  });
+  cleanups.push(() => api.stop());
+  log(`API + control worker pid ${api.pid} at ${api.url}, control queue ${api.controlQueue}`);
+  const client = await connectClient(
+    TemporalEnv.parse({ TEMPORAL_ADDRESS: temporal.address, TEMPORAL_NAMESPACE: temporal.namespace }),
+  );
+  cleanups.push(() => client.connection.close());
+  const http = httpClient(api.url, api.adminToken);
+
+  const reports = new Map<string, number>();
+  const planned = new Map<string, number>();
+  const onMessage = (m: ChildMessage) => {
+    if (m.type !== 'activity') return;
+    (m.name === 'report' ? reports : planned).set(m.workflowId, m.at);
+  };
+  const bareControlQueue = `bare-control-${tag}`;
+  const bareControl: Forked = forkModule(
+    path.join(DIST, 'bench/bare-control.js'),
+    [temporal.address, temporal.namespace, bareControlQueue],
+    path.join(tmp, `bare-control-${target}.log`),
+  );
+  cleanups.push(() => bareControl.kill());
+  bareControl.on(onMessage);
+  await bareControl.ready;
+
+  const script = await http('GET', '/v1/scripts/apt-update.sh');
+  if (script.status !== 200) throw new Error(`the API serves no apt-update.sh: HTTP ${script.status}`);
+  log(`registering ${sizes.fleet + 1} simulated agents`);
+  const agents = await registerFleet(http, tag, sizes.fleet + 1);
+
+  const base = {
+    sizes,
+    tmp,
+    tag,
+    temporal,
+    db: database.db,
+    databaseUrl: database.url,
+    api,
+    http,
+    client,
+    bareControlQueue,
+    bareControlPid: bareControl.child.pid!,
+    reports,
+    planned,
+    scriptName: 'apt-update.sh',
+    scriptSha256: script.body.script.sha256 as string,
+    seqAgent: agents[0],
+    fleet: agents.slice(1),
+    log,
+  };
+  const ctx: BenchContext = { ...base, startSims: simLauncher(base, onMessage) };
+
+  const scenarios: Record<string, unknown> = {};
+  const done = (name: string, figures: unknown) => {
+    scenarios[name] = figures;
+    log(`${target} ${name}: ${JSON.stringify(figures)}`); // kept in the log even if a later scenario fails
+  };
+  if (only.has(1)) done('latency', await latency(ctx));
+  if (only.has(2) || only.has(3)) {
+    const fleet = await throughput(ctx);
+    cleanups.push(() => Promise.all(fleet.sims.map((f) => f.kill())));
+    if (only.has(2)) done('throughput', fleet.result);
+    if (only.has(3)) done('approval', await approvals(ctx, fleet.sims));
+    else await Promise.all(fleet.sims.map((f) => f.kill()));
+  }
+  if (only.has(4) || only.has(5)) {
+    // The idle window overlaps the read load test to keep the benchmark inside 10 minutes: no
+    // task reaches the idle agent's queue, so the load elsewhere gives its process no work.
+    const idle = only.has(5) ? idleAgent(ctx) : null;
+    if (only.has(4)) {
+      if (idle) await sleep(3000); // the idle agent registers through the API before the load starts
+      let anyRun = (await database.db('patch_runs').where({ outcome: 'completed' }).first('id'))?.id as
+        string | undefined;
+      if (!anyRun) {
+        // --only 4: make one run to read
+        const sims = await ctx.startSims('agent', [agentHost(ctx.seqAgent)], { procs: 1 });
+        const r = await http('POST', '/v1/runs', { agentId: ctx.seqAgent.id, mode: 'apply', approval: 'auto' });
+        anyRun = r.body.run.id as string;
+        await client.workflow.getHandle(anyRun).result();
+        await Promise.all(sims.map((f) => f.kill()));
+      }
+      done('reads', await reads(ctx, anyRun));
+    }
+    if (idle) done('idleAgent', await idle);
+  }
+  if (only.has(6)) done('gate', await gateCost(ctx));
+  return scenarios;
+}
 
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
@@ -294,95 +442,18 @@ async function main(): Promise<void> {
     const temporal = await startTemporal(tmp, flags.temporalAddress);
     cleanups.push(() => temporal.stop());
     log(`temporal ${temporal.address} (${temporal.own ? 'own dev server' : 'existing'})`);
-    const database: Database = await createDatabase();
-    cleanups.push(() => database.drop());
-    const api: ApiProcess = await startApi({ temporal, databaseUrl: database.url, logFile: path.join(tmp, 'api.log') });
-    cleanups.push(() => api.stop());
-    log(`API + control worker pid ${api.pid} at ${api.url}, control queue ${api.controlQueue}`);
-    const client = await connectClient(
-      TemporalEnv.parse({ TEMPORAL_ADDRESS: temporal.address, TEMPORAL_NAMESPACE: temporal.namespace }),
-    );
-    cleanups.push(() => client.connection.close());
-    const http = httpClient(api.url, api.adminToken);
-
-    const reports = new Map<string, number>();
-    const planned = new Map<string, number>();
-    const onMessage = (m: ChildMessage) => {
-      if (m.type !== 'activity') return;
-      (m.name === 'report' ? reports : planned).set(m.workflowId, m.at);
-    };
-    const bareControlQueue = `bare-control-${tag}`;
-    const bareControl: Forked = forkModule(
-      path.join(DIST, 'bench/bare-control.js'),
-      [temporal.address, temporal.namespace, bareControlQueue],
-      path.join(tmp, 'bare-control.log'),
-    );
-    cleanups.push(() => bareControl.kill());
-    bareControl.on(onMessage);
-    await bareControl.ready;
-
-    const script = await http('GET', '/v1/scripts/apt-update.sh');
-    if (script.status !== 200) throw new Error(`the API serves no apt-update.sh: HTTP ${script.status}`);
-    log(`registering ${sizes.fleet + 1} simulated agents`);
-    const agents = await registerFleet(http, tag, sizes.fleet + 1);
-
-    const base = {
-      sizes,
-      tmp,
-      tag,
-      temporal,
-      db: database.db,
-      databaseUrl: database.url,
-      api,
-      http,
-      client,
-      bareControlQueue,
-      bareControlPid: bareControl.child.pid!,
-      reports,
-      planned,
-      scriptName: 'apt-update.sh',
-      scriptSha256: script.body.script.sha256 as string,
-      seqAgent: agents[0],
-      fleet: agents.slice(1),
-      log,
-    };
-    const ctx: BenchContext = { ...base, startSims: simLauncher(base, onMessage) };
-
-    const scenarios: Record<string, unknown> = {};
-    const done = (name: string, figures: unknown) => {
-      scenarios[name] = figures;
-      log(`${name}: ${JSON.stringify(figures)}`); // kept in the log even if a later scenario fails
-    };
-    const { only } = flags;
-    if (only.has(1)) done('latency', await latency(ctx));
-    if (only.has(2) || only.has(3)) {
-      const fleet = await throughput(ctx);
-      cleanups.push(() => Promise.all(fleet.sims.map((f) => f.kill())));
-      if (only.has(2)) done('throughput', fleet.result);
-      if (only.has(3)) done('approval', await approvals(ctx, fleet.sims));
-      else await Promise.all(fleet.sims.map((f) => f.kill()));
+    const scenarios = await measure('dev', temporal, flags, tmp, tag, cleanups);
+    let cluster: { temporal: Temporal; scenarios: Record<string, unknown> } | null = null;
+    if (flags.temporal === 'cluster') {
+      await cleanup(); // the dev server's side is done: its processes must not share the CPU with the cluster's
+      const clusterTemporal = await startClusterTemporal(tmp);
+      cleanups.push(() => clusterTemporal.stop());
+      log(`temporal cluster ${clusterTemporal.address}: ${clusterTemporal.flags?.join('; ')}`);
+      cluster = {
+        temporal: clusterTemporal,
+        scenarios: await measure('cluster', clusterTemporal, flags, tmp, tag, cleanups),
+      };
     }
-    if (only.has(4) || only.has(5)) {
-      // The idle window overlaps the read load test to keep the benchmark inside 10 minutes: no
-      // task reaches the idle agent's queue, so the load elsewhere gives its process no work.
-      const idle = only.has(5) ? idleAgent(ctx) : null;
-      if (only.has(4)) {
-        if (idle) await sleep(3000); // the idle agent registers through the API before the load starts
-        let anyRun = (await database.db('patch_runs').where({ outcome: 'completed' }).first('id'))?.id as
-          string | undefined;
-        if (!anyRun) {
-          // --only 4: make one run to read
-          const sims = await ctx.startSims('agent', [agentHost(ctx.seqAgent)], { procs: 1 });
-          const r = await http('POST', '/v1/runs', { agentId: ctx.seqAgent.id, mode: 'apply', approval: 'auto' });
-          anyRun = r.body.run.id as string;
-          await client.workflow.getHandle(anyRun).result();
-          await Promise.all(sims.map((f) => f.kill()));
-        }
-        done('reads', await reads(ctx, anyRun));
-      }
-      if (idle) done('idleAgent', await idle);
-    }
-    if (only.has(6)) done('gate', await gateCost(ctx));
 
     const report = {
       benchmark: 'patchnanny vs bare Temporal (issue 5)',
@@ -392,13 +463,17 @@ async function main(): Promise<void> {
       machine: machine(temporal),
       sizes,
       ...scenarios,
+      ...(cluster ? { cluster: { server: cluster.temporal.flags, ...cluster.scenarios } } : {}),
     };
-    const table = renderTable(tableRows({ ...scenarios, sizes }));
+    const table = renderTable(
+      cluster ? clusterRows(scenarios, cluster.scenarios, sizes) : tableRows({ ...scenarios, sizes }),
+    );
     const m = report.machine;
     console.log(
       `\npatchnanny benchmark — ${m.cores} cores (${m.cpuModel}), ${m.memoryGb} GB, Node ${m.node}, ${m.temporalCli ?? 'temporal ?'}, SDK ${m.temporalSdk}`,
     );
     console.log(`server: ${m.temporalServer}${m.serverFlags ? `; flags ${m.serverFlags.join(' ')}` : ''}`);
+    if (cluster) console.log(`cluster: ${cluster.temporal.flags?.join('; ')}`);
     console.log(`ratio = patchnanny / baseline; took ${report.durationS} s\n`);
     console.log(table);
     mkdirSync(flags.resultsDir, { recursive: true });

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { stopChild, waitForHealth } from '../scripts/dev/processes';
 import { createScratchDatabase, type ScratchDatabase } from '../scripts/dev/scratch-db';
 import { TemporalEnv } from '../runtime/temporal';
+import { startCluster, TEMPORAL_SERVER_VERSION } from '../scripts/dev/temporal-cluster';
 import {
   ensureSearchAttributes,
   freePort,
@@ -58,6 +59,37 @@ export async function startTemporal(tmp: string, existing: string | undefined): 
     version,
     pid: server.process.pid ?? null,
     stop: () => server.stop(),
+  };
+}
+
+/** Processes and shards of `--temporal cluster`: the topology test/deploy/cluster.test.ts proves. */
+export const BENCH_CLUSTER = { processes: 2, shards: 8 };
+
+/**
+ * A two-process Temporal cluster over PostgreSQL (scripts/dev/temporal-cluster.ts), reached
+ * through its fail-over proxy as every client of a production cluster reaches a load balancer.
+ * Pools of 4 + 2 per service and process: at most 48 PostgreSQL connections.
+ */
+export async function startClusterTemporal(tmp: string): Promise<Temporal> {
+  const cluster = await startCluster({
+    ...BENCH_CLUSTER,
+    pgUrl: PG_SERVER,
+    pool: { max: 4, maxIdle: 4, visMax: 2, visMaxIdle: 2 },
+    logDir: path.join(tmp, 'cluster'),
+  });
+  return {
+    address: cluster.address,
+    namespace: cluster.namespace,
+    own: true,
+    flags: [
+      `temporal-server ${TEMPORAL_SERVER_VERSION} × ${BENCH_CLUSTER.processes} processes (frontend, history, matching, worker each)`,
+      `${BENCH_CLUSTER.shards} history shards`,
+      'PostgreSQL persistence + visibility (postgres12), pools 4+2 per service',
+      'deploy/temporal/config, clients through a TCP fail-over proxy',
+    ],
+    version: `temporal-server ${TEMPORAL_SERVER_VERSION}`,
+    pid: null,
+    stop: () => cluster.stop(),
   };
 }
 

@@ -71,7 +71,12 @@ export async function hostLock(input: HostLockInput): Promise<void> {
     // timer and a workflow task per run for nothing when a host runs one run at a time.
     if (holder === null) return;
     await tellPositions(holder);
-    const h = holder;
+    // The holder may have released while the positions were being signalled (a signal handler
+    // ran during that await): hand the host on, or end, from the top. Found by the cluster test,
+    // where a server process dying slows those signals down; reading `until` of null here failed
+    // every workflow task of the lock for good and left its waiting runs queued for ever.
+    if (holder === null) continue;
+    const h: Holder = holder;
     const moved = await condition(
       () => holder !== h || waiting.some((w) => !told.has(w.runId)),
       Math.max(1, h.until - Date.now()),

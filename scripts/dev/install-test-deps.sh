@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a bare machine of this kind, only when missing:
 # the package managers the patch scripts are proven against (Debian packages), shellcheck, and
-# systemd (only for `systemd-analyze verify` on the agent unit; no running systemd is needed).
+# systemd (only for `systemd-analyze verify` on the agent unit; no running systemd is needed) and
+# docker-compose (validates docker-compose.yml: `config -q`; no container runtime runs here).
 # The Temporal CLI is installed separately by install-temporal.sh (go install, cached).
 set -euo pipefail
 
-readonly PACKAGES=(dnf rpm createrepo-c zypper pacman-package-manager libarchive-tools debootstrap dpkg-dev shellcheck systemd)
+readonly PACKAGES=(dnf rpm createrepo-c zypper pacman-package-manager libarchive-tools debootstrap dpkg-dev shellcheck systemd docker-compose)
 
 main() {
   local missing=()

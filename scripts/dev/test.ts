@@ -1,7 +1,8 @@
 /**
  * `npm test`: installs what the tests need when missing (Debian package managers, the Temporal
- * CLI), starts one real Temporal dev server on free ports for the whole run, then runs every
- * compiled test file with node's test runner. Each test file makes its own PostgreSQL database.
+ * CLI, the official Temporal server for test/deploy), starts one real Temporal dev server on free
+ * ports for the whole run, then runs every compiled test file with node's test runner. Each test
+ * file makes its own PostgreSQL database.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -19,6 +20,12 @@ function testFiles(dir: string): string[] {
 
 async function main(): Promise<void> {
   execFileSync('bash', [path.join(REPO_ROOT, 'scripts/dev/install-test-deps.sh')], { stdio: 'inherit' });
+  // The server build (~3 min cold) runs while the dev server's CLI is installed and started.
+  const serverInstall = new Promise<number>((resolve) =>
+    spawn('bash', [path.join(REPO_ROOT, 'scripts/dev/install-temporal-server.sh')], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    }).on('exit', (c) => resolve(c ?? 1)),
+  );
   const filter = process.argv.slice(2);
   const root = path.join(REPO_ROOT, 'dist/test');
   const all = testFiles(root).sort();
@@ -31,6 +38,10 @@ async function main(): Promise<void> {
     logFile: path.join(tmp, 'temporal.log'),
     uiPort: null,
   });
+  if ((await serverInstall) !== 0) {
+    await server.stop();
+    throw new Error('installing the Temporal server failed (scripts/dev/install-temporal-server.sh)');
+  }
   console.log(`temporal dev server ${server.address} ready in ${Date.now() - started} ms; ${files.length} test files`);
   const code = await new Promise<number>((resolve) => {
     const child = spawn(process.execPath, ['--test', '--test-reporter=spec', '--test-concurrency=3', ...files], {

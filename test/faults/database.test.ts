@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { statusQuery } from '../../workflows/messages';
 import { PatchOutcome } from '../../workflows/search-attributes';
 import { replayHistory, Stack } from '../support/stack';
-import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
+import { startTcpProxy, type TcpProxy } from '../../scripts/dev/tcp-proxy';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
 const OUTAGE_MS = 12_000;
@@ -21,7 +21,7 @@ describe('fault: database unreachable while a run records its plan and its outco
   let proxy: TcpProxy;
   before(async () => {
     const pg = new URL(process.env.PATCHNANNY_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres');
-    proxy = await startTcpProxy(pg.hostname, Number(pg.port || 5432));
+    proxy = await startTcpProxy({ host: pg.hostname, port: Number(pg.port || 5432) });
     stack.controlDatabaseUrl = (direct) => {
       const url = new URL(direct);
       url.host = `127.0.0.1:${proxy.port}`;

@@ -2,9 +2,12 @@
  * The control plane as a real process the test can kill: dist/api/main.js (API + control worker,
  * as in production and bench/stack.ts) on a fixed free port, so agents find it again after a
  * restart. Agents, the database and the Temporal client come from Stack; a test that must kill
- * Temporal too brings its own dev server (ownDevServer) on a SQLite file it keeps.
+ * Temporal too brings its own dev server (ownDevServer) on a SQLite file it keeps, or a cluster
+ * (scripts/dev/temporal-cluster.ts) and passes its address. With `gateProcess` the agent gate
+ * runs as its own process too (dist/gate/main.js), as deployed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ConfigurableTimeouts } from '../../contract';
@@ -55,16 +58,67 @@ export function aliveWith(pid: number, marker: string): boolean {
 
 export class ProcessStack extends Stack {
   api: ChildProcess | null = null;
+  /** The environment the API + control worker process was last started with. */
+  apiEnv: NodeJS.ProcessEnv = {};
+  /** The gate process and its environment (`gateProcess` only). */
+  gateChild: ChildProcess | null = null;
+  gateEnv: NodeJS.ProcessEnv = {};
+  private gateListen = '';
   private apiOut = '';
+  private gateOut = '';
   private port = 0;
   /** Scripts started by agents this stack killed: detached, so they outlive their agent. */
   private orphans: { pid: number; marker: string }[] = [];
 
-  constructor(runDefaults?: ConfigurableTimeouts, temporalAddress?: string) {
+  constructor(
+    runDefaults?: ConfigurableTimeouts,
+    temporalAddress?: string,
+    private readonly opts: { gateProcess?: boolean } = {},
+  ) {
     super(
       runDefaults,
       temporalAddress ? TemporalEnv.parse({ ...process.env, TEMPORAL_ADDRESS: temporalAddress }) : undefined,
     );
+  }
+
+  override get gateAddress(): string {
+    return this.opts.gateProcess ? this.gateListen : super.gateAddress;
+  }
+
+  /** The gate in this process, or (`gateProcess`) dist/gate/main.js on free loopback ports. */
+  protected override async startGate(): Promise<void> {
+    if (!this.opts.gateProcess) return super.startGate();
+    const [port, healthPort] = [await freePort(), await freePort()];
+    this.gateListen = `127.0.0.1:${port}`;
+    this.gateEnv = {
+      ...process.env,
+      DATABASE_URL: this.database.url,
+      TEMPORAL_ADDRESS: this.temporalEnv.TEMPORAL_ADDRESS,
+      TEMPORAL_NAMESPACE: this.temporalEnv.TEMPORAL_NAMESPACE,
+      PATCHNANNY_GATE_KEY: randomBytes(32).toString('base64url'),
+      PATCHNANNY_GATE_LISTEN: this.gateListen,
+      PATCHNANNY_GATE_HEALTH_LISTEN: `127.0.0.1:${healthPort}`,
+    };
+    const child = spawn(process.execPath, [path.join(DIST, 'gate/main.js')], {
+      env: this.gateEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.on('data', (b: Buffer) => (this.gateOut += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (this.gateOut += b.toString()));
+    this.gateChild = child;
+    this.cleanups.push(() => stopChild(child));
+    await waitForHealth(
+      `http://127.0.0.1:${healthPort}`,
+      child,
+      `; output:\n${this.gateOut}`,
+      60_000,
+      'the agent gate',
+    );
+  }
+
+  /** Everything the gate process printed. */
+  gateOutput(): string {
+    return this.gateOut;
   }
 
   override async start(scriptsDir = FIXTURE_SCRIPTS): Promise<this> {
@@ -86,20 +140,22 @@ export class ProcessStack extends Stack {
   /** Start dist/api/main.js on this stack's port, database, Temporal and control queue. */
   async startApi(scriptsDir = FIXTURE_SCRIPTS): Promise<ChildProcess> {
     const d = this.runDefaults;
+    this.apiEnv = {
+      ...process.env,
+      DATABASE_URL: this.database.url,
+      TEMPORAL_ADDRESS: this.temporalEnv.TEMPORAL_ADDRESS,
+      TEMPORAL_NAMESPACE: this.temporalEnv.TEMPORAL_NAMESPACE,
+      PORT: String(this.port),
+      HOST: '127.0.0.1',
+      PATCHNANNY_ADMIN_TOKENS: `alice:${ADMIN_TOKEN}`,
+      PATCHNANNY_SCRIPTS_DIR: this.signedCopy(scriptsDir), // signed with the stack's key, as a release is
+      PATCHNANNY_CONTROL_QUEUE: this.controlQueue,
+      PATCHNANNY_APPROVAL_TIMEOUT_MS: String(d.approvalMs),
+      PATCHNANNY_AGENT_PICKUP_TIMEOUT_MS: String(d.agentPickupMs),
+      PATCHNANNY_SCRIPT_TIMEOUT_MS: String(d.scriptMs),
+    };
     const child = spawn(process.execPath, [path.join(DIST, 'api/main.js')], {
-      env: {
-        ...process.env,
-        DATABASE_URL: this.database.url,
-        TEMPORAL_ADDRESS: this.temporalEnv.TEMPORAL_ADDRESS,
-        PORT: String(this.port),
-        HOST: '127.0.0.1',
-        PATCHNANNY_ADMIN_TOKENS: `alice:${ADMIN_TOKEN}`,
-        PATCHNANNY_SCRIPTS_DIR: this.signedCopy(scriptsDir), // signed with the stack's key, as a release is
-        PATCHNANNY_CONTROL_QUEUE: this.controlQueue,
-        PATCHNANNY_APPROVAL_TIMEOUT_MS: String(d.approvalMs),
-        PATCHNANNY_AGENT_PICKUP_TIMEOUT_MS: String(d.agentPickupMs),
-        PATCHNANNY_SCRIPT_TIMEOUT_MS: String(d.scriptMs),
-      },
+      env: this.apiEnv,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout.on('data', (b: Buffer) => (this.apiOut += b.toString()));

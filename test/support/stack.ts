@@ -50,6 +50,8 @@ export interface HttpResult {
 
 export interface TestAgent {
   id: string;
+  /** The environment the agent process was started with (what a deployment must set, test/deploy compares). */
+  env: NodeJS.ProcessEnv;
   token: string;
   fixtureDir: string;
   stateDir: string;
@@ -81,6 +83,10 @@ export class Stack {
   temporal!: Client;
   /** The agent gate every agent of this stack connects through (in this process; its lines in gateLog). */
   gate!: Gate;
+  /** host:port agents connect to: the gate above, or a gate process (ProcessStack). */
+  get gateAddress(): string {
+    return this.gate.address;
+  }
   readonly gateKey = randomBytes(32).toString('base64url');
   readonly gateLog: string[] = [];
   baseUrl = '';
@@ -235,21 +241,23 @@ export class Stack {
     const stateDir = restart?.stateDir ?? mkdtempSync(path.join(this.tmp, `agent-${hostname}-`));
     if (!restart) writeFileSync(path.join(fixtureDir, 'plan.txt'), plan.join('\n') + '\n');
     let out = '';
+    const agentEnv: NodeJS.ProcessEnv = {
+      ...process.env,
+      TEMPORAL_ADDRESS: this.gateAddress, // agents reach Temporal only through the gate
+      TEMPORAL_NAMESPACE: this.temporalEnv.TEMPORAL_NAMESPACE,
+      PATCHNANNY_API_URL: this.baseUrl,
+      PATCHNANNY_ENROL_TOKEN: this.enrolToken,
+      PATCHNANNY_AGENT_STATE_DIR: stateDir,
+      PATCHNANNY_AGENT_HOSTNAME: hostname,
+      PATCHNANNY_AGENT_FAMILY: 'apt',
+      PN_FIXTURE_DIR: fixtureDir,
+      // Scripts get a minimal environment: the fixture state (and a chroot shell's root) is passed on by name.
+      PATCHNANNY_SCRIPT_ENV: 'PN_FIXTURE_DIR,PN_CHROOT',
+      PATCHNANNY_TRUSTED_SCRIPT_KEYS: this.scriptKey.publicLine,
+      ...env,
+    };
     const child = spawn(process.execPath, [path.join(DIST, 'agent-worker/main.js')], {
-      env: {
-        ...process.env,
-        TEMPORAL_ADDRESS: this.gate.address, // agents reach Temporal only through the gate
-        PATCHNANNY_API_URL: this.baseUrl,
-        PATCHNANNY_ENROL_TOKEN: this.enrolToken,
-        PATCHNANNY_AGENT_STATE_DIR: stateDir,
-        PATCHNANNY_AGENT_HOSTNAME: hostname,
-        PATCHNANNY_AGENT_FAMILY: 'apt',
-        PN_FIXTURE_DIR: fixtureDir,
-        // Scripts get a minimal environment: the fixture state (and a chroot shell's root) is passed on by name.
-        PATCHNANNY_SCRIPT_ENV: 'PN_FIXTURE_DIR,PN_CHROOT',
-        PATCHNANNY_TRUSTED_SCRIPT_KEYS: this.scriptKey.publicLine,
-        ...env,
-      },
+      env: agentEnv,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -277,6 +285,7 @@ export class Stack {
     const identity = JSON.parse(readFileSync(path.join(stateDir, 'identity.json'), 'utf8'));
     const agent: TestAgent = {
       id,
+      env: agentEnv,
       token: identity.token,
       fixtureDir,
       stateDir,
