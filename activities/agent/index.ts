@@ -104,8 +104,8 @@ export interface AgentActivityConfig {
   killGraceMs?: number;
   /** Aborted when the agent is shutting down: running dry-runs are stopped, applies are waited for. */
   stopping?: AbortSignal;
-  /** Where the agent says what it did on its own (default: stderr). */
-  log?: (line: string) => void;
+  /** Where the agent says what it did on its own (default: stderr); `fields` name the run a line concerns. */
+  log?: (line: string, fields?: { runId: string }) => void;
 }
 
 /**
@@ -385,7 +385,9 @@ export function createAgentActivities(config: AgentActivityConfig) {
     let stoppedBy: 'cancellation' | 'shutdown' | null = null;
     const onCancel = () => {
       if (input.mode === 'apply') {
-        log(`run ${input.runId}: cancellation (${cancelReason(ctx)}) ignored: an apply is never interrupted`);
+        log(`run ${input.runId}: cancellation (${cancelReason(ctx)}) ignored: an apply is never interrupted`, {
+          runId: input.runId,
+        });
         return;
       }
       stoppedBy ??= 'cancellation';
@@ -393,7 +395,7 @@ export function createAgentActivities(config: AgentActivityConfig) {
     };
     const onShutdown = () => {
       if (input.mode === 'apply') {
-        log(`run ${input.runId}: agent stopping; waiting for the running apply to finish`);
+        log(`run ${input.runId}: agent stopping; waiting for the running apply to finish`, { runId: input.runId });
         return;
       }
       stoppedBy ??= 'shutdown';
@@ -456,6 +458,7 @@ export function createAgentActivities(config: AgentActivityConfig) {
       log(
         `run ${input.runId}: apply finished after cancellation (${cancelReason(ctx)}): exit ${exitCode}, ` +
           `${result?.changed.length ?? '?'} packages changed`,
+        { runId: input.runId },
       );
     }
     return execution;

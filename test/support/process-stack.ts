@@ -57,6 +57,8 @@ export class ProcessStack extends Stack {
   api: ChildProcess | null = null;
   private apiOut = '';
   private port = 0;
+  /** Added to the API process's environment (e.g. PATCHNANNY_METRICS_LISTEN). */
+  readonly apiEnv: Record<string, string> = {};
   /** Scripts started by agents this stack killed: detached, so they outlive their agent. */
   private orphans: { pid: number; marker: string }[] = [];
 
@@ -99,6 +101,7 @@ export class ProcessStack extends Stack {
         PATCHNANNY_APPROVAL_TIMEOUT_MS: String(d.approvalMs),
         PATCHNANNY_AGENT_PICKUP_TIMEOUT_MS: String(d.agentPickupMs),
         PATCHNANNY_SCRIPT_TIMEOUT_MS: String(d.scriptMs),
+        ...this.apiEnv,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
