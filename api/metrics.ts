@@ -7,6 +7,7 @@
  */
 import type { Context, Next } from 'koa';
 import { Gauge, Histogram, type Registry } from 'prom-client';
+import { AGENT_STATUSES, RUN_PHASES } from '../contract';
 import type { Db } from '../db';
 import type { Log } from '../runtime/log';
 import { secondsSince } from '../runtime/metrics';
@@ -78,7 +79,9 @@ export function fleetGauges(registry: Registry, db: Db, log: Log): void {
         .groupBy('phase')
         .select('phase', db.raw('count(*)::int as n'))
         .catch(warn('runs'));
-      for (const r of (rows ?? []) as { phase: string; n: number }[]) this.set({ phase: r.phase }, r.n);
+      if (!rows) return;
+      for (const phase of RUN_PHASES) if (phase !== 'done') this.set({ phase }, 0);
+      for (const r of rows as { phase: string; n: number }[]) this.set({ phase: r.phase }, r.n);
     },
   });
   new Gauge({
@@ -106,7 +109,9 @@ export function fleetGauges(registry: Registry, db: Db, log: Log): void {
         .groupBy('status')
         .select('status', db.raw('count(*)::int as n'))
         .catch(warn('agents'));
-      for (const r of (rows ?? []) as { status: string; n: number }[]) this.set({ status: r.status }, r.n);
+      if (!rows) return;
+      for (const status of AGENT_STATUSES) this.set({ status }, 0);
+      for (const r of rows as { status: string; n: number }[]) this.set({ status: r.status }, r.n);
     },
   });
   new Gauge({

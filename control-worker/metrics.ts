@@ -7,6 +7,7 @@
  */
 import { Counter, type Registry } from 'prom-client';
 import type { RunObserver } from '../activities/control';
+import { RUN_OUTCOMES } from '../contract';
 import type { Log } from '../runtime/log';
 
 export function runObserver(registry: Registry, log: Log): RunObserver {
@@ -22,6 +23,9 @@ export function runObserver(registry: Registry, log: Log): RunObserver {
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
+  // Every label value from the start, so increase() sees the first run of each kind.
+  for (const mode of ['dry-run', 'apply']) started.inc({ mode }, 0);
+  for (const outcome of RUN_OUTCOMES) ended.inc({ outcome }, 0);
   return {
     started(runId, mode) {
       started.inc({ mode });

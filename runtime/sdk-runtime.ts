@@ -28,7 +28,7 @@ export async function installSdkRuntime(log: Log, level: LogLevel, metrics: bool
         filter: { core: level === 'debug' || level === 'trace' ? core : 'WARN', other: 'ERROR' },
         forward: {},
       },
-      ...(address ? { metrics: { prometheus: { bindAddress: address, countersTotalSuffix: true } } } : {}),
+      ...(address ? { metrics: { prometheus: { bindAddress: address } } } : {}),
     },
   });
   if (!address) return {};

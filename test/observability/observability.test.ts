@@ -115,6 +115,7 @@ describe('observability: /metrics of the API, the gate and the agent, and JSON l
     const whileWaiting = await scrape(at.api);
     assert.equal(sample(whileWaiting, 'patchnanny_runs_awaiting_approval'), 1);
     assert.equal(sample(whileWaiting, 'patchnanny_runs_in_progress', { phase: 'awaiting-approval' }), 1);
+    assert.equal(sample(whileWaiting, 'patchnanny_runs_in_progress', { phase: 'applying' }), 0);
     assert.equal(sample(whileWaiting, 'patchnanny_runs_started_total', { mode: 'apply' }), started0 + 1);
 
     assert.equal((await stack.approve(id, waiting.planHash)).status, 200);
@@ -127,6 +128,8 @@ describe('observability: /metrics of the API, the gate and the agent, and JSON l
 
     const after = await scrape(at.api);
     assert.equal(sample(after, 'patchnanny_runs_awaiting_approval'), 0);
+    assert.equal(sample(after, 'patchnanny_runs_in_progress', { phase: 'awaiting-approval' }), 0);
+    assert.equal(sample(after, 'patchnanny_runs_ended_total', { outcome: 'plan-drift' }), 0, 'every outcome from 0');
     assert.equal(sample(after, 'patchnanny_runs_ended_total', { outcome: 'completed' }), completed0 + 1);
     assert.equal(sample(after, 'patchnanny_runs_ended_total', { outcome: 'rejected' }), rejected0 + 1);
     // Requests by route pattern and status; a run id (or any raw path) is never a label value.
@@ -151,7 +154,7 @@ describe('observability: /metrics of the API, the gate and the agent, and JSON l
     assert.equal(sample(after, 'patchnanny_agents', { status: 'accepted' }), 1);
     // The Temporal SDK's own metrics, from the control worker's runtime.
     assert.match(after, /^temporal_\w+/m, 'the SDK runtime metrics are served');
-    assert.ok((sample(after, 'temporal_workflow_completed_total') ?? 0) >= 1, 'the SDK counted completed workflows');
+    assert.ok((sample(after, 'temporal_workflow_completed') ?? 0) >= 1, 'the SDK counted completed workflows');
   });
 
   it('the gate counts calls by method and result, a refusal with its code; the agent counts activities and scripts', async () => {
