@@ -14,10 +14,10 @@
  */
 import type { Middleware } from 'koa';
 import type { AppState } from './auth';
+import { APPROVING_ROLES, type UserRole } from '../contract/roles';
 import { ApiError } from './errors';
 
-export const USER_ROLES = ['admin', 'approver', 'requester', 'viewer'] as const;
-export type UserRole = (typeof USER_ROLES)[number];
+export { USER_ROLES, type UserRole } from '../contract/roles';
 /** Every kind of principal: people by role, and the machine principals. */
 export type Role = UserRole | 'enrol' | 'agent' | 'pending-agent';
 
@@ -35,9 +35,9 @@ export const ROUTE_ROLES = {
   'GET /v1/enrolment-tokens': ['admin'],
   'DELETE /v1/enrolment-tokens/:id': ['admin'],
   'GET /v1/audit': ['admin'],
-  'POST /v1/keys': ['admin', 'approver'],
+  'POST /v1/keys': APPROVING_ROLES,
   'GET /v1/keys': READ,
-  'DELETE /v1/keys/:id': ['admin', 'approver'],
+  'DELETE /v1/keys/:id': APPROVING_ROLES,
   'GET /v1/agents/:agentId/exceptions': READ,
   'POST /v1/agents/:agentId/exceptions': ['admin'],
   'PATCH /v1/agents/:agentId/exceptions/:id': ['admin'],
@@ -47,8 +47,8 @@ export const ROUTE_ROLES = {
   'POST /v1/runs': ['admin', 'requester'],
   'GET /v1/runs': READ,
   'GET /v1/runs/:id': READ,
-  'POST /v1/runs/:id/approve': ['admin', 'approver'],
-  'POST /v1/runs/:id/reject': ['admin', 'approver'],
+  'POST /v1/runs/:id/approve': APPROVING_ROLES,
+  'POST /v1/runs/:id/reject': APPROVING_ROLES,
   // A requester only their own runs (checked by the route).
   'POST /v1/runs/:id/cancel': ['admin', 'approver', 'requester'],
   'POST /v1/windows': ['admin'],

@@ -1,5 +1,6 @@
 /** Approvers' Ed25519 public keys (issue 10): registered by admins, pinned by each run at its start. */
 import type { PinnedKey } from '../contract/approval';
+import { APPROVING_ROLES } from '../contract/roles';
 import type { Db } from '.';
 
 export interface ApproverKeyRow {
@@ -52,8 +53,9 @@ export async function approverKeys(db: Db): Promise<PinnedKey[]> {
     `select k.id, k.owner, k.public_key
        from approver_keys k left join users u on u.name = k.owner
       where k.revoked_at is null
-        and (u.name is null or (u.role in ('admin', 'approver') and u.disabled_at is null))
+        and (u.name is null or (u.role = any(?) and u.disabled_at is null))
       order by k.id`,
+    [[...APPROVING_ROLES]],
   );
   return rows.map((r) => ({ keyId: r.id, owner: r.owner, publicKey: r.public_key }));
 }

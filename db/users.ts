@@ -1,5 +1,5 @@
 /** People (`users`, one role each) and their bearer tokens (`user_tokens`, SHA-256 only). */
-import type { UserRole } from '../api/roles';
+import type { UserRole } from '../contract/roles';
 import type { Db } from './index';
 
 export interface UserRow {

@@ -1,5 +1,6 @@
 import { fromBase64Url } from '../../contract/approval';
 import { approverKeyId } from '../../contract/approval-key-id';
+import { mayDecide } from '../../contract/roles';
 import type { Db } from '../../db';
 import {
   getApproverKey,
@@ -34,8 +35,7 @@ export function keysService({ db, admins }: { db: Db; admins: AdminToken[] }) {
     const user = await getUser(db, owner);
     if (!user) return `${owner} is not a user`;
     if (user.disabled_at) return `user ${owner} is disabled`;
-    if (user.role !== 'admin' && user.role !== 'approver')
-      return `${owner} is a ${user.role}; only approvers and admins hold approval keys`;
+    if (!mayDecide(user.role)) return `${owner} is a ${user.role}; only approvers and admins hold approval keys`;
     return null;
   }
 

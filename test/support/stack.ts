@@ -59,6 +59,12 @@ export interface TestAgent {
   stop(): Promise<void>;
 }
 
+/**
+ * How long an agent may take to start polling. Generous: on a 2-core machine running three test
+ * files at once (and CI's other work) a healthy agent has been seen to need more than 30 s.
+ */
+const AGENT_START_MS = 90_000;
+
 export class Stack {
   readonly controlQueue = `patch-control-${randomBytes(4).toString('hex')}`;
   private server?: Server;
@@ -252,8 +258,8 @@ export class Stack {
     const id = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => {
         child.kill('SIGKILL'); // a late agent left running would keep the test file alive for ever
-        reject(new Error(`agent ${hostname} did not start within 30 s:\n${out}`));
-      }, 30_000);
+        reject(new Error(`agent ${hostname} did not start within ${AGENT_START_MS / 1000} s:\n${out}`));
+      }, AGENT_START_MS);
       child.once('exit', (code) => {
         clearTimeout(timer); // an agent that refuses to start must not keep the test file alive 30 s
         reject(new Error(`agent ${hostname} exited ${code}:\n${out}`));
