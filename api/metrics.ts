@@ -61,29 +61,47 @@ export function httpObserver(registry: Registry, log: Log) {
 }
 
 /**
- * Gauges computed from the database when /metrics is scraped: three small queries (runs not
+ * Gauges computed from the database when /metrics is scraped: four small queries (runs not
  * ended, by the phase index; agents), so any number of API processes report the same figures
  * (alert on max()). A failed query leaves its gauge empty for that scrape and says so.
  */
 export function fleetGauges(registry: Registry, db: Db, log: Log): void {
   const warn = (what: string) => (err: unknown) => log.warn({ err }, `metrics: reading ${what} failed`);
-  new Gauge({
-    name: 'patchnanny_runs_in_progress',
-    help: 'Runs not ended yet, by phase (queued, planning, awaiting-approval, applying, …)',
-    labelNames: ['phase'] as const,
-    registers: [registry],
-    async collect() {
-      this.reset();
-      const rows = await db('patch_runs')
-        .whereNull('outcome')
-        .groupBy('phase')
-        .select('phase', db.raw('count(*)::int as n'))
-        .catch(warn('runs'));
-      if (!rows) return;
-      for (const phase of RUN_PHASES) if (phase !== 'done') this.set({ phase }, 0);
-      for (const r of rows as { phase: string; n: number }[]) this.set({ phase: r.phase }, r.n);
-    },
-  });
+  /** A gauge of row counts by one column, every known value present (0 when no row has it). */
+  const countsBy = (
+    name: string,
+    help: string,
+    label: string,
+    known: readonly string[],
+    rows: () => Promise<unknown>,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        const got = await rows().catch(warn(name));
+        if (!Array.isArray(got)) return;
+        for (const value of known) this.set({ [label]: value }, 0);
+        for (const r of got as { key: string; n: number }[]) this.set({ [label]: r.key }, r.n);
+      },
+    });
+  countsBy(
+    'patchnanny_runs_in_progress',
+    'Runs not ended yet, by phase (queued, planning, awaiting-approval, applying, …)',
+    'phase',
+    RUN_PHASES.filter((p) => p !== 'done'),
+    () => db('patch_runs').whereNull('outcome').groupBy('phase').select('phase as key', db.raw('count(*)::int as n')),
+  );
+  countsBy(
+    'patchnanny_agents',
+    'Registered agents by status (pending, accepted, revoked)',
+    'status',
+    AGENT_STATUSES,
+    () => db('agents').groupBy('status').select('status as key', db.raw('count(*)::int as n')),
+  );
   new Gauge({
     name: 'patchnanny_runs_awaiting_approval',
     help: 'Runs waiting for an approval now',
@@ -96,22 +114,6 @@ export function fleetGauges(registry: Registry, db: Db, log: Log): void {
         .catch(warn('runs awaiting approval'));
       if (Array.isArray(rows)) this.set((rows as { n: number }[])[0].n);
       else this.reset();
-    },
-  });
-  new Gauge({
-    name: 'patchnanny_agents',
-    help: 'Registered agents by status (pending, accepted, revoked)',
-    labelNames: ['status'] as const,
-    registers: [registry],
-    async collect() {
-      this.reset();
-      const rows = await db('agents')
-        .groupBy('status')
-        .select('status', db.raw('count(*)::int as n'))
-        .catch(warn('agents'));
-      if (!rows) return;
-      for (const status of AGENT_STATUSES) this.set({ status }, 0);
-      for (const r of rows as { status: string; n: number }[]) this.set({ status: r.status }, r.n);
     },
   });
   new Gauge({
