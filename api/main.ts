@@ -4,6 +4,7 @@
  */
 import type { Server } from 'node:http';
 import type { Client } from '@temporalio/client';
+import { Registry } from 'prom-client';
 import { createLog, errorText, logLevelOf } from '../runtime/log';
 import { createRegistry, serveMetrics } from '../runtime/metrics';
 import { installSdkRuntime } from '../runtime/sdk-runtime';
@@ -58,7 +59,7 @@ async function main(): Promise<void> {
   }
   if (role === 'all' || role === 'worker') {
     temporal ??= await connectClient(env);
-    const observe = runObserver(metrics ?? createRegistry(), log);
+    const observe = runObserver(metrics ?? new Registry(), log); // counted, served only with a listener
     const worker = await createControlWorker(
       env,
       db,
