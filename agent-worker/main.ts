@@ -56,7 +56,12 @@ async function main(): Promise<void> {
   if (revoked) process.exit(EXIT_REVOKED);
 }
 
-main().catch((err) => {
-  log.fatal(errorText(err));
-  process.exit(err instanceof AgentRevokedError ? EXIT_REVOKED : 1);
-});
+// Done: exit rather than wait for the event loop to drain, which the SDK Runtime's core-log
+// forwarding keeps alive when no Worker ever started (a pending agent stopped by SIGTERM).
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    log.fatal(errorText(err));
+    process.exit(err instanceof AgentRevokedError ? EXIT_REVOKED : 1);
+  },
+);

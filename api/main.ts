@@ -73,8 +73,15 @@ async function main(): Promise<void> {
     server?.close();
     await metricsServer?.close();
     await db.destroy();
+    process.exit(0); // the SDK Runtime's core-log forwarding would keep the event loop alive
   } else {
-    const stop = () => server?.close(() => void metricsServer?.close().then(() => db.destroy()));
+    const stop = () =>
+      server?.close(
+        () =>
+          void Promise.resolve(metricsServer?.close())
+            .then(() => db.destroy())
+            .then(() => process.exit(0)),
+      );
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   }
