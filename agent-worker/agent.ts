@@ -3,11 +3,14 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker, type NativeConnection } from '@temporalio/worker';
+import { Registry } from 'prom-client';
 import { createAgentActivities } from '../activities/agent';
 import { agentTaskQueue, DEFAULT_TIMEOUTS, type Agent } from '../contract';
+import { errorText, type Log } from '../runtime/log';
 import { connectWorker } from '../runtime/temporal';
 import { AgentRevokedError, ApiClient } from './api-client';
 import { Identity, identityPath, refuseNamespaceCredentials, trustedScriptKeys, type AgentEnv } from './config';
+import { activityObserver } from './metrics';
 import { detectFamily, osInfo, parseOsRelease } from './os-release';
 import { detectProxmox, type ProxmoxNode } from './proxmox';
 
@@ -75,12 +78,14 @@ async function waitForAcceptance(
   env: AgentEnv,
   api: ApiClient,
   agent: Agent,
+  log: Log,
   stopping?: AbortSignal,
 ): Promise<Agent | null> {
   if (agent.status === 'accepted') return agent;
   const flag = agent.flag ? ` (flagged ${agent.flag}: an admin should check this host before accepting it)` : '';
-  console.log(
-    `[agent] agent ${agent.id} is pending: waiting for an admin to accept it (POST /v1/agents/${agent.id}/accept)${flag}`,
+  log.info(
+    { agentId: agent.id },
+    `agent ${agent.id} is pending: waiting for an admin to accept it (POST /v1/agents/${agent.id}/accept)${flag}`,
   );
   let current: Agent | null = agent;
   while (current?.status !== 'accepted') {
@@ -97,12 +102,12 @@ async function waitForAcceptance(
     current = await api.self(agent.id).catch((err: unknown) => {
       if (err instanceof AgentRevokedError) throw err;
       // The API being away for a moment is no reason to stop waiting.
-      console.error(`[agent] reading own record failed: ${err instanceof Error ? err.message : String(err)}`);
+      log.warn(`reading own record failed: ${errorText(err)}`);
       return agent;
     });
     if (current === null) throw new Error(`agent ${agent.id}: the API no longer knows this agent's token`);
   }
-  console.log(`[agent] agent ${agent.id} was accepted`);
+  log.info({ agentId: agent.id }, `agent ${agent.id} was accepted`);
   return current;
 }
 
@@ -122,6 +127,8 @@ export const SHUTDOWN_GRACE_MS = DEFAULT_TIMEOUTS.scriptMs;
  */
 export async function createAgent(
   env: AgentEnv,
+  log: Log,
+  metrics: Registry | undefined,
   stopping?: AbortSignal,
 ): Promise<{
   agent: Agent;
@@ -132,12 +139,12 @@ export async function createAgent(
 } | null> {
   refuseNamespaceCredentials(env);
   // Before registering: an agent that could not check its scripts' signatures never polls.
-  const trustedKeys = trustedScriptKeys(env, (line) => console.error(`[agent] ${line}`));
+  const trustedKeys = trustedScriptKeys(env, (line) => log.info(line));
   await mkdir(env.PATCHNANNY_AGENT_STATE_DIR, { recursive: true, mode: 0o700 });
   await chmod(env.PATCHNANNY_AGENT_STATE_DIR, 0o700);
   const api = new ApiClient(env.PATCHNANNY_API_URL, '');
   const registered = await ensureIdentity(env, api);
-  const agent = await waitForAcceptance(env, api, registered.agent, stopping);
+  const agent = await waitForAcceptance(env, api, registered.agent, log, stopping);
   if (!agent) return null;
   // On a Proxmox VE node the agent patches the node's LXC containers too (docs/proxmox.md).
   const node = detectProxmox(env);
@@ -148,6 +155,7 @@ export async function createAgent(
     namespace,
     taskQueue: agentTaskQueue(agent.id),
     shutdownGraceTime: SHUTDOWN_GRACE_MS,
+    interceptors: { activity: [activityObserver(metrics ?? new Registry(), log)] },
     activities: createAgentActivities({
       family: agent.family,
       stateDir: env.PATCHNANNY_AGENT_STATE_DIR,
@@ -158,6 +166,7 @@ export async function createAgent(
       killGraceMs: env.PATCHNANNY_SCRIPT_KILL_GRACE_MS,
       stopping,
       ...(node ? { containers: node.host } : {}),
+      log: (line, fields) => log.info(fields ?? {}, line),
     }),
   });
   return { agent, worker, connection, api, node };

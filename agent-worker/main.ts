@@ -2,7 +2,9 @@
  * The host agent: `node dist/agent-worker/main.js [--api-url URL] [--state-dir DIR] …` (or the env
  * names); `--check-config <file>` validates a configuration file and exits (0 good, 1 with every problem).
  */
-import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { createLog, errorText, logLevelOf } from '../runtime/log';
+import { createRegistry, serveMetrics } from '../runtime/metrics';
+import { installSdkRuntime } from '../runtime/sdk-runtime';
 import { parseEnv } from '../runtime/temporal';
 import { createAgent } from './agent';
 import { AgentRevokedError } from './api-client';
@@ -23,23 +25,30 @@ function checkConfig(file: string | undefined): never {
   process.exit(1);
 }
 
+const log = createLog('agent', logLevelOf());
+
 async function main(): Promise<void> {
   if (process.argv[2] === '--check-config') checkConfig(process.argv[3]);
   const env = parseEnv(AgentEnv, { ...process.env, ...flagsToEnv(process.argv.slice(2)) });
   // From here on the token lives only in `env` until registration: patch scripts inherit process.env.
   forgetEnrolmentEnv();
-  // The SDK logs every worker state change at INFO; PATCHNANNY_LOG_LEVEL=INFO brings that back.
-  Runtime.install({ logger: new DefaultLogger(env.PATCHNANNY_LOG_LEVEL) });
+  const metrics = env.PATCHNANNY_METRICS_LISTEN ? createRegistry() : undefined;
+  const sdk = await installSdkRuntime(log, env.PATCHNANNY_LOG_LEVEL, metrics !== undefined);
+  const metricsServer =
+    metrics && env.PATCHNANNY_METRICS_LISTEN
+      ? await serveMetrics(env.PATCHNANNY_METRICS_LISTEN, metrics, log, sdk.metricsText)
+      : undefined;
   // The Worker shuts down on these signals (the SDK's defaults) and waits for running
   // activities; the agent's own part is to stop running dry-runs at once (applies run on).
   const stopping = new AbortController();
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGUSR2'] as const)
     process.once(signal, () => stopping.abort(signal));
-  const created = await createAgent(env, stopping.signal);
-  if (!created) return; // stopped while waiting for acceptance
+  const created = await createAgent(env, log, metrics, stopping.signal);
+  if (!created) return void (await metricsServer?.close()); // stopped while waiting for acceptance
   const { agent, worker, connection, api, node } = created;
-  console.log(
-    `[agent] ${agent.id} (${agent.os.prettyName || agent.os.id}, ${agent.family}) polling ${agent.taskQueue}`,
+  log.info(
+    { agentId: agent.id, taskQueue: agent.taskQueue },
+    `${agent.id} (${agent.os.prettyName || agent.os.id}, ${agent.family}) polling ${agent.taskQueue}`,
   );
   // A Proxmox VE node reports its containers now and then on an interval (docs/proxmox.md).
   const reportContainers = async () => {
@@ -47,9 +56,9 @@ async function main(): Promise<void> {
     try {
       const containers = await node.inventory();
       await api.reportContainers(agent.id, containers);
-      console.log(`[agent] Proxmox VE ${node.version}: reported ${containers.length} containers`);
+      log.info(`Proxmox VE ${node.version}: reported ${containers.length} containers`);
     } catch (err) {
-      console.error(`[agent] container inventory failed: ${err instanceof Error ? err.message : String(err)}`);
+      log.error(`container inventory failed: ${errorText(err)}`);
     }
   };
   let inventoryRunning: Promise<void> = reportContainers();
@@ -67,7 +76,7 @@ async function main(): Promise<void> {
       (err: unknown) => {
         if (!(err instanceof AgentRevokedError) || revoked) return; // an API outage is not a revocation
         revoked = err;
-        console.error(`[agent] ${err.message}; stopping`);
+        log.error({ agentId: agent.id }, `${err.message}; stopping`);
         stopping.abort('revoked');
         worker.shutdown();
       },
@@ -80,10 +89,16 @@ async function main(): Promise<void> {
     clearInterval(inventory);
   }
   await connection.close();
+  await metricsServer?.close();
   if (revoked) process.exit(EXIT_REVOKED);
 }
 
-main().catch((err) => {
-  console.error(`[agent] ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(err instanceof AgentRevokedError ? EXIT_REVOKED : 1);
-});
+// Done: exit rather than wait for the event loop to drain, which the SDK Runtime's core-log
+// forwarding keeps alive when no Worker ever started (a pending agent stopped by SIGTERM).
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    log.fatal(errorText(err));
+    process.exit(err instanceof AgentRevokedError ? EXIT_REVOKED : 1);
+  },
+);

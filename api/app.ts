@@ -1,8 +1,11 @@
 import Router from '@koa/router';
 import type { Client } from '@temporalio/client';
 import Koa from 'koa';
+import pino from 'pino';
+import type { Registry } from 'prom-client';
 import type { ConfigurableTimeouts } from '../contract';
 import type { Db } from '../db';
+import type { Log } from '../runtime/log';
 import { agentsRouter } from './agents/router';
 import { agentsService } from './agents/service';
 import { auditRouter } from './audit/router';
@@ -16,6 +19,7 @@ import { containersRouter } from './containers/router';
 import { containersService } from './containers/service';
 import { exceptionsService } from './exceptions/service';
 import { keysRouter } from './keys/router';
+import { httpObserver } from './metrics';
 import { keysService } from './keys/service';
 import { runsRouter } from './runs/router';
 import { runsService } from './runs/service';
@@ -33,13 +37,18 @@ export interface AppDeps {
   admins: AdminToken[];
   controlQueue: string;
   runDefaults: ConfigurableTimeouts;
+  /** The process's log (default: none) and metrics registry (default: none served). */
+  log?: Log;
+  metrics?: Registry;
 }
 
 export function createApp(deps: AppDeps): Koa<AppState> {
   const app = new Koa<AppState>();
+  const log = deps.log ?? pino({ enabled: false });
   app.on('error', (err: Error) => {
-    if (process.env.NODE_ENV !== 'test') console.error('[api]', err);
+    if (process.env.NODE_ENV !== 'test') log.error({ err }, 'request failed');
   });
+  if (deps.metrics) app.use(httpObserver(deps.metrics, log));
   app.use(errorMiddleware);
 
   const open = new Router();

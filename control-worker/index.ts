@@ -1,7 +1,7 @@
 import type { Client } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import type { Db } from '../db';
-import { createControlActivities } from '../activities/control';
+import { createControlActivities, type RunObserver } from '../activities/control';
 import { createHostLockActivities } from '../activities/control/host-lock';
 import { createWindowFiringActivities } from '../activities/control/window-firing';
 import type { ConfigurableTimeouts } from '../contract';
@@ -17,6 +17,7 @@ export async function createControlWorker(
   taskQueue: string,
   runDefaults: ConfigurableTimeouts,
   client: Client,
+  observe?: RunObserver,
 ): Promise<Worker> {
   const { connection, namespace } = await connectWorker(env);
   return Worker.create({
@@ -25,7 +26,7 @@ export async function createControlWorker(
     taskQueue,
     ...workflowSource(),
     activities: {
-      ...createControlActivities(db, runDefaults),
+      ...createControlActivities(db, runDefaults, observe),
       ...createHostLockActivities(client, taskQueue),
       ...createWindowFiringActivities(client),
     },

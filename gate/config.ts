@@ -1,12 +1,9 @@
 /** The gate's configuration from the environment (zod), parsed with runtime/temporal.ts parseEnv. */
 import { z } from 'zod';
+import { hostPort } from '../runtime/listen';
 import { TemporalEnv } from '../runtime/temporal';
 
-const hostPort = (name: string) =>
-  z
-    .string()
-    .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:]+):\d{1,5}$/, `${name} must be host:port, e.g. 127.0.0.1:7280`)
-    .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, `${name}: port out of range`);
+export { splitHostPort } from '../runtime/listen';
 
 /**
  * Upstream: the TemporalEnv variables (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API key) name the
@@ -34,9 +31,3 @@ export const GateEnv = TemporalEnv.extend({
   path: ['PATCHNANNY_GATE_TLS_CERT'],
 });
 export type GateEnv = z.infer<typeof GateEnv>;
-
-/** Split host:port (IPv6 in brackets). */
-export function splitHostPort(v: string): { host: string; port: number } {
-  const i = v.lastIndexOf(':');
-  return { host: v.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(v.slice(i + 1)) };
-}

@@ -12,9 +12,11 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import * as proto from '@temporalio/proto';
+import { Registry } from 'prom-client';
 import type { Db } from '../db';
 import { AgentAuth, type AuthResult } from './auth';
 import { splitHostPort, type GateEnv } from './config';
+import { gateMetrics, type CallResult } from './metrics';
 import { decide } from './policy';
 
 const SERVICE = 'temporal.api.workflowservice.v1.WorkflowService';
@@ -31,8 +33,9 @@ export function workflowServiceMethods(): string[] {
 /** Headers an SDK worker sends that the frontend may use; anything else (authorization first) is dropped. */
 const FORWARDED_HEADERS = ['client-name', 'client-version', 'supported-server-versions'];
 
+/** Where the gate says what it did: refusals and failures at `warn`, the rest at `info`. */
 export interface GateLog {
-  (line: string): void;
+  (line: string, level?: 'info' | 'warn'): void;
 }
 
 export interface Gate {
@@ -93,13 +96,14 @@ function serverCredentials(env: GateEnv): grpc.ServerCredentials {
 const asError = (code: grpc.status, details: string): Partial<grpc.StatusObject> => ({ code, details });
 
 /** Start the gate: gRPC for agents on PATCHNANNY_GATE_LISTEN, /healthz on PATCHNANNY_GATE_HEALTH_LISTEN. */
-export async function startGate(env: GateEnv, db: Db, log: GateLog = (l) => console.log(`[gate] ${l}`)): Promise<Gate> {
+export async function startGate(env: GateEnv, db: Db, log: GateLog, metrics?: Registry): Promise<Gate> {
   const key = Buffer.from(env.PATCHNANNY_GATE_KEY, 'utf8');
   const namespace = env.TEMPORAL_NAMESPACE;
   const auth = new AgentAuth(db, Math.min(1000, env.PATCHNANNY_GATE_RECHECK_MS));
   const { creds, options } = upstreamCredentials(env);
   const upstream = new grpc.Client(env.TEMPORAL_ADDRESS, creds, options);
   const stats: Gate['stats'] = { forwarded: 0, refused: 0, cut: 0, byMethod: {} };
+  const count = gateMetrics(metrics ?? new Registry(), () => openCount());
   /** Open calls by the caller's token hash: what a re-check may have to cut. */
   const open = new Map<string, Set<OpenCall>>();
   let stopping = false;
@@ -123,9 +127,10 @@ export async function startGate(env: GateEnv, db: Db, log: GateLog = (l) => cons
         answered = true;
         callback(err, res);
       };
-      const refuse = (code: grpc.status, agent: string | undefined, why: string) => {
+      const refuse = (code: grpc.status, agent: string | undefined, why: string, result: CallResult = 'refused') => {
         stats.refused++;
-        log(`refused ${method} agent=${agent ?? '-'} peer=${call.getPeer()}: ${why}`);
+        if (!answered) count(method, result, grpc.status[code]);
+        log(`refused ${method} agent=${agent ?? '-'} peer=${call.getPeer()}: ${why}`, 'warn');
         answer(asError(code, `${method} refused by the patchnanny gate: ${why}`));
       };
       if (stopping) return answer(asError(grpc.status.UNAVAILABLE, 'the gate is stopping'));
@@ -156,7 +161,7 @@ export async function startGate(env: GateEnv, db: Db, log: GateLog = (l) => cons
             cut: (code, why) => {
               stats.cut++;
               up.cancel();
-              refuse(code, who.agentId, why);
+              refuse(code, who.agentId, why, 'cut');
             },
           };
           const calls = open.get(who.tokenHash) ?? new Set<OpenCall>();
@@ -174,6 +179,9 @@ export async function startGate(env: GateEnv, db: Db, log: GateLog = (l) => cons
             { deadline: call.getDeadline() },
             (err, res) => {
               done();
+              // Counted once: a call cut or given up by its caller was counted (or not) already.
+              if (!answered)
+                count(method, err ? 'upstream-error' : 'forwarded', grpc.status[err ? err.code : grpc.status.OK]);
               if (err) return answer({ code: err.code, details: err.details, metadata: err.metadata });
               stats.forwarded++;
               stats.byMethod[method] = (stats.byMethod[method] ?? 0) + 1;
@@ -181,7 +189,7 @@ export async function startGate(env: GateEnv, db: Db, log: GateLog = (l) => cons
                 answer(null, decision.response && res ? decision.response(res) : res);
               } catch (e) {
                 // A response the gate cannot rewrite is not handed out unbound.
-                log(`cannot rewrite the ${method} response for ${who.agentId}: ${(e as Error).message}`);
+                log(`cannot rewrite the ${method} response for ${who.agentId}: ${(e as Error).message}`, 'warn');
                 answer(asError(grpc.status.INTERNAL, 'the gate could not bind the task token'));
               }
             },
@@ -192,7 +200,8 @@ export async function startGate(env: GateEnv, db: Db, log: GateLog = (l) => cons
           };
         },
         (err: unknown) => {
-          log(`agent lookup failed for ${method}: ${(err as Error).message}`);
+          count(method, 'unavailable', 'UNAVAILABLE');
+          log(`agent lookup failed for ${method}: ${(err as Error).message}`, 'warn');
           answer(asError(grpc.status.UNAVAILABLE, 'the gate cannot check agent tokens right now'));
         },
       );
@@ -215,7 +224,7 @@ export async function startGate(env: GateEnv, db: Db, log: GateLog = (l) => cons
           open.delete(hash);
         }
       })
-      .catch((err: unknown) => log(`re-check failed: ${(err as Error).message}`))
+      .catch((err: unknown) => log(`re-check failed: ${(err as Error).message}`, 'warn'))
       .finally(() => (rechecking = false));
   }, env.PATCHNANNY_GATE_RECHECK_MS);
   recheck.unref();

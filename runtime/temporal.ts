@@ -8,6 +8,8 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { z } from 'zod';
+import { LogLevelSetting } from './log';
+import { MetricsListenSetting } from './metrics';
 
 export const TemporalEnv = z.object({
   TEMPORAL_ADDRESS: z.string().min(1).default('127.0.0.1:7233'),
@@ -20,8 +22,10 @@ export const TemporalEnv = z.object({
   TEMPORAL_TLS_SERVER_NAME: z.string().optional(),
   /** Temporal Cloud API key, instead of mTLS. */
   TEMPORAL_API_KEY: z.string().optional(),
-  /** Temporal SDK log level of this process. */
-  PATCHNANNY_LOG_LEVEL: z.enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR']).default('WARN'),
+  /** This process's log level (its own JSON lines and the Temporal SDK's): trace, debug, info (default), warn, error. */
+  PATCHNANNY_LOG_LEVEL: LogLevelSetting,
+  /** host:port of this process's Prometheus GET /metrics (internal network only); unset: none. */
+  PATCHNANNY_METRICS_LISTEN: MetricsListenSetting,
 });
 export type TemporalEnv = z.infer<typeof TemporalEnv>;
 

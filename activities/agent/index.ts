@@ -116,8 +116,8 @@ export interface AgentActivityConfig {
   killGraceMs?: number;
   /** Aborted when the agent is shutting down: running dry-runs are stopped, applies are waited for. */
   stopping?: AbortSignal;
-  /** Where the agent says what it did on its own (default: stderr). */
-  log?: (line: string) => void;
+  /** Where the agent says what it did on its own (default: stderr); `fields` name the run a line concerns. */
+  log?: (line: string, fields?: { runId: string }) => void;
   /** On a Proxmox VE node: its LXC containers, which runs may target (docs/proxmox.md). */
   containers?: ContainerHost;
 }
@@ -462,7 +462,9 @@ export function createAgentActivities(config: AgentActivityConfig) {
     let stoppedBy: 'cancellation' | 'shutdown' | null = null;
     const onCancel = () => {
       if (input.mode === 'apply') {
-        log(`run ${input.runId}: cancellation (${cancelReason(ctx)}) ignored: an apply is never interrupted`);
+        log(`run ${input.runId}: cancellation (${cancelReason(ctx)}) ignored: an apply is never interrupted`, {
+          runId: input.runId,
+        });
         return;
       }
       stoppedBy ??= 'cancellation';
@@ -470,7 +472,7 @@ export function createAgentActivities(config: AgentActivityConfig) {
     };
     const onShutdown = () => {
       if (input.mode === 'apply') {
-        log(`run ${input.runId}: agent stopping; waiting for the running apply to finish`);
+        log(`run ${input.runId}: agent stopping; waiting for the running apply to finish`, { runId: input.runId });
         return;
       }
       stoppedBy ??= 'shutdown';
@@ -533,6 +535,7 @@ export function createAgentActivities(config: AgentActivityConfig) {
       log(
         `run ${input.runId}: apply finished after cancellation (${cancelReason(ctx)}): exit ${exitCode}, ` +
           `${result?.changed.length ?? '?'} packages changed`,
+        { runId: input.runId },
       );
     }
     return execution;

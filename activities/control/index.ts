@@ -39,6 +39,7 @@ import {
   resolveRunTimeouts,
   scriptNameFor,
   type ConfigurableTimeouts,
+  type RunOutcome,
   type WindowFiring,
 } from '../../contract';
 
@@ -87,10 +88,16 @@ async function owned<T>(write: (o: RunOwner) => Promise<T>): Promise<T> {
   }
 }
 
+/** Told when a run starts (its claim) and ends (its outcome recorded): metrics and run log lines (control-worker/metrics.ts). */
+export interface RunObserver {
+  started(runId: string, mode: string): void;
+  ended(runId: string, outcome: RunOutcome, failureReason: string | null): void;
+}
+
 /**
  * `runDefaults` are the configured timeouts (PATCHNANNY_*_TIMEOUT_MS), which window runs start from.
  */
-export function createControlActivities(db: Db, runDefaults: ConfigurableTimeouts) {
+export function createControlActivities(db: Db, runDefaults: ConfigurableTimeouts, observe?: RunObserver) {
   /**
    * The first thing a patch run does: claim its row (see db/runs.ts claimRun). A refusal is an
    * answer, not a failure: the workflow ends `untrusted-input` having executed and written nothing.
@@ -101,6 +108,7 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
     // key registered later does not count, nor does the workflow's input say which keys count.
     // Four-eyes is read from the row too, so an approval sent straight to Temporal meets it as well.
     if (!claim.claimed) return claim;
+    observe?.started(input.runId, input.mode);
     return {
       claimed: true,
       approverKeys: await approverKeys(db),
@@ -165,6 +173,7 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
 
   async function recordOutcome(input: RecordOutcomeInput): Promise<void> {
     await owned((o) => writeOutcome(db, o, input));
+    observe?.ended(input.runId, input.outcome, input.failureReason);
   }
 
   /** A window firing's runs, each audited as requested (by `window:<id>`) once whatever the retries. */

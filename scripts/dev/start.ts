@@ -15,7 +15,10 @@ import path from 'node:path';
 import { parseAdminTokens } from '../../api/env';
 import { EXIT_REVOKED, Identity, identityPath } from '../../agent-worker/config';
 import { EnrolmentToken } from '../../contract';
+import { joinHostPort, splitHostPort } from '../../runtime/listen';
+import { MetricsListenSetting } from '../../runtime/metrics';
 import { ensureSigningKey, signScriptsDir } from '../../runtime/script-signing';
+import { lineSplitter, renderLogLine } from './log-lines';
 import { waitForHealth } from './processes';
 import { embeddedPostgres } from './embedded-postgres';
 import { Supervisor } from './supervise';
@@ -24,6 +27,16 @@ import { ensureSearchAttributes, REPO_ROOT, startDevServer } from './temporal-se
 
 const DATA = path.resolve(process.env.PATCHNANNY_DATA_DIR ?? path.join(REPO_ROOT, '.data'));
 const DIST = path.join(REPO_ROOT, 'dist');
+
+/**
+ * PATCHNANNY_METRICS_LISTEN given to `npm start` (host:port) is the API's metrics listener; the
+ * gate takes the next port and the agent the one after (each process needs its own). Unset: none.
+ */
+function metricsListeners(base: string | undefined): { api?: string; gate?: string; agent?: string } {
+  if (!base) return {};
+  const { host, port } = splitHostPort(MetricsListenSetting.parse(base)!);
+  return { api: joinHostPort(host, port), gate: joinHostPort(host, port + 1), agent: joinHostPort(host, port + 2) };
+}
 
 /** A secret generated once and kept in the data folder, unless the environment provides one. */
 function secret(file: string, fromEnv: string | undefined): string {
@@ -100,15 +113,10 @@ function child(name: string, script: string, env: NodeJS.ProcessEnv): ChildProce
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const prefix = (chunk: Buffer) =>
-    chunk
-      .toString()
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => `${name.padEnd(6)}| ${l}`)
-      .join('\n') + '\n';
-  p.stdout.on('data', (d: Buffer) => process.stdout.write(prefix(d)));
-  p.stderr.on('data', (d: Buffer) => process.stderr.write(prefix(d)));
+  // Children log JSON lines (docs/observability.md); shown here for people.
+  const show = (out: NodeJS.WriteStream) => lineSplitter((l) => out.write(`${name.padEnd(6)}| ${renderLogLine(l)}\n`));
+  p.stdout.on('data', show(process.stdout));
+  p.stderr.on('data', show(process.stderr));
   return p;
 }
 
@@ -168,6 +176,7 @@ async function main(): Promise<void> {
   }
 
   const signing = scriptSigning();
+  const metricsAt = metricsListeners(process.env.PATCHNANNY_METRICS_LISTEN);
   const port = process.env.PORT ?? '8080';
   const apiUrl = `http://127.0.0.1:${port}`;
   const admins = process.env.PATCHNANNY_ADMIN_TOKENS ?? `admin:${adminToken}`;
@@ -178,6 +187,7 @@ async function main(): Promise<void> {
       PORT: port,
       PATCHNANNY_ADMIN_TOKENS: admins,
       PATCHNANNY_SCRIPTS_DIR: signing.scriptsDir,
+      PATCHNANNY_METRICS_LISTEN: metricsAt.api,
     }),
   );
   await waitForHealth(apiUrl, api);
@@ -193,6 +203,7 @@ async function main(): Promise<void> {
       PATCHNANNY_GATE_KEY: secret('gate-key', process.env.PATCHNANNY_GATE_KEY),
       PATCHNANNY_GATE_LISTEN: gateListen,
       PATCHNANNY_GATE_HEALTH_LISTEN: gateHealth,
+      PATCHNANNY_METRICS_LISTEN: metricsAt.gate,
     }),
   );
   await waitForHealth(`http://${gateHealth}`, gate, '', 60_000, 'the agent gate');
@@ -213,6 +224,7 @@ async function main(): Promise<void> {
           PATCHNANNY_AGENT_STATE_DIR: stateDir,
           // No static enrolment token any more: one of its own, only when it has no identity yet.
           PATCHNANNY_ENROL_TOKEN: undefined,
+          PATCHNANNY_METRICS_LISTEN: metricsAt.agent,
           ...signing.agentEnv,
           ...(await localEnrolment(apiUrl, enrollingAdmin, stateDir)),
         }),
@@ -229,7 +241,7 @@ patchnanny is up
   API          ${apiUrl}   (admin token: ${process.env.PATCHNANNY_ADMIN_TOKENS ? 'from PATCHNANNY_ADMIN_TOKENS' : `${adminToken}, kept in ${tokenFile}`})
   Temporal UI  ${uiUrl ?? `(external server ${temporalAddress})`}
   agent gate   ${gateListen}   (agents connect here with their own token; health http://${gateHealth}/healthz)
-  try:         export TOKEN=$(cat ${tokenFile})
+${metricsAt.api ? `  metrics      http://${metricsAt.api}/metrics (API + control worker), ${metricsAt.gate} (gate), ${metricsAt.agent} (agent)\n` : ''}  try:         export TOKEN=$(cat ${tokenFile})
                curl -s -H "Authorization: Bearer $TOKEN" ${apiUrl}/v1/agents
 A process that exits is restarted with backoff. Ctrl-C stops everything.
 `);

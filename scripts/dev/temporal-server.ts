@@ -4,8 +4,8 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
+import { freePort } from '../../runtime/listen';
 import { connectClient, TemporalEnv } from '../../runtime/temporal';
 import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 import { stopChild } from './processes';
@@ -45,16 +45,8 @@ export function temporalCli(): string {
     .trim();
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** (Moved to runtime/listen.ts; kept here for the dev tools and tests that import it from here.) */
+export { freePort };
 
 export interface DevServer {
   address: string;

@@ -10,6 +10,7 @@ import { patchRun } from '../../workflows/patch-run';
 import { fixture } from '../support/fixture';
 import { replayHistory, Stack, TRIGGER_ONLY_WINDOW, type TestAgent } from '../support/stack';
 import { until } from '../support/wait';
+import { renderLog } from '../../scripts/dev/log-lines';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
 const OS = { id: 'debian', versionId: '12', family: 'apt' };
@@ -161,7 +162,7 @@ describe('enrolment tokens, pending agents, accept and revoke', { concurrency: t
       PATCHNANNY_AGENT_ACCEPT_POLL_MS: '200',
     });
     assert.match(
-      agent.output(),
+      renderLog(agent.output()),
       new RegExp(
         `\\[agent\\] agent ${agent.id} is pending: waiting for an admin to accept it \\(POST /v1/agents/${agent.id}/accept\\)`,
       ),

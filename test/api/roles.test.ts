@@ -9,6 +9,7 @@ import { stopChild } from '../../scripts/dev/processes';
 import { freePort } from '../../scripts/dev/temporal-server';
 import { createTestDatabase, type TestDatabase } from '../support/db';
 import { ADMIN_TOKEN, DIST, FIXTURE_SCRIPTS } from '../support/stack';
+import { renderLog } from '../../scripts/dev/log-lines';
 
 /** dist/api/main.js as deployed, one real process per role, sharing one database and control queue. */
 describe('PATCHNANNY_ROLE splits the control plane into an API process and a worker process', () => {
@@ -55,7 +56,7 @@ describe('PATCHNANNY_ROLE splits the control plane into an API process and a wor
         timeoutMs,
       );
       const check = () => {
-        const m = pattern.exec(p.output());
+        const m = pattern.exec(renderLog(p.output()));
         if (m) {
           clearTimeout(timer);
           resolve(m);
@@ -87,7 +88,7 @@ describe('PATCHNANNY_ROLE splits the control plane into an API process and a wor
 
         const workerPort = await freePort();
         const workerOnly = startMain({ PATCHNANNY_ROLE: 'worker', PORT: String(workerPort) });
-        await waitForLine(workerOnly, /\[control-worker\] polling/);
+        await waitForLine(workerOnly, /control worker polling/);
         // The worker's poll reaches the server a moment after it says it polls: wait for that event.
         const pollers = async () => {
           const d = await temporal.workflowService.describeTaskQueue({
@@ -140,7 +141,7 @@ describe('PATCHNANNY_ROLE splits the control plane into an API process and a wor
       const bad = startMain({ PATCHNANNY_ROLE: 'both', PORT: '0' });
       assert.equal(await bad.exited, 1);
       assert.match(bad.output(), /PATCHNANNY_ROLE/);
-      assert.match(bad.output(), /"all"\|"api"\|"worker"/);
+      assert.match(renderLog(bad.output()), /"all"\|"api"\|"worker"/);
       assert.doesNotMatch(bad.output(), /listening|polling/);
     },
   );

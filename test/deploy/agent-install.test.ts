@@ -16,6 +16,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { tarballEntries } from '../../scripts/dev/release';
 import { REPO_ROOT } from '../../scripts/dev/temporal-server';
+import { renderLog } from '../../scripts/dev/log-lines';
 import { Stack } from '../support/stack';
 import { waitFor } from '../support/wait';
 import { layout, runInstall, serviceSettings, startLikeSystemd } from './install';
@@ -201,7 +202,7 @@ describe('the agent release tarball, installed with install.sh', () => {
         'the installed agent to poll its queue',
         () => {
           if (child.exitCode !== null) throw new Error(`the installed agent exited ${child.exitCode}:\n${out}`);
-          return /\[agent\] (\S+) .* polling/.exec(out)?.[1];
+          return /\[agent\] (\S+) .* polling/.exec(renderLog(out))?.[1];
         },
         60_000,
       );

@@ -396,7 +396,8 @@ describe('npm start supervises its processes', () => {
   });
 
   async function supervised() {
-    const polls = () => (log.match(/\[agent\] \S+ .* polling/g) ?? []).length;
+    // The agent's own line, not the SDK's "not polling for workflow tasks".
+    const polls = () => (log.match(/\[agent\] \S+ \(.*\) polling agent\./g) ?? []).length;
     await waitUntil('the agent to poll', () => polls() === 1);
     const agent = await childNamed('agent-worker/main.js');
     process.kill(agent, 'SIGKILL');

@@ -15,6 +15,7 @@ import { exited } from '../support/process-stack';
 import { closeRawClients, pollActivity, rawCall, ws } from '../support/grpc-raw';
 import { DIST, Stack } from '../support/stack';
 import { waitFor } from '../support/wait';
+import { renderLog } from '../../scripts/dev/log-lines';
 
 interface GateProcess {
   child: ChildProcess;
@@ -87,7 +88,7 @@ describe('the gate process (dist/gate/main.js)', () => {
     assert.equal(denied.code, grpc.status.PERMISSION_DENIED);
     await waitFor('the refusal in the log', () => gate.output().includes('refused PollActivityTaskQueue'));
     assert.match(
-      gate.output(),
+      renderLog(gate.output()),
       new RegExp(
         `refused PollActivityTaskQueue agent=${agent.id} peer=\\S+: task queue "agent.someone-else" is not agent.${agent.id}`,
       ),
@@ -97,7 +98,7 @@ describe('the gate process (dist/gate/main.js)', () => {
     await agent.stop();
     gate.child.kill('SIGTERM');
     assert.equal(await exited(gate.child), 0);
-    assert.match(gate.output(), /\[gate\] SIGTERM: stopping[\s\S]*\[gate\] stopped/);
+    assert.match(renderLog(gate.output()), /\[gate\] SIGTERM: stopping[\s\S]*\[gate\] stopped/);
   });
 
   it('reports an unreachable Temporal in its health check (503) and keeps refusing unknown callers', async () => {

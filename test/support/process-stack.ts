@@ -67,6 +67,8 @@ export class ProcessStack extends Stack {
   private apiOut = '';
   private gateOut = '';
   private port = 0;
+  /** Added to the API process's environment (e.g. PATCHNANNY_METRICS_LISTEN). */
+  readonly apiExtraEnv: Record<string, string> = {};
   /** Scripts started by agents this stack killed: detached, so they outlive their agent. */
   private orphans: { pid: number; marker: string }[] = [];
 
@@ -155,7 +157,7 @@ export class ProcessStack extends Stack {
       PATCHNANNY_SCRIPT_TIMEOUT_MS: String(d.scriptMs),
     };
     const child = spawn(process.execPath, [path.join(DIST, 'api/main.js')], {
-      env: this.apiEnv,
+      env: { ...this.apiEnv, ...this.apiExtraEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout.on('data', (b: Buffer) => (this.apiOut += b.toString()));

@@ -25,6 +25,7 @@ import { stopChild } from '../../scripts/dev/processes';
 import { generateSigningKey, signScriptsDir } from '../../runtime/script-signing';
 import { createTestDatabase, type TestDatabase } from './db';
 import { waitFor } from './wait';
+import { renderLog } from '../../scripts/dev/log-lines';
 
 try {
   Runtime.install({ logger: new DefaultLogger('WARN') });
@@ -273,7 +274,7 @@ export class Stack {
       });
       // Up: polling its queue, or registered and waiting for an admin to accept it.
       const check = () => {
-        const m = /\[agent\] (?:(\S+) .* polling|agent (\S+) is pending)/.exec(out);
+        const m = /\[agent\] (?:(\S+) .* polling|agent (\S+) is pending)/.exec(renderLog(out));
         if (m) {
           clearTimeout(timer);
           resolve(m[1] ?? m[2]);
