@@ -16,6 +16,7 @@ import { startCluster, type TemporalCluster } from '../../scripts/dev/temporal-c
 import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 import { argvOf, composeConfig } from '../support/compose';
 import { ProcessStack } from '../support/process-stack';
+import { freePort } from '../../runtime/listen';
 import { DIST, type TestAgent } from '../support/stack';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
@@ -58,10 +59,14 @@ describe('the production topology: a two-process Temporal cluster on PostgreSQL'
     );
     for (const [k, v] of Object.entries(cluster.timings)) timings[`  ${k}`] = `${(v / 1000).toFixed(1)} s`;
     stack = await time('API + control worker and gate up', () =>
-      new ProcessStack(DEFAULTS, cluster.address, { gateProcess: true }).start(),
+      new ProcessStack(DEFAULTS, cluster.address, { gateProcess: true, metrics: true }).start(),
     );
     agents = await time('two agents polling', () =>
-      Promise.all(['cluster-a', 'cluster-b'].map((h) => stack.startAgent(h, PLAN))),
+      Promise.all(
+        ['cluster-a', 'cluster-b'].map(async (h) =>
+          stack.startAgent(h, PLAN, undefined, { PATCHNANNY_METRICS_LISTEN: `127.0.0.1:${await freePort()}` }),
+        ),
+      ),
     );
   });
 
@@ -111,7 +116,7 @@ describe('the production topology: a two-process Temporal cluster on PostgreSQL'
     }));
 
   it('the API + control worker, gate and agents run with the commands and variables of the compose services', () =>
-    guard(() => {
+    guard(async () => {
       const compose = composeConfig().services;
       const spawned: Record<string, { argv: string[]; env: NodeJS.ProcessEnv }> = {
         api: { argv: ['node', 'dist/api/main.js'], env: stack.apiEnv },
@@ -124,6 +129,10 @@ describe('the production topology: a two-process Temporal cluster on PostgreSQL'
         assert.ok(existsSync(path.join(DIST, '..', argv[1])), argv[1]);
         const missing = Object.keys(compose[name].environment).filter((k) => env[k] === undefined);
         assert.deepEqual(missing, [], `${name}: variables compose sets that the test process lacks`);
+        // compose keeps /metrics on its networks; here each process serves it on its own port
+        const metrics = await fetch(`http://${env.PATCHNANNY_METRICS_LISTEN}/metrics`);
+        assert.equal(metrics.status, 200, `${name}: GET /metrics`);
+        assert.match(await metrics.text(), /^# TYPE patchnanny_/m, `${name}: patchnanny's own metrics`);
       }
     }));
 

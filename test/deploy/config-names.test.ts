@@ -166,21 +166,15 @@ describe('deployment files set only the variables the configuration schemas know
     assert.ok(envVariables(TemporalEnv).every((v) => !v.required));
   });
 
-  // Enabled at merge with the cluster branch, which writes docker-compose.yml and .env.example:
-  // then the file must exist (no silent pass when it is missing).
-  it(
-    'the compose file sets only known variables on the API, gate and agent services, and every required one',
-    { skip: 'enable when docker-compose.yml is merged (issue 19, cluster branch)' },
-    () => {
-      const file = path.join(REPO_ROOT, 'docker-compose.yml');
-      assert.ok(existsSync(file), 'docker-compose.yml exists');
-      const sources = composeSources(file);
-      for (const schema of [ApiEnv, GateEnv])
-        assert.ok(
-          sources.some((s) => s.schema === schema),
-          `a compose service runs ${schema === ApiEnv ? 'the API' : 'the gate'}`,
-        );
-      assert.deepEqual(sources.flatMap(mismatches), []);
-    },
-  );
+  it('the compose file sets only known variables on the API, gate and agent services, and every required one', () => {
+    const file = path.join(REPO_ROOT, 'docker-compose.yml');
+    assert.ok(existsSync(file), 'docker-compose.yml exists');
+    const sources = composeSources(file);
+    for (const schema of [ApiEnv, GateEnv])
+      assert.ok(
+        sources.some((s) => s.schema === schema),
+        `a compose service runs ${schema === ApiEnv ? 'the API' : 'the gate'}`,
+      );
+    assert.deepEqual(sources.flatMap(mismatches), []);
+  });
 });

@@ -75,7 +75,8 @@ export class ProcessStack extends Stack {
   constructor(
     runDefaults?: ConfigurableTimeouts,
     temporalAddress?: string,
-    private readonly opts: { gateProcess?: boolean } = {},
+    /** `metrics`: the API and gate processes serve /metrics on free loopback ports, as compose runs them. */
+    private readonly opts: { gateProcess?: boolean; metrics?: boolean } = {},
   ) {
     super(
       runDefaults,
@@ -100,6 +101,7 @@ export class ProcessStack extends Stack {
       PATCHNANNY_GATE_KEY: randomBytes(32).toString('base64url'),
       PATCHNANNY_GATE_LISTEN: this.gateListen,
       PATCHNANNY_GATE_HEALTH_LISTEN: `127.0.0.1:${healthPort}`,
+      ...(this.opts.metrics ? { PATCHNANNY_METRICS_LISTEN: `127.0.0.1:${await freePort()}` } : {}),
     };
     const child = spawn(process.execPath, [path.join(DIST, 'gate/main.js')], {
       env: this.gateEnv,
@@ -155,6 +157,7 @@ export class ProcessStack extends Stack {
       PATCHNANNY_APPROVAL_TIMEOUT_MS: String(d.approvalMs),
       PATCHNANNY_AGENT_PICKUP_TIMEOUT_MS: String(d.agentPickupMs),
       PATCHNANNY_SCRIPT_TIMEOUT_MS: String(d.scriptMs),
+      ...(this.opts.metrics ? { PATCHNANNY_METRICS_LISTEN: `127.0.0.1:${await freePort()}` } : {}),
     };
     const child = spawn(process.execPath, [path.join(DIST, 'api/main.js')], {
       env: { ...this.apiEnv, ...this.apiExtraEnv },
