@@ -1,6 +1,7 @@
 #!/bin/sh
 # Once the cluster answers: registers patchnanny's namespace when missing and its search
-# attributes (PatchHost, PatchPhase, PatchOutcome: workflows/search-attributes.ts; on
+# attributes (PatchHost, PatchPhase, PatchOutcome, PatchContainer: workflows/search-attributes.ts,
+# which the cluster helper checks against the server after this ran; on
 # PostgreSQL visibility they map onto the schema's pre-allocated Keyword columns, and adding
 # an existing one is a no-op). Run by the compose init job (temporalio/admin-tools) and by
 # scripts/dev/temporal-cluster.ts on this machine with the same `temporal` CLI commands.
@@ -37,5 +38,6 @@ else
 fi
 # A new namespace reaches every frontend's cache within ~10 s; until then this is refused.
 retry "the namespace $namespace to be known" "$cli" operator search-attribute create --namespace "$namespace" \
-  --name PatchHost --type Keyword --name PatchPhase --type Keyword --name PatchOutcome --type Keyword
-echo "search attributes PatchHost, PatchPhase, PatchOutcome registered on $namespace"
+  --name PatchHost --type Keyword --name PatchPhase --type Keyword --name PatchOutcome --type Keyword \
+  --name PatchContainer --type Keyword
+echo "search attributes PatchHost, PatchPhase, PatchOutcome, PatchContainer registered on $namespace"
