@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { detectFamily, parseOsRelease, YUM3_UNSUPPORTED, type Unsupported } from '../../agent-worker/os-release';
+import { renderLog } from '../../scripts/dev/log-lines';
 
 const rel = (text: string) => parseOsRelease(text);
 
@@ -83,10 +84,11 @@ describe('the agent detects its package-manager family from /etc/os-release', ()
         },
         encoding: 'utf8',
       });
-      assert.equal(r.status, 1, r.stderr);
+      assert.equal(r.status, 1, r.stdout + r.stderr);
+      // said as the agent's last JSON log line, at level fatal
       assert.match(
-        r.stderr,
-        /yum 3 \(EL 7\) is not supported: patchnanny needs dnf 4 \(EL 8\+\) \(CentOS Linux 7 \(Core\)\)/,
+        renderLog(r.stdout),
+        /\[agent\] FATAL yum 3 \(EL 7\) is not supported: patchnanny needs dnf 4 \(EL 8\+\) \(CentOS Linux 7 \(Core\)\)/,
       );
       assert.equal(existsSync(path.join(dir, 'state/identity.json')), false, 'no identity: it never registered');
     } finally {

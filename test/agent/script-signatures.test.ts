@@ -34,6 +34,7 @@ import {
   type ScriptSignature,
 } from '../../runtime/script-signing';
 import { DIST, FIXTURE_SCRIPTS, Stack } from '../support/stack';
+import { renderLog } from '../../scripts/dev/log-lines';
 
 const FIXTURE = readFileSync(path.join(FIXTURE_SCRIPTS, 'apt-update.sh'), 'utf8');
 const TMP = mkdtempSync(path.join(os.tmpdir(), 'pn-sigscripts-'));
@@ -208,8 +209,12 @@ describe('an agent without a trusted script key', () => {
       encoding: 'utf8',
       timeout: 20_000,
     });
-    assert.equal(r.status, 1, r.stderr);
-    assert.match(r.stderr, /no trusted script signing key: set PATCHNANNY_TRUSTED_SCRIPT_KEYS/);
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    // said as the agent's last JSON log line, at level fatal
+    assert.match(
+      renderLog(r.stdout),
+      /\[agent\] FATAL no trusted script signing key: set PATCHNANNY_TRUSTED_SCRIPT_KEYS/,
+    );
     assert.equal(existsSync(path.join(state, 'state')), false, 'nothing was set up');
   });
 });
