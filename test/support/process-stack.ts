@@ -158,9 +158,10 @@ export class ProcessStack extends Stack {
       PATCHNANNY_AGENT_PICKUP_TIMEOUT_MS: String(d.agentPickupMs),
       PATCHNANNY_SCRIPT_TIMEOUT_MS: String(d.scriptMs),
       ...(this.opts.metrics ? { PATCHNANNY_METRICS_LISTEN: `127.0.0.1:${await freePort()}` } : {}),
+      ...this.apiExtraEnv,
     };
     const child = spawn(process.execPath, [path.join(DIST, 'api/main.js')], {
-      env: { ...this.apiEnv, ...this.apiExtraEnv },
+      env: this.apiEnv,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout.on('data', (b: Buffer) => (this.apiOut += b.toString()));
