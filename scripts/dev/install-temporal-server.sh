@@ -16,6 +16,10 @@ main() {
     return
   fi
   local dir="${XDG_CACHE_HOME:-$HOME/.cache}/patchnanny/temporal-server-${VERSION}"
+  mkdir -p "$dir"
+  # One install at a time (see install-temporal.sh): a second caller waits, then finds it complete.
+  exec 9>"$dir/.lock"
+  flock 9
   if ! complete "$dir"; then
     command -v go >/dev/null || { echo "go is required to install the Temporal server" >&2; exit 1; }
     mkdir -p "$dir"

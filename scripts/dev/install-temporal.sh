@@ -13,6 +13,11 @@ main() {
     return
   fi
   local dir="${XDG_CACHE_HOME:-$HOME/.cache}/patchnanny/temporal-${VERSION}"
+  mkdir -p "$dir"
+  # One install at a time: a second caller (another clone's npm test) waits here, then finds the
+  # binary. Two concurrent go installs of one module into one cache corrupt each other's build.
+  exec 9>"$dir/.lock"
+  flock 9
   if [[ ! -x "$dir/temporal" ]]; then
     command -v go >/dev/null || { echo "go is required to install the Temporal CLI" >&2; exit 1; }
     mkdir -p "$dir"
