@@ -136,14 +136,17 @@ export function agentsService({ db, temporal }: AgentsDeps) {
 
   /** Accept a pending agent: from now on its token works and runs may target it. */
   async function accept(id: string, by: string): Promise<Agent> {
-    const row = await acceptAgent(db, id, by);
-    if (!row) throw notFound(`agent ${id}`);
-    if (row.status === 'revoked')
-      throw new ApiError(
-        'conflict',
-        `agent ${id} was revoked by ${row.revoked_by ?? 'an admin'}; it cannot be accepted`,
-      );
-    await appendAudit(db, { actor: by, kind: 'agent.accepted', subject: id });
+    const row = await db.transaction(async (trx) => {
+      const r = await acceptAgent(trx, id, by);
+      if (!r) throw notFound(`agent ${id}`);
+      if (r.status === 'revoked')
+        throw new ApiError(
+          'conflict',
+          `agent ${id} was revoked by ${r.revoked_by ?? 'an admin'}; it cannot be accepted`,
+        );
+      await appendAudit(trx, { actor: by, kind: 'agent.accepted', subject: id });
+      return r;
+    });
     return toAgent(row);
   }
 
@@ -153,10 +156,14 @@ export function agentsService({ db, temporal }: AgentsDeps) {
    * runs again, so a revoke whose signals Temporal refused can simply be repeated.
    */
   async function revoke(id: string, by: string): Promise<{ agent: Agent; runsEnded: string[] }> {
-    const row = await revokeAgent(db, id, by);
-    if (!row) throw notFound(`agent ${id}`);
-    // Each request is recorded (a repeated revoke re-signals runs, so it is an act of its own).
-    await appendAudit(db, { actor: by, kind: 'agent.revoked', subject: id });
+    // Each request is recorded (a repeated revoke re-signals runs, so it is an act of its own),
+    // in the transaction that revokes.
+    const row = await db.transaction(async (trx) => {
+      const r = await revokeAgent(trx, id, by);
+      if (!r) throw notFound(`agent ${id}`);
+      await appendAudit(trx, { actor: by, kind: 'agent.revoked', subject: id });
+      return r;
+    });
     const runIds = await openRunIds(db, id);
     const told: string[] = [];
     const failed: string[] = [];

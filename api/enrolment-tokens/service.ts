@@ -66,9 +66,12 @@ export function enrolmentTokensService({ db }: EnrolmentTokensDeps) {
 
   /** Revoke: it registers nothing more (agents it registered are not affected). Idempotent. */
   async function revoke(id: string, by: string): Promise<EnrolmentToken> {
-    const row = await revokeEnrolmentToken(db, id);
-    if (!row) throw notFound(`enrolment token ${id}`);
-    await appendAudit(db, { actor: by, kind: 'enrolment-token.revoked', subject: id });
+    const row = await db.transaction(async (trx) => {
+      const r = await revokeEnrolmentToken(trx, id);
+      if (!r) throw notFound(`enrolment token ${id}`);
+      await appendAudit(trx, { actor: by, kind: 'enrolment-token.revoked', subject: id });
+      return r;
+    });
     return toEnrolmentToken(row);
   }
 

@@ -73,15 +73,18 @@ export function keysService({ db, admins }: { db: Db; admins: AdminToken[] }) {
     if (!existing) throw notFound(`key ${id}`);
     if (caller.role !== 'admin' && existing.owner !== caller.name)
       throw new ApiError('forbidden', `${caller.name} may revoke only their own key`);
-    const row = await revokeApproverKey(db, id, caller.name);
-    if (!row) return toKey(existing); // revoked already: idempotent
-    await appendAudit(db, {
-      actor: caller.name,
-      kind: 'approver-key.revoked',
-      subject: id,
-      detail: { owner: row.owner },
+    const row = await db.transaction(async (trx) => {
+      const r = await revokeApproverKey(trx, id, caller.name);
+      if (r)
+        await appendAudit(trx, {
+          actor: caller.name,
+          kind: 'approver-key.revoked',
+          subject: id,
+          detail: { owner: r.owner },
+        });
+      return r;
     });
-    return toKey(row);
+    return toKey(row ?? existing); // revoked already: idempotent
   }
 
   return { create, list, revoke };

@@ -164,9 +164,11 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
       });
     } catch (err) {
       // Nothing half-made: a run Temporal never accepted does not exist.
-      await deleteRun(db, id);
       const reason = err instanceof Error ? err.message : String(err);
-      await appendAudit(db, { actor: requestedBy, kind: 'run.start-failed', subject: id, detail: { reason } });
+      await db.transaction(async (trx) => {
+        await deleteRun(trx, id);
+        await appendAudit(trx, { actor: requestedBy, kind: 'run.start-failed', subject: id, detail: { reason } });
+      });
       throw new ApiError(
         'unavailable',
         `could not start the run on Temporal: ${err instanceof Error ? err.message : String(err)}`,

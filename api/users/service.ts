@@ -84,9 +84,13 @@ export function usersService({ db, admins }: UsersDeps) {
     };
     // An empty PATCH changes nothing (and writes nothing, not even to the audit trail).
     if (Object.keys(values).length === 0) return toUser(current);
-    const updated = await updateUser(db, name, values);
-    if (!updated) throw notFound(`user ${name}`);
-    await appendAudit(db, { actor: by, kind: 'user.updated', subject: name, detail: { ...patch } });
+    // The change and its audit entry commit together, or neither does.
+    const updated = await db.transaction(async (trx) => {
+      const u = await updateUser(trx, name, values);
+      if (!u) throw notFound(`user ${name}`);
+      await appendAudit(trx, { actor: by, kind: 'user.updated', subject: name, detail: { ...patch } });
+      return u;
+    });
     return toUser(updated);
   }
 
@@ -110,9 +114,12 @@ export function usersService({ db, admins }: UsersDeps) {
   }
 
   async function revokeToken(name: string, id: string, by: string) {
-    const revoked = await revokeUserToken(db, name, id);
-    if (!revoked) throw notFound(`token ${id} of user ${name}`);
-    await appendAudit(db, { actor: by, kind: 'user-token.revoked', subject: id, detail: { user: name } });
+    const revoked = await db.transaction(async (trx) => {
+      const t = await revokeUserToken(trx, name, id);
+      if (!t) throw notFound(`token ${id} of user ${name}`);
+      await appendAudit(trx, { actor: by, kind: 'user-token.revoked', subject: id, detail: { user: name } });
+      return t;
+    });
     return toToken(revoked);
   }
 

@@ -304,13 +304,16 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
     const handle = schedules.getHandle(windowScheduleId(id));
     const text = `${paused ? 'paused' : 'resumed'} by ${by}${note ? `: ${note}` : ''}`;
     await (paused ? handle.pause(text) : handle.unpause(text));
-    const updated = await setWindowPaused(db, id, paused);
-    if (!updated) throw notFound(`window ${id}`);
-    await appendAudit(db, {
-      actor: by,
-      kind: paused ? 'window.paused' : 'window.resumed',
-      subject: id,
-      detail: { note: note ?? null },
+    const updated = await db.transaction(async (trx) => {
+      const w = await setWindowPaused(trx, id, paused);
+      if (!w) throw notFound(`window ${id}`);
+      await appendAudit(trx, {
+        actor: by,
+        kind: paused ? 'window.paused' : 'window.resumed',
+        subject: id,
+        detail: { note: note ?? null },
+      });
+      return w;
     });
     return toWindow(updated);
   }

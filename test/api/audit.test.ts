@@ -101,6 +101,46 @@ describe('audit trail', () => {
     assert.ok(!JSON.stringify(entries).includes(t.body.token), 'the token itself is never in the trail');
   });
 
+  it('a change whose audit entry cannot be written does not happen (entry and change commit together)', async () => {
+    assert.equal((await stack.http('POST', '/v1/users', { body: { name: 'unaudited', role: 'viewer' } })).status, 201);
+    const t = await stack.http('POST', '/v1/users/unaudited/tokens', { body: { note: 'ci' } });
+    assert.equal(t.status, 201, JSON.stringify(t.body));
+    const enrol = await stack.http('POST', '/v1/enrolment-tokens', { body: { note: 'unaudited' } });
+    assert.equal(enrol.status, 201, JSON.stringify(enrol.body));
+    const subjects = ['unaudited', t.body.id, enrol.body.enrolmentToken.id];
+    // The audit table refuses exactly these subjects' entries, as a full disk or a lost lock would.
+    const db = stack.database.db;
+    assert.ok(
+      subjects.every((x) => /^[\w.-]+$/.test(x)),
+      'plain ids, safe to write into the function below',
+    );
+    const list = subjects.map((x) => `'${x}'`).join(',');
+    await db.raw(`create function refuse_audit() returns trigger language plpgsql as $$
+      begin if new.subject in (${list}) then raise exception 'audit refused'; end if; return new; end $$`);
+    await db.raw('create trigger refuse_audit before insert on audit_log for each row execute function refuse_audit()');
+    try {
+      assert.equal((await stack.http('PATCH', '/v1/users/unaudited', { body: { role: 'admin' } })).status, 500);
+      assert.equal((await stack.http('DELETE', `/v1/users/unaudited/tokens/${t.body.id}`)).status, 500);
+      assert.equal((await stack.http('DELETE', `/v1/enrolment-tokens/${enrol.body.enrolmentToken.id}`)).status, 500);
+    } finally {
+      await db.raw('drop trigger refuse_audit on audit_log');
+      await db.raw('drop function refuse_audit()');
+    }
+    const user = await stack.http('GET', '/v1/users/unaudited');
+    assert.equal(user.body.user.role, 'viewer', 'the role change was rolled back with its entry');
+    const token = await db('user_tokens').where({ id: t.body.id }).first('revoked_at');
+    assert.equal(token.revoked_at, null, 'the token revocation was rolled back with its entry');
+    const enrolRow = await db('enrolment_tokens').where({ id: enrol.body.enrolmentToken.id }).first('revoked_at');
+    assert.equal(enrolRow.revoked_at, null, 'the enrolment token revocation was rolled back with its entry');
+    // With the audit table writable again the same requests go through, each with its entry.
+    assert.equal((await stack.http('PATCH', '/v1/users/unaudited', { body: { role: 'approver' } })).status, 200);
+    const { entries } = await audit('?subject=unaudited');
+    assert.deepEqual(
+      entries.map((e: any) => e.kind),
+      ['user.created', 'user.updated'],
+    );
+  });
+
   it('GET /v1/audit pages oldest first, each row carrying what re-verifies it', async () => {
     const all = (await audit('?limit=1000')).entries;
     const paged: any[] = [];
