@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker, type NativeConnection } from '@temporalio/worker';
@@ -44,7 +44,7 @@ async function enrolmentToken(env: AgentEnv): Promise<string | undefined> {
  * token (used this once: the agent's own token is used from then on). A revoked identity is not
  * replaced: the agent stops (AgentRevokedError), an admin decides whether the host comes back.
  */
-async function ensureIdentity(env: AgentEnv, api: ApiClient): Promise<{ agent: Agent; token: string }> {
+async function ensureIdentity(env: AgentEnv, api: ApiClient, log: Log): Promise<{ agent: Agent; token: string }> {
   const file = identityPath(env.PATCHNANNY_AGENT_STATE_DIR);
   if (existsSync(file)) {
     const stored = Identity.parse(JSON.parse(await readFile(file, 'utf8')));
@@ -67,7 +67,27 @@ async function ensureIdentity(env: AgentEnv, api: ApiClient): Promise<{ agent: A
   api.useToken(registered.token);
   const identity: Identity = { agentId: registered.agent.id, token: registered.token, apiUrl: env.PATCHNANNY_API_URL };
   await writeFile(file, JSON.stringify(identity, null, 2), { mode: 0o600 });
+  await forgetEnrolmentTokenFile(env, log);
   return registered;
+}
+
+/**
+ * Once the agent has its own identity, the enrolment token's file is of no more use to it and a
+ * danger left on disk: a token made for many hosts (maxUses > 1) would let whoever reads the file
+ * later enrol hosts of their own. It is removed; a file the agent may not remove (a read-only
+ * mount) is left with a warning. A later start re-uses the identity and never reads the file.
+ */
+async function forgetEnrolmentTokenFile(env: AgentEnv, log: Log): Promise<void> {
+  const tokenFile = env.PATCHNANNY_ENROL_TOKEN_FILE;
+  if (!tokenFile || env.PATCHNANNY_ENROL_TOKEN) return;
+  try {
+    await rm(tokenFile);
+    log.info(`enrolled: removed the enrolment token file ${tokenFile} (the agent's own token is in its state folder)`);
+  } catch (err) {
+    log.warn(
+      `enrolled, but could not remove the enrolment token file ${tokenFile}: ${errorText(err)}; remove it by hand`,
+    );
+  }
 }
 
 /**
@@ -143,7 +163,7 @@ export async function createAgent(
   await mkdir(env.PATCHNANNY_AGENT_STATE_DIR, { recursive: true, mode: 0o700 });
   await chmod(env.PATCHNANNY_AGENT_STATE_DIR, 0o700);
   const api = new ApiClient(env.PATCHNANNY_API_URL, '');
-  const registered = await ensureIdentity(env, api);
+  const registered = await ensureIdentity(env, api, log);
   const agent = await waitForAcceptance(env, api, registered.agent, log, stopping);
   if (!agent) return null;
   // On a Proxmox VE node the agent patches the node's LXC containers too (docs/proxmox.md).

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EXIT_REVOKED } from '../../agent-worker/config';
@@ -387,7 +387,7 @@ describe('enrolment tokens, pending agents, accept and revoke', { concurrency: t
       assert.ok(!agent.output().includes(token), 'the agent never logs it');
     });
 
-    it('given in PATCHNANNY_ENROL_TOKEN_FILE (the recommended way), it is read once and neither it nor the path is kept', async () => {
+    it('given in PATCHNANNY_ENROL_TOKEN_FILE (the recommended way), it is read once, the file is removed, and neither it nor the path is kept', async () => {
       const token = await stack.createEnrolToken({ maxUses: 1, preAccepted: true });
       const file = path.join(stack.tmpDir(), 'enrol-token');
       writeFileSync(file, `${token}\n`, { mode: 0o600 });
@@ -398,6 +398,8 @@ describe('enrolment tokens, pending agents, accept and revoke', { concurrency: t
       });
       const self = await stack.http('GET', `/v1/agents/${agent.id}`);
       assert.equal(self.body.agent.status, 'accepted', 'registered with the token from the file');
+      assert.ok(!existsSync(file), 'the enrolment token file is gone once the agent has its own identity');
+      assert.match(agent.output(), /removed the enrolment token file/);
       const env = await scriptEnvOf(agent);
       assert.doesNotMatch(env, /PATCHNANNY_ENROL_TOKEN/);
       assert.ok(!env.includes(token));
