@@ -57,7 +57,10 @@ export function agentFor(input: PatchRunInput, exclusions: () => string[]) {
   };
   const verify = proxyActivities<AgentActivities>({
     ...onHost,
-    startToCloseTimeout: '2m',
+    // Fetching and hashing a script of a few KB takes milliseconds; the timeout is what a run
+    // waits when the answer was lost (an agent or a Temporal server killed mid-activity) before
+    // the retry: 30 s, not the 2 min it was.
+    startToCloseTimeout: '30s',
     retry: {
       initialInterval: '1s',
       maximumInterval: '30s',
