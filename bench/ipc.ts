@@ -1,6 +1,6 @@
 /** Messages between the benchmark driver (run.ts) and the processes it forks. */
 import { fork, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 
 export type ChildMessage =
   | { type: 'ready'; workers: number; startMs: number; port?: number }
@@ -22,10 +22,10 @@ export interface Forked {
 
 /** Fork a compiled bench module with an IPC channel, its output appended to `logFile`. */
 export function forkModule(modulePath: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): Forked {
-  const child = fork(modulePath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-  const log = createWriteStream(logFile, { flags: 'a' });
-  child.stdout!.pipe(log);
-  child.stderr!.pipe(log);
+  // The child appends to its log file itself (see spawnLogged in scripts/dev/processes.ts).
+  const fd = openSync(logFile, 'a');
+  const child = fork(modulePath, args, { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd, 'ipc'] });
+  closeSync(fd);
   const ready = new Promise<Extract<ChildMessage, { type: 'ready' }>>((resolve, reject) => {
     child.on('message', (m: ChildMessage) => m.type === 'ready' && resolve(m));
     child.once('exit', (code) => reject(new Error(`${modulePath} exited ${code} before it was ready; see ${logFile}`)));

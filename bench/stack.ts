@@ -3,11 +3,10 @@
  * flags of `npm start`, or an existing one), a fresh PostgreSQL database on the machine's
  * server, and the API + control worker as one real child process (dist/api/main.js).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import path from 'node:path';
-import { stopChild, waitForHealth } from '../scripts/dev/processes';
+import { spawnLogged, stopChild, waitForHealth } from '../scripts/dev/processes';
 import { createScratchDatabase, type ScratchDatabase } from '../scripts/dev/scratch-db';
 import { TemporalEnv } from '../runtime/temporal';
 import { startCluster, TEMPORAL_SERVER_VERSION } from '../scripts/dev/temporal-cluster';
@@ -117,8 +116,7 @@ export async function startApi(opts: {
   const port = await freePort();
   const adminToken = `bench-${randomBytes(18).toString('base64url')}`;
   const controlQueue = `patch-control-bench-${randomBytes(4).toString('hex')}`;
-  const log = createWriteStream(opts.logFile, { flags: 'a' });
-  const child = spawn(process.execPath, [path.join(DIST, 'api/main.js')], {
+  const child = spawnLogged(process.execPath, [path.join(DIST, 'api/main.js')], opts.logFile, {
     env: {
       ...process.env,
       DATABASE_URL: opts.databaseUrl,
@@ -130,10 +128,7 @@ export async function startApi(opts: {
       PATCHNANNY_SCRIPTS_DIR: FIXTURE_SCRIPTS,
       PATCHNANNY_CONTROL_QUEUE: controlQueue,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child.stdout.pipe(log);
-  child.stderr.pipe(log);
   const url = `http://127.0.0.1:${port}`;
   await waitForHealth(url, child, `; see ${opts.logFile}`);
   return {
@@ -160,8 +155,7 @@ export async function startGate(opts: {
   logFile: string;
 }): Promise<GateProcess> {
   const [port, healthPort] = [await freePort(), await freePort()];
-  const log = createWriteStream(opts.logFile, { flags: 'a' });
-  const child = spawn(process.execPath, [path.join(DIST, 'gate/main.js')], {
+  const child = spawnLogged(process.execPath, [path.join(DIST, 'gate/main.js')], opts.logFile, {
     env: {
       ...process.env,
       DATABASE_URL: opts.databaseUrl,
@@ -171,10 +165,7 @@ export async function startGate(opts: {
       PATCHNANNY_GATE_LISTEN: `127.0.0.1:${port}`,
       PATCHNANNY_GATE_HEALTH_LISTEN: `127.0.0.1:${healthPort}`,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child.stdout.pipe(log);
-  child.stderr.pipe(log);
   const healthUrl = `http://127.0.0.1:${healthPort}`;
   await waitForHealth(healthUrl, child, `; see ${opts.logFile}`, 60_000, 'the agent gate');
   return {

@@ -1,4 +1,5 @@
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 
 const gone = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
 
@@ -30,5 +31,25 @@ export async function waitForHealth(
     }
     if (Date.now() > deadline) throw new Error(`${what} did not become healthy at ${url}${hint}`);
     await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * spawn() with the child's stdout and stderr appended straight to `logFile`: the child writes the
+ * file itself. Piping them through this process instead makes a busy parent (the benchmark's
+ * driver) a brake on the child — a Temporal server or a worker that logs synchronously blocks on
+ * a full pipe until the parent's event loop comes round to read it.
+ */
+export function spawnLogged(
+  command: string,
+  args: string[],
+  logFile: string,
+  options: SpawnOptions = {},
+): ChildProcess {
+  const fd = openSync(logFile, 'a');
+  try {
+    return spawn(command, args, { ...options, stdio: ['ignore', fd, fd] });
+  } finally {
+    closeSync(fd); // the child holds its own copy
   }
 }

@@ -9,9 +9,9 @@
  *
  * Each cluster gets a fresh database pair (`pn_temporal_<hex>` and `…_vis`), dropped by stop().
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,7 +20,7 @@ import knexFactory from 'knex';
 import { z } from 'zod';
 import { connectClient, TemporalEnv } from '../../runtime/temporal';
 import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
-import { stopChild } from './processes';
+import { spawnLogged, stopChild } from './processes';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy';
 import { REPO_ROOT, temporalCli } from './temporal-server';
 
@@ -165,14 +165,12 @@ export async function startCluster(opts: ClusterOptions): Promise<TemporalCluste
   const stopNodes = () => Promise.all(nodes.map((n) => (n.process ? stopChild(n.process, 15_000) : Promise.resolve())));
 
   const spawnNode = (node: ClusterNode) => {
-    const log = createWriteStream(path.join(opts.logDir, `temporal-${node.index}.log`), { flags: 'a' });
-    const child = spawn(
+    const child = spawnLogged(
       path.join(serverDir, 'temporal-server'),
       ['--root', REPO_ROOT, '--config', path.relative(REPO_ROOT, CONFIG_DIR), '--env', 'patchnanny', 'start'],
-      { env: node.env, stdio: ['ignore', 'pipe', 'pipe'] },
+      path.join(opts.logDir, `temporal-${node.index}.log`),
+      { env: node.env },
     );
-    child.stdout.pipe(log);
-    child.stderr.pipe(log);
     node.process = child;
     child.once('exit', () => {
       if (node.process === child) node.process = null;

@@ -2,13 +2,13 @@
  * Starts the Temporal CLI dev server the way every part of the project uses it (npm start, the
  * tests, the benchmark), with the flags measured on this machine kind (docs/temporal.md).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from '../../runtime/listen';
 import { connectClient, TemporalEnv } from '../../runtime/temporal';
 import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
-import { stopChild } from './processes';
+import { spawnLogged, stopChild } from './processes';
 
 export const REPO_ROOT = path.resolve(__dirname, '../../..');
 
@@ -80,10 +80,7 @@ export async function startDevServer(opts: {
   ];
   if (opts.uiPort === null || opts.uiPort === undefined) args.push('--headless');
   else args.push('--ui-port', String(opts.uiPort));
-  const log = createWriteStream(opts.logFile, { flags: 'a' });
-  const child = spawn(cli, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout.pipe(log);
-  child.stderr.pipe(log);
+  const child = spawnLogged(cli, args, opts.logFile);
   const address = `127.0.0.1:${port}`;
   // Set by the exit listener; an object, so the loop below re-reads it after each await.
   const state: { exited: number | null } = { exited: null };
