@@ -76,8 +76,8 @@ describe('Proxmox VE: the node agent patches its LXC containers through pct', ()
     node = await stack.startAgent('pve1', [], undefined, { ...pve.agentEnv, PATCHNANNY_PVE_INVENTORY_MS: '1000' });
   });
   after(async () => {
+    pve?.dispose(); // its state lives in the stack's folder, which stop() removes
     await stack.stop();
-    pve?.dispose();
     for (const root of [a, b, c, rocky, rockyD, rockyW, alpine]) await root.dispose();
   });
 

@@ -91,7 +91,8 @@ export class PveStandIn {
 
   /** Stop every container's init (their mount namespaces hold the roots' /proc). */
   dispose(): void {
-    for (const f of readdirSync(path.join(this.dir, 'running'))) this.killInit(Number(f));
+    for (const f of readdirSync(path.join(this.dir, 'running'), { withFileTypes: true }))
+      if (f.isFile()) this.killInit(Number(f.name));
   }
 
   isRunning(vmid: number): boolean {
