@@ -101,10 +101,15 @@ describe('Proxmox VE: the node agent patches its LXC containers through pct', ()
   });
 
   it('reports its containers: families from their own os-release, stopped, locked, unsupported, excluded left out', async () => {
-    const list = await stack.waitFor('the inventory', async () => {
-      const l = await containers();
-      return l.length === 8 && l;
-    });
+    // Eight containers, each asked for its config and os-release through pct: slow on a loaded machine.
+    const list = await stack.waitFor(
+      'the inventory',
+      async () => {
+        const l = await containers();
+        return l.length === 8 && l;
+      },
+      120_000,
+    );
     const by = new Map(list.map((ct) => [ct.vmid, ct]));
     assert.deepEqual([...by.keys()], [A, B, C, R, U, L, D, W]);
     assert.equal(by.get(A).family, 'apt');
