@@ -34,6 +34,8 @@ export const ROUTE_ROLES = {
   // Proxmox VE (docs/proxmox.md): a node's containers; its agent reports them (only its own, checked by the route).
   'GET /v1/agents/:id/containers': READ,
   'PUT /v1/agents/:id/containers': ['agent'],
+  // A container's run defaults (startIfStopped, snapshot): docs/proxmox.md.
+  'PUT /v1/agents/:id/containers/:vmid/defaults': ['admin'],
   'POST /v1/enrolment-tokens': ['admin'],
   'GET /v1/enrolment-tokens': ['admin'],
   'DELETE /v1/enrolment-tokens/:id': ['admin'],

@@ -23,7 +23,7 @@ import {
 import { RUN_ID_PATTERN } from './run-id';
 export { agentTaskQueue, newRunId, parseRunId, RUN_ID_PATTERN, windowScheduleId } from './run-id';
 export type { PinnedKey, SignedApproval } from './approval';
-import type { RunTimeouts } from './workflow-safe';
+import type { ContainerOptions, RunTimeouts } from './workflow-safe';
 export {
   DEFAULT_TIMEOUTS,
   resolveRunTimeouts,
@@ -34,6 +34,11 @@ export {
   type RunWindow,
   type SnapshotMode,
   SNAPSHOT_MODES,
+  resolveContainerOptions,
+  OPTION_SOURCES,
+  type ContainerOptionLayer,
+  type ContainerOptions,
+  type OptionSource,
 } from './workflow-safe';
 
 export const FAMILIES = ['apt', 'dnf', 'yum', 'zypper', 'pacman'] as const;
@@ -372,8 +377,12 @@ export interface WindowFiring {
   leadSeconds: number;
   durationSeconds: number;
   cutoffSeconds: number;
-  /** `container`: a Proxmox VE container of that agent's node (docs/proxmox.md). */
-  agents: { agentId: string; hostname: string; container?: number }[];
+  /**
+   * `container`: a Proxmox VE container of that agent's node (docs/proxmox.md), with the options
+   * in effect for its run (window > container default > off); `options` absent in firings
+   * recorded before they existed (off).
+   */
+  agents: { agentId: string; hostname: string; container?: number; options?: ContainerOptions }[];
   /** Targets not run in this firing, and why (pending acceptance, revoked, unknown); absent in firings recorded before issue 13. */
   skippedTargets?: { agentId: string; reason: string }[];
 }

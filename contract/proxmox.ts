@@ -3,7 +3,7 @@
  * containers, and what the API shows. Zod: the API and the agent import it, workflows do not.
  */
 import { z } from 'zod';
-import { Family, freeText, OsInfo } from './index';
+import { Family, freeText, OsInfo, SNAPSHOT_MODES } from './index';
 
 /** A Proxmox VMID: 100 … 999999999 (pve-common's pve-vmid format). */
 export const Vmid = z.coerce.number().int().min(100).max(999_999_999);
@@ -43,5 +43,17 @@ export const Container = z.object({
   reportedAt: z.string(),
   /** When it left the node's list (destroyed or migrated); null while it is there. */
   goneAt: z.string().nullable(),
+  /** An admin's defaults for its runs; null: not set (run > window > container default > off). */
+  defaults: z.object({ startIfStopped: z.boolean().nullable(), snapshot: z.enum(SNAPSHOT_MODES).nullable() }),
 });
 export type Container = z.infer<typeof Container>;
+
+/**
+ * PUT /v1/agents/:id/containers/:vmid/defaults: what a container's runs do when neither the run
+ * nor its window says. The whole set is replaced; null (or absent) clears a default.
+ */
+export const ContainerDefaults = z.strictObject({
+  startIfStopped: z.boolean().nullable().default(null),
+  snapshot: z.enum(SNAPSHOT_MODES).nullable().default(null),
+});
+export type ContainerDefaults = z.infer<typeof ContainerDefaults>;

@@ -116,6 +116,50 @@ export interface PatchRunInput {
 export const SNAPSHOT_MODES = ['none', 'keep', 'rollback'] as const;
 export type SnapshotMode = (typeof SNAPSHOT_MODES)[number];
 
+/**
+ * Where a container run's `startIfStopped` and `snapshot` came from (docs/proxmox.md): the run's
+ * own request, its maintenance window, the container's default an admin set, or nobody said (off).
+ * The first that says wins: run > window > container > off.
+ */
+export const OPTION_SOURCES = ['run', 'window', 'container', 'off'] as const;
+export type OptionSource = (typeof OPTION_SOURCES)[number];
+
+/** What one layer says; null or absent: it says nothing, the next layer decides. */
+export interface ContainerOptionLayer {
+  startIfStopped?: boolean | null;
+  snapshot?: SnapshotMode | null;
+}
+
+/** The options in effect on a container run and where each came from (recorded on the run). */
+export interface ContainerOptions {
+  startIfStopped: boolean;
+  snapshot: SnapshotMode;
+  from: { startIfStopped: OptionSource; snapshot: OptionSource };
+}
+
+/** The one place the precedence rule lives: run > window > container default > off. */
+export function resolveContainerOptions(layers: {
+  run?: ContainerOptionLayer;
+  window?: ContainerOptionLayer;
+  container?: ContainerOptionLayer;
+}): ContainerOptions {
+  const pick = <K extends keyof ContainerOptionLayer>(key: K, off: NonNullable<ContainerOptionLayer[K]>) => {
+    for (const source of ['run', 'window', 'container'] as const) {
+      const value = layers[source]?.[key];
+      if (value !== undefined && value !== null)
+        return { value: value as NonNullable<ContainerOptionLayer[K]>, source };
+    }
+    return { value: off, source: 'off' as const };
+  };
+  const start = pick('startIfStopped', false);
+  const snapshot = pick('snapshot', 'none');
+  return {
+    startIfStopped: start.value,
+    snapshot: snapshot.value,
+    from: { startIfStopped: start.source, snapshot: snapshot.source },
+  };
+}
+
 /** A run on an LXC container of a Proxmox VE node, executed by the node's agent through `pct`. */
 export interface RunContainer {
   vmid: number;

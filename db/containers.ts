@@ -3,7 +3,7 @@
  * A report is the node's whole list: a container missing from it is marked gone, not deleted, so
  * the runs that named it still say which container it was.
  */
-import type { Family, OsInfo } from '../contract';
+import type { ContainerOptionLayer, Family, OsInfo, SnapshotMode } from '../contract';
 import type { ContainerReportEntry } from '../contract/proxmox';
 import { jsonb, type Db } from './index';
 
@@ -18,6 +18,9 @@ export interface ContainerRow {
   unsupported: string | null;
   reported_at: Date;
   gone_at: Date | null;
+  /** An admin's defaults for this container's runs (null: not set; docs/proxmox.md precedence). */
+  default_start_if_stopped: boolean | null;
+  default_snapshot: SnapshotMode | null;
 }
 
 const containers = (db: Db) => db<ContainerRow>('pve_containers');
@@ -66,3 +69,23 @@ export function listContainers(db: Db, agentId: string): Promise<ContainerRow[]>
 export function getContainer(db: Db, agentId: string, vmid: number): Promise<ContainerRow | undefined> {
   return containers(db).where({ agent_id: agentId, vmid }).first();
 }
+
+/** An admin sets a container's run defaults; the inventory reports never touch them. */
+export async function setContainerDefaults(
+  db: Db,
+  agentId: string,
+  vmid: number,
+  defaults: { startIfStopped: boolean | null; snapshot: SnapshotMode | null },
+): Promise<ContainerRow | undefined> {
+  const [row] = await containers(db)
+    .where({ agent_id: agentId, vmid })
+    .update({ default_start_if_stopped: defaults.startIfStopped, default_snapshot: defaults.snapshot })
+    .returning('*');
+  return row;
+}
+
+/** A container's defaults as one layer of the precedence rule. */
+export const containerDefaults = (row: ContainerRow | undefined): ContainerOptionLayer => ({
+  startIfStopped: row?.default_start_if_stopped ?? null,
+  snapshot: row?.default_snapshot ?? null,
+});

@@ -5,6 +5,7 @@
  */
 import type {
   ApprovalPolicy,
+  ContainerOptions,
   ContainerReport,
   IgnoredDecision,
   PlanPackage,
@@ -12,6 +13,7 @@ import type {
   RunOutcome,
   RunPhase,
   ScriptExecution,
+  SnapshotMode,
 } from '../contract';
 import { appendAudit } from './audit';
 import type { SignedApproval } from '../contract/approval';
@@ -49,6 +51,8 @@ export interface RunRow {
   /** A Proxmox VE container of the agent's node the run targets (docs/proxmox.md); null: the host. */
   container: number | null;
   container_report: ContainerReport | null;
+  /** The startIfStopped and snapshot in effect on a container run, and where each came from. */
+  container_options: ContainerOptions | null;
   created_at: Date;
   updated_at: Date;
   finished_at: Date | null;
@@ -112,6 +116,8 @@ export interface CreateRunInput {
   windowStart?: number;
   /** The container (VMID) a container run targets. */
   vmid?: number;
+  /** A container run's options in effect and where each came from (run > window > container > off). */
+  containerOptions?: ContainerOptions;
 }
 
 export interface RecordPlanInput {
@@ -215,6 +221,9 @@ export interface ClaimRunInput {
   windowStart: number | null;
   /** The container a container run targets; null or absent for a host run. */
   container?: number | null;
+  /** A container run's options (the row's container_options must say the same). */
+  startIfStopped?: boolean;
+  snapshot?: SnapshotMode;
 }
 
 export type ClaimResult = { claimed: true } | { claimed: false; reason: string };
@@ -234,6 +243,9 @@ export async function claimRun(db: Db, owner: RunOwner, input: ClaimRunInput): P
     .whereRaw('window_id is not distinct from ?', [input.windowId])
     .whereRaw('window_start is not distinct from ?', [windowStart])
     .whereRaw('container is not distinct from ?', [input.container ?? null])
+    // A container run may not start or snapshot a container its row did not say to (null: before they were recorded, off).
+    .whereRaw(`coalesce((container_options->>'startIfStopped')::boolean, false) = ?`, [input.startIfStopped ?? false])
+    .whereRaw(`coalesce(container_options->>'snapshot', 'none') = ?`, [input.snapshot ?? 'none'])
     .whereRaw('(workflow_run_id is null or workflow_run_id = ?)', [owner.workflowRunId])
     .whereNull('outcome')
     .update({ workflow_run_id: owner.workflowRunId, updated_at: db.fn.now() })
@@ -252,6 +264,8 @@ export async function claimRun(db: Db, owner: RunOwner, input: ClaimRunInput): P
     row.window_id !== input.windowId && `window (row ${row.window_id}, input ${input.windowId})`,
     (row.window_start?.getTime() ?? null) !== input.windowStart && `window start`,
     row.container !== (input.container ?? null) && `container (row ${row.container}, input ${input.container ?? null})`,
+    (row.container_options?.startIfStopped ?? false) !== (input.startIfStopped ?? false) && `startIfStopped`,
+    (row.container_options?.snapshot ?? 'none') !== (input.snapshot ?? 'none') && `snapshot`,
   ].filter(Boolean);
   return { claimed: false, reason: `input differs from run row ${owner.runId}: ${differs.join(', ') || 'unknown'}` };
 }
@@ -287,6 +301,9 @@ export async function insertRunRows(db: Db, inputs: readonly CreateRunInput[]): 
         window_id: input.windowId ?? null,
         window_start: input.windowStart ? new Date(input.windowStart) : null,
         container: input.vmid ?? null,
+        container_options: input.containerOptions
+          ? (jsonb(db, input.containerOptions) as unknown as ContainerOptions)
+          : null,
         // Pinned here, in the insert, so a later change to the agent or window leaves this run be.
         four_eyes: db.raw(
           `coalesce((select four_eyes from agents where id = ?), false)

@@ -1,4 +1,4 @@
-import type { WindowApproval } from '../contract';
+import type { SnapshotMode, WindowApproval } from '../contract';
 import { jsonb, type Db } from './index';
 
 export interface WindowRow {
@@ -19,6 +19,9 @@ export interface WindowRow {
   note: string;
   /** Runs of this window may not be approved by its creator (who stands as their requester). */
   four_eyes: boolean;
+  /** Container targets' options; null: each container's default decides (docs/proxmox.md). */
+  start_if_stopped: boolean | null;
+  snapshot: SnapshotMode | null;
   created_by: string;
   created_at: Date;
   updated_at: Date;

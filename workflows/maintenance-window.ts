@@ -7,11 +7,18 @@ import {
   type ChildWorkflowHandle,
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import type { RunOutcome, RunStatus } from '../contract';
+import type { ContainerOptions, RunOutcome, RunStatus } from '../contract';
 import { newRunId } from '../contract/run-id';
 import { control } from './activities';
 import { patchRun } from './patch-run';
 import { PatchContainer, PatchHost, PatchPhase } from './search-attributes';
+
+/** A container nobody set options for: not started when stopped, no snapshot. */
+const OFF: ContainerOptions = {
+  startIfStopped: false,
+  snapshot: 'none',
+  from: { startIfStopped: 'off', snapshot: 'off' },
+};
 
 /** Set by Temporal on workflows a Schedule starts: the time the firing was meant for. */
 const ScheduledStartTime = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
@@ -56,18 +63,21 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
   const mode = firing.approval === 'dry-run-only' ? 'dry-run' : 'apply';
   const approval = firing.approval === 'pre-approved' ? 'required' : 'auto';
   const requestedBy = `window:${firing.windowId}`;
-  const planned = firing.agents.map(({ agentId, hostname, container }) => ({
+  const planned = firing.agents.map(({ agentId, hostname, container, options }) => ({
     agentId,
     hostname,
     container,
+    // Resolved by loadWindowFiring (window > container default > off); firings recorded before: off.
+    options: container === undefined ? undefined : (options ?? OFF),
     runId: newRunId(agentId, Date.now(), Math.random, container),
   }));
   // One activity writes every run row (a fleet window is one round-trip, not one per host).
   await control.createRuns(
-    planned.map(({ runId, agentId, container }) => ({
+    planned.map(({ runId, agentId, container, options }) => ({
       runId,
       agentId,
       vmid: container,
+      containerOptions: options,
       mode,
       approval,
       requestedBy,
@@ -76,7 +86,7 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
     })),
   );
   const children: { runId: string; agentId: string; handle: ChildWorkflowHandle<typeof patchRun> }[] = [];
-  for (const { agentId, hostname, runId, container } of planned) {
+  for (const { agentId, hostname, runId, container, options } of planned) {
     const handle = await startChild(patchRun, {
       workflowId: runId,
       args: [
@@ -95,13 +105,13 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
           },
           window: { windowId: firing.windowId, startsAt, applyBy, endsAt },
           // A container (docs/proxmox.md): a locked one is waited for until the window's cutoff.
-          ...(container === undefined
+          ...(container === undefined || options === undefined
             ? {}
             : {
                 container: {
                   vmid: container,
-                  startIfStopped: false,
-                  snapshot: 'none' as const,
+                  startIfStopped: options.startIfStopped,
+                  snapshot: options.snapshot,
                   lockWaitMs: Math.max(0, applyBy - Date.now()),
                 },
               }),

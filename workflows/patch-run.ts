@@ -66,6 +66,9 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
       windowId: window?.windowId ?? null,
       windowStart: window?.startsAt ?? null,
       container: input.container?.vmid ?? null,
+      ...(input.container
+        ? { startIfStopped: input.container.startIfStopped, snapshot: input.container.snapshot }
+        : {}),
     }),
   );
   if (!claim.claimed) return untrusted(claim.reason);

@@ -32,10 +32,11 @@ import {
   type RunOwner,
 } from '../../db/runs';
 import { scriptSha256 } from '../../db/scripts';
-import { getContainer } from '../../db/containers';
+import { containerDefaults, getContainer } from '../../db/containers';
 import { getWindow } from '../../db/windows';
 import {
   Family,
+  resolveContainerOptions,
   resolveRunTimeouts,
   scriptNameFor,
   type ConfigurableTimeouts,
@@ -232,7 +233,17 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
               : null;
       if (why)
         skippedTargets.push({ agentId, reason: why.startsWith('container') ? why : `container ${vmid}: ${why}` });
-      else containerTargets.push({ agentId, hostname: agent!.hostname, container: vmid });
+      else
+        containerTargets.push({
+          agentId,
+          hostname: agent!.hostname,
+          container: vmid,
+          // The window's say, else the container's default, else off (run > window > container > off).
+          options: resolveContainerOptions({
+            window: { startIfStopped: w.start_if_stopped, snapshot: w.snapshot },
+            container: containerDefaults(ct),
+          }),
+        });
     }
     return {
       windowId: w.id,

@@ -3,7 +3,7 @@ import type { AppState } from '../auth';
 import { ApiError } from '../errors';
 import { at } from '../roles';
 import { validate } from '../validate';
-import { ContainerInventory, NodeParams } from './schema';
+import { ContainerDefaults, ContainerInventory, ContainerParams, NodeParams } from './schema';
 import type { ContainersService } from './service';
 
 export function containersRouter(containers: ContainersService): Router<AppState> {
@@ -23,6 +23,16 @@ export function containersRouter(containers: ContainersService): Router<AppState
       if (principal.role !== 'agent' || principal.agentId !== params.id)
         throw new ApiError('forbidden', 'an agent may only report its own containers');
       ctx.body = { containers: await containers.report(params.id, body) };
+    },
+  );
+
+  // An admin's defaults for a container's runs, used where neither the run nor its window says.
+  router.put(
+    ...at('PUT /v1/agents/:id/containers/:vmid/defaults'),
+    validate({ params: ContainerParams, body: ContainerDefaults }),
+    async (ctx) => {
+      const { params, body } = ctx.state.valid;
+      ctx.body = { container: await containers.setDefaults(params.id, params.vmid, body, ctx.state.principal.name) };
     },
   );
 

@@ -1,7 +1,8 @@
-import type { Container, ContainerInventory } from '../../contract/proxmox';
+import type { Container, ContainerDefaults, ContainerInventory } from '../../contract/proxmox';
 import type { Db } from '../../db';
 import { getAgent } from '../../db/agents';
-import { listContainers, reportInventory, type ContainerRow } from '../../db/containers';
+import { appendAudit } from '../../db/audit';
+import { listContainers, reportInventory, setContainerDefaults, type ContainerRow } from '../../db/containers';
 import { notFound } from '../errors';
 
 export interface ContainersDeps {
@@ -20,6 +21,7 @@ function toContainer(r: ContainerRow): Container {
     unsupported: r.unsupported,
     reportedAt: r.reported_at.toISOString(),
     goneAt: r.gone_at ? r.gone_at.toISOString() : null,
+    defaults: { startIfStopped: r.default_start_if_stopped, snapshot: r.default_snapshot },
   };
 }
 
@@ -35,6 +37,22 @@ export function containersService({ db }: ContainersDeps) {
     return list(agentId);
   }
 
-  return { list, report };
+  /** The container must have been reported by its node; a gone one keeps its defaults should it return. */
+  async function setDefaults(agentId: string, vmid: number, defaults: ContainerDefaults, by: string) {
+    if (!(await getAgent(db, agentId))) throw notFound(`agent ${agentId}`);
+    return db.transaction(async (trx) => {
+      const row = await setContainerDefaults(trx, agentId, vmid, defaults);
+      if (!row) throw notFound(`container ${vmid} of agent ${agentId}`);
+      await appendAudit(trx, {
+        actor: by,
+        kind: 'container.defaults-set',
+        subject: `${agentId}/${vmid}`,
+        detail: { defaults },
+      });
+      return toContainer(row);
+    });
+  }
+
+  return { list, report, setDefaults };
 }
 export type ContainersService = ReturnType<typeof containersService>;

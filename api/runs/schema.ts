@@ -39,13 +39,16 @@ export const StartRunBody = z
       .default({}),
     /** A Proxmox VE container of the agent's node (its VMID): the run patches it (docs/proxmox.md). */
     container: Vmid.optional(),
-    /** Container runs: start a stopped container for the run and stop it again afterwards. */
-    startIfStopped: z.boolean().default(false),
-    /** Container runs: snapshot before apply; `rollback` also rolls a failed apply back. */
-    snapshot: z.enum(SNAPSHOT_MODES).default('none'),
+    /**
+     * Container runs: start a stopped container for the run and stop it again afterwards. Absent:
+     * the container's default decides, else off (run > window > container default > off).
+     */
+    startIfStopped: z.boolean().optional(),
+    /** Container runs: snapshot before apply; `rollback` also rolls a failed apply back. Absent: as startIfStopped. */
+    snapshot: z.enum(SNAPSHOT_MODES).optional(),
   })
   .strict()
-  .refine((b) => b.container !== undefined || (!b.startIfStopped && b.snapshot === 'none'), {
+  .refine((b) => b.container !== undefined || (b.startIfStopped === undefined && b.snapshot === undefined), {
     message: 'startIfStopped and snapshot apply to container runs only',
     path: ['container'],
   });

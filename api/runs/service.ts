@@ -3,6 +3,7 @@ import { ApplicationFailure, WorkflowUpdateFailedError, type Client } from '@tem
 import { WorkflowNotFoundError } from '@temporalio/common';
 import {
   newRunId,
+  resolveContainerOptions,
   resolveRunTimeouts,
   type ConfigurableTimeouts,
   type PatchRunInput,
@@ -29,7 +30,7 @@ import type { SignedApproval } from '../../contract/approval';
 import { approveUpdate, DECISION_REFUSED, rejectUpdate } from '../../workflows/messages';
 import { patchRun } from '../../workflows/patch-run';
 import { PatchContainer, PatchHost, PatchPhase } from '../../workflows/search-attributes';
-import { getContainer } from '../../db/containers';
+import { containerDefaults, getContainer, type ContainerRow } from '../../db/containers';
 import { ApiError, notFound } from '../errors';
 import type { ListRunsQuery, StartRunBody } from './schema';
 
@@ -72,6 +73,8 @@ function toRun(r: RunRow) {
     /** A Proxmox VE container of the agent's node, and what the node did to it (docs/proxmox.md). */
     container: r.container,
     containerReport: r.container_report,
+    /** startIfStopped and snapshot in effect on a container run, and where each came from (run, window, container, off). */
+    containerOptions: r.container_options,
     fourEyes: r.four_eyes,
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
@@ -85,7 +88,7 @@ const DEFAULT_CONTAINER_LOCK_WAIT_MS = 15 * 60_000;
 
 export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDeps) {
   /** A container run needs a container its node reported, still there and supported (409 naming why not). */
-  async function requireContainer(agentId: string, vmid: number): Promise<void> {
+  async function requireContainer(agentId: string, vmid: number): Promise<ContainerRow> {
     const ct = await getContainer(db, agentId, vmid);
     if (!ct) throw new ApiError('conflict', `agent ${agentId} has reported no container ${vmid}`, 'container');
     if (ct.gone_at)
@@ -100,6 +103,7 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
         `container ${vmid} is unsupported: ${ct.unsupported ?? 'no family detected'}`,
         'container',
       );
+    return ct;
   }
 
   async function start(body: StartRunBody, requestedBy: string): Promise<Run> {
@@ -115,7 +119,14 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
         'agentId',
       );
     const vmid = body.container;
-    if (vmid !== undefined) await requireContainer(agent.id, vmid);
+    // What the run says, else the container's defaults, else off; recorded on the run with where from.
+    const containerOptions =
+      vmid === undefined
+        ? undefined
+        : resolveContainerOptions({
+            run: { startIfStopped: body.startIfStopped, snapshot: body.snapshot },
+            container: containerDefaults(await requireContainer(agent.id, vmid)),
+          });
     const id = newRunId(agent.id, Date.now(), () => randomInt(32) / 32, vmid);
     const { containerLockMs, ...timeouts } = body.timeouts;
     const input: PatchRunInput = {
@@ -130,8 +141,8 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
         ? {
             container: {
               vmid,
-              startIfStopped: body.startIfStopped,
-              snapshot: body.snapshot,
+              startIfStopped: containerOptions!.startIfStopped,
+              snapshot: containerOptions!.snapshot,
               lockWaitMs: containerLockMs ?? DEFAULT_CONTAINER_LOCK_WAIT_MS,
             },
           }
@@ -140,13 +151,18 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
     // The row and its audit entry together: the trail names every run that ever existed.
     const row = await db.transaction(async (trx) => {
       const [inserted] = await insertRunRows(trx, [
-        { runId: id, agentId: agent.id, mode: body.mode, approval: body.approval, requestedBy, vmid },
+        { runId: id, agentId: agent.id, mode: body.mode, approval: body.approval, requestedBy, vmid, containerOptions },
       ]);
       await appendAudit(trx, {
         actor: requestedBy,
         kind: 'run.requested',
         subject: id,
-        detail: { agentId: agent.id, mode: body.mode, approval: body.approval, ...(vmid ? { container: vmid } : {}) },
+        detail: {
+          agentId: agent.id,
+          mode: body.mode,
+          approval: body.approval,
+          ...(vmid ? { container: vmid, containerOptions } : {}),
+        },
         dedupeKey: `run.requested:${id}`,
       });
       return inserted;

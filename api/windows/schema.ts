@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AgentId, freeText, WindowApproval } from '../../contract';
+import { AgentId, freeText, SNAPSHOT_MODES, WindowApproval } from '../../contract';
 import { isTimezone, Recurrence } from './schedule-spec';
 import { Vmid } from '../../contract/proxmox';
 
@@ -42,6 +42,13 @@ export const WindowFields = z
     paused: z.boolean().optional(),
     /** Runs of this window may not be approved by the window's creator (their requester). */
     fourEyes: z.boolean().optional(),
+    /**
+     * Container targets: start a stopped container for its run and stop it again; null or absent:
+     * each container's default decides, else off (run > window > container default > off).
+     */
+    startIfStopped: z.boolean().nullable().optional(),
+    /** Container targets: snapshot before apply (`rollback` also rolls a failed apply back); null: as startIfStopped. */
+    snapshot: z.enum(SNAPSHOT_MODES).nullable().optional(),
   })
   .strict();
 export type WindowFields = z.infer<typeof WindowFields>;
@@ -52,6 +59,9 @@ function checkConsistency(w: WindowFields, ctx: z.RefinementCtx) {
   if (w.leadSeconds !== undefined && w.leadSeconds > 0 && w.approval !== 'pre-approved') {
     ctx.addIssue({ code: 'custom', path: ['leadSeconds'], message: 'only pre-approved windows have a lead time' });
   }
+  const containerOption = (['startIfStopped', 'snapshot'] as const).find((k) => w[k] !== undefined && w[k] !== null);
+  if (containerOption && !w.targets.containers?.length)
+    ctx.addIssue({ code: 'custom', path: [containerOption], message: 'applies to container targets only' });
   if (w.startAt && w.endAt && Date.parse(w.startAt) >= Date.parse(w.endAt))
     ctx.addIssue({ code: 'custom', path: ['endAt'], message: 'must be after startAt' });
 }

@@ -55,6 +55,8 @@ function toFields(r: WindowRow): WindowFields {
     note: r.note,
     paused: r.paused,
     fourEyes: r.four_eyes,
+    startIfStopped: r.start_if_stopped,
+    snapshot: r.snapshot,
   };
 }
 
@@ -200,6 +202,8 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
       paused: w.paused ?? false,
       note: w.note ?? '',
       four_eyes: w.fourEyes ?? false,
+      start_if_stopped: w.startIfStopped ?? null,
+      snapshot: w.snapshot ?? null,
     };
   }
 

@@ -35,9 +35,10 @@
 #             (same matching as --exclude), without --exclude.
 # - changed:  rpm -qa before and after the transaction (NEVRA sets), not log scraping.
 # - reboot:   `needs-restarting -r` (dnf-utils / yum-utils) when present and the target is the
-#             running system. With --root, or without needs-restarting, the same rule
-#             needs-restarting applies: a core package (kernel*, glibc, systemd, dbus*,
-#             linux-firmware, microcode_ctl) installed after the last boot needs a reboot.
+#             running system, not a container. With --root, in a container, or without
+#             needs-restarting, the same rule needs-restarting applies: a core package (kernel*,
+#             glibc, systemd, dbus*, linux-firmware, microcode_ctl) installed after the userland
+#             started (PID 1's start: a container's own start, never its host's boot) needs a reboot.
 # - lock:     exit_on_lock=True: dnf exits 200 ("RPMDB already locked by PID") instead of
 #             waiting when another dnf holds ROOT/var/lib/dnf/rpmdb_lock.pid (or the metadata
 #             lock during refresh). Reported as exit 4; dnf takes the rpmdb lock before the rpm
@@ -584,10 +585,37 @@ is_reboot_package() {
   esac
 }
 
+# in_container — LXC (and systemd-nspawn, podman) put container= in PID 1's environment; systemd
+# inside writes /run/systemd/container. A container shares its host's kernel: the kernel's boot
+# time (and needs-restarting -r, which may use it) is the host's, not this system's.
+in_container() {
+  [[ -s /run/systemd/container ]] || grep -qaz '^container=' /proc/1/environ 2>/dev/null
+}
+
+# userland_boot_time — when this system's userland started (epoch seconds): the start of PID 1 as
+# this PID namespace sees it (in an LXC container: the container's start; on a host: the boot).
+# lxcfs may virtualise /proc/uptime or btime, so the latest candidate not in the future wins.
+userland_boot_time() {
+  local now btime ticks start best uptime
+  now=$(date +%s)
+  btime=$(awk '$1 == "btime" { print $2 }' /proc/stat)
+  best=$btime
+  ticks=$(getconf CLK_TCK 2>/dev/null) || ticks=100
+  # /proc/1/stat is "pid (comm) state …": comm may hold spaces; starttime is field 22 (ticks after boot).
+  start=$(sed 's/^.*) //' /proc/1/stat 2>/dev/null | awk '{ print $20 }') || start=''
+  if [[ $start =~ ^[0-9]+$ && $ticks =~ ^[1-9][0-9]*$ ]]; then
+    start=$((btime + start / ticks))
+    if ((start <= now && start > best)); then best=$start; fi
+  fi
+  uptime=$(awk '{ printf "%d", $1 }' /proc/uptime 2>/dev/null) || uptime=''
+  if [[ $uptime =~ ^[0-9]+$ ]] && ((now - uptime > best)); then best=$((now - uptime)); fi
+  printf '%s\n' "$best"
+}
+
 # reboot_from_snapshot SNAPSHOT — needs-restarting -r on the running system, else the core-package rule.
 reboot_from_snapshot() {
   local snapshot_file=$1 code=0 output boot name arch evr installed found=()
-  if [[ -z $root ]] && command -v needs-restarting >/dev/null; then
+  if [[ -z $root ]] && ! in_container && command -v needs-restarting >/dev/null; then
     output=$(needs-restarting -r 2>&1) || code=$?
     printf '%s\n' "$output" >&2
     case $code in
@@ -601,7 +629,7 @@ reboot_from_snapshot() {
     esac
   fi
   [[ -f $snapshot_file ]] || return 0
-  boot=$(awk '$1 == "btime" { print $2 }' /proc/stat)
+  boot=$(userland_boot_time)
   while IFS=$FS read -r name arch evr installed; do
     if is_reboot_package "$name" && ((installed > boot)); then found+=("$name-$evr.$arch"); fi
   done <"$snapshot_file"

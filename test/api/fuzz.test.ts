@@ -24,7 +24,7 @@ import {
   UpdateExceptionBody,
 } from '../../api/exceptions/schema';
 import { ApproveBody, ListRunsQuery, RejectBody, RunParams, StartRunBody } from '../../api/runs/schema';
-import { ContainerInventory, NodeParams } from '../../api/containers/schema';
+import { ContainerDefaults, ContainerInventory, ContainerParams, NodeParams } from '../../api/containers/schema';
 import { ScriptParams } from '../../api/scripts/schema';
 import { CreateKeyBody, KeyParams } from '../../api/keys/schema';
 import { CreateEnrolmentTokenBody, EnrolmentTokenParams } from '../../api/enrolment-tokens/schema';
@@ -66,6 +66,12 @@ const ROUTES: Route[] = [
   { method: 'DELETE', path: '/v1/agents/:id', params: AgentParams },
   { method: 'GET', path: '/v1/agents/:id/containers', params: NodeParams },
   { method: 'PUT', path: '/v1/agents/:id/containers', params: NodeParams, body: ContainerInventory },
+  {
+    method: 'PUT',
+    path: '/v1/agents/:id/containers/:vmid/defaults',
+    params: ContainerParams,
+    body: ContainerDefaults,
+  },
   { method: 'POST', path: '/v1/enrolment-tokens', body: CreateEnrolmentTokenBody },
   { method: 'GET', path: '/v1/enrolment-tokens' },
   { method: 'DELETE', path: '/v1/enrolment-tokens/:id', params: EnrolmentTokenParams },

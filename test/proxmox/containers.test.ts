@@ -24,7 +24,11 @@ const R = 104; // Rocky Linux (dnf), on a storage that cannot snapshot
 const U = 105; // Alpine: unsupported
 const L = 106; // locked (backup)
 const X = 107; // tagged patchnanny-exclude
+const D = 108; // Rocky Linux, stopped, with defaults of its own (startIfStopped, snapshot)
+const W = 109; // Rocky Linux, stopped, patched by a window that starts it
 
+/** The node's kernel boot time (epoch s): what a container's reboot-required must not be judged by. */
+const nodeBootTime = () => Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))![1]);
 const fileHash = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 const names = (rows: { name: string }[]) => rows.map((r) => r.name).sort();
 
@@ -34,6 +38,9 @@ describe('Proxmox VE: the node agent patches its LXC containers through pct', ()
   const b = new AptSandbox();
   const c = new AptSandbox();
   const rocky = new RpmRoot();
+  // Provisioned now: their core packages were installed after the node booted, before the container started.
+  const rockyD = new RpmRoot('now');
+  const rockyW = new RpmRoot('now');
   const alpine = new OverlayRoot({ ID: 'alpine', VERSION_ID: '3.20.0', PRETTY_NAME: 'Alpine Linux v3.20' });
   let pve: PveStandIn;
   let node: TestAgent;
@@ -45,6 +52,8 @@ describe('Proxmox VE: the node agent patches its LXC containers through pct', ()
       b.create(),
       c.create(),
       rocky.create(),
+      rockyD.create(),
+      rockyW.create(),
       alpine.create(),
     ]);
     pve = new PveStandIn(stack.tmpDir());
@@ -62,11 +71,14 @@ describe('Proxmox VE: the node agent patches its LXC containers through pct', ()
       running: true,
       tags: 'prod;patchnanny-exclude',
     });
+    pve.add({ vmid: D, hostname: 'rocky-d', root: rockyD.root, ostype: 'rockylinux', running: false });
+    pve.add({ vmid: W, hostname: 'rocky-w', root: rockyW.root, ostype: 'rockylinux', running: false });
     node = await stack.startAgent('pve1', [], undefined, { ...pve.agentEnv, PATCHNANNY_PVE_INVENTORY_MS: '1000' });
   });
   after(async () => {
+    pve?.dispose(); // its state lives in the stack's folder, which stop() removes
     await stack.stop();
-    for (const root of [a, b, c, rocky, alpine]) await root.dispose();
+    for (const root of [a, b, c, rocky, rockyD, rockyW, alpine]) await root.dispose();
   });
 
   const containers = async () => (await stack.http('GET', `/v1/agents/${node.id}/containers`)).body.containers as any[];
@@ -89,12 +101,17 @@ describe('Proxmox VE: the node agent patches its LXC containers through pct', ()
   });
 
   it('reports its containers: families from their own os-release, stopped, locked, unsupported, excluded left out', async () => {
-    const list = await stack.waitFor('the inventory', async () => {
-      const l = await containers();
-      return l.length === 6 && l;
-    });
+    // Eight containers, each asked for its config and os-release through pct: slow on a loaded machine.
+    const list = await stack.waitFor(
+      'the inventory',
+      async () => {
+        const l = await containers();
+        return l.length === 8 && l;
+      },
+      120_000,
+    );
     const by = new Map(list.map((ct) => [ct.vmid, ct]));
-    assert.deepEqual([...by.keys()], [A, B, C, R, U, L]);
+    assert.deepEqual([...by.keys()], [A, B, C, R, U, L, D, W]);
     assert.equal(by.get(A).family, 'apt');
     assert.equal(by.get(A).os.id, 'debian');
     assert.equal(by.get(A).status, 'running');
@@ -295,5 +312,96 @@ describe('Proxmox VE: the node agent patches its LXC containers through pct', ()
     assert.equal(byContainer.get(C).outcome, 'skipped-container-stopped', 'a window does not start stopped containers');
     const described = await stack.temporal.workflow.getHandle(byContainer.get(R).id).describe();
     assert.deepEqual(described.searchAttributes.PatchContainer, [`${node.id}/${R}`]);
+  });
+  it("a container's defaults apply to a run that asked nothing: started, snapshotted, stopped; recorded with where they came from", async () => {
+    const set = await stack.http('PUT', `/v1/agents/${node.id}/containers/${D}/defaults`, {
+      body: { startIfStopped: true, snapshot: 'keep' },
+    });
+    assert.equal(set.status, 200, JSON.stringify(set.body));
+    assert.deepEqual(set.body.container.defaults, { startIfStopped: true, snapshot: 'keep' });
+    const unknown = await stack.http('PUT', `/v1/agents/${node.id}/containers/999/defaults`, { body: {} });
+    assert.equal(unknown.status, 404, 'only a container its node reported');
+    const exc = await stack.http('POST', `/v1/agents/${node.id}/exceptions`, {
+      body: { package: 'kernel-pn', reason: 'only non-core packages here', container: D },
+    });
+    assert.equal(exc.status, 201, JSON.stringify(exc.body));
+
+    const run = await outcome(await startRun({ container: D, mode: 'apply', approval: 'auto' }));
+    assert.equal(run.outcome, 'completed', `${run.failureReason}\n${node.output()}`);
+    assert.deepEqual(run.containerOptions, {
+      startIfStopped: true,
+      snapshot: 'keep',
+      from: { startIfStopped: 'container', snapshot: 'container' },
+    });
+    assert.equal(run.containerReport.startedAndStopped, true);
+    assert.match(run.containerReport.snapshot, /^patchnanny-[0-9A-Z]{26}$/);
+    assert.deepEqual(pve.snapshots(D), [run.containerReport.snapshot], 'the default snapshot was taken');
+    assert.equal(pve.isRunning(D), false, 'stopped again');
+    assert.deepEqual(names(run.plan), ['pn-alpha', 'pn-beta']);
+    assert.equal(await rockyD.installedVersion('pn-alpha'), '2.0-1');
+    // Its core package was installed after the node booted but before the container started:
+    // judged by the node's boot this run would need a reboot; by the container's own start it does not.
+    assert.ok((await rockyD.installTime('kernel-pn')) > nodeBootTime());
+    assert.equal(run.rebootRequired, false, `only non-core packages changed: ${run.rebootReason}`);
+
+    // The run says more than the container: run > container default.
+    const asked = await outcome(
+      await startRun({ container: D, mode: 'dry-run', startIfStopped: false, snapshot: 'none' }),
+    );
+    assert.equal(asked.outcome, 'skipped-container-stopped');
+    assert.deepEqual(asked.containerOptions.from, { startIfStopped: 'run', snapshot: 'run' });
+  });
+
+  it('a window with startIfStopped starts a stopped container, patches and stops it; a core upgrade needs a reboot of the container', async () => {
+    const refused = await stack.http('POST', '/v1/windows', {
+      body: {
+        ...TRIGGER_ONLY_WINDOW,
+        name: 'hosts only',
+        timezone: 'UTC',
+        approval: 'auto',
+        startIfStopped: true,
+        targets: { agentIds: [node.id] },
+      },
+    });
+    assert.equal(refused.status, 400, 'startIfStopped on a window without containers is refused');
+    assert.equal(refused.body.error.field, 'startIfStopped');
+    // The container's default says snapshot; the window says none, and the window wins.
+    await stack.http('PUT', `/v1/agents/${node.id}/containers/${W}/defaults`, { body: { snapshot: 'keep' } });
+    const window = await stack.createWindow({
+      ...TRIGGER_ONLY_WINDOW,
+      approval: 'auto',
+      startIfStopped: true,
+      snapshot: 'none',
+      targets: { agentIds: [], containers: [{ agentId: node.id, vmid: W }] },
+    });
+    assert.equal(window.startIfStopped, true);
+    pve.mark('window-w');
+    const r = await stack.http('POST', `/v1/windows/${window.id}/trigger`);
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const [row] = await stack.waitFor('the container run', async () => {
+      const rows = await stack.windowRuns(window.id);
+      return rows.length === 1 && rows;
+    });
+    const run = await outcome(row.id);
+    assert.equal(run.outcome, 'completed', `${run.failureReason}\n${node.output()}`);
+    assert.equal(run.mode, 'apply');
+    assert.deepEqual(run.containerOptions, {
+      startIfStopped: true,
+      snapshot: 'none',
+      from: { startIfStopped: 'window', snapshot: 'window' },
+    });
+    assert.equal(run.containerReport.startedAndStopped, true);
+    assert.equal(run.containerReport.snapshot, null);
+    assert.deepEqual(pve.snapshots(W), []);
+    assert.deepEqual(names(run.plan), ['kernel-pn', 'pn-alpha', 'pn-beta']);
+    assert.equal(await rockyW.installedVersion('kernel-pn'), '2.0-1');
+    assert.equal(run.rebootRequired, true, 'a core package was installed after the container started');
+    assert.match(run.rebootReason, /kernel-pn-2\.0-1/);
+    assert.equal(pve.isRunning(W), false, 'stopped again');
+    const calls = pve.calls().slice(pve.calls().indexOf('# window-w'));
+    const apply = calls.findIndex((l) => l.startsWith(`exec ${W} -- /bin/bash -c`) && l.endsWith('--apply'));
+    assert.ok(apply > 0, 'the apply ran in the container');
+    assert.ok(calls.lastIndexOf(`start ${W}`, apply) >= 0, 'started before the apply');
+    assert.ok(calls.indexOf(`shutdown ${W}`, apply) > apply, 'stopped after it');
   });
 });

@@ -89,7 +89,8 @@ let rpms: Promise<string> | undefined;
 
 /** A Rocky Linux 9 container: v1 fixtures installed in its own rpm database, v2 in its updates repository. */
 export class RpmRoot extends OverlayRoot {
-  constructor() {
+  /** `provisionedAt`: the v1 packages' install time (epoch s); `now`: installed at create(), after the node's boot. */
+  constructor(private readonly provisionedAt: number | 'now' = PROVISIONED_AT) {
     super({
       NAME: 'Rocky Linux',
       ID: 'rocky',
@@ -116,7 +117,10 @@ export class RpmRoot extends OverlayRoot {
       'rpm',
       ['--root', root, '-i', ...FIXTURES.filter((f) => f.version === '1.0').map((f) => path.join(dir, rpmFileName(f)))],
       {
-        env: { ...process.env, SOURCE_DATE_EPOCH: String(PROVISIONED_AT) },
+        env: {
+          ...process.env,
+          ...(this.provisionedAt === 'now' ? {} : { SOURCE_DATE_EPOCH: String(this.provisionedAt) }),
+        },
       },
     );
     for (const [id, version] of [
@@ -140,6 +144,14 @@ export class RpmRoot extends OverlayRoot {
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' },
     });
     return r.code === 0 ? r.stdout.trim() : null;
+  }
+
+  /** When a package was installed (rpm's INSTALLTIME, epoch seconds). */
+  async installTime(name: string): Promise<number> {
+    const out = await must('chroot', [this.root, 'rpm', '-q', '--qf', '%{INSTALLTIME}\\n', name], {
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' },
+    });
+    return Number(out.trim());
   }
 
   /** Every installed package with its version (rpm -qa), sorted. */

@@ -73,7 +73,26 @@ export class PveStandIn {
   setRunning(vmid: number, running: boolean): void {
     const f = path.join(this.dir, 'running', String(vmid));
     if (running) writeFileSync(f, '');
-    else rmSync(f, { force: true });
+    else {
+      this.killInit(vmid);
+      rmSync(f, { force: true });
+    }
+  }
+
+  /** A container `pct start` started has an init (PID 1 of its own namespaces): end it. */
+  private killInit(vmid: number): void {
+    try {
+      const pid = Number(readFileSync(path.join(this.dir, 'running', String(vmid)), 'utf8').trim());
+      if (pid > 0) process.kill(pid, 'SIGKILL');
+    } catch {
+      // not running, or no init (a plain chroot)
+    }
+  }
+
+  /** Stop every container's init (their mount namespaces hold the roots' /proc). */
+  dispose(): void {
+    for (const f of readdirSync(path.join(this.dir, 'running'), { withFileTypes: true }))
+      if (f.isFile()) this.killInit(Number(f.name));
   }
 
   isRunning(vmid: number): boolean {
