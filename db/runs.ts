@@ -4,6 +4,7 @@
  * ignored signals). The control activities write it as a run goes; the API reads it.
  */
 import type {
+  Advisory,
   ApprovalPolicy,
   ContainerReport,
   IgnoredDecision,
@@ -68,17 +69,34 @@ export interface RunPackageRow {
   candidate: string | null;
   repo: string;
   action: PlanPackage['action'];
+  /** Issue 16: whether the candidate is a security fix; null when unknown or recorded before. */
+  security: boolean | null;
+  /** Issue 16: the advisories the manager named; null in rows recorded before (not "none"). */
+  advisories: Advisory[] | null;
 }
 
-/** The plan-package fields of a plan entry or a stored row (the one mapping, both ways). */
-export const planPackageOf = (r: PlanPackage | RunPackageRow): PlanPackage => ({
-  name: r.name,
-  arch: r.arch,
-  current: r.current,
-  candidate: r.candidate,
-  repo: r.repo,
-  action: r.action,
-});
+/**
+ * The plan-package fields of a plan entry or a stored row (the one mapping, both ways). The
+ * classification is carried only when there is one: a row recorded before issue 16 (advisories
+ * null) reads back as a package without it, exactly as it was planned.
+ */
+export const planPackageOf = (r: PlanPackage | RunPackageRow): PlanPackage => {
+  const p: PlanPackage = {
+    name: r.name,
+    arch: r.arch,
+    current: r.current,
+    candidate: r.candidate,
+    repo: r.repo,
+    action: r.action,
+  };
+  if (r.advisories !== undefined && r.advisories !== null) {
+    p.security = r.security ?? null;
+    p.advisories = r.advisories;
+  } else if (r.security !== undefined && r.security !== null) {
+    p.security = r.security;
+  }
+  return p;
+};
 
 export type OutputStep = 'plan' | 'replan' | 'apply';
 
@@ -348,8 +366,15 @@ export async function recordPlan(db: Db, owner: RunOwner, input: Omit<RecordPlan
       const rows = [
         ...(e.result?.packages ?? []).map((p) => ({ ...p, kind: 'planned' as const })),
         ...(e.result?.held ?? []).map((p) => ({ ...p, kind: 'held' as const })),
-      ].map(({ kind, ...p }) => ({ run_id: owner.runId, kind, ...planPackageOf(p) }));
-      if (rows.length > 0) await packages(trx).insert(rows.map(pgRow));
+      ].map(({ kind, ...p }) => {
+        const { advisories, security, ...fields } = planPackageOf(p);
+        return {
+          ...pgRow({ run_id: owner.runId, kind, ...fields }),
+          security: security ?? null,
+          advisories: advisories === undefined ? null : jsonb(trx, advisories),
+        };
+      });
+      if (rows.length > 0) await packages(trx).insert(rows);
       await runs(trx)
         .where({ id: owner.runId })
         .update({ plan_hash: e.planHash, phase: input.phase, updated_at: trx.fn.now() });

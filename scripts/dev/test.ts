@@ -8,6 +8,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { formatMatrix, MATRIX_ENV, readCells } from './proof-matrix';
 import { REPO_ROOT, startDevServer } from './temporal-server';
 
 function testFiles(dir: string): string[] {
@@ -43,14 +44,18 @@ async function main(): Promise<void> {
     throw new Error('installing the Temporal server failed (scripts/dev/install-temporal-server.sh)');
   }
   console.log(`temporal dev server ${server.address} ready in ${Date.now() - started} ms; ${files.length} test files`);
+  const matrixFile = path.join(tmp, 'proof-matrix.jsonl');
   const code = await new Promise<number>((resolve) => {
     const child = spawn(process.execPath, ['--test', '--test-reporter=spec', '--test-concurrency=3', ...files], {
       stdio: 'inherit',
-      env: { ...process.env, TEMPORAL_ADDRESS: server.address, NODE_ENV: 'test' },
+      env: { ...process.env, TEMPORAL_ADDRESS: server.address, NODE_ENV: 'test', [MATRIX_ENV]: matrixFile },
     });
     child.on('exit', (c) => resolve(c ?? 1));
   });
   await server.stop();
+  // The patch-script proofs' matrix, as one table at the end of the run (issue 16).
+  const cells = readCells(matrixFile);
+  if (cells.length > 0) console.log(formatMatrix(cells));
   if (code !== 0) console.error(`tests failed; Temporal server log: ${path.join(tmp, 'temporal.log')}`);
   else rmSync(tmp, { recursive: true, force: true });
   process.exit(code);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it as test } from 'node:test';
 import { scriptNameFor } from '../../contract';
+import { recordCell } from '../../scripts/dev/proof-matrix';
 import type { Sandbox } from './sandbox';
 
 /**
@@ -9,9 +10,23 @@ import type { Sandbox } from './sandbox';
  */
 export function proofSuite(makeSandbox: () => Sandbox): void {
   const probe = makeSandbox();
-  const title = `${scriptNameFor(probe.family)} for the ${probe.family} family against the real package manager`;
+  const row = probe.matrixRow ?? probe.family;
+  const title = `${scriptNameFor(probe.family)} for ${row} on ${probe.generation} against the real package manager`;
+  let version: string | undefined;
+  /** A case of the proof: a test, and a cell of the proof matrix (scripts/dev/proof-matrix.ts). */
+  const it = (name: string, fn: () => Promise<void>, id = name) =>
+    test(name, async () => {
+      let ok = false;
+      try {
+        await fn();
+        ok = true;
+      } finally {
+        version ??= await sb.managerVersion?.().catch(() => undefined);
+        recordCell({ row, generation: probe.generation, case: id, title: name, ok, version });
+      }
+    });
+  let sb!: Sandbox;
   describe(title, { concurrency: 1 }, () => {
-    let sb: Sandbox;
     /** sb's fingerprint right after create(). */
     let created = '';
     const fresh = async () => {

@@ -45,6 +45,12 @@ export interface ScriptJson {
  */
 export interface Sandbox {
   readonly family: Family;
+  /** The Debian generation whose package manager the proof drives (`bookworm`, `sid`). */
+  readonly generation: string;
+  /** The proof matrix's row when it is not the family (`dnf (dnf5)`). */
+  readonly matrixRow?: string;
+  /** The manager and its version as the manager says it (`apt 3.0.3`), for the proof matrix. */
+  managerVersion?(): Promise<string>;
   /** Name of the fixture package whose upgrade must set reboot_required. */
   readonly rebootPackage: string;
   /** Build a fresh system: v1 fixtures installed, v2 published in its local repo. */

@@ -1,0 +1,4 @@
+import { proofSuite } from './proof-suite';
+import { YumSandbox } from './sandboxes/rpm';
+
+proofSuite(() => new YumSandbox('sid'));
