@@ -46,6 +46,8 @@ export interface RunRow {
   workflow_run_id: string | null;
   /** Pinned at creation from the agent's and the window's switch: the requester may not approve. */
   four_eyes: boolean;
+  /** Issue 16: the run plans and applies only security fixes (`--security-only`). */
+  security_only: boolean;
   overran: boolean;
   /** A Proxmox VE container of the agent's node the run targets (docs/proxmox.md); null: the host. */
   container: number | null;
@@ -130,6 +132,8 @@ export interface CreateRunInput {
   windowStart?: number;
   /** The container (VMID) a container run targets. */
   vmid?: number;
+  /** Issue 16: plan and apply only security fixes. */
+  securityOnly?: boolean;
 }
 
 export interface RecordPlanInput {
@@ -233,6 +237,8 @@ export interface ClaimRunInput {
   windowStart: number | null;
   /** The container a container run targets; null or absent for a host run. */
   container?: number | null;
+  /** Issue 16; absent in inputs written before it (then false). */
+  securityOnly?: boolean;
 }
 
 export type ClaimResult = { claimed: true } | { claimed: false; reason: string };
@@ -248,7 +254,13 @@ export async function claimRun(db: Db, owner: RunOwner, input: ClaimRunInput): P
     return { claimed: false, reason: `input runId ${input.runId} is not the workflow id ${owner.runId}` };
   const windowStart = input.windowStart === null ? null : new Date(input.windowStart);
   const updated = await runs(db)
-    .where({ id: owner.runId, agent_id: input.agentId, mode: input.mode, approval: input.approval })
+    .where({
+      id: owner.runId,
+      agent_id: input.agentId,
+      mode: input.mode,
+      approval: input.approval,
+      security_only: input.securityOnly === true,
+    })
     .whereRaw('window_id is not distinct from ?', [input.windowId])
     .whereRaw('window_start is not distinct from ?', [windowStart])
     .whereRaw('container is not distinct from ?', [input.container ?? null])
@@ -270,6 +282,8 @@ export async function claimRun(db: Db, owner: RunOwner, input: ClaimRunInput): P
     row.window_id !== input.windowId && `window (row ${row.window_id}, input ${input.windowId})`,
     (row.window_start?.getTime() ?? null) !== input.windowStart && `window start`,
     row.container !== (input.container ?? null) && `container (row ${row.container}, input ${input.container ?? null})`,
+    row.security_only !== (input.securityOnly === true) &&
+      `securityOnly (row ${row.security_only}, input ${input.securityOnly === true})`,
   ].filter(Boolean);
   return { claimed: false, reason: `input differs from run row ${owner.runId}: ${differs.join(', ') || 'unknown'}` };
 }
@@ -305,6 +319,7 @@ export async function insertRunRows(db: Db, inputs: readonly CreateRunInput[]): 
         window_id: input.windowId ?? null,
         window_start: input.windowStart ? new Date(input.windowStart) : null,
         container: input.vmid ?? null,
+        security_only: input.securityOnly === true,
         // Pinned here, in the insert, so a later change to the agent or window leaves this run be.
         four_eyes: db.raw(
           `coalesce((select four_eyes from agents where id = ?), false)

@@ -73,6 +73,7 @@ function toRun(r: RunRow) {
     container: r.container,
     containerReport: r.container_report,
     fourEyes: r.four_eyes,
+    securityOnly: r.security_only,
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
     finishedAt: iso(r.finished_at),
@@ -136,17 +137,32 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
             },
           }
         : {}),
+      ...(body.securityOnly ? { securityOnly: true } : {}),
     };
     // The row and its audit entry together: the trail names every run that ever existed.
     const row = await db.transaction(async (trx) => {
       const [inserted] = await insertRunRows(trx, [
-        { runId: id, agentId: agent.id, mode: body.mode, approval: body.approval, requestedBy, vmid },
+        {
+          runId: id,
+          agentId: agent.id,
+          mode: body.mode,
+          approval: body.approval,
+          requestedBy,
+          vmid,
+          securityOnly: body.securityOnly,
+        },
       ]);
       await appendAudit(trx, {
         actor: requestedBy,
         kind: 'run.requested',
         subject: id,
-        detail: { agentId: agent.id, mode: body.mode, approval: body.approval, ...(vmid ? { container: vmid } : {}) },
+        detail: {
+          agentId: agent.id,
+          mode: body.mode,
+          approval: body.approval,
+          ...(vmid ? { container: vmid } : {}),
+          securityOnly: body.securityOnly,
+        },
         dedupeKey: `run.requested:${id}`,
       });
       return inserted;

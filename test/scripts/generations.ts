@@ -32,7 +32,16 @@ export const HOST_GENERATION: string = (() => {
 })();
 
 /** Debian packages each generation's managers root gets (see scripts/dev/install-test-deps.sh for the host). */
-const COMMON_PACKAGES = ['rpm', 'dnf', 'createrepo-c', 'zypper', 'pacman-package-manager', 'libarchive-tools'];
+const COMMON_PACKAGES = [
+  'rpm',
+  'dnf',
+  'createrepo-c',
+  'zypper',
+  'pacman-package-manager',
+  'libarchive-tools',
+  // repo-add's shell libraries (only recommended by pacman-package-manager)
+  'makepkg',
+];
 export const MANAGER_PACKAGES: Record<Generation, string[]> = {
   bullseye: [],
   bookworm: COMMON_PACKAGES,
@@ -293,6 +302,13 @@ export const thisMachine: ManagerHost = {
   path: (process.env.PATH ?? '').split(path.delimiter).filter(Boolean),
 };
 
+/** chroot(8) on this machine. */
+const CHROOT =
+  (process.env.PATH ?? '')
+    .split(path.delimiter)
+    .map((d) => path.join(d, 'chroot'))
+    .find((p) => p.startsWith('/') && existsSync(p)) ?? '/usr/sbin/chroot';
+
 class GenerationRoot implements ManagerHost {
   readonly scripts = '/opt/patchnanny';
   readonly path = ROOT_ENV.PATH.split(':');
@@ -311,7 +327,8 @@ class GenerationRoot implements ManagerHost {
   }
 
   exec(cmd: string, args: string[], env: Record<string, string> = {}) {
-    return exec('chroot', [this.root, cmd, ...args], { env: { ...ROOT_ENV, ...env } });
+    // chroot by its path on this machine: env.PATH is the PATH inside the root.
+    return exec(CHROOT, [this.root, cmd, ...args], { env: { ...ROOT_ENV, ...env } });
   }
 
   async mkdtemp(prefix: string): Promise<string> {

@@ -165,6 +165,55 @@ export function proofSuite(makeSandbox: () => Sandbox): void {
       assert.equal(await sb.installedVersion('pn-stable'), sb.version(1));
     });
 
+    it('classifies each planned package as a security fix or not, from the manager data only', async () => {
+      await pristine();
+      const r = await sb.run(['--dry-run']);
+      assert.equal(r.code, 0, r.stderr);
+      const by = new Map(r.json.packages.map((p) => [p.name, p]));
+      const alpha = by.get('pn-alpha')!;
+      const beta = by.get('pn-beta')!;
+      const reboot = by.get(sb.rebootPackage)!;
+      if (sb.securityData === 'none') {
+        // No advisory data in the manager: null, never a guess.
+        for (const p of r.json.packages) assert.deepEqual([p.name, p.security, p.advisories], [p.name, null, []]);
+        return;
+      }
+      assert.equal(alpha.security, true, 'pn-alpha 2 is the security fix');
+      assert.equal(beta.security, false, 'pn-beta 2 is a bug fix');
+      assert.equal(reboot.security, false, 'the reboot package has no advisory');
+      if (sb.securityData === 'advisories') {
+        assert.deepEqual(alpha.advisories, [{ id: 'PN-SA-2026:0001', severity: 'Important' }]);
+        assert.deepEqual(beta.advisories, [{ id: 'PN-BA-2026:0002', severity: null }]);
+        assert.deepEqual(reboot.advisories, []);
+      } else {
+        for (const p of r.json.packages) assert.deepEqual(p.advisories, [], `${p.name}: the manager names none`);
+      }
+    });
+
+    it('--security-only plans and applies only the security fixes (or is refused without advisory data)', async () => {
+      await pristine();
+      if (sb.securityData === 'none') {
+        const before = await sb.fingerprint();
+        const r = await sb.run(['--apply', '--security-only']);
+        assert.equal(r.code, 2, r.stderr);
+        assert.equal(r.json.error?.code, 'usage');
+        assert.equal(await sb.fingerprint(), before, 'nothing touched');
+        return;
+      }
+      const plan = await sb.run(['--dry-run', '--security-only']);
+      assert.equal(plan.code, 0, plan.stderr);
+      assert.deepEqual(names(plan.json.packages), ['pn-alpha'], 'the plan shows only what it will do');
+      assert.equal(plan.json.packages[0].security, true);
+      const r = await sb.run(['--apply', '--security-only']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(names(r.json.changed), ['pn-alpha']);
+      assert.deepEqual(names(r.json.packages), ['pn-alpha']);
+      assert.equal(await sb.installedVersion('pn-alpha'), sb.version(2));
+      assert.equal(await sb.installedVersion('pn-beta'), sb.version(1));
+      assert.equal(await sb.installedVersion(sb.rebootPackage), sb.version(1));
+      if (sb.family === 'apt') assert.equal(await sb.hasHold('pn-beta'), false, 'the holds the script added are gone');
+    });
+
     const badArgs: [string, string[]][] = [
       ['a shell metacharacter in an exclusion', ['--dry-run', '--exclude', 'a;rm -rf /']],
       ['an exclusion that looks like a flag', ['--dry-run', '--exclude', '--all']],

@@ -27,6 +27,7 @@ set -euo pipefail
 
 readonly SCRIPT=pacman-update.sh
 readonly EXCLUDE_PATTERN='^[a-z0-9@_+*][a-z0-9@._+*-]*$'
+readonly SECURITY_ONLY_UNSUPPORTED='pacman has no advisory data, so it cannot tell a security fix from any other update'
 readonly OPTIONS=' --root '
 readonly USAGE='usage: pacman-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--root DIR]'
 readonly SNAPSHOT_FAILED='pacman -Q (reading the local package database) failed'

@@ -9,8 +9,15 @@ import { exec, must, parseRun, treeFingerprint, type Sandbox, type ScriptRun } f
 /** dist/test/scripts/sandboxes -> the repository root, where the shipped script lives. */
 const SCRIPT = path.resolve(__dirname, '../../../../scripts/patch/apt-update.sh');
 const SCRIPT_IN_CHROOT = '/opt/patchnanny/apt-update.sh';
-/** The local repository inside the chroot: the only apt source the sandbox has. */
+/** The local repository inside the chroot: with SECURITY_REPO_IN_CHROOT, the sandbox's apt sources. */
 const REPO_IN_CHROOT = '/srv/pn-repo';
+/**
+ * A second local repository whose Release names a `*-security` suite, as Debian's
+ * `bookworm-security` (archive `oldstable-security`): it publishes pn-alpha 2.0-1, the security
+ * fix of the fixtures (issue 16).
+ */
+const SECURITY_REPO_IN_CHROOT = '/srv/pn-security';
+const SECURITY_FIX = 'pn-alpha';
 /** What a patchnanny agent runs with: no developer locale, no inherited apt settings. */
 const CHROOT_ENV: NodeJS.ProcessEnv = {
   PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
@@ -120,6 +127,7 @@ function fixtureDebs(): Promise<string> {
 export class AptSandbox implements Sandbox {
   readonly family = 'apt' as const;
   readonly rebootPackage = REBOOT_PACKAGE;
+  readonly securityData = 'suite' as const;
   private dir: string | undefined;
   private untrack: (() => void) | undefined;
 
@@ -159,12 +167,21 @@ export class AptSandbox implements Sandbox {
     await rm(path.join(root, 'run/reboot-required.pkgs'), { force: true });
 
     const repo = path.join(root, REPO_IN_CHROOT);
+    const security = path.join(root, SECURITY_REPO_IN_CHROOT);
     await mkdir(repo, { recursive: true });
-    for (const f of publishedV2) await copyFile(path.join(debs, debFile(f)), path.join(repo, debFile(f)));
+    await mkdir(security, { recursive: true });
+    for (const f of publishedV2) {
+      const target = f.name === SECURITY_FIX && f.version === '2.0-1' ? security : repo;
+      await copyFile(path.join(debs, debFile(f)), path.join(target, debFile(f)));
+    }
     await this.writeIndex();
+    await this.writeIndex(SECURITY_REPO_IN_CHROOT, 'pn-fixtures-security');
     const apt = path.join(root, 'etc/apt');
     for (const f of await readdir(path.join(apt, 'sources.list.d'))) await rm(path.join(apt, 'sources.list.d', f));
-    await writeFile(path.join(apt, 'sources.list'), `deb [trusted=yes] file:${REPO_IN_CHROOT} ./\n`);
+    await writeFile(
+      path.join(apt, 'sources.list'),
+      `deb [trusted=yes] file:${REPO_IN_CHROOT} ./\ndeb [trusted=yes] file:${SECURITY_REPO_IN_CHROOT} ./\n`,
+    );
     // Installed once: a copy per run would change the tree that fingerprint() compares.
     await mkdir(path.join(root, path.dirname(SCRIPT_IN_CHROOT)), { recursive: true });
     await copyFile(SCRIPT, path.join(root, SCRIPT_IN_CHROOT));
@@ -186,8 +203,8 @@ export class AptSandbox implements Sandbox {
   }
 
   /** Packages + Release of the flat repository (Release names the suite apt reports as repo). */
-  private async writeIndex(): Promise<void> {
-    const repo = path.join(this.root, REPO_IN_CHROOT);
+  private async writeIndex(inChroot = REPO_IN_CHROOT, suite = 'pn-fixtures'): Promise<void> {
+    const repo = path.join(this.root, inChroot);
     const packages = await must('dpkg-scanpackages', ['--multiversion', '.', '/dev/null'], { cwd: repo });
     await writeFile(path.join(repo, 'Packages'), packages);
     const size = Buffer.byteLength(packages);
@@ -195,8 +212,8 @@ export class AptSandbox implements Sandbox {
     const release = [
       'Origin: patchnanny',
       'Label: patchnanny-fixtures',
-      'Suite: pn-fixtures',
-      'Codename: pn-fixtures',
+      `Suite: ${suite}`,
+      `Codename: ${suite}`,
       `Date: ${new Date().toUTCString().replace('GMT', 'UTC')}`,
       'Architectures: all amd64',
       'MD5Sum:',

@@ -110,6 +110,7 @@ function fixtures(): Promise<string> {
 export class PacmanSandbox implements Sandbox {
   readonly family = 'pacman' as const;
   readonly rebootPackage = 'linux-pn';
+  readonly securityData = 'none' as const;
   private base = '';
   /** Where pacman runs: this machine until create() has found the generation's host. */
   private host: ManagerHost = thisMachine;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { scriptNameFor } from '../../../contract';
 import { generationHost, hostMust, type Generation, type ManagerHost } from '../generations';
 import { parseRun, treeFingerprint, type Sandbox, type ScriptRun } from '../sandbox';
-import { buildRpmFixtures, rpmFileName, type RpmFixture } from './rpm-fixtures';
+import { buildRpmFixtures, rpmFileName, updateinfoXml, type RpmFixture } from './rpm-fixtures';
 
 const VERSIONS = { 1: '1.0-1', 2: '2.0-1' } as const;
 const EVR_FORMAT = '%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\\n';
@@ -86,6 +86,7 @@ export type RpmManager = 'dnf' | 'yum' | 'dnf5';
  */
 class RpmSandbox implements Sandbox {
   readonly rebootPackage = REBOOT_PACKAGE;
+  readonly securityData = 'advisories' as const;
   private base = '';
   private hostPromise: Promise<ManagerHost> | undefined;
 
@@ -137,6 +138,10 @@ class RpmSandbox implements Sandbox {
       await mkdir(out(dir), { recursive: true });
       for (const f of packages) await copyFile(out(join(rpms, rpmFile(f))), out(join(dir, rpmFile(f))));
       await hostMust(host, 'createrepo_c', ['--quiet', dir]);
+      if (id === 'updates') {
+        await writeFile(out(join(this.base, 'updateinfo.xml')), updateinfoXml());
+        await hostMust(host, 'modifyrepo_c', [join(this.base, 'updateinfo.xml'), join(dir, 'repodata')]);
+      }
       await writeFile(
         out(join(this.root, 'etc/yum.repos.d', `pn-${id}.repo`)),
         `[pn-${id}]\nname=patchnanny ${id}\nbaseurl=file://${dir}\ngpgcheck=0\nenabled=1\n`,
@@ -190,7 +195,7 @@ class RpmSandbox implements Sandbox {
     const rpms = await host.import(await fixtures());
     const broken = FIXTURES.find((f) => f.version === '3.0')!;
     await copyFile(host.outside(join(rpms, rpmFile(broken))), host.outside(join(this.updates, rpmFile(broken))));
-    await hostMust(host, 'createrepo_c', ['--quiet', '--update', this.updates]);
+    await hostMust(host, 'createrepo_c', ['--quiet', '--update', '--keep-all-metadata', this.updates]);
   }
 
   get matrixRow(): string {

@@ -2,7 +2,7 @@ import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generationHost, hostMust, thisMachine, type Generation, type ManagerHost } from '../generations';
 import { parseRun, treeFingerprint, type Sandbox, type ScriptRun } from '../sandbox';
-import { buildRpmFixtures, rpmFileName, type RpmFixture } from './rpm-fixtures';
+import { buildRpmFixtures, rpmFileName, updateinfoXml, type RpmFixture } from './rpm-fixtures';
 
 const SCRIPT = 'zypper-update.sh';
 const REPO = 'pntest';
@@ -35,6 +35,7 @@ function fixtures(): Promise<string> {
 export class ZypperSandbox implements Sandbox {
   readonly family = 'zypper' as const;
   readonly rebootPackage = REBOOT_PACKAGE;
+  readonly securityData = 'patches' as const;
   private base = '';
   /** Where zypper runs: this machine until create() has found the generation's host. */
   private host: ManagerHost = thisMachine;
@@ -98,6 +99,9 @@ export class ZypperSandbox implements Sandbox {
     const rpms = await this.host.import(await fixtures());
     for (const f of packages) await copyFile(this.out(join(rpms, rpmFile(f))), this.out(join(this.repo, rpmFile(f))));
     await hostMust(this.host, 'createrepo_c', ['--quiet', this.repo]);
+    // The fixtures' advisories as SUSE publishes them: updateinfo, read by zypper as patches.
+    await writeFile(this.out(join(this.base, 'updateinfo.xml')), updateinfoXml());
+    await hostMust(this.host, 'modifyrepo_c', [join(this.base, 'updateinfo.xml'), join(this.repo, 'repodata')]);
   }
 
   /** bash's argv for the shipped script with these arguments, confined to this system (this machine's paths). */
