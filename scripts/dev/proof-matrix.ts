@@ -108,16 +108,17 @@ export function formatMatrix(cells: MatrixCell[]): string {
     return [row, gen, version, ...marks, bad ? `${bad} failed` : `${mine.length} passed`];
   }
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const fmt = (r: string[]) => r.map((v, i) => v.padEnd(widths[i])).join('  ').trimEnd();
+  const fmt = (r: string[]) =>
+    r
+      .map((v, i) => v.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd();
   lines.push('', 'Patch-script proof matrix (family × generation × case)', fmt(head));
   lines.push(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows) lines.push(fmt(r));
   lines.push('', 'cases:');
   cases.forEach((k, i) => lines.push(`  ${String(i + 1).padStart(2)}  ${k.title}`));
   if (notes.length) lines.push('', 'not in the matrix:', ...notes.map((n) => `  ${n}`));
-  lines.push(
-    '',
-    `${cells.length} cells, ${failed} failed; '-' = the case does not apply to that row or did not run`,
-  );
+  lines.push('', `${cells.length} cells, ${failed} failed; '-' = the case does not apply to that row or did not run`);
   return lines.join('\n');
 }

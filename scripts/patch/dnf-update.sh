@@ -2,7 +2,7 @@
 # Generated from scripts/patch/src/dnf.sh and scripts/patch/src/common.sh by
 # scripts/dev/gen-scripts.ts. Do not edit: edit src/, then run `npm run gen:scripts`.
 #
-# dnf-update.sh — patch an RHEL 8+ / CentOS Stream 8+ / Fedora system with dnf 4. It serves the
+# dnf-update.sh — patch an RHEL 8+ / CentOS Stream 8+ / Fedora system with dnf 4 or dnf5. It serves the
 # dnf and the yum families: on EL 8+ `yum` is dnf 4 under another name (both link to dnf-3).
 #
 #   dnf-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--root DIR]
@@ -12,8 +12,10 @@
 #
 # How each contract step maps onto dnf 4:
 # - manager:  `dnf`; where there is none, `yum` — used only when `yum --version` says 4.x, i.e. it
-#             is dnf 4 called as yum. yum 3 (EL 7) and dnf 5 (Fedora 41+) are refused with exit 3:
-#             their output differs and is not proven (the agent refuses EL 7 at enrolment).
+#             is dnf 4 called as yum. yum 3 (EL 7) is refused with exit 3: its output differs
+#             and is not proven (the agent refuses EL 7 at enrolment). dnf5 (Fedora 41+, where
+#             `dnf` is dnf5) is driven with its own commands: the plan is the transaction it
+#             stores with `upgrade --store` (docs/package-managers.md).
 # - root:     --installroot DIR --config DIR/etc/dnf/dnf.conf (or DIR/etc/yum.conf)
 #             --setopt=reposdir=DIR/etc/yum.repos.d. dnf 4 reads config and repos from the
 #             installroot only when they exist there and silently falls back to the host's

@@ -14,8 +14,8 @@ export function proofSuite(makeSandbox: () => Sandbox): void {
   const title = `${scriptNameFor(probe.family)} for ${row} on ${probe.generation} against the real package manager`;
   let version: string | undefined;
   /** A case of the proof: a test, and a cell of the proof matrix (scripts/dev/proof-matrix.ts). */
-  const it = (name: string, fn: () => Promise<void>, id = name) =>
-    test(name, async () => {
+  const it = (name: string, fn: () => Promise<void>, id = name): void => {
+    void test(name, async () => {
       let ok = false;
       try {
         await fn();
@@ -25,6 +25,7 @@ export function proofSuite(makeSandbox: () => Sandbox): void {
         recordCell({ row, generation: probe.generation, case: id, title: name, ok, version });
       }
     });
+  };
   let sb!: Sandbox;
   describe(title, { concurrency: 1 }, () => {
     /** sb's fingerprint right after create(). */

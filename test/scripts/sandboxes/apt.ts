@@ -24,7 +24,6 @@ const CHROOT_ENV: NodeJS.ProcessEnv = {
   HOME: '/root',
 };
 
-
 type FixtureVersion = '1.0-1' | '2.0-1' | '3.0-1';
 interface Fixture {
   name: string;

@@ -72,7 +72,6 @@ function aliasBin(host: ManagerHost, aliases: Record<string, string>): Promise<s
   return p;
 }
 
-
 /** The rpm-family managers a proof can drive: dnf 4, dnf 4 called as yum, dnf5 called as dnf. */
 export type RpmManager = 'dnf' | 'yum' | 'dnf5';
 
