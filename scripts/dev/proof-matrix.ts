@@ -14,9 +14,12 @@ export const MATRIX_GENERATIONS = ['bullseye', 'bookworm', 'trixie', 'sid'] as c
  * The rows (a family, and the manager when one family has several) and the generations each is
  * proven on; a generation left out carries the reason, printed under the table.
  */
+/** Why the rpm, zypper and pacman proofs do not run in a Debian 11 root. */
+const NOT_ON_BULLSEYE = 'only apt is proven on Debian 11 (docs/package-managers.md, Generations)';
+
 export const MATRIX_ROWS: { row: string; notProven: Partial<Record<(typeof MATRIX_GENERATIONS)[number], string>> }[] = [
   { row: 'apt', notProven: {} },
-  { row: 'dnf', notProven: { bullseye: 'the rpm, zypper and pacman proofs start at bookworm (issue 16)' } },
+  { row: 'dnf', notProven: { bullseye: NOT_ON_BULLSEYE } },
   {
     row: 'dnf (dnf5)',
     notProven: {
@@ -25,9 +28,9 @@ export const MATRIX_ROWS: { row: string; notProven: Partial<Record<(typeof MATRI
       trixie: 'Debian 13 has no dnf5',
     },
   },
-  { row: 'yum', notProven: { bullseye: 'the rpm, zypper and pacman proofs start at bookworm (issue 16)' } },
-  { row: 'zypper', notProven: { bullseye: 'the rpm, zypper and pacman proofs start at bookworm (issue 16)' } },
-  { row: 'pacman', notProven: { bullseye: 'the rpm, zypper and pacman proofs start at bookworm (issue 16)' } },
+  { row: 'yum', notProven: { bullseye: NOT_ON_BULLSEYE } },
+  { row: 'zypper', notProven: { bullseye: NOT_ON_BULLSEYE } },
+  { row: 'pacman', notProven: { bullseye: NOT_ON_BULLSEYE } },
 ];
 
 export interface MatrixCell {
@@ -37,7 +40,11 @@ export interface MatrixCell {
   case: string;
   /** The case's full title, for the legend. */
   title: string;
+  /** The case's place in the proof (the column order). */
+  index: number;
   ok: boolean;
+  /** Why the case did not run on this row and generation (`smoke only`); then ok is false and means nothing. */
+  notRun?: string;
   /** The manager version the cell ran against (`apt 3.0.3`), when the proof knows it. */
   version?: string;
 }
@@ -70,8 +77,10 @@ export function readCells(file: string): MatrixCell[] {
 /** The matrix as one text table: a row per family × generation, a column per case. */
 export function formatMatrix(cells: MatrixCell[]): string {
   if (cells.length === 0) return 'proof matrix: no proof ran';
-  const cases: { id: string; title: string }[] = [];
-  for (const c of cells) if (!cases.some((x) => x.id === c.case)) cases.push({ id: c.case, title: c.title });
+  const cases: { id: string; title: string; index: number }[] = [];
+  for (const c of cells)
+    if (!cases.some((x) => x.id === c.case)) cases.push({ id: c.case, title: c.title, index: c.index });
+  cases.sort((a, b) => a.index - b.index);
   const byKey = new Map<string, MatrixCell[]>();
   for (const c of cells) {
     const key = `${c.row}\0${c.generation}`;
@@ -88,8 +97,9 @@ export function formatMatrix(cells: MatrixCell[]): string {
       byKey.delete(`${row}\0${gen}`);
       if (!mine) {
         const reason = notProven[gen];
-        if (reason) notes.push(`${row} on ${gen}: not proven — ${reason}`);
-        else if (cells.some((c) => c.row === row)) notes.push(`${row} on ${gen}: did not run in this run`);
+        if (reason && cells.some((c) => c.row === row))
+          rows.push([row, gen, '', ...cases.map(() => '-'), `unsupported: ${reason}`]);
+        else if (cells.some((c) => c.row === row)) notes.push(`${row} on ${gen}: not selected in this run`);
         continue;
       }
       rows.push(rowOf(row, gen, mine));
@@ -98,14 +108,19 @@ export function formatMatrix(cells: MatrixCell[]): string {
   // Rows the table does not know (a new family): shown, never dropped.
   for (const mine of byKey.values()) rows.push(rowOf(mine[0].row, mine[0].generation, mine));
   function rowOf(row: string, gen: string, mine: MatrixCell[]): string[] {
-    const bad = mine.filter((c) => !c.ok).length;
+    const ran = mine.filter((c) => !c.notRun);
+    const bad = ran.filter((c) => !c.ok).length;
     failed += bad;
+    const skipped = new Map<string, number>();
+    for (const c of mine) if (c.notRun) skipped.set(c.notRun, (skipped.get(c.notRun) ?? 0) + 1);
     const version = mine.find((c) => c.version)?.version ?? '';
     const marks = cases.map((k) => {
       const c = mine.find((x) => x.case === k.id);
-      return c ? (c.ok ? 'ok' : 'FAIL') : '-';
+      return c ? (c.notRun ? 'n/r' : c.ok ? 'ok' : 'FAIL') : '-';
     });
-    return [row, gen, version, ...marks, bad ? `${bad} failed` : `${mine.length} passed`];
+    const result = [bad ? `${bad} of ${ran.length} FAILED` : `${ran.length} passed`];
+    for (const [why, n] of skipped) result.push(`${n} not run (${why})`);
+    return [row, gen, version, ...marks, result.join(', ')];
   }
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const fmt = (r: string[]) =>
@@ -119,6 +134,11 @@ export function formatMatrix(cells: MatrixCell[]): string {
   lines.push('', 'cases:');
   cases.forEach((k, i) => lines.push(`  ${String(i + 1).padStart(2)}  ${k.title}`));
   if (notes.length) lines.push('', 'not in the matrix:', ...notes.map((n) => `  ${n}`));
-  lines.push('', `${cells.length} cells, ${failed} failed; '-' = the case does not apply to that row or did not run`);
+  const notRun = cells.filter((c) => c.notRun).length;
+  lines.push(
+    '',
+    `${cells.length - notRun} cells ran, ${failed} failed, ${notRun} not run (smoke only: docs/package-managers.md says why); ` +
+      `'n/r' = not run, '-' = no such case for that row`,
+  );
   return lines.join('\n');
 }

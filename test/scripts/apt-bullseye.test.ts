@@ -1,4 +1,4 @@
 import { proofSuite } from './proof-suite';
 import { AptSandbox } from './sandboxes/apt';
 
-proofSuite(() => new AptSandbox('bullseye'));
+proofSuite(() => new AptSandbox('bullseye'), { smoke: true });

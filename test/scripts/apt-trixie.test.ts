@@ -1,4 +1,4 @@
 import { proofSuite } from './proof-suite';
 import { AptSandbox } from './sandboxes/apt';
 
-proofSuite(() => new AptSandbox('trixie'));
+proofSuite(() => new AptSandbox('trixie'), { smoke: true });

@@ -1,4 +1,4 @@
 import { proofSuite } from './proof-suite';
 import { DnfSandbox } from './sandboxes/rpm';
 
-proofSuite(() => new DnfSandbox('trixie'));
+proofSuite(() => new DnfSandbox('trixie'), { smoke: true });

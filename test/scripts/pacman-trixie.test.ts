@@ -1,4 +1,4 @@
 import { proofSuite } from './proof-suite';
 import { PacmanSandbox } from './sandboxes/pacman';
 
-proofSuite(() => new PacmanSandbox('trixie'));
+proofSuite(() => new PacmanSandbox('trixie'), { smoke: true });

@@ -1,4 +1,4 @@
 import { proofSuite } from './proof-suite';
 import { YumSandbox } from './sandboxes/rpm';
 
-proofSuite(() => new YumSandbox('trixie'));
+proofSuite(() => new YumSandbox('trixie'), { smoke: true });

@@ -1,4 +1,4 @@
 import { proofSuite } from './proof-suite';
 import { ZypperSandbox } from './sandboxes/zypper';
 
-proofSuite(() => new ZypperSandbox('trixie'));
+proofSuite(() => new ZypperSandbox('trixie'), { smoke: true });
