@@ -683,7 +683,11 @@ compute_plan() {
   # hold, ours and the admin's, so an excluded package the admin already held is reported too.
   # Even in a simulation apt-get refuses (exit 100, "Held packages were changed and -y was used
   # without --allow-change-held-packages") unless told the change is allowed; -s changes nothing.
-  simulate "$workdir/unheld" --ignore-hold --allow-change-held-packages
+  # The solver that became apt's default after 3.0 (sid's 3.3.5; opt-in `--solver 3.0` in trixie's
+  # 3.0) keeps held packages back even with --ignore-hold, so this one simulation asks for the
+  # classic solver by name (`internal`, known to every apt since 0.8.16); plan and apply keep
+  # apt's default.
+  simulate "$workdir/unheld" -o APT::Solver=internal --ignore-hold --allow-change-held-packages
   local name rest
   while IFS=$FS read -r name rest; do
     if is_excluded "$name"; then printf '%s\n' "$name$FS$rest"; fi
