@@ -146,6 +146,14 @@ export type EnrolmentToken = z.infer<typeof EnrolmentToken>;
 
 export const PackageAction = z.enum(['upgrade', 'install', 'remove', 'downgrade']);
 
+/** An advisory the package manager names for a planned package (dnf updateinfo, zypper patch). */
+export const Advisory = z.object({
+  id: z.string().min(1).max(200),
+  /** As the repository's metadata spells it (`Important`, `moderate`); null when it has none. */
+  severity: z.string().max(100).nullable(),
+});
+export type Advisory = z.infer<typeof Advisory>;
+
 export const PlanPackage = z.object({
   name: z.string().min(1),
   arch: z.string(),
@@ -153,6 +161,14 @@ export const PlanPackage = z.object({
   candidate: z.string().nullable(),
   repo: z.string(),
   action: PackageAction,
+  /**
+   * Whether the candidate is a security fix (issue 16): true/false from the manager's own data
+   * (apt: a `*-security` suite; dnf: updateinfo type=security; zypper: a patch of category
+   * security), null when the manager has none (pacman). Absent in plans recorded before issue 16.
+   */
+  security: z.boolean().nullable().optional(),
+  /** The advisories (security or not) the manager names for the candidate; absent or [] when none. */
+  advisories: z.array(Advisory).max(100).optional(),
 });
 export type PlanPackage = z.infer<typeof PlanPackage>;
 

@@ -110,6 +110,8 @@ export interface PatchRunInput {
   window?: RunWindow;
   /** A Proxmox VE container of the agent's node (docs/proxmox.md); absent: the host itself. */
   container?: RunContainer;
+  /** Issue 16: plan and apply only security fixes (the script's `--security-only`); absent = false. */
+  securityOnly?: boolean;
 }
 
 /** Snapshot before apply: none, keep it (reported, pruned later), or roll back to it when the apply fails. */

@@ -4,6 +4,7 @@
  * ignored signals). The control activities write it as a run goes; the API reads it.
  */
 import type {
+  Advisory,
   ApprovalPolicy,
   ContainerOptions,
   ContainerReport,
@@ -47,6 +48,8 @@ export interface RunRow {
   workflow_run_id: string | null;
   /** Pinned at creation from the agent's and the window's switch: the requester may not approve. */
   four_eyes: boolean;
+  /** Issue 16: the run plans and applies only security fixes (`--security-only`). */
+  security_only: boolean;
   overran: boolean;
   /** A Proxmox VE container of the agent's node the run targets (docs/proxmox.md); null: the host. */
   container: number | null;
@@ -72,17 +75,34 @@ export interface RunPackageRow {
   candidate: string | null;
   repo: string;
   action: PlanPackage['action'];
+  /** Issue 16: whether the candidate is a security fix; null when unknown or recorded before. */
+  security: boolean | null;
+  /** Issue 16: the advisories the manager named; null in rows recorded before (not "none"). */
+  advisories: Advisory[] | null;
 }
 
-/** The plan-package fields of a plan entry or a stored row (the one mapping, both ways). */
-export const planPackageOf = (r: PlanPackage | RunPackageRow): PlanPackage => ({
-  name: r.name,
-  arch: r.arch,
-  current: r.current,
-  candidate: r.candidate,
-  repo: r.repo,
-  action: r.action,
-});
+/**
+ * The plan-package fields of a plan entry or a stored row (the one mapping, both ways). The
+ * classification is carried only when there is one: a row recorded before issue 16 (advisories
+ * null) reads back as a package without it, exactly as it was planned.
+ */
+export const planPackageOf = (r: PlanPackage | RunPackageRow): PlanPackage => {
+  const p: PlanPackage = {
+    name: r.name,
+    arch: r.arch,
+    current: r.current,
+    candidate: r.candidate,
+    repo: r.repo,
+    action: r.action,
+  };
+  if (r.advisories !== undefined && r.advisories !== null) {
+    p.security = r.security ?? null;
+    p.advisories = r.advisories;
+  } else if (r.security !== undefined && r.security !== null) {
+    p.security = r.security;
+  }
+  return p;
+};
 
 export type OutputStep = 'plan' | 'replan' | 'apply';
 
@@ -118,6 +138,8 @@ export interface CreateRunInput {
   vmid?: number;
   /** A container run's options in effect and where each came from (run > window > container > off). */
   containerOptions?: ContainerOptions;
+  /** Issue 16: plan and apply only security fixes. */
+  securityOnly?: boolean;
 }
 
 export interface RecordPlanInput {
@@ -224,6 +246,8 @@ export interface ClaimRunInput {
   /** A container run's options (the row's container_options must say the same). */
   startIfStopped?: boolean;
   snapshot?: SnapshotMode;
+  /** Issue 16; absent in inputs written before it (then false). */
+  securityOnly?: boolean;
 }
 
 export type ClaimResult = { claimed: true } | { claimed: false; reason: string };
@@ -239,7 +263,13 @@ export async function claimRun(db: Db, owner: RunOwner, input: ClaimRunInput): P
     return { claimed: false, reason: `input runId ${input.runId} is not the workflow id ${owner.runId}` };
   const windowStart = input.windowStart === null ? null : new Date(input.windowStart);
   const updated = await runs(db)
-    .where({ id: owner.runId, agent_id: input.agentId, mode: input.mode, approval: input.approval })
+    .where({
+      id: owner.runId,
+      agent_id: input.agentId,
+      mode: input.mode,
+      approval: input.approval,
+      security_only: input.securityOnly === true,
+    })
     .whereRaw('window_id is not distinct from ?', [input.windowId])
     .whereRaw('window_start is not distinct from ?', [windowStart])
     .whereRaw('container is not distinct from ?', [input.container ?? null])
@@ -266,6 +296,8 @@ export async function claimRun(db: Db, owner: RunOwner, input: ClaimRunInput): P
     row.container !== (input.container ?? null) && `container (row ${row.container}, input ${input.container ?? null})`,
     (row.container_options?.startIfStopped ?? false) !== (input.startIfStopped ?? false) && `startIfStopped`,
     (row.container_options?.snapshot ?? 'none') !== (input.snapshot ?? 'none') && `snapshot`,
+    row.security_only !== (input.securityOnly === true) &&
+      `securityOnly (row ${row.security_only}, input ${input.securityOnly === true})`,
   ].filter(Boolean);
   return { claimed: false, reason: `input differs from run row ${owner.runId}: ${differs.join(', ') || 'unknown'}` };
 }
@@ -304,6 +336,7 @@ export async function insertRunRows(db: Db, inputs: readonly CreateRunInput[]): 
         container_options: input.containerOptions
           ? (jsonb(db, input.containerOptions) as unknown as ContainerOptions)
           : null,
+        security_only: input.securityOnly === true,
         // Pinned here, in the insert, so a later change to the agent or window leaves this run be.
         four_eyes: db.raw(
           `coalesce((select four_eyes from agents where id = ?), false)
@@ -365,8 +398,15 @@ export async function recordPlan(db: Db, owner: RunOwner, input: Omit<RecordPlan
       const rows = [
         ...(e.result?.packages ?? []).map((p) => ({ ...p, kind: 'planned' as const })),
         ...(e.result?.held ?? []).map((p) => ({ ...p, kind: 'held' as const })),
-      ].map(({ kind, ...p }) => ({ run_id: owner.runId, kind, ...planPackageOf(p) }));
-      if (rows.length > 0) await packages(trx).insert(rows.map(pgRow));
+      ].map(({ kind, ...p }) => {
+        const { advisories, security, ...fields } = planPackageOf(p);
+        return {
+          ...pgRow({ run_id: owner.runId, kind, ...fields }),
+          security: security ?? null,
+          advisories: advisories === undefined ? null : jsonb(trx, advisories),
+        };
+      });
+      if (rows.length > 0) await packages(trx).insert(rows);
       await runs(trx)
         .where({ id: owner.runId })
         .update({ plan_hash: e.planHash, phase: input.phase, updated_at: trx.fn.now() });

@@ -102,6 +102,7 @@ export function agentFor(input: PatchRunInput, exclusions: () => string[]) {
         sha256: pinned.sha256,
         mode,
         exclusions: exclusions(),
+        ...(input.securityOnly === true ? { securityOnly: true } : {}),
         heartbeatMs: timeouts.heartbeatMs,
         ...(container
           ? {

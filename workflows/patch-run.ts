@@ -63,6 +63,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
       agentId: input.agentId,
       mode: input.mode,
       approval: input.approval,
+      ...(input.securityOnly === true ? { securityOnly: true } : {}),
       windowId: window?.windowId ?? null,
       windowStart: window?.startsAt ?? null,
       container: input.container?.vmid ?? null,

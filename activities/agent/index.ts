@@ -52,6 +52,8 @@ export const ScriptExecuteInput = z.strictObject({
   sha256: Sha256,
   mode: z.enum(['dry-run', 'apply']),
   exclusions: z.array(z.string()).max(1000),
+  /** Issue 16: the script's `--security-only`; absent in inputs scheduled before it. */
+  securityOnly: z.boolean().optional(),
   heartbeatMs: z.number().int().min(1).max(3_600_000),
   /** Run inside this Proxmox VE container of the agent's node instead of on the host (docs/proxmox.md). */
   container: ContainerTarget.optional(),
@@ -412,6 +414,7 @@ export function createAgentActivities(config: AgentActivityConfig) {
     const flag = { 'dry-run': '--dry-run', apply: '--apply' }[input.mode];
     const args = [flag];
     if (input.exclusions.length > 0) args.push('--exclude', input.exclusions.join(','));
+    if (input.securityOnly === true) args.push('--security-only');
 
     const ctx = Context.current();
     const started = Date.now();

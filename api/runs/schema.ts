@@ -21,6 +21,8 @@ export const StartRunBody = z
     agentId: AgentId,
     mode: RunMode,
     approval: ApprovalPolicy.default('required'),
+    /** Issue 16: plan and apply only the security fixes (the patch script's `--security-only`). */
+    securityOnly: z.boolean().default(false),
     /** Per-run overrides of the configured defaults (milliseconds). */
     timeouts: z
       .object({

@@ -76,6 +76,7 @@ function toRun(r: RunRow) {
     /** startIfStopped and snapshot in effect on a container run, and where each came from (run, window, container, off). */
     containerOptions: r.container_options,
     fourEyes: r.four_eyes,
+    securityOnly: r.security_only,
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
     finishedAt: iso(r.finished_at),
@@ -147,11 +148,21 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
             },
           }
         : {}),
+      ...(body.securityOnly ? { securityOnly: true } : {}),
     };
     // The row and its audit entry together: the trail names every run that ever existed.
     const row = await db.transaction(async (trx) => {
       const [inserted] = await insertRunRows(trx, [
-        { runId: id, agentId: agent.id, mode: body.mode, approval: body.approval, requestedBy, vmid, containerOptions },
+        {
+          runId: id,
+          agentId: agent.id,
+          mode: body.mode,
+          approval: body.approval,
+          requestedBy,
+          vmid,
+          containerOptions,
+          securityOnly: body.securityOnly,
+        },
       ]);
       await appendAudit(trx, {
         actor: requestedBy,
@@ -162,6 +173,7 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
           mode: body.mode,
           approval: body.approval,
           ...(vmid ? { container: vmid, containerOptions } : {}),
+          securityOnly: body.securityOnly,
         },
         dedupeKey: `run.requested:${id}`,
       });

@@ -4,7 +4,7 @@
 #
 # apt-update.sh — patchnanny patch script for the apt family (Debian 10+, Ubuntu 20.04+).
 #
-#   apt-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--apt-mode dist-upgrade|upgrade]
+#   apt-update.sh (--dry-run | --apply) [--security-only] [--exclude PKG[,PKG...]] [--apt-mode dist-upgrade|upgrade]
 #
 # Speaks docs/script-contract.md: one JSON document on stdout, the human log (including apt's own
 # output) on stderr, exit codes 0/2/3/4/5/6. Self-contained on purpose: the agent downloads this
@@ -69,8 +69,14 @@ readonly APT_OPTS=(
 
 readonly CONTRACT_VERSION=1
 readonly FS=$'\x1f'
+# Inside a record's advisories field: AS between advisories, AF between an id and its severity.
+readonly AS=$'\x1e'
+readonly AF=$'\x1d'
 
 mode=''
+# --security-only: plan and apply only the security fixes (a part that cannot sets
+# SECURITY_ONLY_UNSUPPORTED to the reason before the include).
+security_only=false
 exclusions=()
 workdir=''
 undo_failure=''
@@ -108,21 +114,64 @@ json_nullable() {
   if [[ -z $1 ]]; then json_quoted=null; else json_quote "$1"; fi
 }
 
+# advisories_to_json LIST — an advisories field (entries separated by AS, each "id AF severity")
+# as a JSON array in json_advisories.
+advisories_to_json() {
+  local entry id severity sep="" rest=$1
+  json_advisories="["
+  while [[ -n $rest ]]; do
+    entry=${rest%%"$AS"*}
+    [[ $rest == *"$AS"* ]] && rest=${rest#*"$AS"} || rest=''
+    id=${entry%%"$AF"*}
+    severity=${entry#*"$AF"}
+    [[ $entry == *"$AF"* ]] || severity=''
+    json_quote "$id"; json_advisories+="$sep{\"id\":$json_quoted"
+    json_nullable "$severity"; json_advisories+=",\"severity\":$json_quoted}"
+    sep=","
+  done
+  json_advisories+="]"
+}
+
 # packages_to_json FILE — package records, sorted by name and arch, as a JSON array in json_array.
 packages_to_json() {
-  local name arch current candidate repo action item sep=""
+  local name arch current candidate repo action security advisories item sep=""
   json_array="["
-  while IFS=$FS read -r name arch current candidate repo action; do
+  while IFS=$FS read -r name arch current candidate repo action security advisories; do
     json_quote "$name"; item="{\"name\":$json_quoted"
     json_quote "$arch"; item+=",\"arch\":$json_quoted"
     json_nullable "$current"; item+=",\"current\":$json_quoted"
     json_nullable "$candidate"; item+=",\"candidate\":$json_quoted"
     json_quote "$repo"; item+=",\"repo\":$json_quoted"
-    json_quote "$action"; item+=",\"action\":$json_quoted}"
+    json_quote "$action"; item+=",\"action\":$json_quoted"
+    case $security in
+      true | false) item+=",\"security\":$security" ;;
+      *) item+=",\"security\":null" ;;
+    esac
+    advisories_to_json "$advisories"
+    item+=",\"advisories\":$json_advisories}"
     json_array+="$sep$item"
     sep=","
   done < <(LC_ALL=C sort -t "$FS" -k1,1 -k2,2 -- "$1")
   json_array+="]"
+}
+
+# classify_records FILE — add the security fields to the package records in FILE from the
+# classification the part collected: `security_of[name.arch]` (true/false; unset: the
+# manager's default, `security_default`: false when it has advisory data, empty = null when it
+# has none) and `advisories_of[name.arch]` (the advisories field). Removals are never classified.
+declare -A security_of=() advisories_of=()
+security_default=''
+classify_records() {
+  local name arch current candidate repo action security advisories key
+  [[ -f $1 ]] || return 0
+  while IFS=$FS read -r name arch current candidate repo action _; do
+    key=$name.$arch
+    security=${security_of[$key]:-$security_default}
+    advisories=${advisories_of[$key]:-}
+    if [[ $action == remove ]]; then security='' advisories=''; fi
+    record "$name" "$arch" "$current" "$candidate" "$repo" "$action" "$security" "$advisories"
+  done <"$1" >"$1.classified"
+  mv -- "$1.classified" "$1"
 }
 
 # changes_to_json FILE — change records, sorted by name and arch, as a JSON array in json_array.
@@ -262,6 +311,11 @@ parse_args() {
       --dry-run | --apply)
         [[ -z $mode ]] || usage_error "exactly one of --dry-run and --apply is required"
         mode=${1#--}
+        ;;
+      --security-only)
+        [[ $security_only == false ]] || usage_error "--security-only may be given once"
+        [[ -z ${SECURITY_ONLY_UNSUPPORTED:-} ]] || usage_error "--security-only: $SECURITY_ONLY_UNSUPPORTED"
+        security_only=true
         ;;
       --exclude | --*)
         [[ $1 == --exclude || $OPTIONS == *" $1 "* ]] || usage_error "unknown argument: '$1'"
@@ -455,19 +509,43 @@ held_names() {
 
 add_holds() {
   ((${#exclusions[@]} > 0)) || return 0
+  local name
+  local -a pkgs=()
+  while IFS=$FS read -r name _; do
+    if is_excluded "$name"; then pkgs+=("$name"); fi
+  done <"$workdir/before"
+  hold_packages "${pkgs[@]}"
+}
+
+# hold_packages NAME... — hold those of NAME that are not held already, for this run only.
+hold_packages() {
   local name held_list logfile=$workdir/hold.log
   local -A already_held=() to_hold=()
   held_list=$(held_names) || fail 3 environment "apt-mark showhold failed"
   while IFS= read -r name; do
     if [[ -n $name ]]; then already_held[$name]=1; fi
   done <<<"$held_list"
-  while IFS=$FS read -r name _; do
-    if is_excluded "$name" && [[ -z ${already_held[$name]:-} ]]; then to_hold[$name]=1; fi
-  done <"$workdir/before"
-  ((${#to_hold[@]} > 0)) || { log "nothing to hold: excluded packages are not installed or already held"; return 0; }
+  for name in "$@"; do
+    if [[ -z ${already_held[$name]:-} ]]; then to_hold[$name]=1; fi
+  done
+  ((${#to_hold[@]} > 0)) || { log "nothing to hold: the packages are not installed or already held"; return 0; }
   # Recorded before holding, so the trap releases even a partially applied hold.
-  added_holds=("${!to_hold[@]}")
-  run_manager "$logfile" apt-mark hold "${added_holds[@]}" || fail_apt "$logfile" "apt-mark hold"
+  local -a new=("${!to_hold[@]}")
+  added_holds+=("${new[@]}")
+  run_manager "$logfile" apt-mark hold "${new[@]}" || fail_apt "$logfile" "apt-mark hold"
+}
+
+# hold_non_security — --security-only: hold, for this run, every installed package the plan
+# upgrades from a source that is not a security suite, so that apt's own solver (holds
+# respected, an admin's too) plans and applies only the security fixes and what they need.
+hold_non_security() {
+  local name arch current candidate repo action security
+  local -a pkgs=()
+  while IFS=$FS read -r name arch current candidate repo action security _; do
+    if [[ -n $current && $security != true ]]; then pkgs+=("$name"); fi
+  done <"$workdir/packages"
+  ((${#pkgs[@]} > 0)) || return 0
+  hold_packages "${pkgs[@]}"
 }
 
 undo_exclusions() {
@@ -538,7 +616,7 @@ installed_arch() {
 #   Inst pkg (2.0 Debian:12/stable [amd64])         install (a new dependency)
 #   Remv pkg [1.0]                                  remove
 parse_simulation() {
-  local logfile=$1 out=$2 line name arch current candidate repo action
+  local logfile=$1 out=$2 line name arch current candidate repo action security
   local re_inst='^Inst ([^ ]+)( \[([^]]*)\])? \(([^ ]+) (.*) \[([^] ]+)\]\)'
   local re_remv='^Remv ([^ ]+) \[([^]]*)\]'
   local -A seen=()
@@ -573,7 +651,16 @@ parse_simulation() {
     fi
     [[ -z ${seen[$name:$arch]:-} ]] || continue
     seen[$name:$arch]=1
-    record "$name" "$arch" "$current" "$candidate" "$repo" "$action" >>"$out"
+    # Security classification (issue 16): the candidate comes from a security suite — Debian's
+    # `<codename>-security` (archive `stable-security`), Ubuntu's `<series>-security`. apt
+    # names no advisories.
+    security=false
+    if [[ $action == remove ]]; then
+      security=''
+    elif [[ ,$repo, == *-security,* ]]; then
+      security=true
+    fi
+    record "$name" "$arch" "$current" "$candidate" "$repo" "$action" "$security" '' >>"$out"
   done <"$logfile"
 }
 
@@ -587,12 +674,20 @@ simulate() {
 
 compute_plan() {
   simulate "$workdir/packages"
+  if [[ $security_only == true ]]; then
+    hold_non_security
+    simulate "$workdir/packages"
+  fi
   ((${#exclusions[@]} > 0)) || return 0
   # `held`: what the excluded packages would do without the holds. --ignore-hold ignores every
   # hold, ours and the admin's, so an excluded package the admin already held is reported too.
   # Even in a simulation apt-get refuses (exit 100, "Held packages were changed and -y was used
   # without --allow-change-held-packages") unless told the change is allowed; -s changes nothing.
-  simulate "$workdir/unheld" --ignore-hold --allow-change-held-packages
+  # The solver that became apt's default after 3.0 (sid's 3.3.5; opt-in `--solver 3.0` in trixie's
+  # 3.0) keeps held packages back even with --ignore-hold, so this one simulation asks for the
+  # classic solver by name (`internal`, known to every apt since 0.8.16); plan and apply keep
+  # apt's default.
+  simulate "$workdir/unheld" -o APT::Solver=internal --ignore-hold --allow-change-held-packages
   local name rest
   while IFS=$FS read -r name rest; do
     if is_excluded "$name"; then printf '%s\n' "$name$FS$rest"; fi

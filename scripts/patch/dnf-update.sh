@@ -2,7 +2,7 @@
 # Generated from scripts/patch/src/dnf.sh and scripts/patch/src/common.sh by
 # scripts/dev/gen-scripts.ts. Do not edit: edit src/, then run `npm run gen:scripts`.
 #
-# dnf-update.sh — patch an RHEL 8+ / CentOS Stream 8+ / Fedora system with dnf 4. It serves the
+# dnf-update.sh — patch an RHEL 8+ / CentOS Stream 8+ / Fedora system with dnf 4 or dnf5. It serves the
 # dnf and the yum families: on EL 8+ `yum` is dnf 4 under another name (both link to dnf-3).
 #
 #   dnf-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--root DIR]
@@ -12,8 +12,10 @@
 #
 # How each contract step maps onto dnf 4:
 # - manager:  `dnf`; where there is none, `yum` — used only when `yum --version` says 4.x, i.e. it
-#             is dnf 4 called as yum. yum 3 (EL 7) and dnf 5 (Fedora 41+) are refused with exit 3:
-#             their output differs and is not proven (the agent refuses EL 7 at enrolment).
+#             is dnf 4 called as yum. yum 3 (EL 7) is refused with exit 3: its output differs
+#             and is not proven (the agent refuses EL 7 at enrolment). dnf5 (Fedora 41+, where
+#             `dnf` is dnf5) is driven with its own commands: the plan is the transaction it
+#             stores with `upgrade --store` (docs/package-managers.md).
 # - root:     --installroot DIR --config DIR/etc/dnf/dnf.conf (or DIR/etc/yum.conf)
 #             --setopt=reposdir=DIR/etc/yum.repos.d. dnf 4 reads config and repos from the
 #             installroot only when they exist there and silently falls back to the host's
@@ -48,11 +50,13 @@ set -euo pipefail
 readonly SCRIPT=dnf-update.sh
 readonly EXCLUDE_PATTERN='^[A-Za-z0-9_*][A-Za-z0-9_+.*-]*$'
 readonly OPTIONS=' --root '
-readonly USAGE='usage: dnf-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--root DIR]'
+readonly USAGE='usage: dnf-update.sh (--dry-run | --apply) [--security-only] [--exclude PKG[,PKG...]] [--root DIR]'
 readonly EVR_FORMAT='%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}'
 readonly SOLVER_RECORD='^---> Package (.+)\.([^.[:space:]]+) ([^[:space:]]+) will be (.+)$'
 readonly SNAPSHOT_FAILED='rpm -qa (reading the package database) failed'
 manager=dnf
+# dnf4 (dnf 4, also as yum) or dnf5: the commands differ, the contract does not.
+flavour=dnf4
 
 # ---------------------------------------------------------------------------------------------
 # Shared by every patch script (scripts/patch/src/common.sh): arguments, exit paths, JSON output.
@@ -78,8 +82,14 @@ manager=dnf
 
 readonly CONTRACT_VERSION=1
 readonly FS=$'\x1f'
+# Inside a record's advisories field: AS between advisories, AF between an id and its severity.
+readonly AS=$'\x1e'
+readonly AF=$'\x1d'
 
 mode=''
+# --security-only: plan and apply only the security fixes (a part that cannot sets
+# SECURITY_ONLY_UNSUPPORTED to the reason before the include).
+security_only=false
 exclusions=()
 workdir=''
 undo_failure=''
@@ -117,21 +127,64 @@ json_nullable() {
   if [[ -z $1 ]]; then json_quoted=null; else json_quote "$1"; fi
 }
 
+# advisories_to_json LIST — an advisories field (entries separated by AS, each "id AF severity")
+# as a JSON array in json_advisories.
+advisories_to_json() {
+  local entry id severity sep="" rest=$1
+  json_advisories="["
+  while [[ -n $rest ]]; do
+    entry=${rest%%"$AS"*}
+    [[ $rest == *"$AS"* ]] && rest=${rest#*"$AS"} || rest=''
+    id=${entry%%"$AF"*}
+    severity=${entry#*"$AF"}
+    [[ $entry == *"$AF"* ]] || severity=''
+    json_quote "$id"; json_advisories+="$sep{\"id\":$json_quoted"
+    json_nullable "$severity"; json_advisories+=",\"severity\":$json_quoted}"
+    sep=","
+  done
+  json_advisories+="]"
+}
+
 # packages_to_json FILE — package records, sorted by name and arch, as a JSON array in json_array.
 packages_to_json() {
-  local name arch current candidate repo action item sep=""
+  local name arch current candidate repo action security advisories item sep=""
   json_array="["
-  while IFS=$FS read -r name arch current candidate repo action; do
+  while IFS=$FS read -r name arch current candidate repo action security advisories; do
     json_quote "$name"; item="{\"name\":$json_quoted"
     json_quote "$arch"; item+=",\"arch\":$json_quoted"
     json_nullable "$current"; item+=",\"current\":$json_quoted"
     json_nullable "$candidate"; item+=",\"candidate\":$json_quoted"
     json_quote "$repo"; item+=",\"repo\":$json_quoted"
-    json_quote "$action"; item+=",\"action\":$json_quoted}"
+    json_quote "$action"; item+=",\"action\":$json_quoted"
+    case $security in
+      true | false) item+=",\"security\":$security" ;;
+      *) item+=",\"security\":null" ;;
+    esac
+    advisories_to_json "$advisories"
+    item+=",\"advisories\":$json_advisories}"
     json_array+="$sep$item"
     sep=","
   done < <(LC_ALL=C sort -t "$FS" -k1,1 -k2,2 -- "$1")
   json_array+="]"
+}
+
+# classify_records FILE — add the security fields to the package records in FILE from the
+# classification the part collected: `security_of[name.arch]` (true/false; unset: the
+# manager's default, `security_default`: false when it has advisory data, empty = null when it
+# has none) and `advisories_of[name.arch]` (the advisories field). Removals are never classified.
+declare -A security_of=() advisories_of=()
+security_default=''
+classify_records() {
+  local name arch current candidate repo action security advisories key
+  [[ -f $1 ]] || return 0
+  while IFS=$FS read -r name arch current candidate repo action _; do
+    key=$name.$arch
+    security=${security_of[$key]:-$security_default}
+    advisories=${advisories_of[$key]:-}
+    if [[ $action == remove ]]; then security='' advisories=''; fi
+    record "$name" "$arch" "$current" "$candidate" "$repo" "$action" "$security" "$advisories"
+  done <"$1" >"$1.classified"
+  mv -- "$1.classified" "$1"
 }
 
 # changes_to_json FILE — change records, sorted by name and arch, as a JSON array in json_array.
@@ -272,6 +325,11 @@ parse_args() {
         [[ -z $mode ]] || usage_error "exactly one of --dry-run and --apply is required"
         mode=${1#--}
         ;;
+      --security-only)
+        [[ $security_only == false ]] || usage_error "--security-only may be given once"
+        [[ -z ${SECURITY_ONLY_UNSUPPORTED:-} ]] || usage_error "--security-only: $SECURITY_ONLY_UNSUPPORTED"
+        security_only=true
+        ;;
       --exclude | --*)
         [[ $1 == --exclude || $OPTIONS == *" $1 "* ]] || usage_error "unknown argument: '$1'"
         (($# >= 2)) || usage_error "$1 needs a value"
@@ -368,6 +426,7 @@ root=''
 dnf_cmd=()
 rpm_cmd=()
 exclude_opts=()
+upgrade_opts=()
 transaction_log=''
 plan_records=()
 apply_started=false
@@ -382,7 +441,12 @@ check_manager_version() {
   version=$("$bin" --version 2>/dev/null | head -n 1 || true)
   case $version in
     4.*) log "using $bin (dnf $version)" ;;
-    *dnf5* | 5.*) fail 3 environment "dnf 5 is not supported yet ($bin --version: $version)" ;;
+    'dnf5 version 5.'*)
+      # Fedora 41+: `dnf` is dnf5 (Debian sid: a separate `dnf5`); its own commands, see below.
+      flavour=dnf5
+      manager=dnf5
+      log "using $bin ($version)"
+      ;;
     3.*) fail 3 environment "yum 3 (EL 7) is not supported: patchnanny needs dnf 4 (EL 8+); $bin --version: $version" ;;
     *) fail 3 environment "dnf 4 is required; $bin --version says: ${version:-nothing}" ;;
   esac
@@ -423,6 +487,8 @@ check_environment() {
     local IFS=,
     exclude_opts=(--exclude "${exclusions[*]}")
   fi
+  # --security-only: the upgrade takes only packages with an applicable security advisory.
+  if [[ $security_only == true ]]; then upgrade_opts=(--security); fi
   make_workdir
   transaction_log=$workdir/transaction.log
 }
@@ -450,7 +516,11 @@ manager_error() {
 
 refresh_metadata() {
   local code=0
-  run_dnf "$workdir/refresh.log" -y makecache --refresh || code=$?
+  local refresh=(makecache --refresh)
+  # dnf5 (5.4.6): `makecache --refresh` kept a changed repository's old metadata; expiring the
+  # cache does refresh it.
+  [[ $flavour == dnf4 ]] || refresh=(--setopt=metadata_expire=0 makecache)
+  run_dnf "$workdir/refresh.log" -y "${refresh[@]}" || code=$?
   ((code == 0)) && return 0
   ((code == 200)) && fail 4 lock "$(lock_message "$workdir/refresh.log")"
   fail 5 refresh "$(manager_error "$workdir/refresh.log" "$manager makecache --refresh failed with exit $code")"
@@ -497,12 +567,77 @@ lookup_repos() {
   grep $'\t' "$workdir/repoquery.log" >"$workdir/repos" || true
 }
 
+# split_nevra NEVRA — sets nevra_name, nevra_arch, nevra_evr (name-[epoch:]version-release.arch).
+split_nevra() {
+  local rest=${1%.*} release
+  nevra_arch=${1##*.}
+  release=${rest##*-}
+  rest=${rest%-*}
+  nevra_evr=${rest##*-}-$release
+  nevra_name=${rest%-*}
+}
+
+# stored_records FILE — dnf5: the "kind name arch evr" records of a transaction stored with
+# `upgrade --store` (transaction.json, one key a line as dnf5 writes it), the kinds named as
+# dnf 4's depsolve records; the repository of each new package goes to $workdir/repos.
+stored_records() {
+  local line nevra='' action='' repo='' key value
+  local -a rpms=()
+  local -A replacing=()
+  : >"$workdir/repos"
+  [[ -f $1 ]] || return 0 # nothing to do: nothing stored
+  while IFS= read -r line; do
+    if [[ $line =~ ^[[:space:]]*\"(nevra|action|repo_id)\":\"(.*)\",?$ ]]; then
+      key=${BASH_REMATCH[1]}
+      value=${BASH_REMATCH[2]}
+      case $key in
+        nevra) nevra=$value ;;
+        action) action=$value ;;
+        repo_id) repo=$value ;;
+      esac
+    elif [[ $line =~ ^[[:space:]]*\}  && -n $nevra ]]; then
+      rpms+=("$action$FS$nevra$FS$repo")
+      split_nevra "$nevra"
+      case $action in Upgrade | Downgrade) replacing[$nevra_name]=$action ;; esac
+      nevra='' action='' repo=''
+    fi
+  done <"$1"
+  local entry kind
+  for entry in "${rpms[@]}"; do
+    IFS=$FS read -r action nevra repo <<<"$entry"
+    split_nevra "$nevra"
+    case $action in
+      Upgrade) kind='an upgrade' ;;
+      Downgrade) kind='a downgrade' ;;
+      Install) kind=installed ;;
+      Remove) kind=erased ;;
+      Replaced)
+        case ${replacing[$nevra_name]:-} in
+          Upgrade) kind=upgraded ;;
+          Downgrade) kind=downgraded ;;
+          *) kind=obsoleted ;;
+        esac
+        ;;
+      *) continue ;;
+    esac
+    record "$kind" "$nevra_name" "$nevra_arch" "$nevra_evr"
+    if [[ $kind == 'an upgrade' || $kind == 'a downgrade' || $kind == installed ]]; then
+      repo=${repo#@stored_transaction(}
+      printf '%s\t%s\t%s\n' "$nevra_name.$nevra_arch" "$nevra_evr" "${repo%)}" >>"$workdir/repos"
+    fi
+  done
+}
+
 # build_plan — package records of the solved transaction: each new package paired with the
 # installed one it replaces.
 build_plan() {
   local entry kind name arch evr i current action repo olds=() old_kind old_name old_arch old_evr
-  mapfile -t plan_records < <(solver_records "$transaction_log")
-  lookup_repos
+  if [[ $flavour == dnf5 ]]; then
+    mapfile -t plan_records < <(stored_records "$workdir/store/transaction.json")
+  else
+    mapfile -t plan_records < <(solver_records "$transaction_log")
+    lookup_repos
+  fi
   for entry in "${plan_records[@]}"; do
     IFS=$FS read -r kind name arch evr <<<"$entry"
     if [[ $kind == upgraded || $kind == downgraded || $kind == erased || $kind == obsoleted ]]; then olds+=("$entry"); fi
@@ -540,11 +675,66 @@ build_plan() {
   done >>"$workdir/packages"
 }
 
+# collect_advisories — the security classification (issue 16) from the repositories' updateinfo,
+# before anything is applied: the advisories the manager lists as applicable to what is
+# installed (dnf 4 `updateinfo list`, dnf5 `advisory list --json`), by name.arch. A package with
+# an applicable advisory of type security is a security fix (`upgrade --security` takes it); with
+# none it is not — unless no repository publishes updateinfo at all: then null, never a guess.
+collect_advisories() {
+  local line id type severity nevra count=0 key
+  local -a found=()
+  if [[ $flavour == dnf5 ]]; then
+    run_dnf "$workdir/advisories.log" -q advisory list --json ||
+      fail_dnf "$workdir/advisories.log" "$manager_exit_code" "$manager advisory list failed with exit $manager_exit_code"
+    id='' type='' severity='' nevra=''
+    while IFS= read -r line; do
+      if [[ $line =~ ^[[:space:]]*\"(name|type|severity|nevra)\":\"(.*)\",?$ ]]; then
+        case ${BASH_REMATCH[1]} in
+          name) id=${BASH_REMATCH[2]} ;;
+          type) type=${BASH_REMATCH[2]} ;;
+          severity) severity=${BASH_REMATCH[2]} ;;
+          nevra) nevra=${BASH_REMATCH[2]} ;;
+        esac
+      elif [[ $line =~ ^[[:space:]]*\} && -n $id && -n $nevra ]]; then
+        found+=("$id$FS$type$FS$severity$FS$nevra")
+        id='' type='' severity='' nevra=''
+      fi
+    done <"$workdir/advisories.log"
+  else
+    run_dnf "$workdir/advisories.log" -q updateinfo list ||
+      fail_dnf "$workdir/advisories.log" "$manager_exit_code" "$manager updateinfo list failed with exit $manager_exit_code"
+    # "ID SEVERITY/Sec. NEVRA" for a security advisory, "ID TYPE NEVRA" for the others.
+    while read -r id type nevra _; do
+      [[ -n $nevra && $nevra == *.* && $id != *:*' '* ]] || continue
+      severity=''
+      if [[ $type == */Sec. ]]; then
+        severity=${type%/Sec.}
+        type=security
+      fi
+      found+=("$id$FS$type$FS$severity$FS$nevra")
+    done < <(grep -E '^[[:space:]]*[^[:space:]]+[[:space:]]+[^[:space:]]+[[:space:]]+[^[:space:]]+\.[^.[:space:]]+[[:space:]]*$' "$workdir/advisories.log" || true)
+  fi
+  for line in "${found[@]}"; do
+    IFS=$FS read -r id type severity nevra <<<"$line"
+    case $severity in None | none | Unknown | unknown) severity='' ;; esac
+    split_nevra "$nevra"
+    key=$nevra_name.$nevra_arch
+    count=$((count + 1))
+    [[ $AS${advisories_of[$key]:-}$AS != *"$AS$id$AF"* ]] || continue
+    advisories_of[$key]=${advisories_of[$key]:+${advisories_of[$key]}$AS}$id$AF$severity
+    if [[ $type == security ]]; then security_of[$key]=true; fi
+  done
+  if ((count > 0)); then security_default=false; fi
+  log "updateinfo: $count advisory entries apply to installed packages"
+}
+
 compute_held() {
   local name arch evr repo
   ((${#exclusions[@]})) || return 0
+  # Real tabs and newline: dnf5 prints a query format's characters as they are (no \t, no
+  # newline of its own); dnf 4 adds a newline, which leaves empty lines.
   run_dnf "$workdir/held.log" -q repoquery --upgrades --latest-limit 1 \
-    --qf '%{name}\t%{arch}\t%{evr}\t%{repoid}' -- "${exclusions[@]}" ||
+    --qf $'%{name}\t%{arch}\t%{evr}\t%{repoid}\n' -- "${exclusions[@]}" ||
     fail 6 transaction "$(manager_error "$workdir/held.log" "$manager repoquery --upgrades failed with exit $manager_exit_code")"
   while IFS=$'\t' read -r name arch evr repo; do
     [[ -n $repo ]] || continue
@@ -552,13 +742,40 @@ compute_held() {
   done < <(grep $'\t' "$workdir/held.log" | LC_ALL=C sort -u) >"$workdir/held"
 }
 
+# store_transaction — dnf5: solve the upgrade and store the transaction (JSON, and its packages
+# downloaded) in the run's work directory instead of running it. dnf5 has no depsolve records;
+# the stored transaction is the solver's machine-readable answer. Not `replay`ed: a replay
+# skips the OpenPGP checks of the stored packages, so apply runs the same upgrade itself.
+store_transaction() {
+  local code=0
+  run_dnf "$workdir/store.log" -y "${exclude_opts[@]}" upgrade "${upgrade_opts[@]}" "--store=$workdir/store" || code=$?
+  ((code == 0)) && return 0
+  fail_dnf "$workdir/store.log" "$code" "$manager upgrade --store (solving) failed with exit $code"
+}
+
+# fail_dnf LOGFILE CODE MESSAGE — a failed dnf run: exit 4 when another process has the lock
+# (dnf 4: exit 200; dnf5 says so), else exit 6.
+fail_dnf() {
+  if (($2 == 200)) || grep -qiE 'already locked|locked by (another|PID)|Failed to obtain.*lock' "$1"; then
+    fail 4 lock "$(lock_message "$1")"
+  fi
+  fail 6 transaction "$(manager_error "$1" "$3")"
+}
+
 plan_dry_run() {
   local code=0
-  run_dnf "$transaction_log" -v --assumeno "${exclude_opts[@]}" upgrade || code=$?
+  if [[ $flavour == dnf5 ]]; then
+    store_transaction
+    build_plan
+    classify_records "$workdir/packages"
+    return 0
+  fi
+  run_dnf "$transaction_log" -v --assumeno "${exclude_opts[@]}" upgrade "${upgrade_opts[@]}" || code=$?
   # --assumeno answers the confirmation with "no": exit 1 and "Operation aborted." after a
   # successful resolution; exit 0 when there is nothing to do. Anything else is a solver failure.
   if ((code == 0)) || { ((code == 1)) && grep -qx 'Operation aborted.' "$transaction_log"; }; then
     build_plan
+    classify_records "$workdir/packages"
     return 0
   fi
   ((code == 200)) && fail 4 lock "$(lock_message "$transaction_log")"
@@ -567,14 +784,17 @@ plan_dry_run() {
 
 apply_upgrade() {
   local code=0
+  [[ $flavour == dnf4 ]] || store_transaction
   apply_started=true
-  run_dnf "$transaction_log" -v -y "${exclude_opts[@]}" upgrade || code=$?
+  local verbose=(-v) # dnf 4's depsolve records; dnf5 has none (and no -v)
+  [[ $flavour == dnf4 ]] || verbose=()
+  run_dnf "$transaction_log" "${verbose[@]}" -y "${exclude_opts[@]}" upgrade "${upgrade_opts[@]}" || code=$?
   record_changes
   build_plan
+  classify_records "$workdir/packages"
   manager_exit_code=$code # the upgrade's status, not the repository lookup's
   ((code == 0)) && return 0
-  ((code == 200)) && fail 4 lock "$(lock_message "$transaction_log")"
-  fail 6 transaction "$(manager_error "$transaction_log" "$manager upgrade failed with exit $code")"
+  fail_dnf "$transaction_log" "$code" "$manager upgrade failed with exit $code"
 }
 
 is_reboot_package() {
@@ -650,6 +870,7 @@ main() {
   check_environment
   snapshot "$workdir/before" || fail 3 environment "$SNAPSHOT_FAILED"
   refresh_metadata
+  collect_advisories
   compute_held
   if [[ $mode == apply ]]; then
     apply_upgrade

@@ -30,6 +30,7 @@ set -euo pipefail
 
 readonly SCRIPT=pacman-update.sh
 readonly EXCLUDE_PATTERN='^[a-z0-9@_+*][a-z0-9@._+*-]*$'
+readonly SECURITY_ONLY_UNSUPPORTED='pacman has no advisory data, so it cannot tell a security fix from any other update'
 readonly OPTIONS=' --root '
 readonly USAGE='usage: pacman-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--root DIR]'
 readonly SNAPSHOT_FAILED='pacman -Q (reading the local package database) failed'
@@ -59,8 +60,14 @@ manager=pacman
 
 readonly CONTRACT_VERSION=1
 readonly FS=$'\x1f'
+# Inside a record's advisories field: AS between advisories, AF between an id and its severity.
+readonly AS=$'\x1e'
+readonly AF=$'\x1d'
 
 mode=''
+# --security-only: plan and apply only the security fixes (a part that cannot sets
+# SECURITY_ONLY_UNSUPPORTED to the reason before the include).
+security_only=false
 exclusions=()
 workdir=''
 undo_failure=''
@@ -98,21 +105,64 @@ json_nullable() {
   if [[ -z $1 ]]; then json_quoted=null; else json_quote "$1"; fi
 }
 
+# advisories_to_json LIST — an advisories field (entries separated by AS, each "id AF severity")
+# as a JSON array in json_advisories.
+advisories_to_json() {
+  local entry id severity sep="" rest=$1
+  json_advisories="["
+  while [[ -n $rest ]]; do
+    entry=${rest%%"$AS"*}
+    [[ $rest == *"$AS"* ]] && rest=${rest#*"$AS"} || rest=''
+    id=${entry%%"$AF"*}
+    severity=${entry#*"$AF"}
+    [[ $entry == *"$AF"* ]] || severity=''
+    json_quote "$id"; json_advisories+="$sep{\"id\":$json_quoted"
+    json_nullable "$severity"; json_advisories+=",\"severity\":$json_quoted}"
+    sep=","
+  done
+  json_advisories+="]"
+}
+
 # packages_to_json FILE — package records, sorted by name and arch, as a JSON array in json_array.
 packages_to_json() {
-  local name arch current candidate repo action item sep=""
+  local name arch current candidate repo action security advisories item sep=""
   json_array="["
-  while IFS=$FS read -r name arch current candidate repo action; do
+  while IFS=$FS read -r name arch current candidate repo action security advisories; do
     json_quote "$name"; item="{\"name\":$json_quoted"
     json_quote "$arch"; item+=",\"arch\":$json_quoted"
     json_nullable "$current"; item+=",\"current\":$json_quoted"
     json_nullable "$candidate"; item+=",\"candidate\":$json_quoted"
     json_quote "$repo"; item+=",\"repo\":$json_quoted"
-    json_quote "$action"; item+=",\"action\":$json_quoted}"
+    json_quote "$action"; item+=",\"action\":$json_quoted"
+    case $security in
+      true | false) item+=",\"security\":$security" ;;
+      *) item+=",\"security\":null" ;;
+    esac
+    advisories_to_json "$advisories"
+    item+=",\"advisories\":$json_advisories}"
     json_array+="$sep$item"
     sep=","
   done < <(LC_ALL=C sort -t "$FS" -k1,1 -k2,2 -- "$1")
   json_array+="]"
+}
+
+# classify_records FILE — add the security fields to the package records in FILE from the
+# classification the part collected: `security_of[name.arch]` (true/false; unset: the
+# manager's default, `security_default`: false when it has advisory data, empty = null when it
+# has none) and `advisories_of[name.arch]` (the advisories field). Removals are never classified.
+declare -A security_of=() advisories_of=()
+security_default=''
+classify_records() {
+  local name arch current candidate repo action security advisories key
+  [[ -f $1 ]] || return 0
+  while IFS=$FS read -r name arch current candidate repo action _; do
+    key=$name.$arch
+    security=${security_of[$key]:-$security_default}
+    advisories=${advisories_of[$key]:-}
+    if [[ $action == remove ]]; then security='' advisories=''; fi
+    record "$name" "$arch" "$current" "$candidate" "$repo" "$action" "$security" "$advisories"
+  done <"$1" >"$1.classified"
+  mv -- "$1.classified" "$1"
 }
 
 # changes_to_json FILE — change records, sorted by name and arch, as a JSON array in json_array.
@@ -253,6 +303,11 @@ parse_args() {
         [[ -z $mode ]] || usage_error "exactly one of --dry-run and --apply is required"
         mode=${1#--}
         ;;
+      --security-only)
+        [[ $security_only == false ]] || usage_error "--security-only may be given once"
+        [[ -z ${SECURITY_ONLY_UNSUPPORTED:-} ]] || usage_error "--security-only: $SECURITY_ONLY_UNSUPPORTED"
+        security_only=true
+        ;;
       --exclude | --*)
         [[ $1 == --exclude || $OPTIONS == *" $1 "* ]] || usage_error "unknown argument: '$1'"
         (($# >= 2)) || usage_error "$1 needs a value"
@@ -366,17 +421,31 @@ check_environment() {
     [[ -d $root/ ]] || fail 3 environment "--root is not a directory: $root/"
     [[ -f $root/etc/pacman.conf && -d $root/var/lib/pacman ]] ||
       fail 3 environment "--root has no etc/pacman.conf and var/lib/pacman: $root/"
+  fi
+  make_workdir
+  if [[ -n $root ]]; then
     # Everything pacman reads or writes lives under ROOT, so the host is never touched.
     pacman_cmd+=(--root "$root/" --dbpath "$root/var/lib/pacman/"
       --cachedir "$root/var/cache/pacman/pkg/" --config "$root/etc/pacman.conf"
-      --gpgdir "$root/etc/pacman.d/gnupg/" --hookdir "$root/etc/pacman.d/hooks/"
+      --gpgdir "$(root_dir_or_empty etc/pacman.d/gnupg)/" --hookdir "$(root_dir_or_empty etc/pacman.d/hooks)/"
       --logfile "$root/var/log/pacman.log")
   fi
   if ((${#exclusions[@]})); then
     local IFS=,
     ignore_opts=(--ignore "${exclusions[*]}")
   fi
-  make_workdir
+}
+
+# root_dir_or_empty DIR — ROOT/DIR when it exists, else an empty directory of the run: pacman 7
+# refuses a --gpgdir or --hookdir that does not exist (6.0 accepted one), and a root without a
+# keyring or hooks must not borrow the host's. An empty gpgdir verifies nothing: a repository
+# that requires signatures then fails, as it would on that system.
+root_dir_or_empty() {
+  if [[ -d $root/$1 ]]; then
+    printf '%s' "$root/$1"
+  else
+    mkdir -p -- "$workdir/empty/$1" && printf '%s' "$workdir/empty/$1"
+  fi
 }
 
 lock_is_held() { [[ -e $root/var/lib/pacman/db.lck ]]; }

@@ -4,7 +4,7 @@
 #
 # zypper-update.sh — patch a SLES 15+ / openSUSE Leap 15+ system with zypper.
 #
-#   zypper-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--root DIR]
+#   zypper-update.sh (--dry-run | --apply) [--security-only] [--exclude PKG[,PKG...]] [--root DIR]
 #
 # Speaks docs/script-contract.md: one JSON document on stdout, the human log on stderr.
 # Self-contained on purpose: the agent downloads this one file and verifies its SHA-256.
@@ -69,8 +69,14 @@ manager=zypper
 
 readonly CONTRACT_VERSION=1
 readonly FS=$'\x1f'
+# Inside a record's advisories field: AS between advisories, AF between an id and its severity.
+readonly AS=$'\x1e'
+readonly AF=$'\x1d'
 
 mode=''
+# --security-only: plan and apply only the security fixes (a part that cannot sets
+# SECURITY_ONLY_UNSUPPORTED to the reason before the include).
+security_only=false
 exclusions=()
 workdir=''
 undo_failure=''
@@ -108,21 +114,64 @@ json_nullable() {
   if [[ -z $1 ]]; then json_quoted=null; else json_quote "$1"; fi
 }
 
+# advisories_to_json LIST — an advisories field (entries separated by AS, each "id AF severity")
+# as a JSON array in json_advisories.
+advisories_to_json() {
+  local entry id severity sep="" rest=$1
+  json_advisories="["
+  while [[ -n $rest ]]; do
+    entry=${rest%%"$AS"*}
+    [[ $rest == *"$AS"* ]] && rest=${rest#*"$AS"} || rest=''
+    id=${entry%%"$AF"*}
+    severity=${entry#*"$AF"}
+    [[ $entry == *"$AF"* ]] || severity=''
+    json_quote "$id"; json_advisories+="$sep{\"id\":$json_quoted"
+    json_nullable "$severity"; json_advisories+=",\"severity\":$json_quoted}"
+    sep=","
+  done
+  json_advisories+="]"
+}
+
 # packages_to_json FILE — package records, sorted by name and arch, as a JSON array in json_array.
 packages_to_json() {
-  local name arch current candidate repo action item sep=""
+  local name arch current candidate repo action security advisories item sep=""
   json_array="["
-  while IFS=$FS read -r name arch current candidate repo action; do
+  while IFS=$FS read -r name arch current candidate repo action security advisories; do
     json_quote "$name"; item="{\"name\":$json_quoted"
     json_quote "$arch"; item+=",\"arch\":$json_quoted"
     json_nullable "$current"; item+=",\"current\":$json_quoted"
     json_nullable "$candidate"; item+=",\"candidate\":$json_quoted"
     json_quote "$repo"; item+=",\"repo\":$json_quoted"
-    json_quote "$action"; item+=",\"action\":$json_quoted}"
+    json_quote "$action"; item+=",\"action\":$json_quoted"
+    case $security in
+      true | false) item+=",\"security\":$security" ;;
+      *) item+=",\"security\":null" ;;
+    esac
+    advisories_to_json "$advisories"
+    item+=",\"advisories\":$json_advisories}"
     json_array+="$sep$item"
     sep=","
   done < <(LC_ALL=C sort -t "$FS" -k1,1 -k2,2 -- "$1")
   json_array+="]"
+}
+
+# classify_records FILE — add the security fields to the package records in FILE from the
+# classification the part collected: `security_of[name.arch]` (true/false; unset: the
+# manager's default, `security_default`: false when it has advisory data, empty = null when it
+# has none) and `advisories_of[name.arch]` (the advisories field). Removals are never classified.
+declare -A security_of=() advisories_of=()
+security_default=''
+classify_records() {
+  local name arch current candidate repo action security advisories key
+  [[ -f $1 ]] || return 0
+  while IFS=$FS read -r name arch current candidate repo action _; do
+    key=$name.$arch
+    security=${security_of[$key]:-$security_default}
+    advisories=${advisories_of[$key]:-}
+    if [[ $action == remove ]]; then security='' advisories=''; fi
+    record "$name" "$arch" "$current" "$candidate" "$repo" "$action" "$security" "$advisories"
+  done <"$1" >"$1.classified"
+  mv -- "$1.classified" "$1"
 }
 
 # changes_to_json FILE — change records, sorted by name and arch, as a JSON array in json_array.
@@ -262,6 +311,11 @@ parse_args() {
       --dry-run | --apply)
         [[ -z $mode ]] || usage_error "exactly one of --dry-run and --apply is required"
         mode=${1#--}
+        ;;
+      --security-only)
+        [[ $security_only == false ]] || usage_error "--security-only may be given once"
+        [[ -z ${SECURITY_ONLY_UNSUPPORTED:-} ]] || usage_error "--security-only: $SECURITY_ONLY_UNSUPPORTED"
+        security_only=true
         ;;
       --exclude | --*)
         [[ $1 == --exclude || $OPTIONS == *" $1 "* ]] || usage_error "unknown argument: '$1'"
@@ -516,10 +570,50 @@ repo_of() {
   printf 'unknown'
 }
 
+# upgrade_command — what plans and applies: `update`, or under --security-only
+# `patch --category security` (the packages of the needed security patches).
+upgrade_command() {
+  if [[ $security_only == true ]]; then
+    upgrade_cmd=(patch --category security)
+  else
+    upgrade_cmd=(update)
+  fi
+}
+
+# classify_plan — the security classification (issue 16) from the repositories' patches
+# (updateinfo): the packages the needed patches of category security would install are security
+# fixes; when the repositories publish no patches at all, null, never a guess.
+classify_plan() {
+  local code=0 tag section type name edition arch old repo patches=0
+  run_zypper --no-refresh --xmlout list-patches --all || code=$?
+  zypper_ok "$code" || fail_zypper "$code" 'list-patches --all'
+  patches=$(xml_solvables <<<"$zypper_output" | awk '$3 == "patch"' | wc -l)
+  if ((patches == 0)); then
+    classify_records "$workdir/packages"
+    return 0
+  fi
+  code=0
+  run_zypper --no-refresh --xmlout patch --dry-run --category security || code=$?
+  if ! zypper_ok "$code"; then
+    # A lock (an --exclude, an admin's) on a package of a needed patch is a solver conflict
+    # (exit 4): the plan stands, unclassified (null) rather than guessed.
+    log "patch --dry-run --category security failed with exit $code: the plan is not classified"
+    classify_records "$workdir/packages"
+    return 0
+  fi
+  security_default=false
+  while read -r tag section type name edition arch old repo; do
+    [[ $tag == solvable && $type == package && $section != remove ]] || continue
+    security_of[$name.$arch]=true
+  done < <(xml_solvables <<<"$zypper_output")
+  classify_records "$workdir/packages"
+}
+
 compute_plan() {
-  local code=0 tag section type name edition arch old repo plan search='' names=()
-  run_zypper --no-refresh --xmlout update --dry-run --download-in-advance || code=$?
-  zypper_ok "$code" || fail_zypper "$code" 'update --dry-run'
+  local code=0 tag section type name edition arch old repo plan search='' names=() upgrade_cmd
+  upgrade_command
+  run_zypper --no-refresh --xmlout "${upgrade_cmd[@]}" --dry-run --download-in-advance || code=$?
+  zypper_ok "$code" || fail_zypper "$code" "${upgrade_cmd[*]} --dry-run"
   plan=$(xml_solvables <<<"$zypper_output" | awk '$1 == "solvable" && $3 == "package"' | sort -u -k4,4 -k5,5)
   : >"$workdir/packages"
   [[ -n $plan ]] || return 0
@@ -543,13 +637,14 @@ compute_plan() {
 }
 
 apply_update() {
-  local code=0
+  local code=0 upgrade_cmd
+  upgrade_command
   apply_started=true
-  log 'updating (zypper update --download-in-advance)'
-  "${zypper_cmd[@]}" --no-refresh update --download-in-advance >&2 || code=$?
+  log "updating (zypper ${upgrade_cmd[*]} --download-in-advance)"
+  "${zypper_cmd[@]}" --no-refresh "${upgrade_cmd[@]}" --download-in-advance >&2 || code=$?
   manager_exit_code=$code
   record_changes
-  zypper_ok "$code" || fail_zypper "$code" update
+  zypper_ok "$code" || fail_zypper "$code" "${upgrade_cmd[*]}"
 }
 
 detect_reboot() {
@@ -574,6 +669,7 @@ main() {
   add_locks
   compute_held
   compute_plan
+  classify_plan
   if [[ $mode == apply ]]; then
     apply_update
   fi

@@ -18,6 +18,8 @@ export interface ScriptPackage {
   candidate: string | null;
   repo: string;
   action: string;
+  security: boolean | null;
+  advisories: { id: string; severity: string | null }[];
 }
 
 export interface ScriptJson {
@@ -45,6 +47,20 @@ export interface ScriptJson {
  */
 export interface Sandbox {
   readonly family: Family;
+  /** The Debian generation whose package manager the proof drives (`bookworm`, `sid`). */
+  readonly generation: string;
+  /** The proof matrix's row when it is not the family (`dnf (dnf5)`). */
+  readonly matrixRow?: string;
+  /** The manager and its version as the manager says it (`apt 3.0.3`), for the proof matrix. */
+  managerVersion?(): Promise<string>;
+  /**
+   * What the family's fixture repositories say about security (issue 16): `advisories` — real
+   * updateinfo naming pn-alpha 2 a security fix (Important) and pn-beta 2 a bug fix (dnf, yum);
+   * `patches` — the same updateinfo, read by zypper as patches of category security / recommended;
+   * `suite` — pn-alpha 2 published in a `*-security` suite (apt); `none` — the manager has no
+   * advisory data (pacman).
+   */
+  readonly securityData: 'advisories' | 'patches' | 'suite' | 'none';
   /** Name of the fixture package whose upgrade must set reboot_required. */
   readonly rebootPackage: string;
   /** Build a fresh system: v1 fixtures installed, v2 published in its local repo. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # apt-update.sh — patchnanny patch script for the apt family (Debian 10+, Ubuntu 20.04+).
 #
-#   apt-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--apt-mode dist-upgrade|upgrade]
+#   apt-update.sh (--dry-run | --apply) [--security-only] [--exclude PKG[,PKG...]] [--apt-mode dist-upgrade|upgrade]
 #
 # Speaks docs/script-contract.md: one JSON document on stdout, the human log (including apt's own
 # output) on stderr, exit codes 0/2/3/4/5/6. Self-contained on purpose: the agent downloads this
@@ -144,19 +144,43 @@ held_names() {
 
 add_holds() {
   ((${#exclusions[@]} > 0)) || return 0
+  local name
+  local -a pkgs=()
+  while IFS=$FS read -r name _; do
+    if is_excluded "$name"; then pkgs+=("$name"); fi
+  done <"$workdir/before"
+  hold_packages "${pkgs[@]}"
+}
+
+# hold_packages NAME... — hold those of NAME that are not held already, for this run only.
+hold_packages() {
   local name held_list logfile=$workdir/hold.log
   local -A already_held=() to_hold=()
   held_list=$(held_names) || fail 3 environment "apt-mark showhold failed"
   while IFS= read -r name; do
     if [[ -n $name ]]; then already_held[$name]=1; fi
   done <<<"$held_list"
-  while IFS=$FS read -r name _; do
-    if is_excluded "$name" && [[ -z ${already_held[$name]:-} ]]; then to_hold[$name]=1; fi
-  done <"$workdir/before"
-  ((${#to_hold[@]} > 0)) || { log "nothing to hold: excluded packages are not installed or already held"; return 0; }
+  for name in "$@"; do
+    if [[ -z ${already_held[$name]:-} ]]; then to_hold[$name]=1; fi
+  done
+  ((${#to_hold[@]} > 0)) || { log "nothing to hold: the packages are not installed or already held"; return 0; }
   # Recorded before holding, so the trap releases even a partially applied hold.
-  added_holds=("${!to_hold[@]}")
-  run_manager "$logfile" apt-mark hold "${added_holds[@]}" || fail_apt "$logfile" "apt-mark hold"
+  local -a new=("${!to_hold[@]}")
+  added_holds+=("${new[@]}")
+  run_manager "$logfile" apt-mark hold "${new[@]}" || fail_apt "$logfile" "apt-mark hold"
+}
+
+# hold_non_security — --security-only: hold, for this run, every installed package the plan
+# upgrades from a source that is not a security suite, so that apt's own solver (holds
+# respected, an admin's too) plans and applies only the security fixes and what they need.
+hold_non_security() {
+  local name arch current candidate repo action security
+  local -a pkgs=()
+  while IFS=$FS read -r name arch current candidate repo action security _; do
+    if [[ -n $current && $security != true ]]; then pkgs+=("$name"); fi
+  done <"$workdir/packages"
+  ((${#pkgs[@]} > 0)) || return 0
+  hold_packages "${pkgs[@]}"
 }
 
 undo_exclusions() {
@@ -227,7 +251,7 @@ installed_arch() {
 #   Inst pkg (2.0 Debian:12/stable [amd64])         install (a new dependency)
 #   Remv pkg [1.0]                                  remove
 parse_simulation() {
-  local logfile=$1 out=$2 line name arch current candidate repo action
+  local logfile=$1 out=$2 line name arch current candidate repo action security
   local re_inst='^Inst ([^ ]+)( \[([^]]*)\])? \(([^ ]+) (.*) \[([^] ]+)\]\)'
   local re_remv='^Remv ([^ ]+) \[([^]]*)\]'
   local -A seen=()
@@ -262,7 +286,16 @@ parse_simulation() {
     fi
     [[ -z ${seen[$name:$arch]:-} ]] || continue
     seen[$name:$arch]=1
-    record "$name" "$arch" "$current" "$candidate" "$repo" "$action" >>"$out"
+    # Security classification (issue 16): the candidate comes from a security suite — Debian's
+    # `<codename>-security` (archive `stable-security`), Ubuntu's `<series>-security`. apt
+    # names no advisories.
+    security=false
+    if [[ $action == remove ]]; then
+      security=''
+    elif [[ ,$repo, == *-security,* ]]; then
+      security=true
+    fi
+    record "$name" "$arch" "$current" "$candidate" "$repo" "$action" "$security" '' >>"$out"
   done <"$logfile"
 }
 
@@ -276,12 +309,20 @@ simulate() {
 
 compute_plan() {
   simulate "$workdir/packages"
+  if [[ $security_only == true ]]; then
+    hold_non_security
+    simulate "$workdir/packages"
+  fi
   ((${#exclusions[@]} > 0)) || return 0
   # `held`: what the excluded packages would do without the holds. --ignore-hold ignores every
   # hold, ours and the admin's, so an excluded package the admin already held is reported too.
   # Even in a simulation apt-get refuses (exit 100, "Held packages were changed and -y was used
   # without --allow-change-held-packages") unless told the change is allowed; -s changes nothing.
-  simulate "$workdir/unheld" --ignore-hold --allow-change-held-packages
+  # The solver that became apt's default after 3.0 (sid's 3.3.5; opt-in `--solver 3.0` in trixie's
+  # 3.0) keeps held packages back even with --ignore-hold, so this one simulation asks for the
+  # classic solver by name (`internal`, known to every apt since 0.8.16); plan and apply keep
+  # apt's default.
+  simulate "$workdir/unheld" -o APT::Solver=internal --ignore-hold --allow-change-held-packages
   local name rest
   while IFS=$FS read -r name rest; do
     if is_excluded "$name"; then printf '%s\n' "$name$FS$rest"; fi

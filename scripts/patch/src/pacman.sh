@@ -27,6 +27,7 @@ set -euo pipefail
 
 readonly SCRIPT=pacman-update.sh
 readonly EXCLUDE_PATTERN='^[a-z0-9@_+*][a-z0-9@._+*-]*$'
+readonly SECURITY_ONLY_UNSUPPORTED='pacman has no advisory data, so it cannot tell a security fix from any other update'
 readonly OPTIONS=' --root '
 readonly USAGE='usage: pacman-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--root DIR]'
 readonly SNAPSHOT_FAILED='pacman -Q (reading the local package database) failed'
@@ -55,17 +56,31 @@ check_environment() {
     [[ -d $root/ ]] || fail 3 environment "--root is not a directory: $root/"
     [[ -f $root/etc/pacman.conf && -d $root/var/lib/pacman ]] ||
       fail 3 environment "--root has no etc/pacman.conf and var/lib/pacman: $root/"
+  fi
+  make_workdir
+  if [[ -n $root ]]; then
     # Everything pacman reads or writes lives under ROOT, so the host is never touched.
     pacman_cmd+=(--root "$root/" --dbpath "$root/var/lib/pacman/"
       --cachedir "$root/var/cache/pacman/pkg/" --config "$root/etc/pacman.conf"
-      --gpgdir "$root/etc/pacman.d/gnupg/" --hookdir "$root/etc/pacman.d/hooks/"
+      --gpgdir "$(root_dir_or_empty etc/pacman.d/gnupg)/" --hookdir "$(root_dir_or_empty etc/pacman.d/hooks)/"
       --logfile "$root/var/log/pacman.log")
   fi
   if ((${#exclusions[@]})); then
     local IFS=,
     ignore_opts=(--ignore "${exclusions[*]}")
   fi
-  make_workdir
+}
+
+# root_dir_or_empty DIR — ROOT/DIR when it exists, else an empty directory of the run: pacman 7
+# refuses a --gpgdir or --hookdir that does not exist (6.0 accepted one), and a root without a
+# keyring or hooks must not borrow the host's. An empty gpgdir verifies nothing: a repository
+# that requires signatures then fails, as it would on that system.
+root_dir_or_empty() {
+  if [[ -d $root/$1 ]]; then
+    printf '%s' "$root/$1"
+  else
+    mkdir -p -- "$workdir/empty/$1" && printf '%s' "$workdir/empty/$1"
+  fi
 }
 
 lock_is_held() { [[ -e $root/var/lib/pacman/db.lck ]]; }

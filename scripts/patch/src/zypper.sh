@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # zypper-update.sh — patch a SLES 15+ / openSUSE Leap 15+ system with zypper.
 #
-#   zypper-update.sh (--dry-run | --apply) [--exclude PKG[,PKG...]] [--root DIR]
+#   zypper-update.sh (--dry-run | --apply) [--security-only] [--exclude PKG[,PKG...]] [--root DIR]
 #
 # Speaks docs/script-contract.md: one JSON document on stdout, the human log on stderr.
 # Self-contained on purpose: the agent downloads this one file and verifies its SHA-256.
@@ -205,10 +205,50 @@ repo_of() {
   printf 'unknown'
 }
 
+# upgrade_command — what plans and applies: `update`, or under --security-only
+# `patch --category security` (the packages of the needed security patches).
+upgrade_command() {
+  if [[ $security_only == true ]]; then
+    upgrade_cmd=(patch --category security)
+  else
+    upgrade_cmd=(update)
+  fi
+}
+
+# classify_plan — the security classification (issue 16) from the repositories' patches
+# (updateinfo): the packages the needed patches of category security would install are security
+# fixes; when the repositories publish no patches at all, null, never a guess.
+classify_plan() {
+  local code=0 tag section type name edition arch old repo patches=0
+  run_zypper --no-refresh --xmlout list-patches --all || code=$?
+  zypper_ok "$code" || fail_zypper "$code" 'list-patches --all'
+  patches=$(xml_solvables <<<"$zypper_output" | awk '$3 == "patch"' | wc -l)
+  if ((patches == 0)); then
+    classify_records "$workdir/packages"
+    return 0
+  fi
+  code=0
+  run_zypper --no-refresh --xmlout patch --dry-run --category security || code=$?
+  if ! zypper_ok "$code"; then
+    # A lock (an --exclude, an admin's) on a package of a needed patch is a solver conflict
+    # (exit 4): the plan stands, unclassified (null) rather than guessed.
+    log "patch --dry-run --category security failed with exit $code: the plan is not classified"
+    classify_records "$workdir/packages"
+    return 0
+  fi
+  security_default=false
+  while read -r tag section type name edition arch old repo; do
+    [[ $tag == solvable && $type == package && $section != remove ]] || continue
+    security_of[$name.$arch]=true
+  done < <(xml_solvables <<<"$zypper_output")
+  classify_records "$workdir/packages"
+}
+
 compute_plan() {
-  local code=0 tag section type name edition arch old repo plan search='' names=()
-  run_zypper --no-refresh --xmlout update --dry-run --download-in-advance || code=$?
-  zypper_ok "$code" || fail_zypper "$code" 'update --dry-run'
+  local code=0 tag section type name edition arch old repo plan search='' names=() upgrade_cmd
+  upgrade_command
+  run_zypper --no-refresh --xmlout "${upgrade_cmd[@]}" --dry-run --download-in-advance || code=$?
+  zypper_ok "$code" || fail_zypper "$code" "${upgrade_cmd[*]} --dry-run"
   plan=$(xml_solvables <<<"$zypper_output" | awk '$1 == "solvable" && $3 == "package"' | sort -u -k4,4 -k5,5)
   : >"$workdir/packages"
   [[ -n $plan ]] || return 0
@@ -232,13 +272,14 @@ compute_plan() {
 }
 
 apply_update() {
-  local code=0
+  local code=0 upgrade_cmd
+  upgrade_command
   apply_started=true
-  log 'updating (zypper update --download-in-advance)'
-  "${zypper_cmd[@]}" --no-refresh update --download-in-advance >&2 || code=$?
+  log "updating (zypper ${upgrade_cmd[*]} --download-in-advance)"
+  "${zypper_cmd[@]}" --no-refresh "${upgrade_cmd[@]}" --download-in-advance >&2 || code=$?
   manager_exit_code=$code
   record_changes
-  zypper_ok "$code" || fail_zypper "$code" update
+  zypper_ok "$code" || fail_zypper "$code" "${upgrade_cmd[*]}"
 }
 
 detect_reboot() {
@@ -263,6 +304,7 @@ main() {
   add_locks
   compute_held
   compute_plan
+  classify_plan
   if [[ $mode == apply ]]; then
     apply_update
   fi

@@ -1,26 +1,28 @@
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { minbaseTarball, trackMounts, unmountAndRemove, type Generation } from '../generations';
 import { exec, must, parseRun, treeFingerprint, type Sandbox, type ScriptRun } from '../sandbox';
 
-/** The Debian release the sandbox base is bootstrapped from. */
-const SUITE = 'bookworm';
 /** dist/test/scripts/sandboxes -> the repository root, where the shipped script lives. */
 const SCRIPT = path.resolve(__dirname, '../../../../scripts/patch/apt-update.sh');
 const SCRIPT_IN_CHROOT = '/opt/patchnanny/apt-update.sh';
-/** The local repository inside the chroot: the only apt source the sandbox has. */
+/** The local repository inside the chroot: with SECURITY_REPO_IN_CHROOT, the sandbox's apt sources. */
 const REPO_IN_CHROOT = '/srv/pn-repo';
+/**
+ * A second local repository whose Release names a `*-security` suite, as Debian's
+ * `bookworm-security` (archive `oldstable-security`): it publishes pn-alpha 2.0-1, the security
+ * fix of the fixtures (issue 16).
+ */
+const SECURITY_REPO_IN_CHROOT = '/srv/pn-security';
+const SECURITY_FIX = 'pn-alpha';
 /** What a patchnanny agent runs with: no developer locale, no inherited apt settings. */
 const CHROOT_ENV: NodeJS.ProcessEnv = {
   PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
   HOME: '/root',
 };
-
-const cacheDir = path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), '.cache'), 'patchnanny', 'debootstrap');
-const baseTarball = path.join(cacheDir, `${SUITE}-minbase.tar`);
 
 type FixtureVersion = '1.0-1' | '2.0-1' | '3.0-1';
 interface Fixture {
@@ -75,81 +77,6 @@ const NEEDS_NEW_DEPENDENCY = {
 
 const debFile = (f: Fixture) => `${f.name}_${f.version}_all.deb`;
 
-/**
- * The mirror debootstrap uses, read from this machine's apt configuration at run time, so the
- * repository names no registry host: the `URIs:` of the main deb822 entry (a suite without a
- * `-security`/`-updates` suffix), else the first matching `deb` line of sources.list.
- */
-function hostMirror(): string {
-  const dir = '/etc/apt/sources.list.d';
-  const sources = existsSync(dir)
-    ? readdirSync(dir)
-        .filter((f) => f.endsWith('.sources'))
-        .sort()
-    : [];
-  for (const file of sources) {
-    const text = readFileSync(path.join(dir, file), 'utf8');
-    for (const stanza of text.split(/\n\s*\n/)) {
-      const fields = new Map<string, string>();
-      for (const line of stanza.split('\n')) {
-        const m = /^([A-Za-z-]+):\s*(.*)$/.exec(line);
-        if (m) fields.set(m[1].toLowerCase(), m[2].trim());
-      }
-      const types = (fields.get('types') ?? '').split(/\s+/);
-      const suites = (fields.get('suites') ?? '').split(/\s+/);
-      const uri = (fields.get('uris') ?? '').split(/\s+/)[0];
-      if (fields.get('enabled') === 'no' || !types.includes('deb') || !uri) continue;
-      if (suites.some((s) => s.length > 0 && !s.includes('-') && !s.includes('/'))) return uri;
-    }
-  }
-  const list = '/etc/apt/sources.list';
-  if (existsSync(list)) {
-    for (const raw of readFileSync(list, 'utf8').split('\n')) {
-      const words = raw
-        .replace(/\[[^\]]*\]/, ' ')
-        .trim()
-        .split(/\s+/);
-      if (words[0] === 'deb' && words[1] && words[2] && !words[2].includes('-')) return words[1];
-    }
-  }
-  throw new Error('no Debian mirror found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list');
-}
-
-let basePromise: Promise<string> | undefined;
-
-/**
- * A minbase bookworm tree as a tarball, built once and cached outside the repository. It is
- * built under a temporary name and renamed into place, so a crash never leaves a half cache.
- */
-function cachedBase(): Promise<string> {
-  basePromise ??= (async () => {
-    if (existsSync(baseTarball)) return baseTarball;
-    await mkdir(cacheDir, { recursive: true });
-    const work = await mkdtemp(path.join(cacheDir, '.build-'));
-    try {
-      const root = path.join(work, 'root');
-      await must('debootstrap', ['--variant=minbase', SUITE, root, hostMirror()]);
-      // Hermetic base: no downloaded archives, no indexes, no sources pointing at the mirror.
-      await must('rm', [
-        '-rf',
-        '--one-file-system',
-        path.join(root, 'var/cache/apt/archives'),
-        path.join(root, 'var/lib/apt/lists'),
-      ]);
-      await mkdir(path.join(root, 'var/cache/apt/archives/partial'), { recursive: true });
-      await mkdir(path.join(root, 'var/lib/apt/lists/partial'), { recursive: true });
-      await rm(path.join(root, 'etc/apt/sources.list'), { force: true });
-      const partial = path.join(work, 'base.tar');
-      await must('tar', ['-C', root, '-cf', partial, '.']);
-      await rename(partial, baseTarball);
-      return baseTarball;
-    } finally {
-      await must('rm', ['-rf', '--one-file-system', work]);
-    }
-  })();
-  return basePromise;
-}
-
 let fixturesPromise: Promise<string> | undefined;
 
 /** Build every fixture .deb once per process; returns the directory holding them. */
@@ -195,31 +122,15 @@ function fixtureDebs(): Promise<string> {
   return fixturesPromise;
 }
 
-const liveSandboxes = new Set<string>();
-// Last resort if the process dies between create() and dispose(): never leave host mounts behind.
-process.once('exit', () => {
-  for (const dir of liveSandboxes) {
-    for (const mount of mountsUnder(dir).reverse()) spawnSync('umount', ['-l', mount]);
-  }
-});
-
-/** Mount points at or below dir, shallowest first (from /proc/self/mountinfo). */
-function mountsUnder(dir: string): string[] {
-  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((line) => line.split(' ')[4])
-    .filter((m): m is string => !!m)
-    .map((m) => m.replace(/\\040/g, ' '))
-    .filter((m) => m === dir || m.startsWith(prefix))
-    .sort((a, b) => a.length - b.length);
-}
-
-/** A debootstrap'd Debian bookworm chroot with the fixtures installed and a local file: repo. */
+/** A debootstrap'd Debian chroot of one generation with the fixtures installed and a local file: repo. */
 export class AptSandbox implements Sandbox {
   readonly family = 'apt' as const;
   readonly rebootPackage = REBOOT_PACKAGE;
+  readonly securityData = 'suite' as const;
   private dir: string | undefined;
+  private untrack: (() => void) | undefined;
+
+  constructor(readonly generation: Generation = 'bookworm') {}
 
   /** The chroot: the system the script patches (`chroot <root> …` runs inside it). */
   get root(): string {
@@ -228,10 +139,10 @@ export class AptSandbox implements Sandbox {
   }
 
   async create(): Promise<void> {
-    const [base, debs] = await Promise.all([cachedBase(), fixtureDebs()]);
-    this.dir = await mkdtemp(path.join(tmpdir(), 'pn-apt-'));
+    const [base, debs] = await Promise.all([minbaseTarball(this.generation), fixtureDebs()]);
+    this.dir = await mkdtemp(path.join(tmpdir(), `pn-apt-${this.generation}-`));
     const root = this.root;
-    liveSandboxes.add(this.dir);
+    this.untrack = trackMounts(this.dir);
     // A tmpfs per sandbox: unpacking 120 MB and dpkg's fsyncs cost seconds on disk, nothing here,
     // and dispose unmounts it instead of deleting a tree.
     await must('mount', ['-t', 'tmpfs', '-o', 'size=2g,mode=0755', 'pn-apt-sandbox', this.dir]);
@@ -255,12 +166,21 @@ export class AptSandbox implements Sandbox {
     await rm(path.join(root, 'run/reboot-required.pkgs'), { force: true });
 
     const repo = path.join(root, REPO_IN_CHROOT);
+    const security = path.join(root, SECURITY_REPO_IN_CHROOT);
     await mkdir(repo, { recursive: true });
-    for (const f of publishedV2) await copyFile(path.join(debs, debFile(f)), path.join(repo, debFile(f)));
+    await mkdir(security, { recursive: true });
+    for (const f of publishedV2) {
+      const target = f.name === SECURITY_FIX && f.version === '2.0-1' ? security : repo;
+      await copyFile(path.join(debs, debFile(f)), path.join(target, debFile(f)));
+    }
     await this.writeIndex();
+    await this.writeIndex(SECURITY_REPO_IN_CHROOT, 'pn-fixtures-security');
     const apt = path.join(root, 'etc/apt');
     for (const f of await readdir(path.join(apt, 'sources.list.d'))) await rm(path.join(apt, 'sources.list.d', f));
-    await writeFile(path.join(apt, 'sources.list'), `deb [trusted=yes] file:${REPO_IN_CHROOT} ./\n`);
+    await writeFile(
+      path.join(apt, 'sources.list'),
+      `deb [trusted=yes] file:${REPO_IN_CHROOT} ./\ndeb [trusted=yes] file:${SECURITY_REPO_IN_CHROOT} ./\n`,
+    );
     // Installed once: a copy per run would change the tree that fingerprint() compares.
     await mkdir(path.join(root, path.dirname(SCRIPT_IN_CHROOT)), { recursive: true });
     await copyFile(SCRIPT, path.join(root, SCRIPT_IN_CHROOT));
@@ -282,8 +202,8 @@ export class AptSandbox implements Sandbox {
   }
 
   /** Packages + Release of the flat repository (Release names the suite apt reports as repo). */
-  private async writeIndex(): Promise<void> {
-    const repo = path.join(this.root, REPO_IN_CHROOT);
+  private async writeIndex(inChroot = REPO_IN_CHROOT, suite = 'pn-fixtures'): Promise<void> {
+    const repo = path.join(this.root, inChroot);
     const packages = await must('dpkg-scanpackages', ['--multiversion', '.', '/dev/null'], { cwd: repo });
     await writeFile(path.join(repo, 'Packages'), packages);
     const size = Buffer.byteLength(packages);
@@ -291,8 +211,8 @@ export class AptSandbox implements Sandbox {
     const release = [
       'Origin: patchnanny',
       'Label: patchnanny-fixtures',
-      'Suite: pn-fixtures',
-      'Codename: pn-fixtures',
+      `Suite: ${suite}`,
+      `Codename: ${suite}`,
       `Date: ${new Date().toUTCString().replace('GMT', 'UTC')}`,
       'Architectures: all amd64',
       'MD5Sum:',
@@ -332,6 +252,11 @@ export class AptSandbox implements Sandbox {
     await this.writeIndex();
   }
 
+  async managerVersion(): Promise<string> {
+    const r = await exec('chroot', [this.root, 'apt-get', '--version'], { env: CHROOT_ENV });
+    return /^apt \S+/.exec(r.stdout)?.[0] ?? 'apt ?';
+  }
+
   version(n: 1 | 2): string {
     return `${n}.0-1`;
   }
@@ -343,16 +268,9 @@ export class AptSandbox implements Sandbox {
   /** Unmount (lazily if busy) and delete; refuses to delete while anything is still mounted. */
   async dispose(): Promise<void> {
     if (!this.dir) return;
-    const dir = this.dir;
-    for (const mount of mountsUnder(dir).reverse()) {
-      const r = await exec('umount', [mount]);
-      if (r.code !== 0) await exec('umount', ['-l', mount]);
-    }
-    const left = mountsUnder(dir);
-    if (left.length > 0) throw new Error(`sandbox ${dir} still has mounts, not deleting it: ${left.join(', ')}`);
-    liveSandboxes.delete(dir);
     // --one-file-system: even a mount that appeared meanwhile is never descended into.
-    await must('rm', ['-rf', '--one-file-system', dir]);
+    await unmountAndRemove(this.dir);
+    this.untrack?.();
     this.dir = undefined;
   }
 }

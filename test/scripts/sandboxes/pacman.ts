@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { exec, must, parseRun, treeFingerprint, type Sandbox, type ScriptRun } from '../sandbox';
+import { join } from 'node:path';
+import { generationHost, hostMust, thisMachine, type Generation, type ManagerHost } from '../generations';
+import { must, parseRun, treeFingerprint, type Sandbox, type ScriptRun } from '../sandbox';
 
-const SCRIPT = resolve(__dirname, '../../../../scripts/patch/pacman-update.sh');
+const SCRIPT = 'pacman-update.sh';
 const REPO = 'pntest'; // `local` is reserved by pacman for the installed-package database
 const ARCH = 'x86_64';
 const VERSIONS = { 1: '1.0-1', 2: '2.0-1' } as const;
@@ -109,9 +110,14 @@ function fixtures(): Promise<string> {
 export class PacmanSandbox implements Sandbox {
   readonly family = 'pacman' as const;
   readonly rebootPackage = 'linux-pn';
+  readonly securityData = 'none' as const;
   private base = '';
+  /** Where pacman runs: this machine until create() has found the generation's host. */
+  private host: ManagerHost = thisMachine;
 
-  /** The system's root directory (what the script gets as --root). */
+  constructor(readonly generation: Generation = 'bookworm') {}
+
+  /** The system's root directory (what the script gets as --root), as the managers see it. */
   get root(): string {
     return join(this.base, 'root');
   }
@@ -124,10 +130,14 @@ export class PacmanSandbox implements Sandbox {
     return join(this.root, 'etc/pacman.conf');
   }
 
+  private out(p: string): string {
+    return this.host.outside(p);
+  }
+
   /** pacman confined to the sandbox root, the same way the script confines it. */
   private pacman(args: string[]) {
     const r = this.root;
-    return exec('pacman', [
+    return this.host.exec('pacman', [
       '--noconfirm',
       '--root',
       `${r}/`,
@@ -137,8 +147,8 @@ export class PacmanSandbox implements Sandbox {
       `${r}/var/cache/pacman/pkg/`,
       '--config',
       this.conf,
-      '--gpgdir',
-      `${r}/etc/pacman.d/gnupg/`,
+      // pacman 7 refuses a --gpgdir that does not exist; 6 did not care.
+      ...(existsSync(this.out(`${r}/etc/pacman.d/gnupg`)) ? ['--gpgdir', `${r}/etc/pacman.d/gnupg/`] : []),
       '--hookdir',
       `${r}/etc/pacman.d/hooks/`,
       '--logfile',
@@ -148,14 +158,17 @@ export class PacmanSandbox implements Sandbox {
   }
 
   async create(): Promise<void> {
-    const pkgs = await fixtures();
-    this.base = await mkdtemp(join(tmpdir(), 'pn-pacman-'));
+    this.host = await generationHost(this.generation);
+    const pkgs = await this.host.import(await fixtures());
+    this.base = await this.host.mkdtemp('pn-pacman-');
+    // No etc/pacman.d/gnupg: a system whose keyring was never initialised (SigLevel = Never), so
+    // the script's way around pacman 7 refusing a --gpgdir that does not exist is exercised.
     for (const dir of ['var/lib/pacman', 'var/cache/pacman/pkg', 'var/log', 'etc/pacman.d/hooks']) {
-      await mkdir(join(this.root, dir), { recursive: true });
+      await mkdir(this.out(join(this.root, dir)), { recursive: true });
     }
-    await mkdir(this.repo);
+    await mkdir(this.out(this.repo));
     await writeFile(
-      this.conf,
+      this.out(this.conf),
       [
         '[options]',
         'Architecture = auto',
@@ -175,23 +188,23 @@ export class PacmanSandbox implements Sandbox {
   }
 
   private async publish(packages: Fixture[]): Promise<void> {
-    const pkgs = await fixtures();
+    const pkgs = await this.host.import(await fixtures());
     const files: string[] = [];
     for (const f of packages) {
       const file = join(this.repo, fileName(f.name, f.version));
-      await copyFile(join(pkgs, fileName(f.name, f.version)), file);
+      await copyFile(this.out(join(pkgs, fileName(f.name, f.version))), this.out(file));
       files.push(file);
     }
-    await must('repo-add', ['--quiet', join(this.repo, `${REPO}.db.tar.gz`), ...files]);
+    await hostMust(this.host, 'repo-add', ['--quiet', join(this.repo, `${REPO}.db.tar.gz`), ...files]);
   }
 
-  /** bash's argv for the shipped script with these arguments, confined to this system. */
+  /** bash's argv for the shipped script with these arguments, confined to this system (this machine's paths). */
   scriptArgv(args: string[]): string[] {
-    return [SCRIPT, ...args, '--root', this.root];
+    return [join(this.host.scripts, SCRIPT), ...args, '--root', this.root];
   }
 
   async run(args: string[]): Promise<ScriptRun> {
-    return parseRun(await exec('bash', this.scriptArgv(args)));
+    return parseRun(await this.host.exec('bash', this.scriptArgv(args)));
   }
 
   async installedVersion(name: string): Promise<string | null> {
@@ -202,12 +215,12 @@ export class PacmanSandbox implements Sandbox {
   }
 
   async addHold(name: string): Promise<void> {
-    const conf = await readFile(this.conf, 'utf8');
-    await writeFile(this.conf, conf.replace(/^\[options\]$/m, `[options]\nIgnorePkg = ${name}`));
+    const conf = await readFile(this.out(this.conf), 'utf8');
+    await writeFile(this.out(this.conf), conf.replace(/^\[options\]$/m, `[options]\nIgnorePkg = ${name}`));
   }
 
   async hasHold(name: string): Promise<boolean> {
-    const conf = await readFile(this.conf, 'utf8');
+    const conf = await readFile(this.out(this.conf), 'utf8');
     return [...conf.matchAll(/^\s*IgnorePkg\s*=(.*)$/gm)].some((m) => m[1].trim().split(/\s+/).includes(name));
   }
 
@@ -215,16 +228,21 @@ export class PacmanSandbox implements Sandbox {
     await this.publish(FIXTURES.filter((f) => f.name === 'pn-alpha' && f.version === '3.0-1'));
   }
 
+  async managerVersion(): Promise<string> {
+    const r = await this.host.exec('pacman', ['--version']);
+    return `pacman ${/Pacman v(\S+)/.exec(r.stdout)?.[1] ?? '?'}`;
+  }
+
   version(n: 1 | 2): string {
     return VERSIONS[n];
   }
 
   fingerprint(): Promise<string> {
-    return treeFingerprint(this.base);
+    return treeFingerprint(this.out(this.base));
   }
 
   async dispose(): Promise<void> {
-    if (this.base) await rm(this.base, { recursive: true, force: true });
+    if (this.base) await rm(this.out(this.base), { recursive: true, force: true });
     this.base = '';
   }
 }

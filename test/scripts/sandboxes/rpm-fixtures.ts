@@ -70,3 +70,42 @@ export async function buildRpmFixtures(prefix: string, fixtures: RpmFixture[]): 
   );
   return dir;
 }
+
+/**
+ * The fixture repositories' updateinfo (issue 16): pn-alpha 2.0 is a security fix (Important),
+ * pn-beta 2.0 a bug fix; the reboot package has no advisory. Real updateinfo.xml, added to a
+ * repository with modifyrepo_c as Fedora, RHEL and SUSE publish it.
+ */
+export const ADVISORIES = {
+  security: { id: 'PN-SA-2026:0001', package: 'pn-alpha', type: 'security', severity: 'Important' },
+  bugfix: { id: 'PN-BA-2026:0002', package: 'pn-beta', type: 'bugfix', severity: null },
+} as const;
+
+export function updateinfoXml(): string {
+  const update = (a: (typeof ADVISORIES)[keyof typeof ADVISORIES]) =>
+    [
+      `  <update from="tests@patchnanny.invalid" status="stable" type="${a.type}" version="1">`,
+      `    <id>${a.id}</id>`,
+      `    <title>${a.package}: ${a.type} update</title>`,
+      ...(a.severity ? [`    <severity>${a.severity}</severity>`] : []),
+      '    <issued date="2026-11-30 00:00:00"/>',
+      `    <description>patchnanny test advisory for ${a.package} 2.0</description>`,
+      '    <pkglist>',
+      '      <collection short="pn">',
+      '        <name>patchnanny fixtures</name>',
+      `        <package name="${a.package}" version="2.0" release="1" epoch="0" arch="noarch">`,
+      `          <filename>${a.package}-2.0-1.noarch.rpm</filename>`,
+      '        </package>',
+      '      </collection>',
+      '    </pkglist>',
+      '  </update>',
+    ].join('\n');
+  return [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    '<updates>',
+    update(ADVISORIES.security),
+    update(ADVISORIES.bugfix),
+    '</updates>',
+    '',
+  ].join('\n');
+}

@@ -1,10 +1,10 @@
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { exec, must, parseRun, treeFingerprint, type Sandbox, type ScriptRun } from '../sandbox';
-import { buildRpmFixtures, rpmFileName, type RpmFixture } from './rpm-fixtures';
+import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { generationHost, hostMust, thisMachine, type Generation, type ManagerHost } from '../generations';
+import { parseRun, treeFingerprint, type Sandbox, type ScriptRun } from '../sandbox';
+import { buildRpmFixtures, rpmFileName, updateinfoXml, type RpmFixture } from './rpm-fixtures';
 
-const SCRIPT = resolve(__dirname, '../../../../scripts/patch/zypper-update.sh');
+const SCRIPT = 'zypper-update.sh';
 const REPO = 'pntest';
 /** Where SLE 15 / Leap 15 keep the rpm database (/var/lib/rpm is a symlink to it). */
 const RPM_DBPATH = '/usr/lib/sysimage/rpm';
@@ -35,9 +35,14 @@ function fixtures(): Promise<string> {
 export class ZypperSandbox implements Sandbox {
   readonly family = 'zypper' as const;
   readonly rebootPackage = REBOOT_PACKAGE;
+  readonly securityData = 'patches' as const;
   private base = '';
+  /** Where zypper runs: this machine until create() has found the generation's host. */
+  private host: ManagerHost = thisMachine;
 
-  /** The system's root directory (what the script gets as --root). */
+  constructor(readonly generation: Generation = 'bookworm') {}
+
+  /** The system's root directory (what the script gets as --root), as the managers see it. */
   get root(): string {
     return join(this.base, 'root');
   }
@@ -46,30 +51,36 @@ export class ZypperSandbox implements Sandbox {
     return join(this.base, 'repo');
   }
 
+  private out(p: string): string {
+    return this.host.outside(p);
+  }
+
   /** zypper confined to the sandbox root (lock file and log included), as the script runs it. */
   private zypper(args: string[]) {
-    return exec('zypper', ['--non-interactive', '--root', this.root, ...args], {
-      env: { ...process.env, ZYPP_LOCKFILE_ROOT: this.root, ZYPP_LOGFILE: join(this.root, 'var/log/zypper.log') },
+    return this.host.exec('zypper', ['--non-interactive', '--root', this.root, ...args], {
+      ZYPP_LOCKFILE_ROOT: this.root,
+      ZYPP_LOGFILE: join(this.root, 'var/log/zypper.log'),
     });
   }
 
   private rpm(args: string[]) {
-    return exec('rpm', ['--root', this.root, '--dbpath', RPM_DBPATH, ...args]);
+    return this.host.exec('rpm', ['--root', this.root, '--dbpath', RPM_DBPATH, ...args]);
   }
 
   async create(): Promise<void> {
-    const rpms = await fixtures();
-    this.base = await mkdtemp(join(tmpdir(), 'pn-zypper-'));
+    this.host = await generationHost(this.generation);
+    const rpms = await this.host.import(await fixtures());
+    this.base = await this.host.mkdtemp('pn-zypper-');
     for (const dir of ['etc/zypp/repos.d', 'var/log', 'var/tmp', 'run'])
-      await mkdir(join(this.root, dir), { recursive: true });
-    await mkdir(this.repo);
+      await mkdir(this.out(join(this.root, dir)), { recursive: true });
+    await mkdir(this.out(this.repo));
     const init = await this.rpm(['--initdb']);
     if (init.code !== 0) throw new Error(`rpm --initdb failed: ${init.stderr}`);
     const v1 = FIXTURES.filter((f) => f.version === '1.0').map((f) => join(rpms, rpmFile(f)));
     const installed = await this.rpm(['-i', ...v1]);
     if (installed.code !== 0) throw new Error(`rpm -i failed (${installed.code}):\n${installed.stderr}`);
     await writeFile(
-      join(this.root, `etc/zypp/repos.d/${REPO}.repo`),
+      this.out(join(this.root, `etc/zypp/repos.d/${REPO}.repo`)),
       [
         `[${REPO}]`,
         `name=${REPO}`,
@@ -85,18 +96,21 @@ export class ZypperSandbox implements Sandbox {
   }
 
   private async publish(packages: RpmFixture[]): Promise<void> {
-    const rpms = await fixtures();
-    for (const f of packages) await copyFile(join(rpms, rpmFile(f)), join(this.repo, rpmFile(f)));
-    await must('createrepo_c', ['--quiet', this.repo]);
+    const rpms = await this.host.import(await fixtures());
+    for (const f of packages) await copyFile(this.out(join(rpms, rpmFile(f))), this.out(join(this.repo, rpmFile(f))));
+    await hostMust(this.host, 'createrepo_c', ['--quiet', this.repo]);
+    // The fixtures' advisories as SUSE publishes them: updateinfo, read by zypper as patches.
+    await writeFile(this.out(join(this.base, 'updateinfo.xml')), updateinfoXml());
+    await hostMust(this.host, 'modifyrepo_c', [join(this.base, 'updateinfo.xml'), join(this.repo, 'repodata')]);
   }
 
-  /** bash's argv for the shipped script with these arguments, confined to this system. */
+  /** bash's argv for the shipped script with these arguments, confined to this system (this machine's paths). */
   scriptArgv(args: string[]): string[] {
-    return [SCRIPT, ...args, '--root', this.root];
+    return [join(this.host.scripts, SCRIPT), ...args, '--root', this.root];
   }
 
   async run(args: string[]): Promise<ScriptRun> {
-    return parseRun(await exec('bash', this.scriptArgv(args)));
+    return parseRun(await this.host.exec('bash', this.scriptArgv(args)));
   }
 
   async installedVersion(name: string): Promise<string | null> {
@@ -119,16 +133,21 @@ export class ZypperSandbox implements Sandbox {
     await this.publish(FIXTURES.filter((f) => f.name === 'pn-alpha' && f.version === '3.0'));
   }
 
+  async managerVersion(): Promise<string> {
+    const r = await this.host.exec('zypper', ['--version']);
+    return /zypper \S+/.exec(r.stdout)?.[0] ?? 'zypper ?';
+  }
+
   version(n: 1 | 2): string {
     return VERSIONS[n];
   }
 
   fingerprint(): Promise<string> {
-    return treeFingerprint(this.base);
+    return treeFingerprint(this.out(this.base));
   }
 
   async dispose(): Promise<void> {
-    if (this.base) await rm(this.base, { recursive: true, force: true });
+    if (this.base) await rm(this.out(this.base), { recursive: true, force: true });
     this.base = '';
   }
 }

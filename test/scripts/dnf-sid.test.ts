@@ -1,0 +1,4 @@
+import { proofSuite } from './proof-suite';
+import { DnfSandbox } from './sandboxes/rpm';
+
+proofSuite(() => new DnfSandbox('sid'));

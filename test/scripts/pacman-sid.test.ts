@@ -1,0 +1,4 @@
+import { proofSuite } from './proof-suite';
+import { PacmanSandbox } from './sandboxes/pacman';
+
+proofSuite(() => new PacmanSandbox('sid'));

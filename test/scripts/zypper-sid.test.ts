@@ -1,0 +1,4 @@
+import { proofSuite } from './proof-suite';
+import { ZypperSandbox } from './sandboxes/zypper';
+
+proofSuite(() => new ZypperSandbox('sid'));
