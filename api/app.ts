@@ -9,6 +9,10 @@ import type { Log } from '../runtime/log';
 import { agentsRouter } from './agents/router';
 import { agentsService } from './agents/service';
 import { auditRouter } from './audit/router';
+import { complianceRouter } from './compliance/router';
+import { complianceService } from './compliance/service';
+import { reviewsRouter } from './reviews/router';
+import { reviewsService } from './reviews/service';
 import { authenticate, type AppState } from './auth';
 import type { AdminToken } from './env';
 import { enrolmentTokensRouter } from './enrolment-tokens/router';
@@ -69,13 +73,17 @@ export function createApp(deps: AppDeps): Koa<AppState> {
   app.use(open.routes());
 
   app.use(authenticate(deps.db, deps.admins));
+  const compliance = complianceService(deps);
+  const runs = runsService(deps);
   const routers = [
-    agentsRouter(agentsService(deps)),
+    agentsRouter(agentsService(deps), compliance),
     enrolmentTokensRouter(enrolmentTokensService(deps)),
     exceptionsRouter(exceptionsService(deps)),
     containersRouter(containersService(deps)),
     scriptsRouter(scriptsService(deps)),
-    runsRouter(runsService(deps)),
+    runsRouter(runs),
+    reviewsRouter(reviewsService({ db: deps.db, runs })),
+    complianceRouter(compliance),
     windowsRouter(windowsService(deps)),
     auditRouter(deps.db),
     usersRouter(usersService(deps)),
