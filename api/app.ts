@@ -18,6 +18,7 @@ import type { AdminToken } from './env';
 import { enrolmentTokensRouter } from './enrolment-tokens/router';
 import { enrolmentTokensService } from './enrolment-tokens/service';
 import { errorMiddleware } from './errors';
+import { deskRouter, type DeskConfig } from './desk/serve';
 import { exceptionsRouter } from './exceptions/router';
 import { containersRouter } from './containers/router';
 import { containersService } from './containers/service';
@@ -41,6 +42,8 @@ export interface AppDeps {
   admins: AdminToken[];
   controlQueue: string;
   runDefaults: ConfigurableTimeouts;
+  /** The review page's links to the Temporal UI (default: the dev server's UI, namespace default). */
+  desk?: DeskConfig;
   /** The process's log (default: none) and metrics registry (default: none served). */
   log?: Log;
   metrics?: Registry;
@@ -71,6 +74,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     ctx.body = { ok: db && temporal, db, temporal };
   });
   app.use(open.routes());
+  app.use(deskRouter(deps.desk ?? { temporalUiUrl: 'http://127.0.0.1:8233', namespace: 'default' }).routes());
 
   app.use(authenticate(deps.db, deps.admins));
   const compliance = complianceService(deps);
