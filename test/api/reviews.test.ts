@@ -140,15 +140,15 @@ describe('the review desk: runs grouped by plan, decided as a group, each run de
     assert.match(twice.body.error.message, /each run at most once/);
   });
 
-  it('a statement signed by someone else than the caller is refused per run (403), the others are approved', async () => {
-    // Approved next, all three: here only web-1 with bob's key while alice calls (refused), so
-    // nothing may have moved.
+  it("a statement signed with another person's key is refused (403) and approves nothing", async () => {
+    // bob's key while alice calls: the statement names bob, the API approves as alice.
     const webHash = (await stack.http('GET', `/v1/runs/${runOf.get(web[0].id)}`)).body.run.planHash;
     const r = await stack.http('POST', `/v1/reviews/${webHash}/approve`, {
       body: { approvals: [signedFor(runOf.get(web[0].id)!, webHash, 'bob')] },
     });
     assert.equal(r.status, 403, JSON.stringify(r.body));
     assert.match(r.body.error.message, /refused approval/);
+    assert.equal((await stack.http('GET', `/v1/runs/${runOf.get(web[0].id)}`)).body.run.phase, 'awaiting-approval');
   });
 
   it('approving the group approves each run with its own signed statement, and all three apply', async () => {

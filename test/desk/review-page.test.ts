@@ -80,7 +80,7 @@ describe('the review page in a real browser', () => {
     // Two plans wait: the three web hosts' and lone-1's.
     await page.locator('article.group').nth(1).waitFor();
     assert.equal(await page.locator('article.group').count(), 2);
-    const webGroup = page.locator('article.group', { hasText: '3 hosts' });
+    const webGroup = page.locator('article.group[data-hosts="3"]');
     assert.match((await webGroup.locator('table.plan').textContent()) ?? '', /openssl.*3\.0\.15-1 → 3\.0\.16-1/);
     assert.equal(await webGroup.locator('.badge.reboot').first().textContent(), '1 reboot required');
     await shot('2-summary-and-groups');
@@ -89,7 +89,7 @@ describe('the review page in a real browser', () => {
   it('approves the group of three hosts with one click (one signature per run) and all three complete', async () => {
     await page.setInputFiles('#key-file', keyFile);
     await page.locator('#key-state', { hasText: 'Signing as alice' }).waitFor();
-    const webGroup = page.locator('article.group', { hasText: '3 hosts' });
+    const webGroup = page.locator('article.group[data-hosts="3"]');
     await webGroup.locator('button.approve').click();
     await message().filter({ hasText: 'approved 3 runs' }).waitFor();
     for (const a of web) {
@@ -104,7 +104,7 @@ describe('the review page in a real browser', () => {
 
   it('a page drawn before the plan changed cannot approve the new plan: refused, and the message says why', async () => {
     const oldRun = runOf.get(lone.id)!;
-    const drawn = page.locator('article.group', { hasText: '1 host' });
+    const drawn = page.locator('article.group[data-hosts="1"]');
     await drawn.waitFor();
     // Meanwhile: the run is cancelled, the mirror moves on, and a new run plans something else.
     await stack.http('POST', `/v1/runs/${oldRun}/cancel`);
@@ -128,7 +128,7 @@ describe('the review page in a real browser', () => {
 
   it('rejecting needs a reason; with one, the run is rejected and records it', async () => {
     // The action redrew the list: the current plan is shown now.
-    const current = page.locator('article.group', { hasText: '1 host' });
+    const current = page.locator('article.group[data-hosts="1"]');
     await current.locator('table.plan', { hasText: '3.0.17-1' }).waitFor();
     await current.locator('button.reject', { hasText: 'Reject all' }).click();
     await message().filter({ hasText: 'a reason is required to reject' }).waitFor();
