@@ -9,11 +9,16 @@ import type { Log } from '../runtime/log';
 import { agentsRouter } from './agents/router';
 import { agentsService } from './agents/service';
 import { auditRouter } from './audit/router';
+import { complianceRouter } from './compliance/router';
+import { complianceService } from './compliance/service';
+import { reviewsRouter } from './reviews/router';
+import { reviewsService } from './reviews/service';
 import { authenticate, type AppState } from './auth';
 import type { AdminToken } from './env';
 import { enrolmentTokensRouter } from './enrolment-tokens/router';
 import { enrolmentTokensService } from './enrolment-tokens/service';
 import { errorMiddleware } from './errors';
+import { deskRouter, type DeskConfig } from './desk/serve';
 import { exceptionsRouter } from './exceptions/router';
 import { containersRouter } from './containers/router';
 import { containersService } from './containers/service';
@@ -37,6 +42,8 @@ export interface AppDeps {
   admins: AdminToken[];
   controlQueue: string;
   runDefaults: ConfigurableTimeouts;
+  /** The review page's links to the Temporal UI (default: the dev server's UI, namespace default). */
+  desk?: DeskConfig;
   /** The process's log (default: none) and metrics registry (default: none served). */
   log?: Log;
   metrics?: Registry;
@@ -67,15 +74,20 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     ctx.body = { ok: db && temporal, db, temporal };
   });
   app.use(open.routes());
+  app.use(deskRouter(deps.desk ?? { temporalUiUrl: 'http://127.0.0.1:8233', namespace: 'default' }).routes());
 
   app.use(authenticate(deps.db, deps.admins));
+  const compliance = complianceService(deps);
+  const runs = runsService(deps);
   const routers = [
-    agentsRouter(agentsService(deps)),
+    agentsRouter(agentsService(deps), compliance),
     enrolmentTokensRouter(enrolmentTokensService(deps)),
     exceptionsRouter(exceptionsService(deps)),
     containersRouter(containersService(deps)),
     scriptsRouter(scriptsService(deps)),
-    runsRouter(runsService(deps)),
+    runsRouter(runs),
+    reviewsRouter(reviewsService({ db: deps.db, runs })),
+    complianceRouter(compliance),
     windowsRouter(windowsService(deps)),
     auditRouter(deps.db),
     usersRouter(usersService(deps)),

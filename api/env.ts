@@ -18,6 +18,8 @@ export const ApiEnv = TemporalEnv.extend({
   PATCHNANNY_AGENT_PICKUP_TIMEOUT_MS: ms.default(DEFAULT_TIMEOUTS.agentPickupMs),
   PATCHNANNY_SCRIPT_TIMEOUT_MS: ms.default(DEFAULT_TIMEOUTS.scriptMs),
   /** `api` serves HTTP only, `worker` polls the control queue only; a typo must not silently run neither. */
+  /** Where the review page links each run's workflow (the Temporal UI; it has no login: keep it internal). */
+  PATCHNANNY_TEMPORAL_UI_URL: z.url().default('http://127.0.0.1:8233'),
   PATCHNANNY_ROLE: z.enum(['all', 'api', 'worker']).default('all'),
 });
 export type ApiEnv = z.infer<typeof ApiEnv>;

@@ -49,6 +49,7 @@ async function main(): Promise<void> {
       admins: parseAdminTokens(env.PATCHNANNY_ADMIN_TOKENS),
       controlQueue: env.PATCHNANNY_CONTROL_QUEUE,
       runDefaults: runDefaultsOf(env),
+      desk: { temporalUiUrl: env.PATCHNANNY_TEMPORAL_UI_URL, namespace: env.TEMPORAL_NAMESPACE },
       log,
       metrics,
     });

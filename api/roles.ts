@@ -56,6 +56,12 @@ export const ROUTE_ROLES = {
   'POST /v1/runs/:id/reject': APPROVING_ROLES,
   // A requester only their own runs (checked by the route).
   'POST /v1/runs/:id/cancel': ['admin', 'approver', 'requester'],
+  // The review desk (issue 17): a group's decision is each run's own, with the same rules.
+  'GET /v1/reviews': READ,
+  'GET /v1/reviews/diff': READ,
+  'POST /v1/reviews/:planHash/approve': APPROVING_ROLES,
+  'POST /v1/reviews/:planHash/reject': APPROVING_ROLES,
+  'GET /v1/compliance': READ,
   'POST /v1/windows': ['admin'],
   'GET /v1/windows': READ,
   'GET /v1/windows/:id': READ,

@@ -407,9 +407,19 @@ export async function recordPlan(db: Db, owner: RunOwner, input: Omit<RecordPlan
         };
       });
       if (rows.length > 0) await packages(trx).insert(rows);
+      // The host's reboot state as the plan found it (the review desk shows it while the run
+      // waits); the outcome overwrites it with the state after the run.
       await runs(trx)
         .where({ id: owner.runId })
-        .update({ plan_hash: e.planHash, phase: input.phase, updated_at: trx.fn.now() });
+        .update(
+          pgRow({
+            plan_hash: e.planHash,
+            phase: input.phase,
+            reboot_required: e.result?.reboot_required ?? null,
+            reboot_reason: e.result?.reboot_reason ?? null,
+            updated_at: trx.fn.now(),
+          }),
+        );
     } else {
       await runs(trx).where({ id: owner.runId }).update({ phase: input.phase, updated_at: trx.fn.now() });
     }
@@ -538,8 +548,8 @@ export async function recordOutcome(db: Db, owner: RunOwner, input: Omit<RecordO
           outcome: input.outcome,
           failure_reason: input.failureReason,
           exit_code: e ? e.exitCode : null,
-          reboot_required: e?.result ? e.result.reboot_required : null,
-          reboot_reason: e?.result ? e.result.reboot_reason : null,
+          // No result (rejected, expired, cancelled…): the reboot state the plan found stays.
+          ...(e?.result ? { reboot_required: e.result.reboot_required, reboot_reason: e.result.reboot_reason } : {}),
           overran: input.overran,
           ...(e?.container ? { container_report: jsonb(trx, e.container) } : {}),
           finished_at: trx.fn.now(),

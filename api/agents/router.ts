@@ -5,8 +5,10 @@ import { ApiError } from '../errors';
 import { validate } from '../validate';
 import { AgentParams, AgentRegistration, UpdateAgentBody } from './schema';
 import type { AgentsService } from './service';
+import { ComplianceQuery } from '../compliance/schema';
+import type { ComplianceService } from '../compliance/service';
 
-export function agentsRouter(agents: AgentsService): Router<AppState> {
+export function agentsRouter(agents: AgentsService, compliance: ComplianceService): Router<AppState> {
   const router = new Router<AppState>();
 
   router.post(...at('POST /v1/agents'), validate({ body: AgentRegistration }), async (ctx) => {
@@ -22,8 +24,14 @@ export function agentsRouter(agents: AgentsService): Router<AppState> {
     ctx.body = await agents.register(ctx.state.valid.body, by);
   });
 
-  router.get(...at('GET /v1/agents'), async (ctx) => {
-    ctx.body = { agents: await agents.list() };
+  // Each agent with its compliance (issue 17): last apply, pending upgrades, reboot, last outcome.
+  router.get(...at('GET /v1/agents'), validate({ query: ComplianceQuery }), async (ctx) => {
+    const [list, states] = await Promise.all([
+      agents.list(),
+      compliance.byAgent(ctx.state.valid.query.staleAfterSeconds),
+    ]);
+    // An agent registered between the two reads has no history yet: it is computed on the next read.
+    ctx.body = { agents: list.filter((a) => states.has(a.id)).map((a) => ({ ...a, compliance: states.get(a.id)! })) };
   });
 
   // A pending agent may read itself (and nothing else), so it can wait to be accepted.

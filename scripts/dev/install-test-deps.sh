@@ -2,11 +2,12 @@
 # Installs what the test suite needs on a bare machine of this kind, only when missing:
 # the package managers the patch scripts are proven against (Debian packages), shellcheck, and
 # systemd (only for `systemd-analyze verify` on the agent unit; no running systemd is needed) and
-# docker-compose (validates docker-compose.yml: `config -q`; no container runtime runs here).
+# docker-compose (validates docker-compose.yml: `config -q`; no container runtime runs here) and
+# chromium (the review page's browser test drives it headless through playwright-core).
 # The Temporal CLI is installed separately by install-temporal.sh (go install, cached).
 set -euo pipefail
 
-readonly PACKAGES=(dnf rpm createrepo-c zypper pacman-package-manager libarchive-tools debootstrap dpkg-dev shellcheck systemd docker-compose)
+readonly PACKAGES=(dnf rpm createrepo-c zypper pacman-package-manager libarchive-tools debootstrap dpkg-dev shellcheck systemd docker-compose chromium)
 
 main() {
   local missing=()

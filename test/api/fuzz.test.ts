@@ -24,6 +24,8 @@ import {
   UpdateExceptionBody,
 } from '../../api/exceptions/schema';
 import { ApproveBody, ListRunsQuery, RejectBody, RunParams, StartRunBody } from '../../api/runs/schema';
+import { ApproveGroupBody, DiffQuery, GroupParams, RejectGroupBody } from '../../api/reviews/schema';
+import { ComplianceQuery } from '../../api/compliance/schema';
 import { ContainerDefaults, ContainerInventory, ContainerParams, NodeParams } from '../../api/containers/schema';
 import { ScriptParams } from '../../api/scripts/schema';
 import { CreateKeyBody, KeyParams } from '../../api/keys/schema';
@@ -59,7 +61,7 @@ interface Route {
 const ROUTES: Route[] = [
   { method: 'GET', path: '/healthz' },
   { method: 'POST', path: '/v1/agents', body: AgentRegistration },
-  { method: 'GET', path: '/v1/agents' },
+  { method: 'GET', path: '/v1/agents', query: ComplianceQuery },
   { method: 'GET', path: '/v1/agents/:id', params: AgentParams },
   { method: 'PATCH', path: '/v1/agents/:id', params: AgentParams, body: UpdateAgentBody },
   { method: 'POST', path: '/v1/agents/:id/accept', params: AgentParams },
@@ -87,6 +89,11 @@ const ROUTES: Route[] = [
   { method: 'POST', path: '/v1/runs/:id/approve', params: RunParams, body: ApproveBody },
   { method: 'POST', path: '/v1/runs/:id/reject', params: RunParams, body: RejectBody },
   { method: 'POST', path: '/v1/runs/:id/cancel', params: RunParams },
+  { method: 'GET', path: '/v1/reviews' },
+  { method: 'GET', path: '/v1/reviews/diff', query: DiffQuery },
+  { method: 'POST', path: '/v1/reviews/:planHash/approve', params: GroupParams, body: ApproveGroupBody },
+  { method: 'POST', path: '/v1/reviews/:planHash/reject', params: GroupParams, body: RejectGroupBody },
+  { method: 'GET', path: '/v1/compliance', query: ComplianceQuery },
   { method: 'POST', path: '/v1/windows', body: CreateWindowBody },
   { method: 'GET', path: '/v1/windows' },
   { method: 'GET', path: '/v1/windows/:id', params: WindowParams },

@@ -84,6 +84,7 @@ describe('route × role, from the one table', () => {
       .replace(':agentId', 'no-such-agent')
       .replace(/^\/v1\/agents\/:id/, `/v1/agents/${who === 'agent' ? agentId : 'no-such-agent'}`)
       .replace(/^\/v1\/runs\/:id/, `/v1/runs/${NO_RUN}`)
+      .replace(':planHash', 'a'.repeat(64))
       .replace(/^\/v1\/windows\/:id/, `/v1/windows/win-${ULID}`)
       .replace(/^\/v1\/enrolment-tokens\/:id/, `/v1/enrolment-tokens/enr-${ULID}`)
       .replace('/exceptions/:id', `/exceptions/exc-${ULID}`)
