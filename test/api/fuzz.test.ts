@@ -37,6 +37,7 @@ import {
 } from '../../api/users/schema';
 import { CreateWindowBody, PauseBody, UpdateWindowBody, WindowParams } from '../../api/windows/schema';
 import { ApiErrorCode } from '../../contract';
+import { documentedStatuses } from '../support/openapi';
 import { ADMIN_TOKEN, Stack } from '../support/stack';
 import { TABLES } from '../support/db';
 
@@ -58,6 +59,7 @@ interface Route {
 
 const ROUTES: Route[] = [
   { method: 'GET', path: '/healthz' },
+  { method: 'GET', path: '/v1/openapi.json' },
   { method: 'POST', path: '/v1/agents', body: AgentRegistration },
   { method: 'GET', path: '/v1/agents' },
   { method: 'GET', path: '/v1/agents/:id', params: AgentParams },
@@ -539,6 +541,7 @@ describe('fuzzing every route never gets a 5xx, always gets the error shape, and
       bogus: 'pna_not-a-token',
     };
     const statuses = new Map<number, number>();
+    const documented = documentedStatuses();
     let tried = 0;
     let previous = '';
     const started = Date.now();
@@ -579,6 +582,12 @@ describe('fuzzing every route never gets a 5xx, always gets the error shape, and
           assert.equal(typeof body.error?.message, 'string', `error message: ${what}`);
         }
         if (res.status >= 400) assert.equal(await apiWrites(), writesBefore, `a refused request wrote: ${what}`);
+        // The OpenAPI document lists every status the route answers (405 and 431 are no route's).
+        if (req.method === req.route.split(' ')[0] && res.status !== 405 && res.status !== 431) {
+          const pattern = new RegExp(`^${req.route.split(' ')[1].replace(/:\w+/g, '[^/]+')}$`);
+          if (pattern.test(new URL(stack.baseUrl + req.url).pathname))
+            assert.ok(documented.get(req.route)?.includes(res.status), `not in the OpenAPI document: ${what}`);
+        }
       }),
       {
         numRuns: NUM_RUNS,
