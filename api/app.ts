@@ -31,6 +31,8 @@ import { usersRouter } from './users/router';
 import { usersService } from './users/service';
 import { windowsRouter } from './windows/router';
 import { windowsService } from './windows/service';
+import { webhooksRouter } from './webhooks/router';
+import { webhooksService } from './webhooks/service';
 
 /** Everything the features need; each service takes the part it uses. */
 export interface AppDeps {
@@ -61,6 +63,7 @@ export function apiRouters(deps: AppDeps): Router<AppState>[] {
     auditRouter(deps.db),
     usersRouter(usersService(deps)),
     keysRouter(keysService(deps)),
+    webhooksRouter(webhooksService(deps)),
   ];
 }
 

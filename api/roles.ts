@@ -68,6 +68,11 @@ export const ROUTE_ROLES = {
   'PATCH /v1/users/:name': ['admin'],
   'POST /v1/users/:name/tokens': ['admin'],
   'DELETE /v1/users/:name/tokens/:id': ['admin'],
+  // Signed webhooks (docs/webhooks.md): subscriptions hold secrets and URLs, so admins only.
+  'POST /v1/webhooks': ['admin'],
+  'GET /v1/webhooks': ['admin'],
+  'DELETE /v1/webhooks/:id': ['admin'],
+  'GET /v1/webhooks/:id/deliveries': ['admin'],
 } as const satisfies Record<string, readonly Role[]>;
 
 export type RouteKey = keyof typeof ROUTE_ROLES;

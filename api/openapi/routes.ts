@@ -152,4 +152,16 @@ export const ROUTE_DOCS: Record<RouteKey, RouteDoc> = {
     errors: ['conflict'],
   },
   'DELETE /v1/users/:name/tokens/:id': { summary: "Revoke a user's token", returns: ['token'] },
+  'POST /v1/webhooks': {
+    summary: 'Subscribe a URL to events; returns the signing secret once',
+    tag: 'webhooks',
+    ok: 201,
+    returns: ['webhook', 'secret'],
+  },
+  'GET /v1/webhooks': { summary: 'List webhook subscriptions (never their secrets)', returns: ['webhooks[]'] },
+  'DELETE /v1/webhooks/:id': { summary: 'Delete a subscription (its delivery log stays)', ok: 204 },
+  'GET /v1/webhooks/:id/deliveries': {
+    summary: "A subscription's delivery log, newest first: status, attempts, last error",
+    returns: ['deliveries[]'],
+  },
 };

@@ -36,6 +36,7 @@ import {
   UserTokenParams,
 } from '../../api/users/schema';
 import { CreateWindowBody, PauseBody, UpdateWindowBody, WindowParams } from '../../api/windows/schema';
+import { CreateWebhookBody, ListDeliveriesQuery, WebhookParams } from '../../api/webhooks/schema';
 import { ApiErrorCode } from '../../contract';
 import { documentedStatuses } from '../support/openapi';
 import { ADMIN_TOKEN, Stack } from '../support/stack';
@@ -100,6 +101,10 @@ const ROUTES: Route[] = [
   { method: 'POST', path: '/v1/keys', body: CreateKeyBody },
   { method: 'GET', path: '/v1/keys' },
   { method: 'DELETE', path: '/v1/keys/:id', params: KeyParams },
+  { method: 'POST', path: '/v1/webhooks', body: CreateWebhookBody },
+  { method: 'GET', path: '/v1/webhooks' },
+  { method: 'DELETE', path: '/v1/webhooks/:id', params: WebhookParams },
+  { method: 'GET', path: '/v1/webhooks/:id/deliveries', params: WebhookParams, query: ListDeliveriesQuery },
 ];
 
 // ---- arbitraries from JSON Schema (the zod schemas' input side) ----

@@ -86,6 +86,7 @@ describe('route × role, from the one table', () => {
       .replace(/^\/v1\/agents\/:id/, `/v1/agents/${who === 'agent' ? agentId : 'no-such-agent'}`)
       .replace(/^\/v1\/runs\/:id/, `/v1/runs/${NO_RUN}`)
       .replace(/^\/v1\/windows\/:id/, `/v1/windows/win-${ULID}`)
+      .replace(/^\/v1\/webhooks\/:id/, `/v1/webhooks/whk-${ULID}`)
       .replace(/^\/v1\/enrolment-tokens\/:id/, `/v1/enrolment-tokens/enr-${ULID}`)
       .replace('/exceptions/:id', `/exceptions/exc-${ULID}`)
       .replace(':name/tokens/:id', `nobody/tokens/utk-${ULID}`)

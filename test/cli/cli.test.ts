@@ -119,7 +119,7 @@ describe('patchnanny CLI (the built binary)', () => {
     const run = await json(['plan', agent.id]);
     assert.equal(run.outcome, 'completed');
     assert.deepEqual(
-      (run.plan as unknown as { name: string }[]).map((p) => p.name),
+      (run.plan as { name: string }[]).map((p) => p.name),
       ['curl', 'openssl'],
     );
   });
