@@ -11,8 +11,12 @@ import { parseArgs } from 'node:util';
 import { API_OPTIONS, apiClient, CliError, EXIT, type Command, type CommandContext } from './command';
 import { COMMANDS } from './commands';
 
-const out = (line: string) => process.stdout.write(`${line}\n`);
-const err = (text: string) => process.stderr.write(text);
+const out = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+const err = (text: string): void => {
+  process.stderr.write(text);
+};
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -164,6 +164,7 @@ export function createControlActivities(
 
   async function recordPlan(input: RecordPlanInput): Promise<void> {
     await owned((o) => writePlan(db, o, input));
+    await events?.phase({ runId: input.runId, phase: input.phase });
   }
 
   async function recordDecision(input: RecordDecisionInput): Promise<void> {

@@ -68,11 +68,14 @@ export function webhooksService({ db }: { db: Db }) {
     async list() {
       return (await subscriptions(db).whereNull('deleted_at').orderBy('created_at')).map(toWebhook);
     },
-    /** Soft delete: deliveries still pending are cancelled at their next attempt; the log stays. */
+    /** Soft delete: deliveries still pending are cancelled (their workflows stop at their next attempt); the log stays. */
     async remove(id: string, by: string) {
       await live(id);
       await db.transaction(async (trx) => {
         await subscriptions(trx).where({ id }).update({ deleted_at: trx.fn.now(), deleted_by: by });
+        await deliveries(trx)
+          .where({ subscription_id: id, status: 'pending' })
+          .update({ status: 'cancelled', last_error: 'subscription deleted', updated_at: trx.fn.now() });
         await appendAudit(trx, { actor: by, kind: 'webhook.deleted', subject: id, detail: {} });
       });
     },

@@ -33,7 +33,11 @@ export const approve: Command = {
     showPlan(show, run);
     if (!ctx.values.yes) {
       const rl = createInterface({ input: process.stdin, output: process.stderr });
-      const answer = await rl.question(`approve this plan as ${by}? [y/N] `).catch(() => '');
+      // End of input (a script without --yes) is a no, like an empty answer.
+      const answer = await new Promise<string>((resolve) => {
+        rl.once('close', () => resolve(''));
+        rl.question(`approve this plan as ${by}? [y/N] `).then(resolve, () => resolve(''));
+      });
       rl.close();
       if (!/^y(es)?$/i.test(answer.trim())) throw new CliError('not approved');
     }

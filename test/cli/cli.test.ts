@@ -29,7 +29,7 @@ describe('patchnanny CLI (the built binary)', () => {
   /** Run the CLI with the stack's URL and the admin's token in its environment (as an admin's shell has). */
   const cli = (args: string[], env: Record<string, string> = {}): Promise<Result> =>
     new Promise((resolve) => {
-      execFile(
+      const child = execFile(
         process.execPath,
         [CLI, ...args],
         {
@@ -44,6 +44,7 @@ describe('patchnanny CLI (the built binary)', () => {
         },
         (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, stdout, stderr }),
       );
+      child.stdin?.end(); // no one at the keyboard
     });
   const json = async (args: string[], env?: Record<string, string>) => {
     const r = await cli([...args, '--json'], env);
