@@ -26,6 +26,8 @@ import { exceptionsService } from './exceptions/service';
 import { keysRouter } from './keys/router';
 import { httpObserver } from './metrics';
 import { keysService } from './keys/service';
+import { API_VERSION } from './openapi/version';
+import { openApiDocument } from './openapi/document';
 import { runsRouter } from './runs/router';
 import { runsService } from './runs/service';
 import { scriptsRouter } from './scripts/router';
@@ -34,6 +36,8 @@ import { usersRouter } from './users/router';
 import { usersService } from './users/service';
 import { windowsRouter } from './windows/router';
 import { windowsService } from './windows/service';
+import { webhooksRouter } from './webhooks/router';
+import { webhooksService } from './webhooks/service';
 
 /** Everything the features need; each service takes the part it uses. */
 export interface AppDeps {
@@ -49,6 +53,31 @@ export interface AppDeps {
   metrics?: Registry;
 }
 
+/** Each app's routers as mounted, the open one first (test/api/openapi.test.ts walks their layers). */
+const MOUNTED = new WeakMap<Koa<AppState>, Router<AppState>[]>();
+export const mountedRouters = (app: Koa<AppState>): Router<AppState>[] => MOUNTED.get(app) ?? [];
+
+/** The authenticated routers, in the order they are mounted (the OpenAPI document reads their layers). */
+export function apiRouters(deps: AppDeps): Router<AppState>[] {
+  const compliance = complianceService(deps);
+  const runs = runsService(deps);
+  return [
+    agentsRouter(agentsService(deps), compliance),
+    enrolmentTokensRouter(enrolmentTokensService(deps)),
+    exceptionsRouter(exceptionsService(deps)),
+    containersRouter(containersService(deps)),
+    scriptsRouter(scriptsService(deps)),
+    runsRouter(runs),
+    reviewsRouter(reviewsService({ db: deps.db, runs })),
+    complianceRouter(compliance),
+    windowsRouter(windowsService(deps)),
+    auditRouter(deps.db),
+    usersRouter(usersService(deps)),
+    keysRouter(keysService(deps)),
+    webhooksRouter(webhooksService(deps)),
+  ];
+}
+
 export function createApp(deps: AppDeps): Koa<AppState> {
   const app = new Koa<AppState>();
   const log = deps.log ?? pino({ enabled: false });
@@ -58,7 +87,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
   if (deps.metrics) app.use(httpObserver(deps.metrics, log));
   app.use(errorMiddleware);
 
-  const open = new Router();
+  const open = new Router<AppState>();
   open.get('/healthz', async (ctx) => {
     const [db, temporal] = await Promise.all([
       deps.db.raw('select 1').then(
@@ -73,26 +102,18 @@ export function createApp(deps: AppDeps): Koa<AppState> {
     ctx.status = db && temporal ? 200 : 503;
     ctx.body = { ok: db && temporal, db, temporal };
   });
+  const routers = apiRouters(deps);
+  // Public, like the source it is made from: it names routes and schemas, no data. Built here,
+  // at start, so a route without a row in api/openapi/routes.ts stops the API from starting.
+  open.get('/v1/openapi.json', (ctx) => {
+    ctx.body = document;
+  });
+  const document = openApiDocument(open, routers, API_VERSION).document;
   app.use(open.routes());
   app.use(deskRouter(deps.desk ?? { temporalUiUrl: 'http://127.0.0.1:8233', namespace: 'default' }).routes());
 
   app.use(authenticate(deps.db, deps.admins));
-  const compliance = complianceService(deps);
-  const runs = runsService(deps);
-  const routers = [
-    agentsRouter(agentsService(deps), compliance),
-    enrolmentTokensRouter(enrolmentTokensService(deps)),
-    exceptionsRouter(exceptionsService(deps)),
-    containersRouter(containersService(deps)),
-    scriptsRouter(scriptsService(deps)),
-    runsRouter(runs),
-    reviewsRouter(reviewsService({ db: deps.db, runs })),
-    complianceRouter(compliance),
-    windowsRouter(windowsService(deps)),
-    auditRouter(deps.db),
-    usersRouter(usersService(deps)),
-    keysRouter(keysService(deps)),
-  ];
+  MOUNTED.set(app, [open, ...routers]);
   for (const router of routers) {
     app.use(router.routes()).use(router.allowedMethods());
   }

@@ -2,7 +2,8 @@ import type { Context, Next } from 'koa';
 import { z } from 'zod';
 import type { ApiErrorCode } from '../contract';
 
-const STATUS: Record<ApiErrorCode, number> = {
+/** The HTTP status of each error code (the OpenAPI document lists them per route). */
+export const STATUS_OF: Record<ApiErrorCode, number> = {
   validation_failed: 400,
   unauthorized: 401,
   agent_revoked: 401,
@@ -27,7 +28,7 @@ export class ApiError extends Error {
     super(message);
   }
   get status(): number {
-    return STATUS[this.code];
+    return STATUS_OF[this.code];
   }
 }
 

@@ -68,6 +68,7 @@ async function main(): Promise<void> {
       runDefaultsOf(env),
       temporal,
       observe,
+      (message) => log.warn({ component: 'webhooks' }, message),
     );
     log.info({ component: 'control-worker' }, `control worker polling ${env.PATCHNANNY_CONTROL_QUEUE}`);
     await worker.run(); // returns after SIGINT/SIGTERM (the SDK's default shutdown signals)

@@ -76,6 +76,11 @@ export const ROUTE_ROLES = {
   'PATCH /v1/users/:name': ['admin'],
   'POST /v1/users/:name/tokens': ['admin'],
   'DELETE /v1/users/:name/tokens/:id': ['admin'],
+  // Signed webhooks (docs/webhooks.md): subscriptions hold secrets and URLs, so admins only.
+  'POST /v1/webhooks': ['admin'],
+  'GET /v1/webhooks': ['admin'],
+  'DELETE /v1/webhooks/:id': ['admin'],
+  'GET /v1/webhooks/:id/deliveries': ['admin'],
 } as const satisfies Record<string, readonly Role[]>;
 
 export type RouteKey = keyof typeof ROUTE_ROLES;
@@ -85,7 +90,7 @@ export const rolesOf = (key: RouteKey): readonly Role[] => ROUTE_ROLES[key];
 /** Refuse (403) a principal whose role the table does not list for this route. */
 export function allow(key: RouteKey): Middleware<AppState> {
   const roles = rolesOf(key);
-  return async (ctx, next) => {
+  const middleware: Middleware<AppState> = async (ctx, next) => {
     const { principal } = ctx.state;
     if (!roles.includes(principal.role)) {
       if (principal.role === 'pending-agent')
@@ -101,7 +106,14 @@ export function allow(key: RouteKey): Middleware<AppState> {
     }
     await next();
   };
+  GUARDED.set(middleware, key);
+  return middleware;
 }
+
+/** The route key each `allow` middleware checks (read off the router's layers by api/openapi/). */
+const GUARDED = new WeakMap<object, RouteKey>();
+export const routeKeyOf = (middleware: unknown): RouteKey | undefined =>
+  typeof middleware === 'function' ? GUARDED.get(middleware) : undefined;
 
 /**
  * A route's path and role check from its key, for the router's verb:

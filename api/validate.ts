@@ -62,7 +62,7 @@ async function readBody(ctx: Context): Promise<unknown> {
  * type carries the parsed parts to the handler after it, as `ctx.state.valid`.
  */
 export function validate<S extends Schemas>(schemas: S): RouterMiddleware<AppState & { valid: Valid<S> }> {
-  return async (ctx, next) => {
+  const middleware: RouterMiddleware<AppState & { valid: Valid<S> }> = async (ctx, next) => {
     const valid: Record<keyof Schemas, unknown> = { params: undefined, query: undefined, body: undefined };
     for (const part of ['params', 'query', 'body'] as const) {
       const schema = schemas[part];
@@ -76,4 +76,15 @@ export function validate<S extends Schemas>(schemas: S): RouterMiddleware<AppSta
     ctx.state.valid = valid as Valid<S>;
     await next();
   };
+  VALIDATED.set(middleware, schemas);
+  return middleware;
 }
+
+/**
+ * The schemas each `validate` middleware checks, keyed by the middleware itself: the OpenAPI
+ * document (api/openapi/) reads them off the router's layers, so it describes exactly what a
+ * route validates.
+ */
+const VALIDATED = new WeakMap<object, Schemas>();
+export const schemasOf = (middleware: unknown): Schemas | undefined =>
+  typeof middleware === 'function' ? VALIDATED.get(middleware) : undefined;

@@ -4,6 +4,7 @@ import type { Db } from '../db';
 import { createControlActivities, type RunObserver } from '../activities/control';
 import { createHostLockActivities } from '../activities/control/host-lock';
 import { createWindowFiringActivities } from '../activities/control/window-firing';
+import { createWebhookActivities, webhookEvents } from '../activities/control/webhooks';
 import type { ConfigurableTimeouts } from '../contract';
 import { connectWorker, workflowSource, type TemporalEnv } from '../runtime/temporal';
 
@@ -18,6 +19,8 @@ export async function createControlWorker(
   runDefaults: ConfigurableTimeouts,
   client: Client,
   observe?: RunObserver,
+  /** Where a webhook that could not be emitted is reported (default: stderr). */
+  warn: (message: string) => void = (m) => process.stderr.write(`${m}\n`),
 ): Promise<Worker> {
   const { connection, namespace } = await connectWorker(env);
   return Worker.create({
@@ -26,7 +29,8 @@ export async function createControlWorker(
     taskQueue,
     ...workflowSource(),
     activities: {
-      ...createControlActivities(db, runDefaults, observe),
+      ...createControlActivities(db, runDefaults, observe, webhookEvents(db, client, taskQueue, warn)),
+      ...createWebhookActivities(db),
       ...createHostLockActivities(client, taskQueue),
       ...createWindowFiringActivities(client),
     },

@@ -34,6 +34,7 @@ import {
 import { scriptSha256 } from '../../db/scripts';
 import { containerDefaults, getContainer } from '../../db/containers';
 import { getWindow } from '../../db/windows';
+import type { RunEvents } from './webhooks';
 import {
   Family,
   resolveContainerOptions,
@@ -98,7 +99,13 @@ export interface RunObserver {
 /**
  * `runDefaults` are the configured timeouts (PATCHNANNY_*_TIMEOUT_MS), which window runs start from.
  */
-export function createControlActivities(db: Db, runDefaults: ConfigurableTimeouts, observe?: RunObserver) {
+export function createControlActivities(
+  db: Db,
+  runDefaults: ConfigurableTimeouts,
+  observe?: RunObserver,
+  /** Webhook events (activities/control/webhooks.ts); they never fail the write they follow. */
+  events?: RunEvents,
+) {
   /**
    * The first thing a patch run does: claim its row (see db/runs.ts claimRun). A refusal is an
    * answer, not a failure: the workflow ends `untrusted-input` having executed and written nothing.
@@ -158,6 +165,7 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
 
   async function recordPlan(input: RecordPlanInput): Promise<void> {
     await owned((o) => writePlan(db, o, input));
+    await events?.phase({ runId: input.runId, phase: input.phase });
   }
 
   async function recordDecision(input: RecordDecisionInput): Promise<void> {
@@ -166,6 +174,7 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
 
   async function recordPhase(input: RecordPhaseInput): Promise<void> {
     await owned((o) => writePhase(db, o, input));
+    await events?.phase(input);
   }
 
   async function recordIgnoredDecisions(input: RecordIgnoredInput): Promise<void> {
@@ -175,6 +184,7 @@ export function createControlActivities(db: Db, runDefaults: ConfigurableTimeout
   async function recordOutcome(input: RecordOutcomeInput): Promise<void> {
     await owned((o) => writeOutcome(db, o, input));
     observe?.ended(input.runId, input.outcome, input.failureReason);
+    await events?.outcome(input);
   }
 
   /** A window firing's runs, each audited as requested (by `window:<id>`) once whatever the retries. */

@@ -38,7 +38,9 @@ import {
   UserTokenParams,
 } from '../../api/users/schema';
 import { CreateWindowBody, PauseBody, UpdateWindowBody, WindowParams } from '../../api/windows/schema';
+import { CreateWebhookBody, ListDeliveriesQuery, WebhookParams } from '../../api/webhooks/schema';
 import { ApiErrorCode } from '../../contract';
+import { documentedStatuses } from '../support/openapi';
 import { ADMIN_TOKEN, Stack } from '../support/stack';
 import { TABLES } from '../support/db';
 
@@ -60,6 +62,7 @@ interface Route {
 
 const ROUTES: Route[] = [
   { method: 'GET', path: '/healthz' },
+  { method: 'GET', path: '/v1/openapi.json' },
   { method: 'POST', path: '/v1/agents', body: AgentRegistration },
   { method: 'GET', path: '/v1/agents', query: ComplianceQuery },
   { method: 'GET', path: '/v1/agents/:id', params: AgentParams },
@@ -111,6 +114,10 @@ const ROUTES: Route[] = [
   { method: 'POST', path: '/v1/keys', body: CreateKeyBody },
   { method: 'GET', path: '/v1/keys' },
   { method: 'DELETE', path: '/v1/keys/:id', params: KeyParams },
+  { method: 'POST', path: '/v1/webhooks', body: CreateWebhookBody },
+  { method: 'GET', path: '/v1/webhooks' },
+  { method: 'DELETE', path: '/v1/webhooks/:id', params: WebhookParams },
+  { method: 'GET', path: '/v1/webhooks/:id/deliveries', params: WebhookParams, query: ListDeliveriesQuery },
 ];
 
 // ---- arbitraries from JSON Schema (the zod schemas' input side) ----
@@ -552,6 +559,7 @@ describe('fuzzing every route never gets a 5xx, always gets the error shape, and
       bogus: 'pna_not-a-token',
     };
     const statuses = new Map<number, number>();
+    const documented = documentedStatuses();
     let tried = 0;
     let previous = '';
     const started = Date.now();
@@ -592,6 +600,12 @@ describe('fuzzing every route never gets a 5xx, always gets the error shape, and
           assert.equal(typeof body.error?.message, 'string', `error message: ${what}`);
         }
         if (res.status >= 400) assert.equal(await apiWrites(), writesBefore, `a refused request wrote: ${what}`);
+        // The OpenAPI document lists every status the route answers (405 and 431 are no route's).
+        if (req.method === req.route.split(' ')[0] && res.status !== 405 && res.status !== 431) {
+          const pattern = new RegExp(`^${req.route.split(' ')[1].replace(/:\w+/g, '[^/]+')}$`);
+          if (pattern.test(new URL(stack.baseUrl + req.url).pathname))
+            assert.ok(documented.get(req.route)?.includes(res.status), `not in the OpenAPI document: ${what}`);
+        }
       }),
       {
         numRuns: NUM_RUNS,

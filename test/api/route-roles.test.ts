@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { ROUTE_ROLES, type Role, type RouteKey } from '../../api/roles';
 import { insertRunRows } from '../../db/runs';
 import { approveSignal, approveUpdate } from '../../workflows/messages';
+import { documentedStatuses } from '../support/openapi';
 import { ADMIN_TOKEN, DIST, Stack, TRIGGER_ONLY_WINDOW } from '../support/stack';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
@@ -86,6 +87,7 @@ describe('route × role, from the one table', () => {
       .replace(/^\/v1\/runs\/:id/, `/v1/runs/${NO_RUN}`)
       .replace(':planHash', 'a'.repeat(64))
       .replace(/^\/v1\/windows\/:id/, `/v1/windows/win-${ULID}`)
+      .replace(/^\/v1\/webhooks\/:id/, `/v1/webhooks/whk-${ULID}`)
       .replace(/^\/v1\/enrolment-tokens\/:id/, `/v1/enrolment-tokens/enr-${ULID}`)
       .replace('/exceptions/:id', `/exceptions/exc-${ULID}`)
       .replace(':name/tokens/:id', `nobody/tokens/utk-${ULID}`)
@@ -97,6 +99,7 @@ describe('route × role, from the one table', () => {
 
   it('every route answers every principal as the table says: allowed, 403, or 401 without a token', async () => {
     const wrong: string[] = [];
+    const documented = documentedStatuses();
     let calls = 0;
     for (const key of keys) {
       const method = key.slice(0, key.indexOf(' '));
@@ -116,6 +119,8 @@ describe('route × role, from the one table', () => {
         if (got !== expected || r.status >= 500 || !reached)
           wrong.push(`${key} as ${who}: expected ${expected}, got ${r.status} ${JSON.stringify(r.body)}`);
         if (r.status === 403) assert.equal(r.body.error.code, 'forbidden');
+        if (!documented.get(key)?.includes(r.status))
+          wrong.push(`${key} as ${who}: ${r.status} is not in the OpenAPI document (api/openapi/routes.ts)`);
       }
     }
     assert.deepEqual(wrong, [], `${wrong.length} of ${calls} calls disagree with api/roles.ts`);

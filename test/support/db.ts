@@ -27,4 +27,6 @@ export const TABLES = [
   'users',
   'user_tokens',
   'approver_keys',
+  'webhook_subscriptions',
+  'webhook_deliveries',
 ];

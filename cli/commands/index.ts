@@ -1,0 +1,27 @@
+/**
+ * The command table: every `patchnanny` command is a module here and a row below. A new command
+ * (e.g. `reviews`) is one file exporting a Command and one line in COMMANDS.
+ */
+import type { Command } from '../command';
+import { agents } from './agents';
+import { approve } from './approve';
+import { exceptions } from './exceptions';
+import { keygen, signApprovalCommand } from './keys';
+import { plan } from './plan';
+import { reject } from './reject';
+import { run } from './run';
+import { runs } from './runs';
+import { windows } from './windows';
+
+export const COMMANDS: Command[] = [
+  agents,
+  runs,
+  run,
+  plan,
+  approve,
+  reject,
+  exceptions,
+  windows,
+  keygen,
+  signApprovalCommand,
+];

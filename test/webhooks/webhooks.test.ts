@@ -1,0 +1,212 @@
+/**
+ * Signed webhooks against a real stack and real agent processes: a local HTTP receiver gets each
+ * subscribed event once (plan awaiting approval, run failed, agent unreachable), after answering
+ * 503 twice (the retries, with backoff, are in the delivery log); the HMAC signature is checked
+ * here with node:crypto, independently of the code that made it. A receiver that is down holds
+ * up no run, and the API never shows a subscription's secret after creating it.
+ */
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { verifyWebhook } from '../../contract/webhooks';
+import { Stack } from '../support/stack';
+
+const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
+
+interface Received {
+  at: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  answered: number;
+}
+
+describe('signed webhooks', () => {
+  const stack = new Stack({ approvalMs: 120_000, agentPickupMs: 4_000, scriptMs: 60_000 });
+  const received: Received[] = [];
+  /** How often each delivery (x-patchnanny-delivery) was answered 503 so far. */
+  const refusals = new Map<string, number>();
+  let receiver: Server;
+  let receiverUrl = '';
+  let secret = '';
+  let hookId = '';
+  let downHookId = '';
+
+  before(async () => {
+    receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const delivery = String(req.headers['x-patchnanny-delivery']);
+        const refused = refusals.get(delivery) ?? 0;
+        // Each delivery is refused twice (a receiver mid-deploy), then taken.
+        const status = refused < 2 ? 503 : 204;
+        if (status === 503) refusals.set(delivery, refused + 1);
+        received.push({
+          at: Date.now(),
+          headers: req.headers,
+          body: Buffer.concat(chunks).toString(),
+          answered: status,
+        });
+        res.writeHead(status).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    receiverUrl = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hooks`;
+    await stack.start();
+    const made = await stack.http('POST', '/v1/webhooks', {
+      body: {
+        url: receiverUrl,
+        events: ['plan.awaiting-approval', 'run.failed', 'agent.unreachable'],
+        description: 'ops chat',
+      },
+    });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    secret = made.body.secret;
+    hookId = made.body.webhook.id;
+    assert.match(secret, /^whsec_/);
+    // A receiver that is down: nothing listens on port 1.
+    const down = await stack.http('POST', '/v1/webhooks', {
+      body: { url: 'http://127.0.0.1:1/down', events: ['plan.awaiting-approval'] },
+    });
+    assert.equal(down.status, 201, JSON.stringify(down.body));
+    downHookId = down.body.webhook.id;
+  });
+  after(async () => {
+    await stack.stop();
+    await new Promise((r) => receiver.close(r));
+  });
+
+  const taken = (event: string, runId: string) =>
+    received.filter((r) => r.answered === 204 && JSON.parse(r.body).id === `${event}:${runId}`);
+
+  it('the secret is shown once: never in a list; subscriptions are admin-only and validated', async () => {
+    const list = await stack.http('GET', '/v1/webhooks');
+    assert.equal(list.status, 200);
+    assert.deepEqual(
+      list.body.webhooks.map((w: { id: string }) => w.id),
+      [hookId, downHookId],
+    );
+    assert.ok(!JSON.stringify(list.body).includes(secret));
+    assert.ok(!JSON.stringify(list.body).includes('whsec_'));
+    const bad = await stack.http('POST', '/v1/webhooks', { body: { url: 'ftp://x/', events: ['run.failed'] } });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error.field, 'url');
+    const unknown = await stack.http('POST', '/v1/webhooks', { body: { url: receiverUrl, events: ['run.done'] } });
+    assert.equal(unknown.status, 400);
+    assert.equal(unknown.body.error.field, 'events.0');
+  });
+
+  it('plan awaiting approval: delivered once after two 503s, signed, logged; a down receiver holds nothing up', async () => {
+    const agent = await stack.startAgent('wh-01', PLAN);
+    const started = Date.now();
+    const r = await stack.http('POST', '/v1/runs', {
+      body: { agentId: agent.id, mode: 'apply', approval: 'required' },
+    });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const runId = r.body.run.id as string;
+    const waiting = await stack.waitForRun(runId, (x) => x.phase === 'awaiting-approval' || x.outcome !== null);
+    assert.equal(waiting.phase, 'awaiting-approval', waiting.failureReason);
+    const awaitingAt = Date.now();
+    // The run goes on while the down receiver's delivery is still being retried.
+    assert.equal((await stack.approve(runId, waiting.planHash)).status, 200);
+    const done = await stack.waitForOutcome(runId, 60_000);
+    assert.equal(done.outcome, 'completed', done.failureReason);
+
+    const got = await stack.waitFor(
+      'the delivery',
+      () => Promise.resolve(taken('plan.awaiting-approval', runId)[0]),
+      30_000,
+    );
+    const tries = received.filter((x) => x.headers['x-patchnanny-delivery'] === got.headers['x-patchnanny-delivery']);
+    assert.deepEqual(
+      tries.map((t) => t.answered),
+      [503, 503, 204],
+    );
+    // Backoff: the second retry waited longer than the first.
+    assert.ok(tries[2].at - tries[1].at > tries[1].at - tries[0].at, 'backoff grows');
+    const payload = JSON.parse(got.body);
+    assert.equal(payload.type, 'plan.awaiting-approval');
+    assert.equal(payload.data.runId, runId);
+    assert.equal(payload.data.agentId, agent.id);
+    assert.equal(payload.data.planHash, waiting.planHash);
+    assert.equal(got.headers['x-patchnanny-event'], 'plan.awaiting-approval');
+    assert.equal(got.headers['content-type'], 'application/json');
+
+    // The signature, checked as a receiver would, with node:crypto alone.
+    const header = String(got.headers['x-patchnanny-signature']);
+    const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header);
+    assert.ok(m, header);
+    assert.equal(createHmac('sha256', secret).update(`${m[1]}.${got.body}`).digest('hex'), m[2]);
+    assert.ok(Math.abs(Date.now() / 1000 - Number(m[1])) < 120);
+    assert.ok(verifyWebhook(secret, got.body, header));
+    assert.ok(!verifyWebhook(secret, got.body.replace('awaiting', 'Awaiting'), header), 'a changed body fails');
+    assert.ok(!verifyWebhook('whsec_other', got.body, header), 'another secret fails');
+
+    const log = await stack.http('GET', `/v1/webhooks/${hookId}/deliveries`);
+    assert.equal(log.status, 200);
+    const entry = log.body.deliveries.find((d: { eventId: string }) => d.eventId === `plan.awaiting-approval:${runId}`);
+    assert.equal(entry.status, 'delivered');
+    assert.equal(entry.attempts, 3);
+    assert.equal(entry.lastStatus, 204);
+    assert.equal(entry.lastError, 'HTTP 503');
+
+    const downLog = await stack.http('GET', `/v1/webhooks/${downHookId}/deliveries`);
+    const downEntry = downLog.body.deliveries.find((d: { eventId: string }) => d.eventId.endsWith(runId));
+    assert.equal(downEntry.status, 'pending');
+    assert.ok(downEntry.attempts >= 1);
+    assert.match(downEntry.lastError, /no answer: ECONNREFUSED/);
+    console.log(
+      `webhooks: awaiting-approval ${awaitingAt - started} ms after start; delivered ${got.at - awaitingAt} ms later ` +
+        `(2 refusals, backoff ${tries[1].at - tries[0].at} ms then ${tries[2].at - tries[1].at} ms)`,
+    );
+  });
+
+  it('run failed and agent unreachable: each delivered once; unsubscribed outcomes send nothing', async () => {
+    const failing = await stack.startAgent('wh-fail', PLAN);
+    writeFileSync(path.join(failing.fixtureDir, 'fail-apply'), '100');
+    const f = await stack.http('POST', '/v1/runs', { body: { agentId: failing.id, mode: 'apply', approval: 'auto' } });
+    assert.equal(f.status, 202, JSON.stringify(f.body));
+    // An agent registered but never running: its run's pickup times out.
+    const reg = await stack.http('POST', '/v1/agents', {
+      token: stack.enrolToken,
+      body: { hostname: 'wh-gone', os: { id: 'debian', versionId: '12', family: 'apt' } },
+    });
+    assert.equal(reg.status, 201, JSON.stringify(reg.body));
+    const u = await stack.http('POST', '/v1/runs', { body: { agentId: reg.body.agent.id, mode: 'dry-run' } });
+    assert.equal(u.status, 202, JSON.stringify(u.body));
+
+    assert.equal((await stack.waitForOutcome(f.body.run.id, 60_000)).outcome, 'failed');
+    assert.equal((await stack.waitForOutcome(u.body.run.id, 60_000)).outcome, 'agent-unreachable');
+    await stack.waitFor('run.failed', () => Promise.resolve(taken('run.failed', f.body.run.id)[0]), 30_000);
+    await stack.waitFor(
+      'agent.unreachable',
+      () => Promise.resolve(taken('agent.unreachable', u.body.run.id)[0]),
+      30_000,
+    );
+    // Once each, however the retries went; and a completed run (previous test) sent nothing.
+    assert.equal(taken('run.failed', f.body.run.id).length, 1);
+    assert.equal(taken('agent.unreachable', u.body.run.id).length, 1);
+    assert.equal(
+      received
+        .filter((r) => ['run.failed', 'agent.unreachable'].includes(JSON.parse(r.body).type) === false)
+        .every((r) => JSON.parse(r.body).type === 'plan.awaiting-approval'),
+      true,
+    );
+    for (const r of received) assert.ok(verifyWebhook(secret, r.body, String(r.headers['x-patchnanny-signature'])));
+  });
+
+  it('deleting a subscription cancels its pending deliveries', async () => {
+    assert.equal((await stack.http('DELETE', `/v1/webhooks/${downHookId}`)).status, 204);
+    assert.equal((await stack.http('GET', `/v1/webhooks/${downHookId}/deliveries`)).status, 404);
+    const rows = await stack.database.db('webhook_deliveries').where({ subscription_id: downHookId });
+    assert.ok(rows.length >= 1);
+    assert.deepEqual(new Set(rows.map((d: { status: string }) => d.status)), new Set(['cancelled']));
+    assert.deepEqual(
+      (await stack.http('GET', '/v1/webhooks')).body.webhooks.map((w: { id: string }) => w.id),
+      [hookId],
+    );
+  });
+});
