@@ -5,16 +5,20 @@
 import type { Command } from '../command';
 import { agents } from './agents';
 import { approve } from './approve';
+import { compliance } from './compliance';
 import { exceptions } from './exceptions';
 import { keygen, signApprovalCommand } from './keys';
 import { plan } from './plan';
 import { reject } from './reject';
+import { reviews } from './reviews';
 import { run } from './run';
 import { runs } from './runs';
 import { windows } from './windows';
 
 export const COMMANDS: Command[] = [
   agents,
+  compliance,
+  reviews,
   runs,
   run,
   plan,

@@ -232,4 +232,56 @@ describe('patchnanny CLI (the built binary)', () => {
     assert.equal((await cli(['windows', 'remove', win.id as string])).code, 0);
     assert.deepEqual(await json(['windows']), []);
   });
+
+  it('reviews, approve <planHash> and reject <planHash> decide a whole plan group; compliance counts the fleet', async () => {
+    const second = await stack.startAgent('cli-02', PLAN);
+    const awaitingOn = async (agentId: string) => {
+      const r = await stack.http('POST', '/v1/runs', { body: { agentId, mode: 'apply', approval: 'required' } });
+      assert.equal(r.status, 202, JSON.stringify(r.body));
+      const run = await stack.waitForRun(r.body.run.id, (x) => x.phase === 'awaiting-approval' || x.outcome !== null);
+      assert.equal(run.phase, 'awaiting-approval', run.failureReason);
+      return run as { id: string; planHash: string };
+    };
+    const [a, b] = await Promise.all([awaitingOn(agent.id), awaitingOn(second.id)]);
+    assert.equal(a.planHash, b.planHash, 'two hosts with the same updates have the same plan');
+
+    const listed = await json(['reviews']);
+    const group = (listed.groups as { planHash: string; hosts: number; runs: { id: string }[] }[]).find(
+      (g) => g.planHash === a.planHash,
+    );
+    assert.ok(group, 'the plan is listed as one group');
+    assert.deepEqual(group.runs.map((r) => r.id).sort(), [a.id, b.id].sort());
+    const table = await cli(['reviews']);
+    assert.match(table.stdout, new RegExp(`^${a.planHash} +2 +2 +1 `, 'm'), table.stdout);
+
+    // One command, one signature per run, both runs approved and both complete.
+    const approved = await cli(['approve', a.planHash, '--key', keyFile, '--yes', '--json']);
+    assert.equal(approved.code, 0, approved.stderr);
+    const answer = JSON.parse(approved.stdout) as { decided: { runId: string }[]; refused: unknown[] };
+    assert.deepEqual(answer.decided.map((d) => d.runId).sort(), [a.id, b.id].sort());
+    assert.deepEqual(answer.refused, []);
+    for (const id of [a.id, b.id]) assert.equal((await stack.waitForOutcome(id)).outcome, 'completed');
+    const gone = await cli(['approve', a.planHash, '--key', keyFile, '--yes']);
+    assert.equal(gone.code, 1, 'no run awaits that plan any more');
+    assert.match(gone.stderr, /no run awaits approval with plan/);
+
+    const [c, d] = await Promise.all([awaitingOn(agent.id), awaitingOn(second.id)]);
+    const rejected = await cli(['reject', c.planHash, '--reason', 'change freeze']);
+    assert.equal(rejected.code, 0, rejected.stderr);
+    for (const id of [c.id, d.id]) {
+      const run = await stack.waitForOutcome(id);
+      assert.equal(run.outcome, 'rejected');
+      assert.equal(run.rejectReason, 'change freeze');
+    }
+
+    const fleet = await json(['compliance']);
+    assert.ok((fleet.hosts as number) >= 2, JSON.stringify(fleet));
+    const counted = ['upToDate', 'pending', 'failing', 'unreachable', 'unknown'].reduce(
+      (n, k) => n + (fleet[k] as number),
+      0,
+    );
+    assert.equal(counted, fleet.hosts, 'every accepted host is in exactly one state');
+    const shown = await cli(['compliance']);
+    assert.match(shown.stdout, /^HOSTS +UP TO DATE +PENDING/);
+  });
 });
