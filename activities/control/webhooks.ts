@@ -125,8 +125,8 @@ export function createWebhookActivities(db: Db) {
       });
       await res.body?.cancel();
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code;
-      const message = `no answer: ${cause ?? (err as Error).message}`;
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      const message = `no answer: ${cause?.code ?? cause?.message ?? (err as Error).message}`;
       await record(id, { attempts, last_status: null, last_error: message });
       throw ApplicationFailure.retryable(message, 'webhook-unreachable');
     }

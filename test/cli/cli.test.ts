@@ -106,7 +106,7 @@ describe('patchnanny CLI (the built binary)', () => {
     const table = await cli(['agents']);
     assert.equal(table.code, 0, table.stderr);
     assert.match(table.stdout, /^ID +HOSTNAME +STATUS/);
-    assert.match(table.stdout, new RegExp(`^${agent.id} +cli-01 +active`, 'm'));
+    assert.match(table.stdout, new RegExp(`^${agent.id} +cli-01 +accepted +apt +Debian`, 'm'));
     const agents = await json(['agents']);
     assert.ok(agents.some((a) => a.id === agent.id && a.hostname === 'cli-01'));
   });
@@ -117,6 +117,7 @@ describe('patchnanny CLI (the built binary)', () => {
     assert.match(r.stderr, /planning|pending|queued/);
     assert.match(r.stderr, /done \(completed\)/);
     assert.match(r.stdout, /openssl 3\.0\.15-1 -> 3\.0\.16-1/);
+    console.log(`$ patchnanny plan ${agent.id}\n${r.stderr}${r.stdout}`);
     const run = await json(['plan', agent.id]);
     assert.equal(run.outcome, 'completed');
     assert.deepEqual(
@@ -128,13 +129,15 @@ describe('patchnanny CLI (the built binary)', () => {
   it('approve --yes signs and approves; run --follow waits for the outcome; runs lists it', async () => {
     const id = await awaitingRun();
     const approved = await json(['approve', id, '--key', keyFile, '--yes']);
-    assert.equal(approved.approvedBy, 'alice');
+    assert.equal(approved.runId, id);
     const done = await cli(['run', id, '--follow', '--json']);
     assert.equal(done.code, 0, done.stderr);
     assert.equal(JSON.parse(done.stdout).outcome, 'completed');
+    assert.equal(JSON.parse(done.stdout).approvedBy, 'alice');
     const runs = await json(['runs', '--agent', agent.id, '--outcome', 'completed']);
     assert.ok(runs.some((r) => r.id === id));
     const table = await cli(['runs', '--agent', agent.id]);
+    console.log(`$ patchnanny runs --agent ${agent.id}\n${table.stdout}`);
     assert.match(table.stdout, new RegExp(`^${id.replace(/\./g, '\\.')} +${agent.id} +apply +done +completed`, 'm'));
   });
 

@@ -67,9 +67,13 @@ describe('signed webhooks', () => {
     secret = made.body.secret;
     hookId = made.body.webhook.id;
     assert.match(secret, /^whsec_/);
-    // A receiver that is down: nothing listens on port 1.
+    // A receiver that is down: a port that was free a moment ago, closed again.
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const closedPort = (probe.address() as { port: number }).port;
+    await new Promise((r) => probe.close(r));
     const down = await stack.http('POST', '/v1/webhooks', {
-      body: { url: 'http://127.0.0.1:1/down', events: ['plan.awaiting-approval'] },
+      body: { url: `http://127.0.0.1:${closedPort}/down`, events: ['plan.awaiting-approval'] },
     });
     assert.equal(down.status, 201, JSON.stringify(down.body));
     downHookId = down.body.webhook.id;
