@@ -37,9 +37,9 @@ const SECURITY_HEADERS = {
 
 /**
  * A plain middleware rather than a Router: anything but a GET of these paths passes straight on.
- * (Mounted as a @koa/router Router before authentication, it made test/api/boundaries' gzip-bomb
- * request end in ECONNRESET instead of its 413, twice in a row; this middleware does not. Why the
- * router did is not pinned down.)
+ * (With a @koa/router Router here, test/api/boundaries' gzip-bomb request ended in ECONNRESET
+ * instead of its 413 twice in a row when run alone; with this middleware it passed alone but failed
+ * the same way once more under heavy machine load: a timing race, cause not pinned down.)
  */
 export function deskPages(config: DeskConfig): Middleware {
   // Read once at start: a missing build fails the start, not the first visitor.
