@@ -18,7 +18,7 @@ import type { AdminToken } from './env';
 import { enrolmentTokensRouter } from './enrolment-tokens/router';
 import { enrolmentTokensService } from './enrolment-tokens/service';
 import { errorMiddleware } from './errors';
-import { deskRouter, type DeskConfig } from './desk/serve';
+import { deskPages, type DeskConfig } from './desk/serve';
 import { exceptionsRouter } from './exceptions/router';
 import { containersRouter } from './containers/router';
 import { containersService } from './containers/service';
@@ -110,7 +110,7 @@ export function createApp(deps: AppDeps): Koa<AppState> {
   });
   const document = openApiDocument(open, routers, API_VERSION).document;
   app.use(open.routes());
-  app.use(deskRouter(deps.desk ?? { temporalUiUrl: 'http://127.0.0.1:8233', namespace: 'default' }).routes());
+  app.use(deskPages(deps.desk ?? { temporalUiUrl: 'http://127.0.0.1:8233', namespace: 'default' }));
 
   app.use(authenticate(deps.db, deps.admins));
   MOUNTED.set(app, [open, ...routers]);
