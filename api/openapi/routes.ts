@@ -83,7 +83,8 @@ export const ROUTE_DOCS: Record<RouteKey, RouteDoc> = {
   'GET /v1/reviews/diff': {
     summary: "What one run's plan has that another's has not, and the versions that differ",
     returns: ['a', 'b', 'onlyInA[]', 'onlyInB[]', 'differing[]'],
-    errors: ['conflict'],
+    // The runs it names are in the query, not the path: their absence is a 404 all the same.
+    errors: ['not_found', 'conflict'],
   },
   'POST /v1/reviews/:planHash/approve': {
     summary: 'Approve each run of a plan group with its own signed statement; each run refuses drift itself',
