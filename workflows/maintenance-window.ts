@@ -2,6 +2,7 @@ import {
   CancellationScope,
   isCancellation,
   ParentClosePolicy,
+  patched,
   startChild,
   workflowInfo,
   type ChildWorkflowHandle,
@@ -33,6 +34,14 @@ export interface WindowReport {
 }
 
 /**
+ * A firing that starts no runs at all sends `window.skipped` (docs/webhooks.md). Behind a patch
+ * marker: firings recorded before it replay without this activity.
+ */
+async function firingSkipped(input: { windowId: string; reason: string }): Promise<void> {
+  if (patched('webhook-window-skipped')) await control.windowFiringSkipped(input);
+}
+
+/**
  * One firing of a maintenance window: a child patch run per target host (the Temporal UI shows
  * them as this workflow's children), each bound to the window's start, cutoff and end.
  */
@@ -40,12 +49,12 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
   // Everything else comes from the window's row; only its Schedule may say when it fires.
   const check = await control.checkWindowFiring({ windowId: input.windowId });
   if (!check.verified) {
-    await control.windowFiringSkipped({ windowId: input.windowId, reason: check.reason });
+    await firingSkipped({ windowId: input.windowId, reason: check.reason });
     return { windowId: input.windowId, startsAt: null, runs: [], skipped: check.reason, skippedTargets: [] };
   }
   const firing = await control.loadWindowFiring({ windowId: input.windowId });
   if (!firing) {
-    await control.windowFiringSkipped({ windowId: input.windowId, reason: 'window deleted' });
+    await firingSkipped({ windowId: input.windowId, reason: 'window deleted' });
     return { windowId: input.windowId, startsAt: null, runs: [], skipped: 'window deleted', skippedTargets: [] };
   }
   const skippedTargets = firing.skippedTargets ?? [];
@@ -57,7 +66,7 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
   const applyBy = endsAt - firing.cutoffSeconds * 1000;
   if (Date.now() > applyBy) {
     // A whole firing with no runs: only this tells admins (a run's skip has its own event).
-    await control.windowFiringSkipped({ windowId: firing.windowId, reason: 'fired after the cutoff' });
+    await firingSkipped({ windowId: firing.windowId, reason: 'fired after the cutoff' });
     return {
       windowId: firing.windowId,
       startsAt: new Date(startsAt).toISOString(),

@@ -4,6 +4,8 @@
  * written and a `webhookDelivery` workflow of its own is started, which POSTs the signed payload
  * with retries and backoff (deliverWebhook below). The run never waits on a receiver: starting
  * the delivery workflow is its only cost, and a failure to emit is logged, never thrown into the run.
+ * Window firings that start no runs report `window.skipped` themselves; a once-a-minute sweep sends
+ * `window.upcoming` heads-ups and starts the workflows of deliveries stranded by a Temporal outage.
  */
 import { createHash } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';

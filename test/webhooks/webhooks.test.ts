@@ -3,7 +3,9 @@
  * subscribed event once (plan awaiting approval, run failed, agent unreachable), after answering
  * 503 twice (the retries, with backoff, are in the delivery log); the HMAC signature is checked
  * here with node:crypto, independently of the code that made it. A receiver that is down holds
- * up no run, and the API never shows a subscription's secret after creating it.
+ * up no run, and the API never shows a subscription's secret after creating it. Window events: a
+ * heads-up before a window opens (once, however often swept), a firing its Schedule did not start
+ * reported as skipped, and a delivery stranded without a workflow picked up by the sweep.
  */
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
@@ -13,7 +15,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { deliveryId, sweepWebhooks } from '../../activities/control/webhooks';
 import { verifyWebhook } from '../../contract/webhooks';
-import { Stack } from '../support/stack';
+import { replayHistory, Stack } from '../support/stack';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
 
@@ -303,6 +305,7 @@ describe('signed webhooks', () => {
       assert.equal(payload.data.runId, null);
       assert.equal(payload.data.reason, report.skipped);
       assert.equal(payload.data.firing, `${forged.workflowId}/${forged.firstExecutionRunId}`);
+      await replayHistory(stack.temporal, forged.workflowId); // the new activity replays deterministically
       assert.ok(verifyWebhook(windowSecret, got.body, String(got.headers['x-patchnanny-signature'])));
     });
 
