@@ -20,6 +20,12 @@ export const ApiEnv = TemporalEnv.extend({
   /** `api` serves HTTP only, `worker` polls the control queue only; a typo must not silently run neither. */
   /** Where the review page links each run's workflow (the Temporal UI; it has no login: keep it internal). */
   PATCHNANNY_TEMPORAL_UI_URL: z.url().default('http://127.0.0.1:8233'),
+  /** How many hours before a window opens its `window.upcoming` webhook is sent (docs/webhooks.md). */
+  PATCHNANNY_WEBHOOK_UPCOMING_HOURS: z.coerce
+    .number()
+    .positive()
+    .max(24 * 31)
+    .default(24),
   PATCHNANNY_ROLE: z.enum(['all', 'api', 'worker']).default('all'),
 });
 export type ApiEnv = z.infer<typeof ApiEnv>;

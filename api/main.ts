@@ -69,6 +69,7 @@ async function main(): Promise<void> {
       temporal,
       observe,
       (message) => log.warn({ component: 'webhooks' }, message),
+      env.PATCHNANNY_WEBHOOK_UPCOMING_HOURS * 3600,
     );
     log.info({ component: 'control-worker' }, `control worker polling ${env.PATCHNANNY_CONTROL_QUEUE}`);
     await worker.run(); // returns after SIGINT/SIGTERM (the SDK's default shutdown signals)

@@ -11,11 +11,14 @@ export const WEBHOOK_EVENTS = [
   'run.failed',
   /** A run ended `agent-unreachable`: its agent did not pick up its work in time. */
   'agent.unreachable',
-  /** A window's run was skipped: not approved by the window's start, or not started by its cutoff. */
+  /**
+   * A window's run was skipped (not approved by the window's start, or not started by its cutoff),
+   * or a whole firing started no runs (`runId: null`, with a `reason`).
+   */
   'window.skipped',
   /** A window's run finished applying after the window's end. */
   'window.overran',
-  /** Reserved: a heads-up N hours before a window opens (not emitted yet). */
+  /** A heads-up PATCHNANNY_WEBHOOK_UPCOMING_HOURS before a window opens (the control worker's sweep). */
   'window.upcoming',
   /** Reserved for fleet rollouts: a rollout halted (not emitted yet). */
   'rollout.halted',

@@ -4,7 +4,13 @@ import type { Db } from '../db';
 import { createControlActivities, type RunObserver } from '../activities/control';
 import { createHostLockActivities } from '../activities/control/host-lock';
 import { createWindowFiringActivities } from '../activities/control/window-firing';
-import { createWebhookActivities, webhookEvents } from '../activities/control/webhooks';
+import {
+  createWebhookActivities,
+  createWindowEventActivities,
+  startWebhookSweeper,
+  sweepWebhooks,
+  webhookEvents,
+} from '../activities/control/webhooks';
 import type { ConfigurableTimeouts } from '../contract';
 import { connectWorker, workflowSource, type TemporalEnv } from '../runtime/temporal';
 
@@ -21,9 +27,11 @@ export async function createControlWorker(
   observe?: RunObserver,
   /** Where a webhook that could not be emitted is reported (default: stderr). */
   warn: (message: string) => void = (m) => process.stderr.write(`${m}\n`),
+  /** `window.upcoming` is sent this long before a window opens (docs/webhooks.md). */
+  upcomingLeadSeconds = 24 * 3600,
 ): Promise<Worker> {
   const { connection, namespace } = await connectWorker(env);
-  return Worker.create({
+  const worker = await Worker.create({
     connection,
     namespace,
     taskQueue,
@@ -33,6 +41,15 @@ export async function createControlWorker(
       ...createWebhookActivities(db),
       ...createHostLockActivities(client, taskQueue),
       ...createWindowFiringActivities(client),
+      ...createWindowEventActivities(db, client, taskQueue, warn),
     },
   });
+  // Pending deliveries whose workflow never started, and window heads-ups: once a minute while
+  // the worker runs (a stopped worker's database may be closed already).
+  startWebhookSweeper(
+    () => sweepWebhooks(db, client, taskQueue, { upcomingLeadSeconds }),
+    () => ['INITIALIZED', 'RUNNING'].includes(worker.getState()),
+    warn,
+  );
+  return worker;
 }

@@ -2,6 +2,7 @@ import {
   CancellationScope,
   isCancellation,
   ParentClosePolicy,
+  patched,
   startChild,
   workflowInfo,
   type ChildWorkflowHandle,
@@ -33,17 +34,29 @@ export interface WindowReport {
 }
 
 /**
+ * A firing that starts no runs at all sends `window.skipped` (docs/webhooks.md). Behind a patch
+ * marker: firings recorded before it replay without this activity.
+ */
+async function firingSkipped(input: { windowId: string; reason: string }): Promise<void> {
+  if (patched('webhook-window-skipped')) await control.windowFiringSkipped(input);
+}
+
+/**
  * One firing of a maintenance window: a child patch run per target host (the Temporal UI shows
  * them as this workflow's children), each bound to the window's start, cutoff and end.
  */
 export async function maintenanceWindow(input: { windowId: string }): Promise<WindowReport> {
   // Everything else comes from the window's row; only its Schedule may say when it fires.
   const check = await control.checkWindowFiring({ windowId: input.windowId });
-  if (!check.verified)
+  if (!check.verified) {
+    await firingSkipped({ windowId: input.windowId, reason: check.reason });
     return { windowId: input.windowId, startsAt: null, runs: [], skipped: check.reason, skippedTargets: [] };
+  }
   const firing = await control.loadWindowFiring({ windowId: input.windowId });
-  if (!firing)
+  if (!firing) {
+    await firingSkipped({ windowId: input.windowId, reason: 'window deleted' });
     return { windowId: input.windowId, startsAt: null, runs: [], skipped: 'window deleted', skippedTargets: [] };
+  }
   const skippedTargets = firing.skippedTargets ?? [];
 
   // A late (caught-up) firing keeps the window's intended times, so the cutoff still holds.
@@ -51,7 +64,9 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
   const startsAt = scheduledAt + firing.leadSeconds * 1000;
   const endsAt = startsAt + firing.durationSeconds * 1000;
   const applyBy = endsAt - firing.cutoffSeconds * 1000;
-  if (Date.now() > applyBy)
+  if (Date.now() > applyBy) {
+    // A whole firing with no runs: only this tells admins (a run's skip has its own event).
+    await firingSkipped({ windowId: firing.windowId, reason: 'fired after the cutoff' });
     return {
       windowId: firing.windowId,
       startsAt: new Date(startsAt).toISOString(),
@@ -59,6 +74,7 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
       skipped: 'fired after the cutoff',
       skippedTargets,
     };
+  }
 
   const mode = firing.approval === 'dry-run-only' ? 'dry-run' : 'apply';
   const approval = firing.approval === 'pre-approved' ? 'required' : 'auto';

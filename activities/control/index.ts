@@ -282,4 +282,5 @@ export function createControlActivities(
 /** What the workflows proxy as local activities (their type is checked against this). */
 export type ControlActivities = ReturnType<typeof createControlActivities> &
   ReturnType<typeof import('./host-lock').createHostLockActivities> &
-  ReturnType<typeof import('./window-firing').createWindowFiringActivities>;
+  ReturnType<typeof import('./window-firing').createWindowFiringActivities> &
+  ReturnType<typeof import('./webhooks').createWindowEventActivities>;

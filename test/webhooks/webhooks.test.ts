@@ -3,7 +3,9 @@
  * subscribed event once (plan awaiting approval, run failed, agent unreachable), after answering
  * 503 twice (the retries, with backoff, are in the delivery log); the HMAC signature is checked
  * here with node:crypto, independently of the code that made it. A receiver that is down holds
- * up no run, and the API never shows a subscription's secret after creating it.
+ * up no run, and the API never shows a subscription's secret after creating it. Window events: a
+ * heads-up before a window opens (once, however often swept), a firing its Schedule did not start
+ * reported as skipped, and a delivery stranded without a workflow picked up by the sweep.
  */
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
@@ -11,8 +13,9 @@ import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { deliveryId, sweepWebhooks } from '../../activities/control/webhooks';
 import { verifyWebhook } from '../../contract/webhooks';
-import { Stack } from '../support/stack';
+import { replayHistory, Stack } from '../support/stack';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
 
@@ -212,5 +215,123 @@ describe('signed webhooks', () => {
       (await stack.http('GET', '/v1/webhooks')).body.webhooks.map((w: { id: string }) => w.id),
       [hookId],
     );
+  });
+
+  describe('window events and the sweep', () => {
+    let windowHookId = '';
+    let windowSecret = '';
+    let windowId = '';
+    const ofType = (type: string) => received.filter((r) => r.answered === 204 && JSON.parse(r.body).type === type);
+    const sweep = (upcomingLeadSeconds: number) =>
+      sweepWebhooks(stack.database.db, stack.temporal, stack.controlQueue, { upcomingLeadSeconds });
+
+    before(async () => {
+      const made = await stack.http('POST', '/v1/webhooks', {
+        body: { url: receiverUrl, events: ['window.upcoming', 'window.skipped'] },
+      });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      windowHookId = made.body.webhook.id;
+      windowSecret = made.body.secret;
+      // A target that never runs: a firing during the test would only end as agent-unreachable.
+      const reg = await stack.http('POST', '/v1/agents', {
+        token: stack.enrolToken,
+        body: { hostname: 'wh-window', os: { id: 'debian', versionId: '12', family: 'apt' } },
+      });
+      assert.equal(reg.status, 201, JSON.stringify(reg.body));
+      const w = await stack.http('POST', '/v1/windows', {
+        body: {
+          name: 'hourly heads-up',
+          targets: { agentIds: [reg.body.agent.id] },
+          recurrence: { everySeconds: 3600 },
+          timezone: 'UTC',
+          durationSeconds: 1800,
+          cutoffSeconds: 300,
+          approval: 'dry-run-only',
+        },
+      });
+      assert.equal(w.status, 201, JSON.stringify(w.body));
+      windowId = w.body.window.id;
+    });
+    after(async () => {
+      await stack.http('DELETE', `/v1/windows/${windowId}`);
+    });
+
+    it('window.upcoming: one signed heads-up once the opening is within the lead, however often swept', async () => {
+      // Too close to the hour, the window would open mid-test and the next heads-up be due: wait it out.
+      const left = 3_600_000 - (Date.now() % 3_600_000);
+      if (left < 90_000) await new Promise((r) => setTimeout(r, left + 1000));
+      const now = Date.now();
+      const opening = Math.ceil(now / 3_600_000) * 3_600_000; // everySeconds aligns to the epoch
+      const toOpening = Math.floor((opening - now) / 1000);
+      // Not yet within a lead shorter than the time left: nothing is sent by this sweep.
+      if (toOpening > 5) assert.equal((await sweep(toOpening - 5)).upcoming, 0);
+      const first = await sweep(3600);
+      const second = await sweep(3600);
+      // The control worker's own sweep (24 h lead) may have sent it first: once in all, either way.
+      assert.ok(first.upcoming <= 1);
+      assert.equal(second.upcoming, 0);
+      const got = await stack.waitFor('window.upcoming', () => Promise.resolve(ofType('window.upcoming')[0]), 30_000);
+      const payload = JSON.parse(got.body);
+      assert.equal(payload.id, `window.upcoming:${windowId}:${new Date(opening).toISOString()}`);
+      assert.equal(payload.data.windowId, windowId);
+      assert.equal(payload.data.name, 'hourly heads-up');
+      assert.equal(payload.data.opensAt, new Date(opening).toISOString());
+      assert.equal(payload.data.closesAt, new Date(opening + 1_800_000).toISOString());
+      assert.equal(payload.data.targets.agentIds.length, 1);
+      assert.equal(got.headers['x-patchnanny-event'], 'window.upcoming');
+      assert.ok(verifyWebhook(windowSecret, got.body, String(got.headers['x-patchnanny-signature'])));
+      await sweep(3600);
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(ofType('window.upcoming').length, 1);
+      const rows = await stack.database
+        .db('webhook_deliveries')
+        .where({ subscription_id: windowHookId, event: 'window.upcoming' });
+      assert.equal(rows.length, 1);
+      assert.equal(rows[0].status, 'delivered');
+    });
+
+    it('window.skipped: a firing its Schedule did not start runs nothing and says so', async () => {
+      const forged = await stack.temporal.workflow.start('maintenanceWindow', {
+        taskQueue: stack.controlQueue,
+        workflowId: `forged-${windowId}`,
+        args: [{ windowId }],
+      });
+      const report = (await forged.result()) as { runs: unknown[]; skipped: string | null };
+      assert.equal(report.runs.length, 0);
+      assert.match(String(report.skipped), /was not started by Schedule/);
+      const got = await stack.waitFor('window.skipped', () => Promise.resolve(ofType('window.skipped')[0]), 30_000);
+      const payload = JSON.parse(got.body);
+      assert.equal(payload.data.windowId, windowId);
+      assert.equal(payload.data.runId, null);
+      assert.equal(payload.data.reason, report.skipped);
+      assert.equal(payload.data.firing, `${forged.workflowId}/${forged.firstExecutionRunId}`);
+      await replayHistory(stack.temporal, forged.workflowId); // the new activity replays deterministically
+      assert.ok(verifyWebhook(windowSecret, got.body, String(got.headers['x-patchnanny-signature'])));
+    });
+
+    it('a delivery left pending without a workflow (Temporal was down) is started by the sweep', async () => {
+      const eventId = `window.skipped:${windowId}:while-temporal-was-down`;
+      const id = deliveryId(windowHookId, eventId);
+      const body = { id: eventId, type: 'window.skipped', occurredAt: new Date().toISOString(), data: { windowId } };
+      await stack.database.db('webhook_deliveries').insert({
+        id,
+        subscription_id: windowHookId,
+        event_id: eventId,
+        event: 'window.skipped',
+        payload: JSON.stringify(body),
+        created_at: new Date(Date.now() - 120_000),
+      });
+      const swept = await sweep(1);
+      assert.ok(swept.restarted >= 1, JSON.stringify(swept));
+      const got = await stack.waitFor(
+        'the swept delivery',
+        () => Promise.resolve(received.find((r) => r.answered === 204 && r.headers['x-patchnanny-delivery'] === id)),
+        30_000,
+      );
+      assert.equal(JSON.parse(got.body).id, eventId);
+      const row = await stack.database.db('webhook_deliveries').where({ id }).first();
+      assert.equal(row.status, 'delivered');
+      assert.equal(row.attempts, 3);
+    });
   });
 });
