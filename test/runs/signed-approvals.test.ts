@@ -224,7 +224,10 @@ describe('signed approvals', { concurrency: true }, () => {
     // Registered now: too late for this run (pinned at its start), so the approval is refused…
     assert.equal((await stack.http('POST', '/v1/keys', { body: { publicKey: made.publicKey } })).status, 201);
     const args = ['approve', run.id, '--key', aliceKeyFile, '--api-url', stack.baseUrl, '--token', ADMIN_TOKEN];
-    await assert.rejects(patchnanny(...args, '--by', 'alice', '--yes'), /403 forbidden: refused approval: unknown approver key/);
+    await assert.rejects(
+      patchnanny(...args, '--by', 'alice', '--yes'),
+      /403 forbidden: refused approval: unknown approver key/,
+    );
     // …and the signature from alice's key registered at stack start approves it through the API.
     const ok = await stack.approve(run.id, run.planHash);
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
