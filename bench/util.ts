@@ -1,23 +1,6 @@
 /** Small helpers of the benchmark driver: bounded concurrency, percentiles, HTTP, waiting. */
 
-/** Run `fn` over `items` with at most `concurrency` in flight; results in input order. */
-export async function pool<T, R>(
-  items: readonly T[],
-  concurrency: number,
-  fn: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i], i);
-      }
-    }),
-  );
-  return out;
-}
+export { pool } from '../runtime/pool';
 
 /** Nearest-rank percentile (p in 0..100) of unsorted values; null for none. */
 export function percentile(values: readonly number[], p: number): number | null {

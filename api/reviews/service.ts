@@ -3,6 +3,7 @@ import type { Db } from '../../db';
 import { appendAudit } from '../../db/audit';
 import { heldOfAwaitingRuns, listAwaitingRuns, packagesOfRuns, type AwaitingRunRow } from '../../db/reviews';
 import { getRun, getRunRecord, planPackageOf, type RunPackageRow } from '../../db/runs';
+import { pool } from '../../runtime/pool';
 import { ApiError, notFound } from '../errors';
 import type { RunsService } from '../runs/service';
 import type {
@@ -26,20 +27,6 @@ const isSecurity = (repo: string) => /security/i.test(repo);
 const PARALLEL_DECISIONS = 8;
 
 const pkgKey = (p: { name: string; arch: string }) => `${p.name}\0${p.arch}`;
-
-/** Run `work` over `items`, at most `limit` at a time, results in the items' order. */
-async function inParallel<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array<R>(items.length);
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await work(items[i]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-  return out;
-}
 
 export function reviewsService({ db, runs }: ReviewsDeps) {
   /** Runs awaiting approval, grouped by identical plan, the group waiting longest first. */
@@ -118,7 +105,7 @@ export function reviewsService({ db, runs }: ReviewsDeps) {
     runIds: readonly string[],
     decide: (runId: string) => Promise<{ phase: string; agentId: string }>,
   ): Promise<GroupDecisionAnswer> {
-    const results = await inParallel(runIds, PARALLEL_DECISIONS, async (runId) => {
+    const results = await pool(runIds, PARALLEL_DECISIONS, async (runId) => {
       try {
         const problem = await groupProblem(runId, planHash);
         if (problem) throw problem;
