@@ -44,10 +44,13 @@ async function startDelivery(client: Client, taskQueue: string, id: string): Pro
   }
 }
 
+type EventData = Record<string, unknown>;
+
 /**
  * One event to each live subscription: a delivery row per subscription (its id a hash of the
  * subscription and `eventId`, so an event emitted twice is delivered once) and its workflow.
- * A row whose workflow could not be started stays `pending` for sweepWebhooks.
+ * A row whose workflow could not be started stays `pending` for sweepWebhooks. `data` may be a
+ * function, read only when someone subscribes (null: nothing to send).
  */
 export async function emitEvent(
   db: Db,
@@ -55,11 +58,13 @@ export async function emitEvent(
   taskQueue: string,
   event: WebhookEvent,
   eventId: string,
-  data: Record<string, unknown>,
+  data: EventData | (() => Promise<EventData | null>),
 ): Promise<number> {
   const subs = await subscribersOf(db, event);
   if (subs.length === 0) return 0;
-  const payload = JSON.stringify({ id: eventId, type: event, occurredAt: new Date().toISOString(), data });
+  const body = typeof data === 'function' ? await data() : data;
+  if (!body) return 0;
+  const payload = JSON.stringify({ id: eventId, type: event, occurredAt: new Date().toISOString(), data: body });
   let started = 0;
   for (const sub of subs) {
     const id = deliveryId(sub.id, eventId);
@@ -83,21 +88,23 @@ export function webhookEvents(
 ): RunEvents {
   async function emit(event: WebhookEvent, runId: string): Promise<void> {
     try {
-      if ((await subscribersOf(db, event)).length === 0) return;
-      const run = await getRun(db, runId);
-      if (!run) return;
-      await emitEvent(db, client, taskQueue, event, `${event}:${runId}`, {
-        runId: run.id,
-        agentId: run.agent_id,
-        container: run.container,
-        mode: run.mode,
-        phase: run.phase,
-        outcome: run.outcome,
-        failureReason: run.failure_reason,
-        planHash: run.plan_hash,
-        windowId: run.window_id,
-        overran: run.overran,
-        requestedBy: run.requested_by,
+      // The run is read only when someone subscribes to the event.
+      await emitEvent(db, client, taskQueue, event, `${event}:${runId}`, async () => {
+        const run = await getRun(db, runId);
+        if (!run) return null;
+        return {
+          runId: run.id,
+          agentId: run.agent_id,
+          container: run.container,
+          mode: run.mode,
+          phase: run.phase,
+          outcome: run.outcome,
+          failureReason: run.failure_reason,
+          planHash: run.plan_hash,
+          windowId: run.window_id,
+          overran: run.overran,
+          requestedBy: run.requested_by,
+        };
       });
     } catch (err) {
       warn(`webhook ${event} for ${runId} not emitted: ${(err as Error).message}`);
