@@ -26,12 +26,7 @@ export function agentsRouter(agents: AgentsService, compliance: ComplianceServic
 
   // Each agent with its compliance (issue 17): last apply, pending upgrades, reboot, last outcome.
   router.get(...at('GET /v1/agents'), validate({ query: ComplianceQuery }), async (ctx) => {
-    const [list, states] = await Promise.all([
-      agents.list(),
-      compliance.byAgent(ctx.state.valid.query.staleAfterSeconds),
-    ]);
-    // An agent registered between the two reads has no history yet: it is computed on the next read.
-    ctx.body = { agents: list.filter((a) => states.has(a.id)).map((a) => ({ ...a, compliance: states.get(a.id)! })) };
+    ctx.body = { agents: await agents.listWithCompliance(compliance, ctx.state.valid.query.staleAfterSeconds) };
   });
 
   // A pending agent may read itself (and nothing else), so it can wait to be accepted.

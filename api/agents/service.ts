@@ -3,6 +3,7 @@ import { WorkflowNotFoundError } from '@temporalio/common';
 import { AGENT_FLAGS, agentTaskQueue, type Agent, type AgentRegistration } from '../../contract';
 import type { Db } from '../../db';
 import { appendAudit } from '../../db/audit';
+import type { ComplianceService } from '../compliance/service';
 import {
   acceptAgent,
   acceptedAgentNamed,
@@ -122,8 +123,11 @@ export function agentsService({ db, temporal }: AgentsDeps) {
     return { agent: toAgent(row), token };
   }
 
-  async function list(): Promise<Agent[]> {
-    return (await listAgents(db)).map(toAgent);
+  /** Every agent with its compliance, both from one read of the agents. */
+  async function listWithCompliance(compliance: ComplianceService, staleAfterSeconds: number) {
+    const rows = await listAgents(db);
+    const states = await compliance.byAgent(staleAfterSeconds, rows);
+    return rows.map((r) => ({ ...toAgent(r), compliance: states.get(r.id)! }));
   }
 
   /** `seen`: the agent itself is asking, which is its liveness signal. */
@@ -191,6 +195,6 @@ export function agentsService({ db, temporal }: AgentsDeps) {
     return toAgent(row);
   }
 
-  return { register, list, get, accept, revoke, update };
+  return { register, listWithCompliance, get, accept, revoke, update };
 }
 export type AgentsService = ReturnType<typeof agentsService>;
