@@ -101,6 +101,17 @@ describe('signed webhooks', () => {
     const bad = await stack.http('POST', '/v1/webhooks', { body: { url: 'ftp://x/', events: ['run.failed'] } });
     assert.equal(bad.status, 400);
     assert.equal(bad.body.error.field, 'url');
+    // A NUL or control character in the path, or a 1 MB URL: a 400 naming the field, never a 500, nothing stored.
+    for (const url of [
+      `${receiverUrl}/\u0000x`,
+      `${receiverUrl}/a\u001fb`,
+      `${receiverUrl}/${'x'.repeat(1_000_000)}`,
+    ]) {
+      const refused = await stack.http('POST', '/v1/webhooks', { body: { url, events: ['run.failed'] } });
+      assert.equal(refused.status, 400, JSON.stringify(refused.body).slice(0, 300));
+      assert.equal(refused.body.error.field, 'url');
+    }
+    assert.equal((await stack.http('GET', '/v1/webhooks')).body.webhooks.length, 2, 'nothing stored');
     const unknown = await stack.http('POST', '/v1/webhooks', { body: { url: receiverUrl, events: ['run.done'] } });
     assert.equal(unknown.status, 400);
     assert.equal(unknown.body.error.field, 'events.0');
