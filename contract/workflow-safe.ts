@@ -17,6 +17,9 @@ export const APPROVAL_POLICIES = ['required', 'auto'] as const;
 export type ApprovalPolicy = (typeof APPROVAL_POLICIES)[number];
 
 export const PLAN_HASH_PATTERN = /^[0-9a-f]{64}$/;
+
+/** A webhook delivery's id (= its workflow id): `whd-` and 32 hex of a hash (activities/control/webhooks.ts deliveryId). */
+export const DELIVERY_ID_PATTERN = /^whd-[0-9a-f]{32}$/;
 /** An approver key id: `key_` and the key's fingerprint (contract/approval-key-id.ts). */
 export const KEY_ID_PATTERN = /^key_[A-Za-z0-9_-]{1,64}$/;
 /** An Ed25519 signature (64 bytes) in base64url without padding. */

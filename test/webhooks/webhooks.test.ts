@@ -320,6 +320,22 @@ describe('signed webhooks', () => {
       assert.ok(verifyWebhook(windowSecret, got.body, String(got.headers['x-patchnanny-signature'])));
     });
 
+    it('a delivery workflow started by hand with an id no delivery can have ends untrusted-input at once, sending nothing', async () => {
+      const before = received.length;
+      for (const [workflowId, deliveryId] of [
+        ['forged-delivery-nul', 'whd-\u0000'],
+        ['forged-delivery-shape', '../../etc/passwd'],
+      ]) {
+        const forged = await stack.temporal.workflow.start('webhookDelivery', {
+          taskQueue: stack.controlQueue,
+          workflowId,
+          args: [{ deliveryId }],
+        });
+        assert.equal(await forged.result(), 'untrusted-input');
+      }
+      assert.equal(received.length, before, 'nothing was sent');
+    });
+
     it('a delivery left pending without a workflow (Temporal was down) is started by the sweep', async () => {
       const eventId = `window.skipped:${windowId}:while-temporal-was-down`;
       const id = deliveryId(windowHookId, eventId);
