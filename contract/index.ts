@@ -276,6 +276,12 @@ export const RUN_OUTCOMES = [
   'skipped-container-stopped',
   /** Proxmox VE: the container stayed locked (backup, migrate, snapshot) for the run's whole lock wait */
   'skipped-container-locked',
+  /** issue 12: the host was rebooted after the apply and did not come back with a new boot id in time */
+  'reboot-timeout',
+  /** issue 12: a must-succeed pre-hook failed (or timed out), so the apply never ran */
+  'skipped-pre-hook-failed',
+  /** issue 12: the apply succeeded but a must-succeed post-hook (a health check) failed */
+  'post-hook-failed',
 ] as const;
 export const RunOutcome = z.enum(RUN_OUTCOMES);
 export type RunOutcome = z.infer<typeof RunOutcome>;

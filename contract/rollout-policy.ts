@@ -1,0 +1,46 @@
+import { z } from 'zod';
+import type { RunOutcome } from './index';
+
+/**
+ * What a rollout or a window asks of each host's run besides plan → review → apply (issue 12):
+ * a reboot policy and pre/post hooks. Shared by the API, the rollout and window workflows and
+ * patchRun; docs/rollouts.md explains each.
+ */
+
+/** `never`: report reboot-required only; `if-needed`: reboot when the script says so; `always`: reboot after every apply. */
+export const RebootPolicy = z.enum(['never', 'if-needed', 'always']);
+export type RebootPolicy = z.infer<typeof RebootPolicy>;
+
+/** A hook is a script like the patch scripts (downloaded, hash-verified, signature-checked), by name. */
+export const HookScriptName = z.string().regex(/^[a-z0-9][a-z0-9.-]{0,99}\.sh$/, 'a hook script name like drain-lb.sh');
+
+export const HookSpec = z.strictObject({
+  script: HookScriptName,
+  /** Killed (process group, SIGTERM then SIGKILL) after this long; counts as a failure. */
+  timeoutSeconds: z.number().int().min(1).max(3600).default(300),
+  /** `must-succeed`: a failing pre-hook skips the apply; a failing post-hook fails the run. `ignore-failure`: recorded only. */
+  onFailure: z.enum(['must-succeed', 'ignore-failure']).default('must-succeed'),
+});
+export type HookSpec = z.infer<typeof HookSpec>;
+
+export const RunHooks = z.strictObject({ pre: HookSpec.optional(), post: HookSpec.optional() });
+export type RunHooks = z.infer<typeof RunHooks>;
+
+/** How long a rebooted host has to come back with a new boot id before the run ends `reboot-timeout`. */
+export const DEFAULT_REBOOT_TIMEOUT_SECONDS = 900;
+
+/**
+ * Outcomes that spend a rollout's error budget: the host was meant to be patched and is not
+ * known to be healthy. Decisions by people (rejected, cancelled), skips by design (window closed,
+ * container stopped or locked, pre-hook refused the host) and nothing-to-do do not count.
+ */
+export const BUDGET_OUTCOMES: ReadonlySet<RunOutcome> = new Set<RunOutcome>([
+  'failed',
+  'plan-drift',
+  'agent-unreachable',
+  'agent-revoked',
+  'untrusted-input',
+  'container-gone',
+  'reboot-timeout',
+  'post-hook-failed',
+]);
