@@ -182,6 +182,7 @@ export async function createAgent(
       shell: env.PATCHNANNY_SCRIPT_SHELL,
       scriptEnv: passedToScripts(env.PATCHNANNY_SCRIPT_ENV),
       fetchScript: (name) => api.script(name),
+      postOutput: (runId, chunk) => api.postOutput(runId, chunk),
       trustedScriptKeys: trustedKeys,
       killGraceMs: env.PATCHNANNY_SCRIPT_KILL_GRACE_MS,
       stopping,

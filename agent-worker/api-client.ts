@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { Agent, type AgentRegistration } from '../contract';
 import { ScriptSignature } from '../runtime/script-signing';
 import type { ContainerReportEntry } from '../contract/proxmox';
+import type { OutputChunk } from '../activities/agent/stream';
 
 /** The API's error shape, as far as the agent reads it. */
 const ErrorBody = z.object({ error: z.object({ code: z.string().optional(), message: z.string() }) }).partial();
@@ -40,12 +41,12 @@ export class ApiClient {
     this.token = token;
   }
 
-  private async request(method: string, path: string, body?: unknown): Promise<Reply> {
+  private async request(method: string, path: string, body?: unknown, timeoutMs = 30_000): Promise<Reply> {
     const res = await fetch(new URL(path, this.baseUrl), {
       method,
       headers: { authorization: `Bearer ${this.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
       body: body ? JSON.stringify(body) : undefined,
-      signal: AbortSignal.timeout(30_000),
+      signal: AbortSignal.timeout(timeoutMs),
     });
     const text = await res.text();
     try {
@@ -92,6 +93,23 @@ export class ApiClient {
   async reportContainers(agentId: string, containers: ContainerReportEntry[]): Promise<void> {
     const r = await this.request('PUT', `/v1/agents/${encodeURIComponent(agentId)}/containers`, { containers });
     if (r.status !== 200) ApiClient.fail('reporting containers failed', r);
+  }
+
+  /**
+   * Post a chunk of a running script's output (issue 17). 'ok' also for a chunk the API already
+   * had; 'refused' for a 4xx (the run ended, is not ours, or the key holds other bytes: asking
+   * again would be refused again); a network error or 5xx throws, and the chunk is tried again.
+   */
+  async postOutput(runId: string, chunk: OutputChunk): Promise<'ok' | 'refused'> {
+    const r = await this.request(
+      'POST',
+      `/v1/runs/${encodeURIComponent(runId)}/output`,
+      { ...chunk, data: chunk.data.toString('base64') },
+      10_000,
+    );
+    if (r.status === 200) return 'ok';
+    if (r.status >= 400 && r.status < 500 && r.status !== 408 && r.status !== 429) return 'refused';
+    ApiClient.fail(`posting output of ${runId}`, r);
   }
 
   async script(name: string): Promise<{ content: string; sha256: string; signatures: ScriptSignature[] }> {

@@ -29,6 +29,8 @@ import { keysService } from './keys/service';
 import { API_VERSION } from './openapi/version';
 import { openApiDocument } from './openapi/document';
 import { runsRouter } from './runs/router';
+import { outputRouter } from './runs/output-router';
+import { outputService } from './runs/output';
 import { runsService } from './runs/service';
 import { scriptsRouter } from './scripts/router';
 import { scriptsService } from './scripts/service';
@@ -68,6 +70,7 @@ export function apiRouters(deps: AppDeps): Router<AppState>[] {
     containersRouter(containersService(deps)),
     scriptsRouter(scriptsService(deps)),
     runsRouter(runs),
+    outputRouter(outputService(deps)),
     reviewsRouter(reviewsService({ db: deps.db, runs })),
     complianceRouter(compliance),
     windowsRouter(windowsService(deps)),

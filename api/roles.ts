@@ -56,6 +56,9 @@ export const ROUTE_ROLES = {
   'POST /v1/runs/:id/reject': APPROVING_ROLES,
   // A requester only their own runs (checked by the route).
   'POST /v1/runs/:id/cancel': ['admin', 'approver', 'requester'],
+  // Live output (issue 17): only the run's own agent writes it (checked by the route), people read it.
+  'POST /v1/runs/:id/output': ['agent'],
+  'GET /v1/runs/:id/output': READ,
   // The review desk (issue 17): a group's decision is each run's own, with the same rules.
   'GET /v1/reviews': READ,
   'GET /v1/reviews/diff': READ,

@@ -204,13 +204,49 @@ export type ScriptResult = z.infer<typeof ScriptResult>;
 /** Documented script exit codes (docs/script-contract.md). */
 export const SCRIPT_EXIT = { ok: 0, usage: 2, environment: 3, lock: 4, refresh: 5, transaction: 6 } as const;
 
+/**
+ * One output stream of a script execution as the agent saw it (issue 17, docs/review-desk.md
+ * "Live output"): the whole stream's size and SHA-256, and the same of the bytes it sent to the
+ * API (`kept`), which differ only when the stream outgrew the per-step cap and its middle was
+ * dropped. The text itself never travels through Temporal.
+ */
+export interface StreamDigest {
+  bytes: number;
+  sha256: string;
+  keptBytes: number;
+  keptSha256: string;
+}
+
+/** Where a script execution's output went: streamed to the API, only its digests in the result. */
+export interface ExecutionOutput {
+  /** Which step the chunks are stored under (`plan`, `replan`, `apply`). */
+  step: OutputStepName;
+  /** The activity attempt that produced this result: its chunks are the step's output. */
+  attempt: number;
+  stdout: StreamDigest;
+  stderr: StreamDigest;
+  /** False when some chunk could not be delivered (the API unreachable, the queue full). */
+  delivered: boolean;
+}
+
+export const OUTPUT_STEPS = ['plan', 'replan', 'apply'] as const;
+export type OutputStepName = (typeof OUTPUT_STEPS)[number];
+export const OutputStepName = z.enum(OUTPUT_STEPS);
+
 /** What the agent's script-execute activity returns. */
 export interface ScriptExecution {
   mode: RunMode;
   argv: string[];
   exitCode: number;
+  /**
+   * The output text, when the agent has no API to stream it to (and in results recorded before
+   * issue 17). Agents that stream it report `output` instead: stdout is then empty and stderr
+   * holds only the agent's own note (a broken script contract), if any.
+   */
   stdout: string;
   stderr: string;
+  /** Issue 17: the streamed output's step, attempt and digests. */
+  output?: ExecutionOutput;
   /** Parsed stdout, or null when the script broke the contract. */
   result: ScriptResult | null;
   /** Fingerprint of the plan (`packages`), null when there is no parsed result. */

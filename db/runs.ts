@@ -15,6 +15,7 @@ import type {
   RunPhase,
   ScriptExecution,
   SnapshotMode,
+  StreamDigest,
 } from '../contract';
 import { appendAudit } from './audit';
 import type { SignedApproval } from '../contract/approval';
@@ -115,6 +116,10 @@ export interface RunOutputRow {
   stdout: string;
   stderr: string;
   duration_ms: number;
+  /** Issue 17: the attempt whose chunks are this step's output, and what the agent hashed; null before. */
+  attempt: number | null;
+  digests: { stdout: StreamDigest; stderr: StreamDigest } | null;
+  delivered: boolean | null;
   created_at: Date;
 }
 
@@ -379,9 +384,17 @@ async function insertOutput(db: Db, runId: string, step: OutputStep, e: ScriptEx
       step,
       argv: jsonb(db, e.argv),
       exit_code: e.exitCode,
+      // Issue 17: a streamed execution carries no text (its chunks are in run_output_chunks).
       stdout: e.stdout,
       stderr: e.stderr,
       duration_ms: e.durationMs,
+      ...(e.output
+        ? {
+            attempt: e.output.attempt,
+            digests: jsonb(db, { stdout: e.output.stdout, stderr: e.output.stderr }),
+            delivered: e.output.delivered,
+          }
+        : {}),
     }),
   );
 }

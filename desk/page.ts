@@ -526,9 +526,70 @@ async function loadHistory(): Promise<void> {
           el('td', {}, when(r.createdAt)),
           el('td', {}, when(r.finishedAt)),
           el('td', {}, r.failureReason ?? r.rejectReason ?? ''),
+          el('td', {}, outputButton(r.id)),
         ),
       ),
     );
+}
+
+// ---- live output (docs/review-desk.md "Live output") ----
+
+interface OutputChunk {
+  id: number;
+  step: string;
+  attempt: number;
+  stream: 'stdout' | 'stderr';
+  text: string;
+  gapBefore: number;
+}
+
+/** Which run's output is followed; a newer choice stops the older loop. */
+let liveRun: string | null = null;
+
+function outputButton(runId: string): HTMLButtonElement {
+  const b = el('button', { type: 'button', class: 'show-output' }, 'output');
+  b.addEventListener('click', () => void followOutput(runId));
+  return b;
+}
+
+/**
+ * Follow a run's output as it arrives: long-polls (`after` + `waitMs`) rather than an
+ * EventSource, which cannot send the Authorization header (the token never goes in a URL).
+ * stderr is the script's human log; stdout (the JSON document) is shown too, marked.
+ */
+async function followOutput(runId: string): Promise<void> {
+  liveRun = runId;
+  $('live').hidden = false;
+  $('live-run').textContent = runId;
+  const pre = $('live-output');
+  pre.replaceChildren();
+  let after = 0;
+  let shown = '';
+  for (;;) {
+    if (liveRun !== runId || !token) return;
+    $('live-state').textContent = 'following…';
+    let answer: { chunks: OutputChunk[]; next: number; ended: boolean };
+    try {
+      answer = await api('GET', `/v1/runs/${encodeURIComponent(runId)}/output?after=${after}&waitMs=10000`);
+    } catch (err) {
+      $('live-state').textContent = `could not read output: ${(err as Error).message}`;
+      return;
+    }
+    if (liveRun !== runId) return;
+    for (const c of answer.chunks) {
+      const label = `${c.step}${c.attempt > 1 ? ` (attempt ${c.attempt})` : ''}`;
+      if (label !== shown) pre.append(el('div', { class: 'output-step' }, `── ${label} ──`));
+      shown = label;
+      if (c.gapBefore > 0) pre.append(el('div', { class: 'output-gap' }, `…[${c.gapBefore} bytes cut]…`));
+      pre.append(el('span', { class: `output-${c.stream}` }, c.text));
+    }
+    if (answer.chunks.length > 0) pre.scrollTop = pre.scrollHeight;
+    after = answer.next;
+    if (answer.ended && answer.chunks.length === 0) {
+      $('live-state').textContent = 'run ended';
+      return;
+    }
+  }
 }
 
 // ---- loading ----

@@ -11,7 +11,7 @@ import {
 } from '@temporalio/workflow';
 import type { AgentActivities } from '../activities/agent';
 import type { ControlActivities } from '../activities/control';
-import type { PatchRunInput, RunMode, ScriptExecution } from '../contract';
+import type { OutputStepName, PatchRunInput, RunMode, ScriptExecution } from '../contract';
 import { agentTaskQueue } from '../contract/run-id';
 
 /**
@@ -95,12 +95,21 @@ export function agentFor(input: PatchRunInput, exclusions: () => string[]) {
   let verified = false;
   const verifyPinned = (p: PinnedScript) => verify({ scriptName: p.scriptName, sha256: p.sha256 });
   const { container } = input;
-  return async function run(pinned: PinnedScript, mode: RunMode): Promise<ScriptExecution> {
+  /**
+   * `step` names where the agent stores the output it streams (issue 17). Activity inputs are not
+   * part of what a replay compares, so histories from before it replay unchanged.
+   */
+  return async function run(
+    pinned: PinnedScript,
+    mode: RunMode,
+    step: OutputStepName = mode === 'apply' ? 'apply' : 'plan',
+  ): Promise<ScriptExecution> {
     const attempt = () =>
       execute[mode]({
         runId: input.runId,
         sha256: pinned.sha256,
         mode,
+        step,
         exclusions: exclusions(),
         ...(input.securityOnly === true ? { securityOnly: true } : {}),
         heartbeatMs: timeouts.heartbeatMs,

@@ -210,7 +210,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
 
   /** A dry-run that must have produced a plan; anything else ends the run `failed`. */
   async function planned(script: PinnedScript, step: 'dry-run' | 're-plan'): Promise<ScriptExecution> {
-    const e = await execute(script, 'dry-run');
+    const e = await execute(script, 'dry-run', step === 're-plan' ? 'replan' : 'plan');
     if (e.exitCode !== 0 || !e.result) {
       throw new RunEnded(
         'failed',

@@ -10,12 +10,14 @@ import {
   isLegalPackageName,
   SCRIPT_EXIT,
   ScriptResult,
+  OutputStepName,
   type Family,
   type RunMode,
   type ScriptExecution,
 } from '../../contract';
 import { planHash, sha256Hex } from '../../contract/plan-hash';
-import { HeadTail, lastLine, outputPipes } from './output';
+import { HeadTail, lastLine, outputPipes, tee } from './output';
+import { OutputStreamer, type PostChunk, type StreamingOptions } from './stream';
 import { checkSignatures, SignatureFile, type ScriptSignature, type TrustedKey } from '../../runtime/script-signing';
 import {
   containerEnvironment,
@@ -57,6 +59,11 @@ export const ScriptExecuteInput = z.strictObject({
   heartbeatMs: z.number().int().min(1).max(3_600_000),
   /** Run inside this Proxmox VE container of the agent's node instead of on the host (docs/proxmox.md). */
   container: ContainerTarget.optional(),
+  /**
+   * Issue 17: the run step the output is stored under. Absent in inputs scheduled before it:
+   * `plan` for a dry-run, `apply` for an apply.
+   */
+  step: OutputStepName.optional(),
 });
 export type ScriptExecuteInput = z.infer<typeof ScriptExecuteInput>;
 
@@ -122,11 +129,19 @@ export interface AgentActivityConfig {
   log?: (line: string, fields?: { runId: string }) => void;
   /** On a Proxmox VE node: its LXC containers, which runs may target (docs/proxmox.md). */
   containers?: ContainerHost;
+  /**
+   * Issue 17: post a chunk of a running script's output to the API (as this agent). Set, the
+   * output goes there and the result carries only its digests; unset (harnesses that run the
+   * activities without an API), the result carries the output text as before.
+   */
+  postOutput?: PostChunk;
+  /** Chunk size, flush interval, per-step cap and queue bound of the live output (stream.ts). */
+  outputStreaming?: StreamingOptions;
 }
 
 /**
- * Output kept per stream; the rest is cut from the middle so head and tail both survive. The
- * result travels through Temporal history (which warns above 512 KB a payload), so both streams
+ * Output kept per stream when there is no API to stream it to (config.postOutput unset); the
+ * rest is cut from the middle so head and tail both survive. The result travels through Temporal history (which warns above 512 KB a payload), so both streams
  * together stay well below that: an apt dist-upgrade of ~120 packages logs ~60 KB here.
  */
 const MAX_OUTPUT = 96 * 1024;
@@ -425,9 +440,19 @@ export function createAgentActivities(config: AgentActivityConfig) {
     const argv = [sealed.path, ...args];
     const stdout = new HeadTail(STDOUT_KEEP, MAX_OUTPUT / 2);
     const stderr = new HeadTail(MAX_OUTPUT / 2, MAX_OUTPUT / 2);
+    // Issue 17: the output goes to the API as it comes; only its digests go through Temporal.
+    const step = input.step ?? (input.mode === 'apply' ? 'apply' : 'plan');
+    const attempt = ctx.info.attempt;
+    const streamer = config.postOutput
+      ? new OutputStreamer(input.runId, step, attempt, config.postOutput, config.outputStreaming, (line) =>
+          log(line, { runId: input.runId }),
+        )
+      : null;
     let script: ScriptProcess;
     try {
-      const pipes = await outputPipes([stdout, stderr]);
+      const pipes = await outputPipes(
+        streamer ? [tee(stdout, streamer.stdout), tee(stderr, streamer.stderr)] : [stdout, stderr],
+      );
       let child: ChildProcess;
       try {
         child = container
@@ -456,6 +481,7 @@ export function createAgentActivities(config: AgentActivityConfig) {
       );
     } catch (err) {
       await sealed.remove();
+      void streamer?.finish();
       throw err;
     }
 
@@ -496,6 +522,8 @@ export function createAgentActivities(config: AgentActivityConfig) {
       ctx.cancellationSignal.removeEventListener('abort', onCancel);
       config.stopping?.removeEventListener('abort', onShutdown);
     }
+    // Delivered (or given up on, bounded) before the result: the record never waits for chunks.
+    const streamed = streamer ? await streamer.finish() : null;
     if (stoppedBy === 'cancellation') throw ctx.cancellationSignal.reason ?? new Error('cancelled');
     if (stoppedBy === 'shutdown') {
       // Nothing was changed by a dry-run; Temporal retries it once the agent is back.
@@ -527,8 +555,10 @@ export function createAgentActivities(config: AgentActivityConfig) {
       mode: input.mode,
       argv: argv.slice(1),
       exitCode,
-      stdout: stdout.render(MAX_OUTPUT),
-      stderr: stderr.render(MAX_OUTPUT) + contractNote,
+      // Streamed: no text through Temporal, only the agent's own note (a broken contract).
+      ...(streamed
+        ? { stdout: '', stderr: contractNote.trim(), output: { step, attempt, ...streamed } }
+        : { stdout: stdout.render(MAX_OUTPUT), stderr: stderr.render(MAX_OUTPUT) + contractNote }),
       result,
       planHash: result ? planHash(result.packages) : null,
       durationMs: Date.now() - started,

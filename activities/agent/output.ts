@@ -113,6 +113,18 @@ export function lastLine(recent: Buffer, max = 200): string {
   return (lines[lines.length - 1] ?? '').slice(0, max);
 }
 
+/** Where a pipe's bytes go (a HeadTail, the live-output streamer, or both: `tee`). */
+export interface OutputSink {
+  push(chunk: Buffer): void;
+}
+
+/** One sink that hands every chunk to each of `sinks`, in order. */
+export const tee = (...sinks: OutputSink[]): OutputSink => ({
+  push: (chunk) => {
+    for (const s of sinks) s.push(chunk);
+  },
+});
+
 /** An output pipe for a child process: hand `writeFd` to spawn, then call `release()`. */
 export interface OutputPipe {
   writeFd: number;
@@ -124,12 +136,12 @@ export interface OutputPipe {
 
 /**
  * Pipes whose read ends fill one reused 64 KB buffer each (net.Socket `onread`) and push into a
- * HeadTail, so a streaming script costs no allocation per chunk. With Node's default pipes each
+ * sink (a HeadTail, the live-output streamer), so a streaming script costs no allocation per chunk. With Node's default pipes each
  * 64 KB chunk is a new buffer left for the GC: 100 MB of output raised RSS by 26–38 MB before it
  * was collected; with these, 0.8–5.5 MB (measured here). Node has no pipe(2); a FIFO made with
  * mkfifo in a private folder and unlinked as soon as both ends are open is a pipe.
  */
-export async function outputPipes(sinks: HeadTail[]): Promise<OutputPipe[]> {
+export async function outputPipes(sinks: OutputSink[]): Promise<OutputPipe[]> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'patchnanny-script-'));
   const opened: number[] = [];
   try {

@@ -151,6 +151,16 @@ export const ROUTE_DOCS: Record<RouteKey, RouteDoc> = {
     returns: ['cancelling'],
     errors: ['conflict', ...TEMPORAL],
   },
+  'POST /v1/runs/:id/output': {
+    summary:
+      "The run's own agent posts a chunk of its script's output (idempotent per step, attempt, stream and seq; docs/review-desk.md)",
+    errors: ['conflict'],
+  },
+  'GET /v1/runs/:id/output': {
+    summary:
+      "A run's script output per step, verified against the agent's SHA-256; with after/waitMs a long-poll of new chunks, with follow=1 server-sent events",
+    returns: ['output[]'],
+  },
   'POST /v1/windows': {
     summary: 'Create a maintenance window (a Temporal schedule)',
     ok: 201,

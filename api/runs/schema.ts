@@ -9,6 +9,7 @@ import {
   RunOutcome,
   RunPhase,
   SNAPSHOT_MODES,
+  OutputStepName,
 } from '../../contract';
 import { Vmid } from '../../contract/proxmox';
 
@@ -73,3 +74,38 @@ export const RunParams = z.object({ id: RunId });
 /** A signed approval (issue 10): the run id is the path's, `by` the caller's name; both are in what was signed. */
 export const ApproveBody = ApproveDecision.pick({ planHash: true, at: true, keyId: true, signature: true }).strict();
 export const RejectBody = RejectDecision.pick({ reason: true }).strict();
+
+/** Issue 17: the largest chunk an agent posts (it flushes at 64 KiB; room for a UTF-8 carry). */
+export const MAX_CHUNK_BYTES = 128 * 1024;
+const Base64 = z
+  .string()
+  .max(Math.ceil(MAX_CHUNK_BYTES / 3) * 4)
+  .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'base64');
+
+/** One chunk of a script's output, posted by the run's own agent while the script runs. */
+export const PostOutputBody = z.strictObject({
+  step: OutputStepName,
+  /** The Temporal activity attempt (1, 2, …) the chunk comes from. */
+  attempt: z.number().int().min(1).max(10_000),
+  stream: z.enum(['stdout', 'stderr']),
+  /** 0, 1, 2, … per run + step + attempt + stream. */
+  seq: z.number().int().min(0).max(10_000_000),
+  /** The bytes, base64 (output need not be UTF-8). */
+  data: Base64,
+  /** Bytes the agent dropped from the stream's middle just before this chunk (the per-step cap). */
+  gapBefore: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+});
+export type PostOutputBody = z.infer<typeof PostOutputBody>;
+
+export const OutputQuery = z
+  .object({
+    step: OutputStepName.optional(),
+    /** Cursor: only chunks stored after this one (the `next` of the previous answer, or an SSE event id). */
+    after: z.coerce.number().int().min(0).optional(),
+    /** Long-poll: wait up to this many milliseconds for a chunk after `after` when there is none yet. */
+    waitMs: z.coerce.number().int().min(0).max(30_000).default(0),
+    /** `1`: server-sent events (text/event-stream) until the step (or the run) has ended. */
+    follow: z.enum(['0', '1']).optional(),
+  })
+  .strict();
+export type OutputQuery = z.infer<typeof OutputQuery>;

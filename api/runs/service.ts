@@ -33,6 +33,7 @@ import { PatchContainer, PatchHost, PatchPhase } from '../../workflows/search-at
 import { containerDefaults, getContainer, type ContainerRow } from '../../db/containers';
 import { ApiError, notFound } from '../errors';
 import type { ListRunsQuery, StartRunBody } from './schema';
+import { storedText } from '../../db/output';
 
 export interface RunsDeps {
   db: Db;
@@ -234,15 +235,24 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
       plan: pkg('planned'),
       held: pkg('held'),
       changed: pkg('changed').map((p) => ({ name: p.name, arch: p.arch, from: p.current, to: p.candidate })),
-      output: output.map((o) => ({
-        step: o.step,
-        argv: o.argv,
-        exitCode: o.exit_code,
-        stdout: o.stdout,
-        stderr: o.stderr,
-        durationMs: o.duration_ms,
-        at: o.created_at.toISOString(),
-      })),
+      output: await Promise.all(
+        output.map(async (o) => ({
+          step: o.step,
+          argv: o.argv,
+          exitCode: o.exit_code,
+          // Issue 17: streamed output is read from its chunks (whole and verified: GET …/output).
+          ...(o.attempt === null
+            ? { stdout: o.stdout, stderr: o.stderr }
+            : {
+                stdout: await storedText(db, id, o.step, o.attempt, 'stdout'),
+                stderr: (await storedText(db, id, o.step, o.attempt, 'stderr')) + (o.stderr ? `\n${o.stderr}` : ''),
+                attempt: o.attempt,
+                delivered: o.delivered,
+              }),
+          durationMs: o.duration_ms,
+          at: o.created_at.toISOString(),
+        })),
+      ),
       events: events.map((e) => ({ kind: e.kind, detail: e.detail, at: e.at.toISOString() })),
       /** While the run waits for its host: its place (1 = next) and the run that has the host. */
       queue: row.phase === 'queued' ? (events.find((e) => e.kind === 'queued')?.detail ?? null) : null,

@@ -8,6 +8,7 @@ import { approve } from './approve';
 import { compliance } from './compliance';
 import { exceptions } from './exceptions';
 import { keygen, signApprovalCommand } from './keys';
+import { logs } from './logs';
 import { plan } from './plan';
 import { reject } from './reject';
 import { reviews } from './reviews';
@@ -21,6 +22,7 @@ export const COMMANDS: Command[] = [
   reviews,
   runs,
   run,
+  logs,
   plan,
   approve,
   reject,

@@ -2,7 +2,8 @@
  * The review page (issue 17) in a real headless Chromium (Debian's `chromium`, driven by
  * playwright-core) against a real stack with real agents: sign in, the fleet summary, a group of
  * three hosts approved at once and applied, a page drawn before the plan changed refused, a
- * rejection that needs a reason, a host's run history with a filter. Screenshots of each step go
+ * rejection that needs a reason, a host's run history with a filter, a run's live output while it
+ * applies. Screenshots of each step go
  * to artifacts/desk/ (git-ignored).
  */
 import assert from 'node:assert/strict';
@@ -155,5 +156,29 @@ describe('the review page in a real browser', () => {
     const href = await row.locator('a').getAttribute('href');
     assert.equal(href, `http://127.0.0.1:8233/namespaces/default/workflows/${encodeURIComponent(runOf.get(lone.id)!)}`);
     await shot('6-history-filtered');
+  });
+
+  it('live output appears while a run is applying: a line the script printed shows before the run completes', async () => {
+    const agent = await stack.startAgent('live-1', PLAN);
+    // 60 lines a quarter of a second apart: the apply prints for ~15 s.
+    writeFileSync(path.join(agent.fixtureDir, 'lines-apply'), '60 20 0.25\n');
+    const r = await stack.http('POST', '/v1/runs', { body: { agentId: agent.id, mode: 'apply', approval: 'auto' } });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const id: string = r.body.run.id;
+    await stack.waitForRun(id, (run) => run.phase === 'applying' || run.outcome !== null, 60_000);
+    await page.selectOption('#filter-outcome', '');
+    await page.locator(`#host-table a[data-agent="${agent.id}"]`).click();
+    await page.locator(`#history-table tr[data-run="${id}"] button.show-output`).click();
+    await page.locator('#live-output', { hasText: 'fixture line 000003' }).waitFor();
+    const meanwhile = (await stack.http('GET', `/v1/runs/${id}`)).body.run;
+    assert.equal(meanwhile.outcome, null, 'the line was shown while the run was still applying');
+    assert.equal(meanwhile.phase, 'applying');
+    await shot('7-live-output-while-applying');
+    const done = await stack.waitForOutcome(id, 90_000);
+    assert.equal(done.outcome, 'completed', done.failureReason);
+    await page.locator('#live-state', { hasText: 'run ended' }).waitFor();
+    const text = (await page.locator('#live-output').textContent()) ?? '';
+    assert.equal((text.match(/fixture line 000060/g) ?? []).length, 1, 'the last line, once');
+    await shot('8-live-output-ended');
   });
 });

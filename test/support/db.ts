@@ -20,6 +20,7 @@ export const TABLES = [
   'patch_runs',
   'run_packages',
   'run_output',
+  'run_output_chunks',
   'run_events',
   'package_exceptions',
   'maintenance_windows',
