@@ -287,4 +287,28 @@ describe('patchnanny CLI (the built binary)', () => {
     const shown = await cli(['compliance']);
     assert.match(shown.stdout, /^HOSTS +UP TO DATE +PENDING/);
   });
+  // Last: its extra host would change the fleet counts the tests above check.
+  it("logs --follow prints a run's output as its agent streams it; logs shows it verified, to a viewer too", async () => {
+    const host = await stack.startAgent('cli-logs', PLAN);
+    writeFileSync(path.join(host.fixtureDir, 'lines-dry-run'), '20 10 0.1\n');
+    const r = await stack.http('POST', '/v1/runs', { body: { agentId: host.id, mode: 'dry-run' } });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const id: string = r.body.run.id;
+    const followed = await cli(['logs', id, '--follow']);
+    assert.equal(followed.code, 0, followed.stderr);
+    const numbers = followed.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('fixture line'))
+      .map((l) => Number(l.split(' ')[2]));
+    assert.deepEqual(
+      numbers,
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    );
+    assert.equal((await stack.http('GET', `/v1/runs/${id}`)).body.run.outcome, 'completed');
+    const shown = await cli(['logs', id], { PATCHNANNY_TOKEN: viewerToken });
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /^== plan \(attempt 1\): verified ==$/m);
+    assert.match(shown.stdout, /fixture line 000020 x{10}/);
+    console.log(`$ patchnanny logs ${id}\n${shown.stdout.split('\n').slice(0, 4).join('\n')}`);
+  });
 });
