@@ -31,6 +31,8 @@ import { openApiDocument } from './openapi/document';
 import { runsRouter } from './runs/router';
 import { runsService } from './runs/service';
 import { scriptsRouter } from './scripts/router';
+import { hooksRouter } from './hooks/router';
+import { hooksService } from './hooks/service';
 import { scriptsService } from './scripts/service';
 import { usersRouter } from './users/router';
 import { usersService } from './users/service';
@@ -75,6 +77,7 @@ export function apiRouters(deps: AppDeps): Router<AppState>[] {
     usersRouter(usersService(deps)),
     keysRouter(keysService(deps)),
     webhooksRouter(webhooksService(deps)),
+    hooksRouter(hooksService(deps)),
   ];
 }
 

@@ -347,6 +347,8 @@ export interface RunStatus {
   ignoredDecisionsDropped: number;
   /** The apply finished after the window's end. */
   overran: boolean;
+  /** Issue 12: the host was rebooted by this run and came back (a new boot id); absent before. */
+  rebooted?: boolean;
 }
 
 /** Stable error codes of the HTTP API: `{ error: { code, message, field? } }`. */

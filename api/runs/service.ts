@@ -33,6 +33,8 @@ import { PatchContainer, PatchHost, PatchPhase } from '../../workflows/search-at
 import { containerDefaults, getContainer, type ContainerRow } from '../../db/containers';
 import { ApiError, notFound } from '../errors';
 import type { ListRunsQuery, StartRunBody } from './schema';
+import { hookHashes } from '../../db/hooks';
+import { DEFAULT_REBOOT_TIMEOUT_SECONDS, type RunHooks } from '../../contract/rollout-policy';
 
 export interface RunsDeps {
   db: Db;
@@ -77,6 +79,9 @@ function toRun(r: RunRow) {
     containerOptions: r.container_options,
     fourEyes: r.four_eyes,
     securityOnly: r.security_only,
+    /** Issue 12 (docs/reboot-and-hooks.md): the reboot policy and the hooks asked for. */
+    reboot: r.reboot_policy ?? 'never',
+    hooks: r.hooks,
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
     finishedAt: iso(r.finished_at),
@@ -107,6 +112,22 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
     return ct;
   }
 
+  /** Issue 12: every hook a run names must have been uploaded (400 naming the field otherwise). */
+  async function requireHooks(hooks: RunHooks | undefined): Promise<void> {
+    const named = (['pre', 'post'] as const).filter((p) => hooks?.[p]);
+    const known = await hookHashes(
+      db,
+      named.map((p) => hooks![p]!.script),
+    );
+    for (const p of named)
+      if (!known.has(hooks![p]!.script))
+        throw new ApiError(
+          'validation_failed',
+          `request body field hooks.${p}.script: no hook ${hooks![p]!.script} (upload it with PUT /v1/hooks/${hooks![p]!.script})`,
+          `hooks.${p}.script`,
+        );
+  }
+
   async function start(body: StartRunBody, requestedBy: string): Promise<Run> {
     const agent = await getAgent(db, body.agentId);
     if (!agent)
@@ -129,7 +150,10 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
             container: containerDefaults(await requireContainer(agent.id, vmid)),
           });
     const id = newRunId(agent.id, Date.now(), () => randomInt(32) / 32, vmid);
-    const { containerLockMs, ...timeouts } = body.timeouts;
+    await requireHooks(body.hooks);
+    const { containerLockMs, rebootMs, ...timeouts } = body.timeouts;
+    const reboots = body.reboot !== 'never';
+    const hooks = body.hooks && (body.hooks.pre || body.hooks.post) ? body.hooks : undefined;
     const input: PatchRunInput = {
       runId: id,
       agentId: agent.id,
@@ -137,7 +161,10 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
       mode: body.mode,
       approval: body.approval,
       requestedBy,
-      timeouts: resolveRunTimeouts(runDefaults, timeouts),
+      timeouts: {
+        ...resolveRunTimeouts(runDefaults, timeouts),
+        ...(reboots ? { rebootMs: rebootMs ?? DEFAULT_REBOOT_TIMEOUT_SECONDS * 1000 } : {}),
+      },
       ...(vmid !== undefined
         ? {
             container: {
@@ -149,6 +176,8 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
           }
         : {}),
       ...(body.securityOnly ? { securityOnly: true } : {}),
+      ...(reboots ? { reboot: body.reboot } : {}),
+      ...(hooks ? { hooks } : {}),
     };
     // The row and its audit entry together: the trail names every run that ever existed.
     const row = await db.transaction(async (trx) => {
@@ -162,6 +191,8 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
           vmid,
           containerOptions,
           securityOnly: body.securityOnly,
+          reboot: body.reboot,
+          hooks,
         },
       ]);
       await appendAudit(trx, {
@@ -174,6 +205,8 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
           approval: body.approval,
           ...(vmid ? { container: vmid, containerOptions } : {}),
           securityOnly: body.securityOnly,
+          ...(reboots ? { reboot: body.reboot } : {}),
+          ...(hooks ? { hooks } : {}),
         },
         dedupeKey: `run.requested:${id}`,
       });
