@@ -407,6 +407,9 @@ export interface WindowFiring {
    * recorded before they existed (off).
    */
   agents: { agentId: string; hostname: string; container?: number; options?: ContainerOptions }[];
+  /** Issue 12: every run's reboot policy and hooks; absent when the window has none (and in firings recorded before). */
+  reboot?: 'if-needed' | 'always';
+  hooks?: import('./rollout-policy').RunHooks;
   /** Targets not run in this firing, and why (pending acceptance, revoked, unknown); absent in firings recorded before issue 13. */
   skippedTargets?: { agentId: string; reason: string }[];
 }

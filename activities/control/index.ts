@@ -35,7 +35,7 @@ import {
 } from '../../db/runs';
 import { scriptSha256 } from '../../db/scripts';
 import { hookHashes } from '../../db/hooks';
-import type { HookSpec } from '../../contract/rollout-policy';
+import { DEFAULT_REBOOT_TIMEOUT_SECONDS, type HookSpec } from '../../contract/rollout-policy';
 import { containerDefaults, getContainer } from '../../db/containers';
 import { getWindow } from '../../db/windows';
 import type { RunEvents } from './webhooks';
@@ -241,7 +241,14 @@ export function createControlActivities(
           actor: input.requestedBy,
           kind: 'run.requested',
           subject: input.runId,
-          detail: { agentId: input.agentId, mode: input.mode, approval: input.approval, windowId: input.windowId },
+          detail: {
+            agentId: input.agentId,
+            mode: input.mode,
+            approval: input.approval,
+            windowId: input.windowId,
+            ...(input.reboot ? { reboot: input.reboot } : {}),
+            ...(input.hooks ? { hooks: input.hooks } : {}),
+          },
           dedupeKey: `run.requested:${input.runId}`,
         });
     });
@@ -302,7 +309,12 @@ export function createControlActivities(
     }
     return {
       windowId: w.id,
-      timeouts: resolveRunTimeouts(runDefaults),
+      timeouts: {
+        ...resolveRunTimeouts(runDefaults),
+        ...(w.reboot_policy ? { rebootMs: DEFAULT_REBOOT_TIMEOUT_SECONDS * 1000 } : {}),
+      },
+      ...(w.reboot_policy && w.reboot_policy !== 'never' ? { reboot: w.reboot_policy } : {}),
+      ...(w.hooks ? { hooks: w.hooks } : {}),
       approval: w.approval,
       leadSeconds: w.lead_seconds,
       durationSeconds: w.duration_seconds,

@@ -1,9 +1,10 @@
 import { sha256Hex } from '../../contract/plan-hash';
 import type { Db } from '../../db';
 import { appendAudit } from '../../db/audit';
-import { getHook, listHooks, upsertHook, type HookMetaRow } from '../../db/hooks';
+import { getHook, hookHashes, listHooks, upsertHook, type HookMetaRow } from '../../db/hooks';
+import type { RunHooks } from '../../contract/rollout-policy';
 import type { ScriptSignature } from '../../runtime/script-signing';
-import { notFound } from '../errors';
+import { ApiError, notFound } from '../errors';
 import type { PutHookBody } from './schema';
 
 export interface HookMeta {
@@ -19,6 +20,25 @@ const toMeta = (r: HookMetaRow): HookMeta => ({
   updatedBy: r.updated_by,
   updatedAt: r.updated_at.toISOString(),
 });
+
+/** Every hook a run or window names must have been uploaded: a 400 naming the field otherwise. */
+export async function requireHooks(db: Db, hooks: RunHooks | null | undefined): Promise<void> {
+  const named = (['pre', 'post'] as const).flatMap((phase) => {
+    const spec = hooks?.[phase];
+    return spec ? [{ phase, script: spec.script }] : [];
+  });
+  const known = await hookHashes(
+    db,
+    named.map((n) => n.script),
+  );
+  for (const { phase, script } of named)
+    if (!known.has(script))
+      throw new ApiError(
+        'validation_failed',
+        `request body field hooks.${phase}.script: no hook ${script} (upload it with PUT /v1/hooks/${script})`,
+        `hooks.${phase}.script`,
+      );
+}
 
 /**
  * Hook scripts (issue 12, docs/reboot-and-hooks.md). Replacing a hook never changes what a run

@@ -33,8 +33,8 @@ import { PatchContainer, PatchHost, PatchPhase } from '../../workflows/search-at
 import { containerDefaults, getContainer, type ContainerRow } from '../../db/containers';
 import { ApiError, notFound } from '../errors';
 import type { ListRunsQuery, StartRunBody } from './schema';
-import { hookHashes } from '../../db/hooks';
-import { DEFAULT_REBOOT_TIMEOUT_SECONDS, type RunHooks } from '../../contract/rollout-policy';
+import { requireHooks } from '../hooks/service';
+import { DEFAULT_REBOOT_TIMEOUT_SECONDS } from '../../contract/rollout-policy';
 
 export interface RunsDeps {
   db: Db;
@@ -112,22 +112,6 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
     return ct;
   }
 
-  /** Issue 12: every hook a run names must have been uploaded (400 naming the field otherwise). */
-  async function requireHooks(hooks: RunHooks | undefined): Promise<void> {
-    const named = (['pre', 'post'] as const).filter((p) => hooks?.[p]);
-    const known = await hookHashes(
-      db,
-      named.map((p) => hooks![p]!.script),
-    );
-    for (const p of named)
-      if (!known.has(hooks![p]!.script))
-        throw new ApiError(
-          'validation_failed',
-          `request body field hooks.${p}.script: no hook ${hooks![p]!.script} (upload it with PUT /v1/hooks/${hooks![p]!.script})`,
-          `hooks.${p}.script`,
-        );
-  }
-
   async function start(body: StartRunBody, requestedBy: string): Promise<Run> {
     const agent = await getAgent(db, body.agentId);
     if (!agent)
@@ -150,7 +134,7 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
             container: containerDefaults(await requireContainer(agent.id, vmid)),
           });
     const id = newRunId(agent.id, Date.now(), () => randomInt(32) / 32, vmid);
-    await requireHooks(body.hooks);
+    await requireHooks(db, body.hooks);
     const { containerLockMs, rebootMs, ...timeouts } = body.timeouts;
     const reboots = body.reboot !== 'never';
     const hooks = body.hooks && (body.hooks.pre || body.hooks.post) ? body.hooks : undefined;

@@ -8,7 +8,7 @@ import { newRunId } from '../../contract/run-id';
 import { insertRunRows } from '../../db/runs';
 import { signScript } from '../../runtime/script-signing';
 import { patchRun } from '../../workflows/patch-run';
-import { replayHistory, Stack, type TestAgent } from '../support/stack';
+import { replayHistory, Stack, TRIGGER_ONLY_WINDOW, type TestAgent } from '../support/stack';
 
 const PLAN = ['linux-image-amd64 amd64 6.1.1 6.1.2 bookworm-security'];
 
@@ -197,5 +197,37 @@ describe('reboots and hooks', { concurrency: true }, () => {
     assert.match(status.failureReason ?? '', /reboot \(row never, input always\)/);
     assert.deepEqual(lines(h.shutdownLog), []);
     assert.equal(applied(h.agent), false);
+  });
+
+  it('a window passes its reboot policy and hooks to its runs', async () => {
+    const h = await host('window-hooks', { rebootRequired: true });
+    await putHook('window-pre.sh', hookScript(5));
+    const unknown = await stack.http('POST', '/v1/windows', {
+      body: {
+        name: 'w',
+        timezone: 'UTC',
+        approval: 'auto',
+        ...TRIGGER_ONLY_WINDOW,
+        targets: { agentIds: [h.agent.id] },
+        hooks: { pre: { script: 'missing.sh' } },
+      },
+    });
+    assert.equal(unknown.status, 400);
+    assert.equal(unknown.body.error.field, 'hooks.pre.script');
+    const w = await stack.createWindow({
+      ...TRIGGER_ONLY_WINDOW,
+      targets: { agentIds: [h.agent.id] },
+      reboot: 'always',
+      hooks: { pre: { script: 'window-pre.sh', timeoutSeconds: 20 } },
+    });
+    assert.equal(w.reboot, 'always');
+    assert.deepEqual(w.hooks, { pre: { script: 'window-pre.sh', timeoutSeconds: 20, onFailure: 'must-succeed' } });
+    const row = await stack.triggerFirstRun(w.id);
+    assert.equal(row.reboot_policy, 'always');
+    const run = await stack.waitForOutcome(row.id, 60_000);
+    assert.equal(run.outcome, 'skipped-pre-hook-failed', run.failureReason);
+    assert.equal(applied(h.agent), false);
+    assert.deepEqual(lines(h.shutdownLog), [], 'no apply, so no reboot');
+    await replayHistory(stack.temporal, row.id);
   });
 });
