@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -8,7 +9,7 @@ import { newRunId } from '../../contract/run-id';
 import { insertRunRows } from '../../db/runs';
 import { signScript } from '../../runtime/script-signing';
 import { patchRun } from '../../workflows/patch-run';
-import { replayHistory, Stack, TRIGGER_ONLY_WINDOW, type TestAgent } from '../support/stack';
+import { ADMIN_TOKEN, DIST, replayHistory, Stack, TRIGGER_ONLY_WINDOW, type TestAgent } from '../support/stack';
 
 const PLAN = ['linux-image-amd64 amd64 6.1.1 6.1.2 bookworm-security'];
 
@@ -229,5 +230,39 @@ describe('reboots and hooks', { concurrency: true }, () => {
     assert.equal(applied(h.agent), false);
     assert.deepEqual(lines(h.shutdownLog), [], 'no apply, so no reboot');
     await replayHistory(stack.temporal, row.id);
+  });
+
+  it('an admin uploads a signed hook with the CLI and lists it', async () => {
+    const dir = stack.tmpDir();
+    const file = path.join(dir, 'cli-hook.sh');
+    const content = hookScript(0);
+    writeFileSync(file, content);
+    writeFileSync(
+      `${file}.sig`,
+      JSON.stringify({ signatures: [signScript(Buffer.from(content), stack.scriptKey.privatePem)] }),
+    );
+    const cli = (args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [path.join(DIST, 'cli/patchnanny.js'), ...args],
+          { env: { PATH: process.env.PATH, PATCHNANNY_API_URL: stack.baseUrl, PATCHNANNY_TOKEN: ADMIN_TOKEN } },
+          (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, stdout, stderr }),
+        );
+      });
+    const put = await cli(['hooks', 'put', 'cli-hook.sh', '--file', file, '--sig', `${file}.sig`, '--json']);
+    assert.equal(put.code, 0, put.stderr);
+    const hook = JSON.parse(put.stdout);
+    assert.equal(hook.name, 'cli-hook.sh');
+    const served = await stack.http('GET', '/v1/hooks/cli-hook.sh');
+    assert.equal(served.body.hook.content, content);
+    assert.equal(served.body.hook.sha256, hook.sha256);
+    assert.equal(served.body.hook.signatures.length, 1);
+    const list = await cli(['hooks', 'list', '--json']);
+    assert.equal(list.code, 0, list.stderr);
+    assert.ok(JSON.parse(list.stdout).some((h: { name: string }) => h.name === 'cli-hook.sh'));
+    const audit = await stack.database.db('audit_log').where({ kind: 'hook.put', subject: 'cli-hook.sh' });
+    assert.equal(audit.length, 1);
+    assert.equal(audit[0].actor, 'alice');
   });
 });
