@@ -183,6 +183,8 @@ export async function createAgent(
       scriptEnv: passedToScripts(env.PATCHNANNY_SCRIPT_ENV),
       fetchScript: (name) => api.script(name),
       postOutput: (runId, chunk) => api.postOutput(runId, chunk),
+      fetchHook: (name) => api.hook(name),
+      reboot: { bootIdFile: env.PATCHNANNY_BOOT_ID_FILE, shutdownBin: env.PATCHNANNY_SHUTDOWN_BIN },
       trustedScriptKeys: trustedKeys,
       killGraceMs: env.PATCHNANNY_SCRIPT_KILL_GRACE_MS,
       stopping,

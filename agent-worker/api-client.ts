@@ -13,6 +13,8 @@ const ScriptBody = z.object({
   script: z.object({ content: z.string(), sha256: z.string(), signatures: z.array(ScriptSignature).default([]) }),
 });
 
+const HookBody = z.object({ hook: ScriptBody.shape.script });
+
 /** An admin revoked this agent: its token is refused for ever. */
 export class AgentRevokedError extends Error {
   constructor(
@@ -116,5 +118,12 @@ export class ApiClient {
     const r = await this.request('GET', `/v1/scripts/${encodeURIComponent(name)}`);
     if (r.status !== 200) ApiClient.fail(`downloading script ${name} failed`, r);
     return ApiClient.parse(ScriptBody, `downloading script ${name}`, r).script;
+  }
+
+  /** Issue 12: a hook script, served and verified like a patch script (docs/reboot-and-hooks.md). */
+  async hook(name: string): Promise<{ content: string; sha256: string; signatures: ScriptSignature[] }> {
+    const r = await this.request('GET', `/v1/hooks/${encodeURIComponent(name)}`);
+    if (r.status !== 200) ApiClient.fail(`downloading hook ${name} failed`, r);
+    return ApiClient.parse(HookBody, `downloading hook ${name}`, r).hook;
   }
 }

@@ -50,6 +50,7 @@ export function checkAgentConfigFile(file: string): { ok: true; summary: string 
   check(() => trustedScriptKeys(env, () => undefined));
   if (env.TEMPORAL_TLS_CA) check(() => accessSync(env.TEMPORAL_TLS_CA!, constants.R_OK));
   check(() => accessSync(env.PATCHNANNY_SCRIPT_SHELL, constants.X_OK));
+  check(() => accessSync(env.PATCHNANNY_BOOT_ID_FILE, constants.R_OK));
   let family = '?';
   check(() => (family = detectOs(env).family));
 

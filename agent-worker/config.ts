@@ -92,6 +92,19 @@ export const AgentEnv = TemporalEnv.extend({
   ),
   /** How often the node reports its containers to the API (also once at start). */
   PATCHNANNY_PVE_INVENTORY_MS: z.coerce.number().int().min(100).default(300_000),
+  /**
+   * Issue 12 (docs/reboot-and-hooks.md): where the host's boot id is read (a run that rebooted the
+   * host waits for a different one) and the shutdown binary a reboot runs as `<bin> -r +1 <message>`.
+   * The control plane can ask for a reboot, never say how: tests point these at fixtures.
+   */
+  PATCHNANNY_BOOT_ID_FILE: z
+    .string()
+    .regex(/^\//, 'PATCHNANNY_BOOT_ID_FILE must be an absolute path')
+    .default('/proc/sys/kernel/random/boot_id'),
+  PATCHNANNY_SHUTDOWN_BIN: z
+    .string()
+    .regex(/^\//, 'PATCHNANNY_SHUTDOWN_BIN must be an absolute path')
+    .default('/sbin/shutdown'),
   /** patchnanny snapshots kept per container; older ones are deleted after a new one is taken. */
   PATCHNANNY_PVE_SNAPSHOT_KEEP: z.coerce.number().int().min(1).max(100).default(3),
 });

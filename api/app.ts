@@ -33,6 +33,8 @@ import { outputRouter } from './runs/output-router';
 import { outputService } from './runs/output';
 import { runsService } from './runs/service';
 import { scriptsRouter } from './scripts/router';
+import { hooksRouter } from './hooks/router';
+import { hooksService } from './hooks/service';
 import { scriptsService } from './scripts/service';
 import { usersRouter } from './users/router';
 import { usersService } from './users/service';
@@ -78,6 +80,7 @@ export function apiRouters(deps: AppDeps): Router<AppState>[] {
     usersRouter(usersService(deps)),
     keysRouter(keysService(deps)),
     webhooksRouter(webhooksService(deps)),
+    hooksRouter(hooksService(deps)),
   ];
 }
 

@@ -49,6 +49,10 @@ export const ROUTE_ROLES = {
   'DELETE /v1/agents/:agentId/exceptions/:id': ['admin'],
   'GET /v1/scripts': [...READ, 'agent'],
   'GET /v1/scripts/:name': [...READ, 'agent'],
+  // Issue 12: hook scripts, uploaded by admins, served to agents like patch scripts (docs/reboot-and-hooks.md).
+  'PUT /v1/hooks/:name': ['admin'],
+  'GET /v1/hooks': [...READ, 'agent'],
+  'GET /v1/hooks/:name': [...READ, 'agent'],
   'POST /v1/runs': ['admin', 'requester'],
   'GET /v1/runs': READ,
   'GET /v1/runs/:id': READ,

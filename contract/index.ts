@@ -383,6 +383,8 @@ export interface RunStatus {
   ignoredDecisionsDropped: number;
   /** The apply finished after the window's end. */
   overran: boolean;
+  /** Issue 12: the host was rebooted by this run and came back (a new boot id); absent before. */
+  rebooted?: boolean;
 }
 
 /** Stable error codes of the HTTP API: `{ error: { code, message, field? } }`. */
@@ -441,6 +443,9 @@ export interface WindowFiring {
    * recorded before they existed (off).
    */
   agents: { agentId: string; hostname: string; container?: number; options?: ContainerOptions }[];
+  /** Issue 12: every run's reboot policy and hooks; absent when the window has none (and in firings recorded before). */
+  reboot?: 'if-needed' | 'always';
+  hooks?: import('./rollout-policy').RunHooks;
   /** Targets not run in this firing, and why (pending acceptance, revoked, unknown); absent in firings recorded before issue 13. */
   skippedTargets?: { agentId: string; reason: string }[];
 }

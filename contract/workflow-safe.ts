@@ -7,6 +7,7 @@
  */
 
 import type { SignedApproval } from './approval';
+import type { RebootPolicy, RunHooks } from './rollout-policy';
 
 /** A run plans only (`dry-run`) or plans, is reviewed and applies (`apply`). */
 export const MODES = ['dry-run', 'apply'] as const;
@@ -68,6 +69,11 @@ export interface RunTimeouts {
   scriptMs: number;
   /** The agent heartbeats at least this often while a script runs. */
   heartbeatMs: number;
+  /**
+   * Issue 12: how long a rebooted host has to come back with a new boot id → else `reboot-timeout`
+   * (set by whoever starts a run that may reboot; absent: DEFAULT_REBOOT_TIMEOUT_SECONDS).
+   */
+  rebootMs?: number;
 }
 
 /** The three an admin configures (PATCHNANNY_*_TIMEOUT_MS) and may override per run. */
@@ -115,6 +121,10 @@ export interface PatchRunInput {
   container?: RunContainer;
   /** Issue 16: plan and apply only security fixes (the script's `--security-only`); absent = false. */
   securityOnly?: boolean;
+  /** Issue 12: reboot after a successful apply (docs/reboot-and-hooks.md); absent = `never`. */
+  reboot?: RebootPolicy;
+  /** Issue 12: hook scripts before the apply and after it (and after a reboot); absent = none. */
+  hooks?: RunHooks;
 }
 
 /** Snapshot before apply: none, keep it (reported, pruned later), or roll back to it when the apply fails. */

@@ -19,6 +19,7 @@ import type {
 } from '../contract';
 import { appendAudit } from './audit';
 import type { SignedApproval } from '../contract/approval';
+import type { RebootPolicy, RunHooks } from '../contract/rollout-policy';
 import { jsonb, pgRow, type Db } from './index';
 
 export interface RunRow {
@@ -57,6 +58,10 @@ export interface RunRow {
   container_report: ContainerReport | null;
   /** The startIfStopped and snapshot in effect on a container run, and where each came from. */
   container_options: ContainerOptions | null;
+  /** Issue 12: reboot after a successful apply; null: never (rows from before too). */
+  reboot_policy: RebootPolicy | null;
+  /** Issue 12: the pre/post hooks asked for; null: none. */
+  hooks: RunHooks | null;
   created_at: Date;
   updated_at: Date;
   finished_at: Date | null;
@@ -145,6 +150,16 @@ export interface CreateRunInput {
   containerOptions?: ContainerOptions;
   /** Issue 16: plan and apply only security fixes. */
   securityOnly?: boolean;
+  /** Issue 12: reboot policy and hooks (docs/reboot-and-hooks.md); absent: never, none. */
+  reboot?: RebootPolicy;
+  hooks?: RunHooks;
+}
+
+/** Issue 12: a step of the run beyond its scripts (hooks pinned and run, a reboot), kept as a run event. */
+export interface RecordRunEventInput {
+  runId: string;
+  kind: 'hooks-pinned' | 'pre-hook' | 'post-hook' | 'reboot-scheduled' | 'rebooted' | 'reboot-timeout';
+  detail: Record<string, unknown>;
 }
 
 export interface RecordPlanInput {
@@ -253,6 +268,9 @@ export interface ClaimRunInput {
   snapshot?: SnapshotMode;
   /** Issue 16; absent in inputs written before it (then false). */
   securityOnly?: boolean;
+  /** Issue 12; absent: never / none (the row must say so too). */
+  reboot?: RebootPolicy;
+  hooks?: RunHooks;
 }
 
 export type ClaimResult = { claimed: true } | { claimed: false; reason: string };
@@ -281,6 +299,9 @@ export async function claimRun(db: Db, owner: RunOwner, input: ClaimRunInput): P
     // A container run may not start or snapshot a container its row did not say to (null: before they were recorded, off).
     .whereRaw(`coalesce((container_options->>'startIfStopped')::boolean, false) = ?`, [input.startIfStopped ?? false])
     .whereRaw(`coalesce(container_options->>'snapshot', 'none') = ?`, [input.snapshot ?? 'none'])
+    // Issue 12: a workflow started around the API can add neither a reboot nor a hook.
+    .whereRaw(`coalesce(reboot_policy, 'never') = ?`, [input.reboot ?? 'never'])
+    .whereRaw('hooks is not distinct from ?::jsonb', [hooksJson(input.hooks)])
     .whereRaw('(workflow_run_id is null or workflow_run_id = ?)', [owner.workflowRunId])
     .whereNull('outcome')
     .update({ workflow_run_id: owner.workflowRunId, updated_at: db.fn.now() })
@@ -303,8 +324,22 @@ export async function claimRun(db: Db, owner: RunOwner, input: ClaimRunInput): P
     (row.container_options?.snapshot ?? 'none') !== (input.snapshot ?? 'none') && `snapshot`,
     row.security_only !== (input.securityOnly === true) &&
       `securityOnly (row ${row.security_only}, input ${input.securityOnly === true})`,
+    (row.reboot_policy ?? 'never') !== (input.reboot ?? 'never') &&
+      `reboot (row ${row.reboot_policy ?? 'never'}, input ${input.reboot ?? 'never'})`,
+    hooksJson(row.hooks ?? undefined) !== hooksJson(input.hooks) && `hooks`,
   ].filter(Boolean);
   return { claimed: false, reason: `input differs from run row ${owner.runId}: ${differs.join(', ') || 'unknown'}` };
+}
+
+/**
+ * A run's hooks as stored and compared: JSON with the specs' keys in one order (jsonb equality
+ * ignores key order anyway), null when there are none. An empty `{}` is none.
+ */
+function hooksJson(hooks: RunHooks | undefined | null): string | null {
+  if (!hooks || (!hooks.pre && !hooks.post)) return null;
+  const spec = (h: RunHooks['pre']) =>
+    h ? { script: h.script, timeoutSeconds: h.timeoutSeconds, onFailure: h.onFailure } : undefined;
+  return JSON.stringify({ pre: spec(hooks.pre), post: spec(hooks.post) });
 }
 
 /**
@@ -342,6 +377,8 @@ export async function insertRunRows(db: Db, inputs: readonly CreateRunInput[]): 
           ? (jsonb(db, input.containerOptions) as unknown as ContainerOptions)
           : null,
         security_only: input.securityOnly === true,
+        reboot_policy: input.reboot && input.reboot !== 'never' ? input.reboot : null,
+        hooks: db.raw('?::jsonb', [hooksJson(input.hooks)]) as unknown as RunHooks,
         // Pinned here, in the insert, so a later change to the agent or window leaves this run be.
         four_eyes: db.raw(
           `coalesce((select four_eyes from agents where id = ?), false)
@@ -498,6 +535,26 @@ export async function recordPhase(db: Db, owner: RunOwner, input: Omit<RecordPha
       await events(trx).where({ run_id: owner.runId, kind: 'queued' }).delete();
       await events(trx).insert({ run_id: owner.runId, kind: 'queued', detail: jsonb(trx, input.queue) });
     }
+  });
+}
+
+/**
+ * Issue 12: a hook's or a reboot's record on the run, with its audit entry, in one transaction.
+ * Idempotent: a local activity runs again when its workflow task is retried, so the run's event
+ * of that kind is replaced, and the audit entry is keyed by the activity.
+ */
+export async function recordRunEvent(
+  db: Db,
+  owner: RunOwner,
+  input: Omit<RecordRunEventInput, 'runId'>,
+): Promise<void> {
+  await db.transaction(async (trx) => {
+    await lockOwned(trx, owner);
+    await events(trx).where({ run_id: owner.runId, kind: input.kind }).delete();
+    await events(trx).insert({ run_id: owner.runId, kind: input.kind, detail: jsonb(trx, input.detail as unknown) });
+    // The trail says what happened; a hook's output stays on the run.
+    const { stdout: _o, stderr: _e, ...said } = input.detail;
+    await auditOwned(trx, owner, `workflow:${owner.runId}`, `run.${input.kind}`, said);
   });
 }
 

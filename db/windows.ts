@@ -1,4 +1,5 @@
 import type { SnapshotMode, WindowApproval } from '../contract';
+import type { RebootPolicy, RunHooks } from '../contract/rollout-policy';
 import { jsonb, type Db } from './index';
 
 export interface WindowRow {
@@ -22,6 +23,9 @@ export interface WindowRow {
   /** Container targets' options; null: each container's default decides (docs/proxmox.md). */
   start_if_stopped: boolean | null;
   snapshot: SnapshotMode | null;
+  /** Issue 12: passed to every run of the window; null: never reboot, no hooks. */
+  reboot_policy: RebootPolicy | null;
+  hooks: RunHooks | null;
   created_by: string;
   created_at: Date;
   updated_at: Date;
@@ -36,6 +40,7 @@ const jsonColumns = (db: Db, w: WindowValues) => ({
   ...w,
   targets: jsonb(db, w.targets),
   recurrence: jsonb(db, w.recurrence),
+  hooks: w.hooks ? jsonb(db, w.hooks) : null,
 });
 
 export async function insertWindow(db: Db, id: string, values: WindowValues, createdBy: string): Promise<WindowRow> {

@@ -99,6 +99,9 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
       requestedBy,
       windowId: firing.windowId,
       windowStart: startsAt,
+      // Issue 12: only when the window has them, so firings without them write what they did before.
+      ...(firing.reboot ? { reboot: firing.reboot } : {}),
+      ...(firing.hooks ? { hooks: firing.hooks } : {}),
     })),
   );
   const children: { runId: string; agentId: string; handle: ChildWorkflowHandle<typeof patchRun> }[] = [];
@@ -120,6 +123,8 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
             approvalMs: Math.max(1000, startsAt - Date.now()),
           },
           window: { windowId: firing.windowId, startsAt, applyBy, endsAt },
+          ...(firing.reboot ? { reboot: firing.reboot } : {}),
+          ...(firing.hooks ? { hooks: firing.hooks } : {}),
           // A container (docs/proxmox.md): a locked one is waited for until the window's cutoff.
           ...(container === undefined || options === undefined
             ? {}

@@ -13,6 +13,8 @@ import { TimeoutType } from '@temporalio/common';
 import type { PatchRunInput, RunOutcome, RunPhase, RunStatus, ScriptExecution } from '../contract';
 import { agentFor, control, controlBySignal, type PinnedScript } from './activities';
 import { hostTurns } from './host-lock';
+import { hostSteps } from './host-steps';
+import type { PinnedHook } from '../activities/control';
 import type { PinnedKey } from '../contract/approval';
 import { agentRevokedSignal } from './messages';
 import { openReview } from './review';
@@ -47,6 +49,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     () => ({ keys: approverKeys, planAt, mayNotApprove }),
   );
   const execute = agentFor(input, () => status.exclusions);
+  const steps = hostSteps(input);
   const host = hostTurns(input, async (queue) => {
     setPhase(status, 'queued');
     await controlBySignal.recordPhase({ runId, phase: 'queued', queue });
@@ -70,6 +73,9 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
       ...(input.container
         ? { startIfStopped: input.container.startIfStopped, snapshot: input.container.snapshot }
         : {}),
+      // Issue 12: only when asked for, so runs without them claim exactly as before.
+      ...(input.reboot && input.reboot !== 'never' ? { reboot: input.reboot } : {}),
+      ...(input.hooks ? { hooks: input.hooks } : {}),
     }),
   );
   if (!claim.claimed) return untrusted(claim.reason);
@@ -155,6 +161,9 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
       await enterWindow();
     }
 
+    // Issue 12: the pre-hook (drain, stop a service) with the host ours, just before the apply.
+    if (script.hooks?.pre) await runHook(script.hooks.pre, 'pre', null);
+
     // 3. Apply. A package manager is never interrupted: a cancel that arrives now is deferred
     // until the apply has finished, and the run then reports what really happened.
     beforeCutoff();
@@ -178,6 +187,14 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
       CancellationScope.current().consideredCancelled && revocation.by === null
         ? 'cancel requested during apply; the apply was not interrupted'
         : null;
+    // Issue 12: reboot (host still ours: no other run starts there meanwhile), then the post-hook.
+    const policy = input.reboot ?? 'never';
+    if (policy === 'always' || (policy === 'if-needed' && applied.result.reboot_required)) {
+      await rebootHost(applied);
+      // Reboot time is the host's window time too.
+      if (window && Date.now() > window.endsAt) status.overran = true;
+    }
+    if (script.hooks?.post) await runHook(script.hooks.post, 'post', applied);
     return await finish('completed', cancelNote, applied);
   } catch (err) {
     // No failure escapes a run: whatever was thrown, the run ends in a named outcome.
@@ -198,6 +215,91 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
       { key: PatchOutcome, value: 'untrusted-input' },
     ]);
     return status;
+  }
+
+  /**
+   * Issue 12: verify (hash, signature) and run a hook on the host. A hook that cannot be verified
+   * is never executed and counts as failed; a failed must-succeed hook ends the run (pre: before
+   * anything was applied; post: after), an ignore-failure one is recorded only.
+   */
+  async function runHook(hook: PinnedHook, phase: 'pre' | 'post', applied: ScriptExecution | null) {
+    let detail: Record<string, unknown>;
+    let failed: string | null;
+    try {
+      await steps.verify({ scriptName: hook.script, sha256: hook.sha256, kind: 'hook' });
+      const h = await steps.hookExecute(hook.timeoutSeconds)({
+        runId,
+        sha256: hook.sha256,
+        phase,
+        timeoutSeconds: hook.timeoutSeconds,
+        heartbeatMs: input.timeouts.heartbeatMs,
+      });
+      failed = h.timedOut
+        ? `timed out after ${hook.timeoutSeconds} s`
+        : h.exitCode !== 0
+          ? `exited ${h.exitCode}`
+          : null;
+      detail = { ...h };
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      const cause = err instanceof ActivityFailure ? err.cause : err;
+      failed = `not run: ${cause instanceof ApplicationFailure && cause.type ? `${cause.type}: ` : ''}${
+        (cause as Error)?.message ?? String(cause)
+      }`;
+      detail = { executed: false };
+    }
+    await control.recordRunEvent({
+      runId,
+      kind: phase === 'pre' ? 'pre-hook' : 'post-hook',
+      detail: { script: hook.script, sha256: hook.sha256, onFailure: hook.onFailure, failed, ...detail },
+    });
+    if (failed === null || hook.onFailure === 'ignore-failure') return;
+    throw phase === 'pre'
+      ? new RunEnded('skipped-pre-hook-failed', `pre-hook ${hook.script} ${failed}; nothing applied`)
+      : new RunEnded('post-hook-failed', `post-hook ${hook.script} ${failed}`, applied);
+  }
+
+  /**
+   * Issue 12: reboot the host once and wait for it to come back with a new boot id, within the
+   * reboot timeout. The reboot activity is not cancellable (a scheduled reboot happens anyway).
+   */
+  async function rebootHost(applied: ScriptExecution) {
+    const deadline = Date.now() + steps.rebootMs;
+    const asked = await CancellationScope.nonCancellable(() => steps.reboot({ runId }));
+    const before = asked.bootId;
+    await control.recordRunEvent({
+      runId,
+      kind: 'reboot-scheduled',
+      detail: { policy: input.reboot, bootId: before, scheduled: asked.scheduled },
+    });
+    const pollMs = Math.max(500, Math.min(15_000, Math.floor(steps.rebootMs / 20)));
+    for (let left = deadline - Date.now(); left > 0; left = deadline - Date.now()) {
+      await sleep(Math.min(pollMs, left));
+      const remaining = deadline - Date.now();
+      if (remaining < 500) break;
+      let now: string;
+      try {
+        now = (await steps.bootId(remaining)).bootId;
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        break; // not back in time (timeouts), or the boot id cannot be read: the host did not come back as expected
+      }
+      if (now !== before) {
+        status.rebooted = true;
+        await control.recordRunEvent({ runId, kind: 'rebooted', detail: { bootIdBefore: before, bootIdAfter: now } });
+        return;
+      }
+    }
+    await control.recordRunEvent({
+      runId,
+      kind: 'reboot-timeout',
+      detail: { bootId: before, timeoutMs: steps.rebootMs },
+    });
+    throw new RunEnded(
+      'reboot-timeout',
+      `host did not come back with a new boot id within ${steps.rebootMs} ms of the reboot`,
+      applied,
+    );
   }
 
   /** Wait for this run's turn on its host; a run that had to queue says so, then moves on. */

@@ -18,6 +18,7 @@ import {
 import { planHash, sha256Hex } from '../../contract/plan-hash';
 import { HeadTail, lastLine, outputPipes, tee } from './output';
 import { OutputStreamer, type PostChunk, type StreamingOptions } from './stream';
+import { createRebootActivities, DEFAULT_REBOOT_CONFIG, type RebootConfig } from './reboot';
 import { checkSignatures, SignatureFile, type ScriptSignature, type TrustedKey } from '../../runtime/script-signing';
 import {
   containerEnvironment,
@@ -37,6 +38,8 @@ export const HashVerifyInput = z.strictObject({
   scriptName: z.string().regex(/^[a-z0-9][a-z0-9.-]*\.sh$/, 'a script name like apt-update.sh'),
   /** The SHA-256 pinned by the control plane when the run was resolved. */
   sha256: Sha256,
+  /** Issue 12: a hook script (GET /v1/hooks/:name) instead of a patch script; absent: a patch script. */
+  kind: z.enum(['script', 'hook']).optional(),
 });
 export type HashVerifyInput = z.infer<typeof HashVerifyInput>;
 
@@ -66,6 +69,33 @@ export const ScriptExecuteInput = z.strictObject({
   step: OutputStepName.optional(),
 });
 export type ScriptExecuteInput = z.infer<typeof ScriptExecuteInput>;
+
+/**
+ * Issue 12: run a verified hook script (docs/reboot-and-hooks.md) as
+ * `<hook> --pre|--post --run-id <runId>`, killed (process group) after `timeoutSeconds`.
+ */
+export const HookExecuteInput = z.strictObject({
+  runId: z.string().regex(/^[A-Za-z0-9._-]{1,200}$/),
+  sha256: Sha256,
+  phase: z.enum(['pre', 'post']),
+  timeoutSeconds: z.number().int().min(1).max(3600),
+  heartbeatMs: z.number().int().min(1).max(3_600_000),
+});
+export type HookExecuteInput = z.infer<typeof HookExecuteInput>;
+
+/** What a hook did: its exit code (124 when it was killed at its timeout, as timeout(1) says) and bounded output. */
+export interface HookExecution {
+  phase: 'pre' | 'post';
+  argv: string[];
+  exitCode: number;
+  timedOut: boolean;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+}
+
+/** A hook's output is a health check's verdict, not a package manager's log: 8 KB a stream is kept. */
+const HOOK_OUTPUT = 8 * 1024;
 
 /** A fixed PATH: the agent's own PATH says nothing about what a root script should find. */
 export const SCRIPT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -137,6 +167,10 @@ export interface AgentActivityConfig {
   postOutput?: PostChunk;
   /** Chunk size, flush interval, per-step cap and queue bound of the live output (stream.ts). */
   outputStreaming?: StreamingOptions;
+  /** Issue 12: download a hook script (GET /v1/hooks/:name); absent: hooks are refused. */
+  fetchHook?(name: string): Promise<{ content: string; sha256: string; signatures?: ScriptSignature[] }>;
+  /** Issue 12: how this host reboots and where its boot id is read (the agent's own config); default systemd's. */
+  reboot?: RebootConfig;
 }
 
 /**
@@ -302,7 +336,10 @@ export function createAgentActivities(config: AgentActivityConfig) {
       await rm(target, { force: true });
       await rm(`${target}.sig`, { force: true });
     }
-    const fetched = await config.fetchScript(input.scriptName);
+    if (input.kind === 'hook' && !config.fetchHook)
+      throw ApplicationFailure.nonRetryable('this agent does not fetch hooks', 'hooks-unsupported');
+    const fetched =
+      input.kind === 'hook' ? await config.fetchHook!(input.scriptName) : await config.fetchScript(input.scriptName);
     const content = Buffer.from(fetched.content, 'utf8');
     const actual = sha256Hex(content);
     if (actual !== input.sha256) {
@@ -605,7 +642,91 @@ export function createAgentActivities(config: AgentActivityConfig) {
     return { path: file, remove };
   }
 
-  return { hashVerify, scriptExecute };
+  /**
+   * hook-execute: a hook is a script like the patch scripts, verified the same way (hash-verify
+   * stored it; its hash and signature are checked again here, right before it runs, and the sealed
+   * copy of the checked bytes is what runs). Unlike an apply it is interruptible: its timeout, a
+   * cancellation or the agent stopping kill its process group.
+   */
+  async function hookExecute(raw: HookExecuteInput): Promise<HookExecution> {
+    const input = parseInput(HookExecuteInput, raw, 'hook-execute');
+    const content = await readVerified(input.sha256);
+    if (!content)
+      throw ApplicationFailure.nonRetryable(
+        `hook ${input.sha256} is not stored on this agent; hash-verify first`,
+        'script-missing',
+      );
+    const ctx = Context.current();
+    const started = Date.now();
+    const args = [`--${input.phase}`, '--run-id', input.runId];
+    const sealed = await seal(content);
+    const stdout = new HeadTail(HOOK_OUTPUT / 2, HOOK_OUTPUT / 2);
+    const stderr = new HeadTail(HOOK_OUTPUT / 2, HOOK_OUTPUT / 2);
+    let hook: ScriptProcess;
+    try {
+      const pipes = await outputPipes([stdout, stderr]);
+      try {
+        const child = spawn(config.shell ?? '/bin/bash', [sealed.path, ...args], {
+          stdio: ['ignore', pipes[0].writeFd, pipes[1].writeFd],
+          detached: true,
+          env: scriptEnvironment(input.runId, { ...config.scriptEnv, PATCHNANNY_HOOK_PHASE: input.phase }),
+        });
+        // Stopped like a dry-run when the agent exits: a hook changes no packages.
+        hook = new ScriptProcess(
+          child,
+          'dry-run',
+          pipes.map((p) => p.drained),
+        );
+      } finally {
+        for (const pipe of pipes) pipe.release();
+      }
+    } catch (err) {
+      await sealed.remove();
+      throw err;
+    }
+    let timedOut = false;
+    const grace = Math.min(killGraceMs, 5000);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      hook.terminate(grace);
+    }, input.timeoutSeconds * 1000);
+    const beat = setInterval(
+      () => ctx.heartbeat({ hook: input.phase, stderrBytes: stderr.total }),
+      Math.max(200, Math.floor(input.heartbeatMs)),
+    );
+    const stop = () => hook.terminate(grace);
+    ctx.cancellationSignal.addEventListener('abort', stop);
+    config.stopping?.addEventListener('abort', stop);
+    let exitCode: number;
+    try {
+      exitCode = await hook.closed;
+    } finally {
+      clearTimeout(timer);
+      clearInterval(beat);
+      ctx.cancellationSignal.removeEventListener('abort', stop);
+      config.stopping?.removeEventListener('abort', stop);
+      await sealed.remove();
+    }
+    if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? new Error('cancelled');
+    return {
+      phase: input.phase,
+      argv: args,
+      exitCode: timedOut ? 124 : exitCode,
+      timedOut,
+      stdout: stdout.render(HOOK_OUTPUT),
+      stderr: stderr.render(HOOK_OUTPUT),
+      durationMs: Date.now() - started,
+    };
+  }
+
+  /** Resolves once no script or hook of this agent runs (checked every 200 ms). */
+  async function idle(): Promise<void> {
+    while (running.size > 0) await new Promise((r) => setTimeout(r, 200));
+  }
+
+  const rebooting = createRebootActivities(config.reboot ?? DEFAULT_REBOOT_CONFIG, config.stateDir, idle, parseInput);
+
+  return { hashVerify, scriptExecute, hookExecute, ...rebooting };
 }
 
 /** Why Temporal cancelled an activity, for the agent's log. */

@@ -20,6 +20,7 @@ import {
   recordOutcome as writeOutcome,
   recordPhase as writePhase,
   recordPlan as writePlan,
+  recordRunEvent as writeRunEvent,
   recordScript,
   type ClaimResult,
   type ClaimRunInput,
@@ -29,9 +30,12 @@ import {
   type RecordOutcomeInput,
   type RecordPhaseInput,
   type RecordPlanInput,
+  type RecordRunEventInput,
   type RunOwner,
 } from '../../db/runs';
 import { scriptSha256 } from '../../db/scripts';
+import { hookHashes } from '../../db/hooks';
+import { DEFAULT_REBOOT_TIMEOUT_SECONDS, type HookSpec } from '../../contract/rollout-policy';
 import { containerDefaults, getContainer } from '../../db/containers';
 import { getWindow } from '../../db/windows';
 import type { RunEvents } from './webhooks';
@@ -54,7 +58,11 @@ export type {
   RecordOutcomeInput,
   RecordPhaseInput,
   RecordPlanInput,
+  RecordRunEventInput,
 };
+
+/** Issue 12: a hook as the run executes it, its SHA-256 pinned when the run was resolved. */
+export type PinnedHook = HookSpec & { sha256: string };
 
 /** A claim, and when it succeeded the approver keys pinned for the run. */
 export type ClaimedRun =
@@ -65,6 +73,8 @@ export interface ResolvedRun {
   scriptName: string;
   sha256: string;
   exclusions: string[];
+  /** Issue 12: the run row's hooks, pinned by hash; absent when the run has none. */
+  hooks?: { pre?: PinnedHook; post?: PinnedHook };
 }
 
 /**
@@ -138,7 +148,8 @@ export function createControlActivities(
       throw ApplicationFailure.nonRetryable(`agent ${agent.id} is pending acceptance`, 'agent-not-accepted');
     // A container run (docs/proxmox.md) is patched with its container's script and exceptions,
     // read from the run's own row, never from the workflow's input.
-    const vmid = (await getRun(db, input.runId))?.container ?? null;
+    const row = await getRun(db, input.runId);
+    const vmid = row?.container ?? null;
     const family = Family.parse(vmid === null ? agent.family : await containerFamily(input.agentId, vmid));
     const scriptName = scriptNameFor(family);
     const sha256 = await scriptSha256(db, scriptName);
@@ -147,7 +158,41 @@ export function createControlActivities(
     // Loaded at plan time, so an exception added or expired since the run started counts.
     const exclusions = await activeExceptionPatterns(db, input.agentId, vmid ?? 0);
     await owned((o) => recordScript(db, o, { scriptName, sha256, exclusions }));
-    return { family, scriptName, sha256, exclusions };
+    const hooks = row?.hooks ? await pinHooks(row.hooks) : undefined;
+    return { family, scriptName, sha256, exclusions, ...(hooks ? { hooks } : {}) };
+  }
+
+  /**
+   * The run row's hooks (never the workflow's input) with the SHA-256 each has now: what the agent
+   * later runs must hash to exactly this, so a hook replaced after this moment is refused.
+   */
+  async function pinHooks(specs: { pre?: HookSpec; post?: HookSpec }): Promise<ResolvedRun['hooks']> {
+    const names = [specs.pre?.script, specs.post?.script].filter((n): n is string => !!n);
+    const hashes = await hookHashes(db, names);
+    const pin = (spec: HookSpec | undefined) => {
+      if (!spec) return undefined;
+      const sha256 = hashes.get(spec.script);
+      if (!sha256) throw ApplicationFailure.nonRetryable(`no hook script ${spec.script}`, 'hook-not-found');
+      return { ...spec, sha256 };
+    };
+    const pinned = { pre: pin(specs.pre), post: pin(specs.post) };
+    await recordRunEvent({
+      runId: owner().runId,
+      kind: 'hooks-pinned',
+      detail: {
+        ...(pinned.pre ? { pre: { script: pinned.pre.script, sha256: pinned.pre.sha256 } } : {}),
+        ...(pinned.post ? { post: { script: pinned.post.script, sha256: pinned.post.sha256 } } : {}),
+      },
+    });
+    return {
+      ...(pinned.pre ? { pre: pinned.pre } : {}),
+      ...(pinned.post ? { post: pinned.post } : {}),
+    };
+  }
+
+  /** Issue 12: a hook's or a reboot's record on the run (docs/reboot-and-hooks.md). */
+  async function recordRunEvent(input: RecordRunEventInput): Promise<void> {
+    await owned((o) => writeRunEvent(db, o, input));
   }
 
   /** The family the node's agent last reported for a container; a gone or unsupported one ends the run. */
@@ -196,7 +241,14 @@ export function createControlActivities(
           actor: input.requestedBy,
           kind: 'run.requested',
           subject: input.runId,
-          detail: { agentId: input.agentId, mode: input.mode, approval: input.approval, windowId: input.windowId },
+          detail: {
+            agentId: input.agentId,
+            mode: input.mode,
+            approval: input.approval,
+            windowId: input.windowId,
+            ...(input.reboot ? { reboot: input.reboot } : {}),
+            ...(input.hooks ? { hooks: input.hooks } : {}),
+          },
           dedupeKey: `run.requested:${input.runId}`,
         });
     });
@@ -257,7 +309,12 @@ export function createControlActivities(
     }
     return {
       windowId: w.id,
-      timeouts: resolveRunTimeouts(runDefaults),
+      timeouts: {
+        ...resolveRunTimeouts(runDefaults),
+        ...(w.reboot_policy ? { rebootMs: DEFAULT_REBOOT_TIMEOUT_SECONDS * 1000 } : {}),
+      },
+      ...(w.reboot_policy && w.reboot_policy !== 'never' ? { reboot: w.reboot_policy } : {}),
+      ...(w.hooks ? { hooks: w.hooks } : {}),
       approval: w.approval,
       leadSeconds: w.lead_seconds,
       durationSeconds: w.duration_seconds,
@@ -275,6 +332,7 @@ export function createControlActivities(
     recordPhase,
     recordIgnoredDecisions,
     recordOutcome,
+    recordRunEvent,
     createRuns,
     loadWindowFiring,
   };

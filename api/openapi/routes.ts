@@ -127,6 +127,12 @@ export const ROUTE_DOCS: Record<RouteKey, RouteDoc> = {
   'DELETE /v1/agents/:agentId/exceptions/:id': { summary: 'Remove an exception', ok: 204 },
   'GET /v1/scripts': { summary: 'The signed patch scripts', returns: ['scripts[]'] },
   'GET /v1/scripts/:name': { summary: 'One patch script with its signature', returns: ['script'] },
+  'PUT /v1/hooks/:name': {
+    summary: 'Upload or replace a hook script (content, signatures); runs pin its SHA-256 when resolved',
+    returns: ['hook'],
+  },
+  'GET /v1/hooks': { summary: 'The hook scripts (name, sha256)', returns: ['hooks[]'] },
+  'GET /v1/hooks/:name': { summary: 'One hook script with its content and signatures', returns: ['hook'] },
   'POST /v1/runs': {
     summary: 'Start a run (dry-run or apply) on an agent or one of its containers',
     ok: 202,

@@ -12,6 +12,7 @@ import {
   OutputStepName,
 } from '../../contract';
 import { Vmid } from '../../contract/proxmox';
+import { RebootPolicy, RunHooks } from '../../contract/rollout-policy';
 
 const RunId = z.string().max(200).regex(RUN_ID_PATTERN, 'a run id like patch-run.<agent>.<ulid>');
 
@@ -30,6 +31,8 @@ export const StartRunBody = z
         approvalMs: timeoutMs(30 * 24 * 3600_000).optional(),
         agentPickupMs: timeoutMs(7 * 24 * 3600_000).optional(),
         scriptMs: timeoutMs(24 * 3600_000).optional(),
+        /** Issue 12: how long a rebooted host has to come back with a new boot id (default 15 min). */
+        rebootMs: timeoutMs(24 * 3600_000).optional(),
         /** A container run: how long a locked container is waited for (default 15 min). */
         containerLockMs: z
           .number()
@@ -49,6 +52,10 @@ export const StartRunBody = z
     startIfStopped: z.boolean().optional(),
     /** Container runs: snapshot before apply; `rollback` also rolls a failed apply back. Absent: as startIfStopped. */
     snapshot: z.enum(SNAPSHOT_MODES).optional(),
+    /** Issue 12: reboot after a successful apply (docs/reboot-and-hooks.md); default never. */
+    reboot: RebootPolicy.default('never'),
+    /** Issue 12: hook scripts (uploaded with PUT /v1/hooks/:name) before and after the apply. */
+    hooks: RunHooks.optional(),
   })
   .strict()
   .refine((b) => b.container !== undefined || (b.startIfStopped === undefined && b.snapshot === undefined), {

@@ -34,6 +34,8 @@ import { containerDefaults, getContainer, type ContainerRow } from '../../db/con
 import { ApiError, notFound } from '../errors';
 import type { ListRunsQuery, StartRunBody } from './schema';
 import { storedText } from '../../db/output';
+import { requireHooks } from '../hooks/service';
+import { DEFAULT_REBOOT_TIMEOUT_SECONDS } from '../../contract/rollout-policy';
 
 export interface RunsDeps {
   db: Db;
@@ -78,6 +80,9 @@ function toRun(r: RunRow) {
     containerOptions: r.container_options,
     fourEyes: r.four_eyes,
     securityOnly: r.security_only,
+    /** Issue 12 (docs/reboot-and-hooks.md): the reboot policy and the hooks asked for. */
+    reboot: r.reboot_policy ?? 'never',
+    hooks: r.hooks,
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
     finishedAt: iso(r.finished_at),
@@ -130,7 +135,10 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
             container: containerDefaults(await requireContainer(agent.id, vmid)),
           });
     const id = newRunId(agent.id, Date.now(), () => randomInt(32) / 32, vmid);
-    const { containerLockMs, ...timeouts } = body.timeouts;
+    await requireHooks(db, body.hooks);
+    const { containerLockMs, rebootMs, ...timeouts } = body.timeouts;
+    const reboots = body.reboot !== 'never';
+    const hooks = body.hooks && (body.hooks.pre || body.hooks.post) ? body.hooks : undefined;
     const input: PatchRunInput = {
       runId: id,
       agentId: agent.id,
@@ -138,7 +146,10 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
       mode: body.mode,
       approval: body.approval,
       requestedBy,
-      timeouts: resolveRunTimeouts(runDefaults, timeouts),
+      timeouts: {
+        ...resolveRunTimeouts(runDefaults, timeouts),
+        ...(reboots ? { rebootMs: rebootMs ?? DEFAULT_REBOOT_TIMEOUT_SECONDS * 1000 } : {}),
+      },
       ...(vmid !== undefined
         ? {
             container: {
@@ -150,6 +161,8 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
           }
         : {}),
       ...(body.securityOnly ? { securityOnly: true } : {}),
+      ...(reboots ? { reboot: body.reboot } : {}),
+      ...(hooks ? { hooks } : {}),
     };
     // The row and its audit entry together: the trail names every run that ever existed.
     const row = await db.transaction(async (trx) => {
@@ -163,6 +176,8 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
           vmid,
           containerOptions,
           securityOnly: body.securityOnly,
+          reboot: body.reboot,
+          hooks,
         },
       ]);
       await appendAudit(trx, {
@@ -175,6 +190,8 @@ export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDep
           approval: body.approval,
           ...(vmid ? { container: vmid, containerOptions } : {}),
           securityOnly: body.securityOnly,
+          ...(reboots ? { reboot: body.reboot } : {}),
+          ...(hooks ? { hooks } : {}),
         },
         dedupeKey: `run.requested:${id}`,
       });

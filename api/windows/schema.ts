@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { AgentId, freeText, SNAPSHOT_MODES, WindowApproval } from '../../contract';
 import { isTimezone, Recurrence } from './schedule-spec';
 import { Vmid } from '../../contract/proxmox';
+import { RebootPolicy, RunHooks } from '../../contract/rollout-policy';
 
 const Timestamp = z.iso.datetime({ offset: true });
 
@@ -49,6 +50,10 @@ export const WindowFields = z
     startIfStopped: z.boolean().nullable().optional(),
     /** Container targets: snapshot before apply (`rollback` also rolls a failed apply back); null: as startIfStopped. */
     snapshot: z.enum(SNAPSHOT_MODES).nullable().optional(),
+    /** Issue 12: each run's reboot policy (docs/reboot-and-hooks.md); absent: never. */
+    reboot: RebootPolicy.optional(),
+    /** Issue 12: each run's pre/post hooks; null or absent: none. */
+    hooks: RunHooks.nullable().optional(),
   })
   .strict();
 export type WindowFields = z.infer<typeof WindowFields>;

@@ -24,6 +24,7 @@ import {
 } from '../../db/windows';
 import { maintenanceWindow } from '../../workflows/maintenance-window';
 import { ApiError, notFound } from '../errors';
+import { requireHooks } from '../hooks/service';
 import {
   calendarFiring,
   describeRecurrence,
@@ -57,6 +58,8 @@ function toFields(r: WindowRow): WindowFields {
     fourEyes: r.four_eyes,
     startIfStopped: r.start_if_stopped,
     snapshot: r.snapshot,
+    reboot: r.reboot_policy ?? 'never',
+    hooks: r.hooks,
   };
 }
 
@@ -204,12 +207,15 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
       four_eyes: w.fourEyes ?? false,
       start_if_stopped: w.startIfStopped ?? null,
       snapshot: w.snapshot ?? null,
+      reboot_policy: w.reboot && w.reboot !== 'never' ? w.reboot : null,
+      hooks: w.hooks && (w.hooks.pre || w.hooks.post) ? w.hooks : null,
     };
   }
 
   /** Window row and Schedule are made together: the row commits only once the Schedule exists. */
   async function create(body: CreateWindowBody, by: string) {
     await checkTargets(targetAgents(body.targets));
+    await requireHooks(db, body.hooks);
     const id = `win-${ulid().toLowerCase()}`;
     const { options } = scheduleOptions(id, body);
     return db.transaction(async (trx) => {
@@ -281,6 +287,7 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
       );
     }
     if (patch.targets) await checkTargets(targetAgents(parsed.data.targets));
+    if (patch.hooks) await requireHooks(db, patch.hooks);
     const { options, note } = scheduleOptions(id, parsed.data);
     return db.transaction(async (trx) => {
       const updated = await updateWindow(trx, id, valuesOf(parsed.data));

@@ -7,6 +7,7 @@ import { agents } from './agents';
 import { approve } from './approve';
 import { compliance } from './compliance';
 import { exceptions } from './exceptions';
+import { hooks } from './hooks';
 import { keygen, signApprovalCommand } from './keys';
 import { logs } from './logs';
 import { plan } from './plan';
@@ -28,6 +29,7 @@ export const COMMANDS: Command[] = [
   reject,
   exceptions,
   windows,
+  hooks,
   keygen,
   signApprovalCommand,
 ];

@@ -17,6 +17,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 export const TABLES = [
   'agents',
   'scripts',
+  'hooks',
   'patch_runs',
   'run_packages',
   'run_output',
