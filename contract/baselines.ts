@@ -44,7 +44,14 @@ export type BaselineBody = z.infer<typeof BaselineBody>;
 
 /** How one planned package was covered: the rule that approved it, as recorded on the run. */
 export type CoveredBy =
-  | { name: string; arch: string; candidate: string | null; rule: 'securityAfterDays'; days: number; firstSeenAt: string }
+  | {
+      name: string;
+      arch: string;
+      candidate: string | null;
+      rule: 'securityAfterDays';
+      days: number;
+      firstSeenAt: string;
+    }
   | { name: string; arch: string; candidate: string | null; rule: 'pattern'; pattern: string };
 
 /** The baseline that approved a run and, per package, the rule that covered it. */

@@ -171,6 +171,9 @@ export async function setAgentLabels(
 ): Promise<{ before: Record<string, string>; row: AgentRow } | undefined> {
   const current = await agents(db).where({ id }).forUpdate().first('labels');
   if (!current) return undefined;
-  const [row] = await agents(db).where({ id }).update({ labels: jsonb(db, labels) }).returning('*');
+  const [row] = await agents(db)
+    .where({ id })
+    .update({ labels: jsonb(db, labels) })
+    .returning('*');
   return { before: current.labels, row };
 }

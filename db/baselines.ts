@@ -32,7 +32,13 @@ export async function insertBaseline(
   by: string,
 ): Promise<BaselineRow | undefined> {
   const [row] = await baselines(db)
-    .insert({ id, ...values, rules: jsonb(db, values.rules) as unknown as BaselineRules, created_by: by, updated_by: by })
+    .insert({
+      id,
+      ...values,
+      rules: jsonb(db, values.rules) as unknown as BaselineRules,
+      created_by: by,
+      updated_by: by,
+    })
     .onConflict('name')
     .ignore()
     .returning('*');
@@ -103,7 +109,9 @@ export async function recordFirstSeen(db: Db, runId: string, plan: readonly Plan
 export async function firstSeenFor(db: Db, runId: string, plan: readonly PlanPackage[]): Promise<Map<string, Date>> {
   const rows = plan.filter((p) => p.candidate !== null);
   if (rows.length === 0) return new Map();
-  const { rows: found } = await db.raw<{ rows: { name: string; arch: string; candidate: string; first_seen_at: Date }[] }>(
+  const { rows: found } = await db.raw<{
+    rows: { name: string; arch: string; candidate: string; first_seen_at: Date }[];
+  }>(
     `select f.name, f.arch, f.candidate, f.first_seen_at
        from package_first_seen f
        join (select coalesce(c.os->>'id', a.os_id) || '/' || coalesce(c.family, a.family) as scope
