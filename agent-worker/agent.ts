@@ -63,6 +63,8 @@ async function ensureIdentity(env: AgentEnv, api: ApiClient, log: Log): Promise<
   const registered = await api.register({
     hostname: env.PATCHNANNY_AGENT_HOSTNAME ?? os.hostname(),
     os: detectOs(env),
+    // Only now, at the first registration; an admin owns the labels from here on.
+    ...(Object.keys(env.PATCHNANNY_LABELS).length > 0 ? { labels: env.PATCHNANNY_LABELS } : {}),
   });
   api.useToken(registered.token);
   const identity: Identity = { agentId: registered.agent.id, token: registered.token, apiUrl: env.PATCHNANNY_API_URL };

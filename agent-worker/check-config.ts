@@ -80,6 +80,13 @@ export function checkAgentConfigFile(file: string): { ok: true; summary: string 
     ok: true,
     summary:
       `agent for ${host} (${family}): API ${env.PATCHNANNY_API_URL}, gate ${env.TEMPORAL_ADDRESS}, ` +
-      `namespace ${env.TEMPORAL_NAMESPACE}, state ${env.PATCHNANNY_AGENT_STATE_DIR}, enrols with ${enrols}`,
+      `namespace ${env.TEMPORAL_NAMESPACE}, state ${env.PATCHNANNY_AGENT_STATE_DIR}, enrols with ${enrols}` +
+      labelsNote(env.PATCHNANNY_LABELS),
   };
+}
+
+/** Labels are sent at the first registration only (an admin owns them after): say which apply. */
+function labelsNote(labels: Record<string, string>): string {
+  const list = Object.entries(labels).map(([k, v]) => `${k}=${v}`);
+  return list.length ? `, labels ${list.join(',')} (first registration only)` : '';
 }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { Family } from '../contract';
+import { parseLabelList, type Labels } from '../contract/labels';
 import { parseTrustedKeys, type TrustedKey } from '../runtime/script-signing';
 import { TemporalEnv } from '../runtime/temporal';
 
@@ -42,6 +43,21 @@ export const AgentEnv = TemporalEnv.extend({
   /** Override the detected family (e.g. on a derivative the detection does not know). */
   PATCHNANNY_AGENT_FAMILY: Family.optional(),
   PATCHNANNY_AGENT_HOSTNAME: z.string().optional(),
+  /**
+   * `env=prod,role=web` (issue 12): sent at the agent's first registration only. After that admins
+   * own its labels (PUT /v1/agents/:id/labels): a host must not move itself into another group.
+   */
+  PATCHNANNY_LABELS: z
+    .string()
+    .default('')
+    .transform((text, ctx): Labels => {
+      try {
+        return parseLabelList(text);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: `PATCHNANNY_LABELS: ${(err as Error).message}` });
+        return z.NEVER;
+      }
+    }),
   PATCHNANNY_OS_RELEASE: z.string().default('/etc/os-release'),
   /**
    * Ed25519 public keys (`<keyId>:<base64url>`, comma-separated) a patch script must be signed by,
@@ -119,6 +135,7 @@ export function flagsToEnv(argv: string[]): Record<string, string> {
     '--state-dir': 'PATCHNANNY_AGENT_STATE_DIR',
     '--family': 'PATCHNANNY_AGENT_FAMILY',
     '--hostname': 'PATCHNANNY_AGENT_HOSTNAME',
+    '--labels': 'PATCHNANNY_LABELS',
     '--script-shell': 'PATCHNANNY_SCRIPT_SHELL',
     '--script-env': 'PATCHNANNY_SCRIPT_ENV',
     '--trusted-script-keys': 'PATCHNANNY_TRUSTED_SCRIPT_KEYS',

@@ -9,6 +9,8 @@ import type { Log } from '../runtime/log';
 import { agentsRouter } from './agents/router';
 import { agentsService } from './agents/service';
 import { auditRouter } from './audit/router';
+import { baselinesRouter } from './baselines/router';
+import { baselinesService } from './baselines/service';
 import { complianceRouter } from './compliance/router';
 import { complianceService } from './compliance/service';
 import { reviewsRouter } from './reviews/router';
@@ -81,6 +83,7 @@ export function apiRouters(deps: AppDeps): Router<AppState>[] {
     keysRouter(keysService(deps)),
     webhooksRouter(webhooksService(deps)),
     hooksRouter(hooksService(deps)),
+    baselinesRouter(baselinesService(deps)),
   ];
 }
 

@@ -30,6 +30,8 @@ export const ROUTE_ROLES = {
   'GET /v1/agents/:id': [...READ, 'agent', 'pending-agent'],
   'PATCH /v1/agents/:id': ['admin'],
   'POST /v1/agents/:id/accept': ['admin'],
+  // Issue 12: labels decide which windows and baselines select an agent, so only admins set them.
+  'PUT /v1/agents/:id/labels': ['admin'],
   'DELETE /v1/agents/:id': ['admin'],
   // Proxmox VE (docs/proxmox.md): a node's containers; its agent reports them (only its own, checked by the route).
   'GET /v1/agents/:id/containers': READ,
@@ -77,6 +79,13 @@ export const ROUTE_ROLES = {
   'POST /v1/windows/:id/pause': ['admin'],
   'POST /v1/windows/:id/resume': ['admin'],
   'POST /v1/windows/:id/trigger': ['admin'],
+  // Patch baselines (docs/labels-and-baselines.md): an admin's standing approval, so only admins
+  // change them; everyone who reads runs may see what approves them.
+  'POST /v1/baselines': ['admin'],
+  'GET /v1/baselines': READ,
+  'GET /v1/baselines/:id': READ,
+  'PUT /v1/baselines/:id': ['admin'],
+  'DELETE /v1/baselines/:id': ['admin'],
   'GET /v1/users': ['admin'],
   'POST /v1/users': ['admin'],
   'GET /v1/users/:name': ['admin'],

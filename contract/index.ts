@@ -21,6 +21,7 @@ import {
 } from './workflow-safe';
 
 import { RUN_ID_PATTERN } from './run-id';
+import { Labels } from './labels';
 export { agentTaskQueue, newRunId, parseRunId, RUN_ID_PATTERN, windowScheduleId } from './run-id';
 export type { PinnedKey, SignedApproval } from './approval';
 import type { ContainerOptions, RunTimeouts } from './workflow-safe';
@@ -96,6 +97,11 @@ export const AgentRegistration = z.object({
     .max(253)
     .regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'not a hostname'),
   os: OsInfo,
+  /**
+   * The agent's PATCHNANNY_LABELS (issue 12): stored at its first registration only; from then on
+   * admins own its labels (an agent must not move itself into another group).
+   */
+  labels: Labels.optional(),
 });
 export type AgentRegistration = z.infer<typeof AgentRegistration>;
 
@@ -124,6 +130,8 @@ export const Agent = z.object({
   revokedAt: z.string().nullable(),
   /** Runs on it may not be approved by the person who requested them. */
   fourEyes: z.boolean(),
+  /** `env=prod`, `role=web` (issue 12): windows and baselines select agents by them. */
+  labels: Labels,
 });
 export type Agent = z.infer<typeof Agent>;
 

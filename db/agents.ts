@@ -1,5 +1,5 @@
 import type { AgentStatus, Family } from '../contract';
-import type { Db } from './index';
+import { jsonb, type Db } from './index';
 
 export interface AgentRow {
   id: string;
@@ -24,6 +24,8 @@ export interface AgentRow {
   revoked_at: Date | null;
   /** Runs on this agent may not be approved by their requester (copied onto each run at creation). */
   four_eyes: boolean;
+  /** Issue 12: `{ env: 'prod', role: 'web' }`; from PATCHNANNY_LABELS at registration, then admins'. */
+  labels: Record<string, string>;
 }
 
 export type { AgentStatus };
@@ -39,15 +41,16 @@ export type NewAgent = Omit<
   | 'flag'
   | 'enrolment_token_id'
   | 'four_eyes'
+  | 'labels'
 > &
-  Partial<Pick<AgentRow, 'flag' | 'enrolment_token_id' | 'accepted_by' | 'accepted_at'>>;
+  Partial<Pick<AgentRow, 'flag' | 'enrolment_token_id' | 'accepted_by' | 'accepted_at' | 'labels'>>;
 
 const agents = (db: Db) => db<AgentRow>('agents');
 
 /** Insert an agent seen now; undefined when the id is taken. */
 export async function insertAgent(db: Db, agent: NewAgent): Promise<AgentRow | undefined> {
   const [row] = await agents(db)
-    .insert({ ...agent, last_seen_at: db.fn.now() })
+    .insert({ ...agent, labels: jsonb(db, agent.labels ?? {}), last_seen_at: db.fn.now() })
     .onConflict('id')
     .ignore()
     .returning('*');
@@ -79,6 +82,11 @@ export function listAgents(db: Db): Promise<AgentRow[]> {
 
 export function getAgent(db: Db, id: string): Promise<AgentRow | undefined> {
   return agents(db).where({ id }).first();
+}
+
+/** Agents that are not revoked, with their labels: what a selector is resolved against (issue 12). */
+export function selectableAgents(db: Db): Promise<Pick<AgentRow, 'id' | 'hostname' | 'status' | 'labels'>[]> {
+  return agents(db).whereNot({ status: 'revoked' }).orderBy('id').select('id', 'hostname', 'status', 'labels');
 }
 
 /** The agents of `ids` that exist, by id. */
@@ -153,4 +161,19 @@ export function agentsByTokenHashes(
 export async function setAgentFourEyes(db: Db, id: string, fourEyes: boolean): Promise<AgentRow | undefined> {
   const [row] = await agents(db).where({ id }).update({ four_eyes: fourEyes }).returning('*');
   return row;
+}
+
+/** Replace an agent's labels (an admin's edit); undefined when unknown. */
+export async function setAgentLabels(
+  db: Db,
+  id: string,
+  labels: Record<string, string>,
+): Promise<{ before: Record<string, string>; row: AgentRow } | undefined> {
+  const current = await agents(db).where({ id }).forUpdate().first('labels');
+  if (!current) return undefined;
+  const [row] = await agents(db)
+    .where({ id })
+    .update({ labels: jsonb(db, labels) })
+    .returning('*');
+  return { before: current.labels, row };
 }

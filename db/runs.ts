@@ -20,6 +20,8 @@ import type {
 import { appendAudit } from './audit';
 import type { SignedApproval } from '../contract/approval';
 import type { RebootPolicy, RunHooks } from '../contract/rollout-policy';
+import type { BaselineApproval } from '../contract/baselines';
+import { recordFirstSeen } from './baselines';
 import { jsonb, pgRow, type Db } from './index';
 
 export interface RunRow {
@@ -39,6 +41,8 @@ export interface RunRow {
   approved_at: Date | null;
   /** The SignedApproval the run was approved with (issue 10). */
   approval_signature: SignedApproval | null;
+  /** Issue 12: the patch baseline that approved the run and the rule that covered each package. */
+  approved_by_baseline: BaselineApproval | null;
   rejected_by: string | null;
   reject_reason: string | null;
   exit_code: number | null;
@@ -176,6 +180,8 @@ export interface RecordDecisionInput {
   reason: string | null;
   /** The signed statement an approval was made with (issue 10); null for a rejection. */
   approval?: SignedApproval | null;
+  /** Issue 12: an approval by a patch baseline (no signature: the baseline is the admin's standing approval). */
+  baseline?: BaselineApproval | null;
   planHash: string | null;
   phase: RunPhase;
 }
@@ -457,6 +463,8 @@ export async function recordPlan(db: Db, owner: RunOwner, input: Omit<RecordPlan
         };
       });
       if (rows.length > 0) await packages(trx).insert(rows);
+      // Baselines count "N days" from the first plan that offered a candidate (issue 12).
+      await recordFirstSeen(trx, owner.runId, e.result?.packages ?? []);
       // The host's reboot state as the plan found it (the review desk shows it while the run
       // waits); the outcome overwrites it with the state after the run.
       await runs(trx)
@@ -496,6 +504,7 @@ export async function recordDecision(
             approved_by: input.by,
             approved_at: trx.fn.now(),
             approval_signature: input.approval ? jsonb(trx, input.approval) : null,
+            approved_by_baseline: input.baseline ? jsonb(trx, input.baseline) : null,
           }
         : { rejected_by: input.by, reject_reason: input.reason };
     await runs(trx)
@@ -512,6 +521,9 @@ export async function recordDecision(
         reason: input.reason,
         planHash: input.planHash,
         ...(input.approval ? { keyId: input.approval.keyId, signedAt: input.approval.at } : {}),
+        ...(input.baseline
+          ? { baseline: input.baseline.baseline, baselineId: input.baseline.baselineId, rules: input.baseline.packages }
+          : {}),
       }),
     });
     await auditOwned(trx, owner, input.by, input.kind === 'approve' ? 'run.approved' : 'run.rejected', {
@@ -519,6 +531,7 @@ export async function recordDecision(
       reason: input.reason,
       // The whole signed statement: anyone with the approver's public key can check it from the trail.
       ...(input.approval ? { approval: input.approval } : {}),
+      ...(input.baseline ? { baseline: input.baseline } : {}),
     });
   });
 }

@@ -4,6 +4,7 @@ import {
   CancellationScope,
   condition,
   isCancellation,
+  patched,
   setHandler,
   sleep,
   TimeoutFailure,
@@ -105,11 +106,21 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     // 2. Review: a person approves exactly this plan (or policy does).
     if (input.approval === 'required') {
       await host.release(); // nobody waits for a host while a person reviews
-      // Accept decisions from here on: once the API shows the plan, the workflow already waits for it.
-      setPhase(status, 'awaiting-approval');
-      await control.recordPlan({ runId, step: 'plan', execution: plan, phase: 'awaiting-approval' });
+      // Issue 12: a patch baseline may approve the plan before anyone is asked (behind a patch
+      // marker: runs recorded before it replay without the evaluation). Not a person: no signature.
+      const byBaseline = patched('baseline-approval')
+        ? await control.evaluateBaselines({ runId, plan: status.plan, planHash: plan.planHash! })
+        : null;
+      if (byBaseline) {
+        await control.recordPlan({ runId, step: 'plan', execution: plan, phase: 'applying' });
+      } else {
+        // Accept decisions from here on: once the API shows the plan, the workflow already waits for it.
+        setPhase(status, 'awaiting-approval');
+        await control.recordPlan({ runId, step: 'plan', execution: plan, phase: 'awaiting-approval' });
+      }
       // In a pre-approved window the plan must be approved by window start.
-      const decision = await review.waitForDecision(window ? window.startsAt : Date.now() + input.timeouts.approvalMs);
+      const decision =
+        byBaseline ?? (await review.waitForDecision(window ? window.startsAt : Date.now() + input.timeouts.approvalMs));
       if (decision === null) {
         if (window)
           throw new RunEnded('skipped-unapproved', `plan not approved by window start ${iso(window.startsAt)}`);
@@ -124,7 +135,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
         reason,
         // The signed statement exactly as signed (without the workflow's `kind`).
         approval:
-          decision.kind === 'approve'
+          decision.kind === 'approve' && !('baseline' in decision)
             ? {
                 runId: decision.runId,
                 planHash: decision.planHash,
@@ -134,6 +145,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
                 signature: decision.signature,
               }
             : null,
+        ...('baseline' in decision ? { baseline: decision.baseline } : {}),
         planHash: status.planHash,
         phase: kind === 'reject' ? 'done' : 'applying',
       });

@@ -38,6 +38,10 @@ import { hookHashes } from '../../db/hooks';
 import { DEFAULT_REBOOT_TIMEOUT_SECONDS, type HookSpec } from '../../contract/rollout-policy';
 import { containerDefaults, getContainer } from '../../db/containers';
 import { getWindow } from '../../db/windows';
+import { enabledBaselines, firstSeenFor } from '../../db/baselines';
+import { coverPlan, type BaselineApproval } from '../../contract/baselines';
+import { matchesSelector } from '../../contract/labels';
+import { planHash } from '../../contract/plan-hash';
 import type { RunEvents } from './webhooks';
 import {
   Family,
@@ -45,6 +49,7 @@ import {
   resolveRunTimeouts,
   scriptNameFor,
   type ConfigurableTimeouts,
+  type PlanPackage,
   type RunOutcome,
   type WindowFiring,
 } from '../../contract';
@@ -213,6 +218,49 @@ export function createControlActivities(
     await events?.phase({ runId: input.runId, phase: input.phase });
   }
 
+  /**
+   * Issue 12: whether a patch baseline approves this run's plan, before anyone is asked. The run
+   * is the row this execution claimed (its agent's labels, its four-eyes rule) — never the
+   * workflow's input; the plan is the one the agent just reported, checked against its hash. It
+   * is approved only when one baseline matching the agent covers every planned package
+   * (contract/baselines.ts); null leaves it to a person. A four-eyes run is never approved by a
+   * baseline its requester (or its window's creator) last edited: that would approve their own request.
+   */
+  async function evaluateBaselines(input: {
+    runId: string;
+    plan: PlanPackage[];
+    planHash: string;
+  }): Promise<{ kind: 'approve'; by: string; planHash: string; baseline: BaselineApproval } | null> {
+    const o = owner();
+    const run = await getRun(db, o.runId);
+    if (!run || run.workflow_run_id !== o.workflowRunId || input.runId !== o.runId)
+      throw ApplicationFailure.nonRetryable(`run ${o.runId} is not claimed by this execution`, 'run-not-claimed');
+    if (run.approval !== 'required' || run.outcome !== null || input.plan.length === 0) return null;
+    if (planHash(input.plan) !== input.planHash) return null;
+    const agent = await getAgent(db, run.agent_id);
+    if (!agent || agent.status !== 'accepted') return null;
+    const excluded = new Set(await fourEyesExcluded(db, o.runId));
+    const candidates = (await enabledBaselines(db)).filter(
+      (b) => matchesSelector(agent.labels ?? {}, b.selector) && !excluded.has(b.updated_by),
+    );
+    if (candidates.length === 0) return null;
+    // A candidate never seen before is seen now (recordPlan stores it so right after).
+    const firstSeen = await firstSeenFor(db, o.runId, input.plan);
+    const now = new Date();
+    for (const b of candidates) {
+      const packages = coverPlan(b.rules, input.plan, firstSeen, now);
+      if (!packages) continue;
+      const by = `baseline:${b.name}`;
+      return {
+        kind: 'approve',
+        by,
+        planHash: input.planHash,
+        baseline: { baselineId: b.id, baseline: b.name, by, planHash: input.planHash, packages },
+      };
+    }
+    return null;
+  }
+
   async function recordDecision(input: RecordDecisionInput): Promise<void> {
     await owned((o) => writeDecision(db, o, input));
   }
@@ -329,6 +377,7 @@ export function createControlActivities(
     resolveRun,
     recordPlan,
     recordDecision,
+    evaluateBaselines,
     recordPhase,
     recordIgnoredDecisions,
     recordOutcome,

@@ -3,9 +3,8 @@ import type { AppState } from '../auth';
 import { at } from '../roles';
 import { ApiError } from '../errors';
 import { validate } from '../validate';
-import { AgentParams, AgentRegistration, UpdateAgentBody } from './schema';
+import { AgentLabelsBody, AgentListQuery, AgentParams, AgentRegistration, UpdateAgentBody } from './schema';
 import type { AgentsService } from './service';
-import { ComplianceQuery } from '../compliance/schema';
 import type { ComplianceService } from '../compliance/service';
 
 export function agentsRouter(agents: AgentsService, compliance: ComplianceService): Router<AppState> {
@@ -25,8 +24,9 @@ export function agentsRouter(agents: AgentsService, compliance: ComplianceServic
   });
 
   // Each agent with its compliance (issue 17): last apply, pending upgrades, reboot, last outcome.
-  router.get(...at('GET /v1/agents'), validate({ query: ComplianceQuery }), async (ctx) => {
-    ctx.body = { agents: await agents.listWithCompliance(compliance, ctx.state.valid.query.staleAfterSeconds) };
+  router.get(...at('GET /v1/agents'), validate({ query: AgentListQuery }), async (ctx) => {
+    const { staleAfterSeconds, selector } = ctx.state.valid.query;
+    ctx.body = { agents: await agents.listWithCompliance(compliance, staleAfterSeconds, selector) };
   });
 
   // A pending agent may read itself (and nothing else), so it can wait to be accepted.
@@ -44,6 +44,16 @@ export function agentsRouter(agents: AgentsService, compliance: ComplianceServic
     const { params, body } = ctx.state.valid;
     ctx.body = { agent: await agents.update(params.id, body) };
   });
+
+  // Issue 12: admins own an agent's labels once it is registered (audited, before and after).
+  router.put(
+    ...at('PUT /v1/agents/:id/labels'),
+    validate({ params: AgentParams, body: AgentLabelsBody }),
+    async (ctx) => {
+      const { params, body } = ctx.state.valid;
+      ctx.body = { agent: await agents.setLabels(params.id, body.labels, ctx.state.principal.name) };
+    },
+  );
 
   router.post(...at('POST /v1/agents/:id/accept'), validate({ params: AgentParams }), async (ctx) => {
     ctx.body = { agent: await agents.accept(ctx.state.valid.params.id, ctx.state.principal.name) };

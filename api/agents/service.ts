@@ -1,6 +1,7 @@
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import { AGENT_FLAGS, agentTaskQueue, type Agent, type AgentRegistration } from '../../contract';
+import { matches, parseSelector, type Labels } from '../../contract/labels';
 import type { Db } from '../../db';
 import { appendAudit } from '../../db/audit';
 import type { ComplianceService } from '../compliance/service';
@@ -14,6 +15,7 @@ import {
   lockHostname,
   revokeAgent,
   setAgentFourEyes,
+  setAgentLabels,
   touchAgent,
   type AgentRow,
 } from '../../db/agents';
@@ -45,6 +47,7 @@ function toAgent(row: AgentRow): Agent {
     acceptedAt: iso(row.accepted_at),
     revokedAt: iso(row.revoked_at),
     fourEyes: row.four_eyes,
+    labels: row.labels ?? {},
   };
 }
 
@@ -100,6 +103,8 @@ export function agentsService({ db, temporal }: AgentsDeps) {
           status: accepted ? 'accepted' : 'pending',
           flag: duplicate ? AGENT_FLAGS.duplicateHostname : null,
           enrolment_token_id: enrolment?.id ?? null,
+          // The agent's own labels count only here, at its first registration (issue 12).
+          labels: reg.labels ?? {},
           ...(accepted ? { accepted_by: by.name, accepted_at: new Date() } : {}),
         });
         if (inserted) {
@@ -113,6 +118,7 @@ export function agentsService({ db, temporal }: AgentsDeps) {
               status: inserted.status,
               flag: inserted.flag,
               enrolmentTokenId: inserted.enrolment_token_id,
+              labels: inserted.labels,
             },
           });
           return inserted;
@@ -124,8 +130,11 @@ export function agentsService({ db, temporal }: AgentsDeps) {
   }
 
   /** Every agent with its compliance, both from one read of the agents. */
-  async function listWithCompliance(compliance: ComplianceService, staleAfterSeconds: number) {
-    const rows = await listAgents(db);
+  async function listWithCompliance(compliance: ComplianceService, staleAfterSeconds: number, selector?: string) {
+    const all = await listAgents(db);
+    // Validated at the boundary (LabelSelector), so it parses.
+    const requirements = selector === undefined ? null : parseSelector(selector);
+    const rows = requirements ? all.filter((r) => matches(r.labels ?? {}, requirements)) : all;
     const states = await compliance.byAgent(staleAfterSeconds, rows);
     return rows.map((r) => ({ ...toAgent(r), compliance: states.get(r.id)! }));
   }
@@ -195,6 +204,25 @@ export function agentsService({ db, temporal }: AgentsDeps) {
     return toAgent(row);
   }
 
-  return { register, listWithCompliance, get, accept, revoke, update };
+  /**
+   * Replace an agent's labels. Which windows and baselines select the agent changes with them, so
+   * the edit is audited with the labels before and after, in the transaction that makes it.
+   */
+  async function setLabels(id: string, labels: Labels, by: string): Promise<Agent> {
+    const row = await db.transaction(async (trx) => {
+      const changed = await setAgentLabels(trx, id, labels);
+      if (!changed) throw notFound(`agent ${id}`);
+      await appendAudit(trx, {
+        actor: by,
+        kind: 'agent.labels-set',
+        subject: id,
+        detail: { before: changed.before, after: labels },
+      });
+      return changed.row;
+    });
+    return toAgent(row);
+  }
+
+  return { register, listWithCompliance, get, accept, revoke, update, setLabels };
 }
 export type AgentsService = ReturnType<typeof agentsService>;

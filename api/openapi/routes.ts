@@ -57,6 +57,10 @@ export const ROUTE_DOCS: Record<RouteKey, RouteDoc> = {
   'GET /v1/agents': { summary: 'List agents', returns: ['agents[]'] },
   'GET /v1/agents/:id': { summary: 'One agent (an agent token may read only itself)', returns: ['agent'] },
   'PATCH /v1/agents/:id': { summary: "Change an agent's settings (fourEyes)", returns: ['agent'] },
+  'PUT /v1/agents/:id/labels': {
+    summary: "Replace an agent's labels (admin; audited with before and after)",
+    returns: ['agent'],
+  },
   'POST /v1/agents/:id/accept': {
     summary: 'Accept a pending agent',
     returns: ['agent'],
@@ -185,6 +189,16 @@ export const ROUTE_DOCS: Record<RouteKey, RouteDoc> = {
     returns: ['triggered'],
     errors: TEMPORAL,
   },
+  'POST /v1/baselines': {
+    summary: 'Create a patch baseline: auto-approval rules for the agents a selector matches',
+    ok: 201,
+    returns: ['baseline'],
+    errors: ['conflict'],
+  },
+  'GET /v1/baselines': { summary: 'List patch baselines', returns: ['baselines[]'] },
+  'GET /v1/baselines/:id': { summary: 'One patch baseline', returns: ['baseline'] },
+  'PUT /v1/baselines/:id': { summary: 'Replace a patch baseline', returns: ['baseline'], errors: ['conflict'] },
+  'DELETE /v1/baselines/:id': { summary: 'Delete a patch baseline (runs it approved keep its name)', ok: 204 },
   'GET /v1/users': { summary: 'List users', returns: ['users[]'] },
   'POST /v1/users': { summary: 'Create a user', ok: 201, returns: ['user'], errors: ['conflict'] },
   'GET /v1/users/:name': { summary: 'One user', returns: ['user'] },

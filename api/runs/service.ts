@@ -65,6 +65,8 @@ function toRun(r: RunRow) {
     approvedAt: iso(r.approved_at),
     /** The signed statement the approval was made with: anyone can re-verify it against the key. */
     approvalSignature: r.approval_signature ?? null,
+    /** Issue 12: the patch baseline that approved the run, with the rule that covered each package. */
+    approvedByBaseline: r.approved_by_baseline ?? null,
     rejectedBy: r.rejected_by,
     rejectReason: r.reject_reason,
     exitCode: r.exit_code,

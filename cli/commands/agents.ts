@@ -20,11 +20,15 @@ const Agents = z.object({
 export const agents: Command = {
   name: 'agents',
   summary: 'list agents',
-  usage: `patchnanny agents [--json]
-  List the agents: id, host name, status, family, OS and when each was last seen.`,
+  usage: `patchnanny agents [--selector role=web,env!=staging] [--json]
+  List the agents: id, host name, status, family, OS and when each was last seen; --selector
+  lists only the agents whose labels match (docs/labels-and-baselines.md).`,
+  options: { selector: { type: 'string' } },
   api: true,
   async run(ctx) {
-    const { agents } = await ctx.api.call('GET', '/v1/agents', Agents);
+    const selector = ctx.values.selector;
+    const query = typeof selector === 'string' ? `?selector=${encodeURIComponent(selector)}` : '';
+    const { agents } = await ctx.api.call('GET', `/v1/agents${query}`, Agents);
     if (ctx.json) return ctx.out(JSON.stringify(agents));
     ctx.out(
       table(

@@ -7,7 +7,7 @@
 #   install.sh                       upgrade: keep /etc/patchnanny/agent.env, check it, switch version
 #   install.sh --uninstall [--purge] stop, disable, remove; --purge also removes config and state
 #
-# Options: --namespace NS, --gate-ca PEM, --gate-server-name NAME, --family F, --hostname H,
+# Options: --namespace NS, --gate-ca PEM, --gate-server-name NAME, --family F, --hostname H, --labels env=prod,role=web,
 #   --script-env NAMES, --set NAME=VALUE (repeatable), --state-dir DIR, --node PATH,
 #   --tarball FILE, --root DIR (install below DIR as if it were /: the files name paths below DIR;
 #   for tests and trials; no systemctl), --no-systemd (write the unit, do not call systemctl).
@@ -72,6 +72,7 @@ parse_args() {
       --gate-server-name) need_value "$@"; set_var TEMPORAL_TLS_SERVER_NAME "$2"; shift ;;
       --family) need_value "$@"; set_var PATCHNANNY_AGENT_FAMILY "$2"; shift ;;
       --hostname) need_value "$@"; set_var PATCHNANNY_AGENT_HOSTNAME "$2"; shift ;;
+      --labels) need_value "$@"; [[ "$2" =~ ^[A-Za-z0-9._/=,-]*$ ]] || die "--labels must be key=value,key=value"; set_var PATCHNANNY_LABELS "$2"; shift ;;
       --script-env) need_value "$@"; set_var PATCHNANNY_SCRIPT_ENV "$2"; shift ;;
       --trusted-script-keys) need_value "$@"; set_var PATCHNANNY_TRUSTED_SCRIPT_KEYS "$2"; shift ;;
       --set) need_value "$@"; [[ "$2" == *=* ]] || die "--set takes NAME=VALUE"; set_var "${2%%=*}" "${2#*=}"; shift ;;

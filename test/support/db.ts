@@ -31,4 +31,7 @@ export const TABLES = [
   'approver_keys',
   'webhook_subscriptions',
   'webhook_deliveries',
+  'patch_baselines',
+  'package_first_seen',
+  'window_firings',
 ];
