@@ -28,6 +28,8 @@ import { httpObserver } from './metrics';
 import { keysService } from './keys/service';
 import { API_VERSION } from './openapi/version';
 import { openApiDocument } from './openapi/document';
+import { rolloutsRouter } from './rollouts/router';
+import { rolloutsService } from './rollouts/service';
 import { runsRouter } from './runs/router';
 import { runsService } from './runs/service';
 import { scriptsRouter } from './scripts/router';
@@ -71,6 +73,7 @@ export function apiRouters(deps: AppDeps): Router<AppState>[] {
     reviewsRouter(reviewsService({ db: deps.db, runs })),
     complianceRouter(compliance),
     windowsRouter(windowsService(deps)),
+    rolloutsRouter(rolloutsService(deps)),
     auditRouter(deps.db),
     usersRouter(usersService(deps)),
     keysRouter(keysService(deps)),
