@@ -126,7 +126,7 @@ export async function rolloutOutcomeCounts(
 export async function claimRollout(db: Db, id: string, workflowRunId: string): Promise<RolloutRow | undefined> {
   const [row] = await rollouts(db)
     .where({ id })
-    .andWhere((q) => q.whereNull('workflow_run_id').orWhere({ workflow_run_id: workflowRunId }))
+    .whereRaw('(workflow_run_id is null or workflow_run_id = ?)', [workflowRunId])
     .update({ workflow_run_id: workflowRunId })
     .returning('*');
   return row;
@@ -143,6 +143,15 @@ export async function markTargetsStarted(
       .where({ rollout_id: id, agent_id: h.agentId })
       .whereNull('run_id')
       .update({ run_id: h.runId, started_at: db.fn.now() as unknown as Date });
+}
+
+/** Every agent with its status and labels, for resolving a rollout's targets (by id order). */
+export function agentsWithLabels(
+  db: Db,
+): Promise<{ id: string; hostname: string; status: string; labels: Record<string, string> | null }[]> {
+  return db<{ id: string; hostname: string; status: string; labels: Record<string, string> | null }>('agents')
+    .select('id', 'hostname', 'status', 'labels')
+    .orderBy('id');
 }
 
 /** Record a state change and audit it in the same transaction. */

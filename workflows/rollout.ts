@@ -50,8 +50,9 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
   let paused = false;
   let pausedRecorded = false;
   let by = 'system';
-  let aborted: string | null = null;
-  let halted: string | null = null;
+  // Set by signal handlers and child results: typed wide so checks after awaits are not narrowed away.
+  let aborted = null as string | null;
+  let halted = null as string | null;
   let seq = 0;
   const open = new Set<string>();
 

@@ -82,7 +82,9 @@ export function createRolloutActivities(db: Db, runDefaults: ConfigurableTimeout
     const e = execution();
     const requestedBy = `rollout:${input.rolloutId}`;
     await db.transaction(async (trx) => {
-      const owned = await trx('rollouts').where({ id: input.rolloutId, workflow_run_id: e.runId }).first('id');
+      const owned = await trx<{ id: string; workflow_run_id: string | null }>('rollouts')
+        .where({ id: input.rolloutId, workflow_run_id: e.runId })
+        .first('id');
       if (!owned)
         throw ApplicationFailure.nonRetryable(
           `rollout ${input.rolloutId} is not this execution's`,

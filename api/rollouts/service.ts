@@ -7,6 +7,7 @@ import type { Db } from '../../db';
 import { appendAudit } from '../../db/audit';
 import {
   deleteRollout,
+  agentsWithLabels,
   getRollout,
   insertRollout,
   listRollouts,
@@ -77,9 +78,7 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
    */
   async function resolveTargets(targets: StartRolloutBody['targets']) {
     const named = targets.agentIds ?? [];
-    const rows: { id: string; hostname: string; status: string; labels: Record<string, string> }[] = await db('agents')
-      .select('id', 'hostname', 'status', 'labels')
-      .orderBy('id');
+    const rows = await agentsWithLabels(db);
     const byId = new Map(rows.map((r) => [r.id, r]));
     const unknown = named.filter((id) => !byId.has(id));
     if (unknown.length > 0)
