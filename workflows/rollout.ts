@@ -54,6 +54,7 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
   let aborted = null as string | null;
   let halted = null as string | null;
   let seq = 0;
+  let ended: RolloutState | null = null;
   const open = new Set<string>();
 
   setHandler(pauseRolloutSignal, (c) => {
@@ -80,6 +81,7 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
   );
 
   function state(): RolloutState {
+    if (ended) return ended;
     if (aborted) return 'aborted';
     if (halted) return 'halted';
     return paused ? 'paused' : 'running';
@@ -184,6 +186,7 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
     await waitFor(() => running === 0);
   }
   const end: RolloutState = aborted !== null ? 'aborted' : halted !== null ? 'halted' : 'completed';
+  ended = end;
   const reason = aborted !== null ? `aborted by ${aborted}` : halted;
   await record(end, reason, aborted ?? `workflow:${rolloutId}`);
   return summary(rolloutId, hosts, end, reason, 0, failures, plan.allowedFailures);

@@ -11,6 +11,7 @@ import { keygen, signApprovalCommand } from './keys';
 import { plan } from './plan';
 import { reject } from './reject';
 import { reviews } from './reviews';
+import { rollout, rollouts } from './rollouts';
 import { run } from './run';
 import { runs } from './runs';
 import { windows } from './windows';
@@ -26,6 +27,8 @@ export const COMMANDS: Command[] = [
   reject,
   exceptions,
   windows,
+  rollouts,
+  rollout,
   keygen,
   signApprovalCommand,
 ];
