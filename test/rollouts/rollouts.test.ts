@@ -274,6 +274,28 @@ describe('rollouts: waves, concurrency, one error budget, pause/resume/abort', (
     assert.match(run.body.run.failureReason ?? '', /cancel requested during apply/);
   });
 
+  it('approval required: each host waits for its own approval, and four-eyes keeps the rollout creator from giving it', async () => {
+    reset();
+    const host = web[9];
+    await stack.database.db('agents').where({ id: host.id }).update({ four_eyes: true });
+    const r = await start({ targets: { agentIds: [host.id] }, approval: 'required' });
+    const runId = await stack.waitFor('the host run', async () => (await show(r.id)).hosts[0].runId as string | null);
+    const waiting = await stack.waitForRun(runId, (x) => x.phase === 'awaiting-approval');
+    const byCreator = await stack.approve(runId, waiting.planHash);
+    assert.equal(byCreator.status, 403, JSON.stringify(byCreator.body));
+    const { at, keyId, signature } = stack.signApproval(runId, waiting.planHash, 'bob');
+    const bob = await stack.http('POST', '/v1/users/bob/tokens', { body: { note: 'test' } });
+    const ok = await stack.http('POST', `/v1/runs/${runId}/approve`, {
+      token: bob.body.token,
+      body: { planHash: waiting.planHash, at, keyId, signature },
+    });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    const done = await ended(r.id);
+    assert.equal(done.state, 'completed');
+    assert.equal(done.hosts[0].outcome, 'completed');
+    await stack.database.db('agents').where({ id: host.id }).update({ four_eyes: false });
+  });
+
   it('refuses a rollout whose targets resolve to nothing, or a body it cannot read, naming the field', async () => {
     const none = await stack.http('POST', '/v1/rollouts', {
       body: { targets: { selector: 'role=cache' }, mode: 'apply', approval: 'auto' },
