@@ -19,7 +19,7 @@ import {
 import { rollout as rolloutWorkflow } from '../../workflows/rollout';
 import { abortRolloutSignal, pauseRolloutSignal, resumeRolloutSignal } from '../../workflows/rollout-messages';
 import { ApiError, notFound } from '../errors';
-import type { StartRolloutBody } from './schema';
+import { MAX_ROLLOUT_HOSTS, type StartRolloutBody } from './schema';
 
 export interface RolloutsDeps {
   db: Db;
@@ -107,8 +107,8 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
         `targets: no accepted agent matches${skipped.length ? ` (skipped: ${skipped.map((s) => `${s.agentId}: ${s.reason}`).join('; ')})` : ''}`,
         'targets',
       );
-    if (hosts.length > 5000)
-      throw new ApiError('validation_failed', 'targets: at most 5000 hosts a rollout', 'targets');
+    if (hosts.length > MAX_ROLLOUT_HOSTS)
+      throw new ApiError('validation_failed', `targets: at most ${MAX_ROLLOUT_HOSTS} hosts a rollout`, 'targets');
     const total = hosts.length;
     // A percentage canary rounds up (5% of 10 hosts is 1 host, never 0); a percentage budget rounds down.
     const canaryCount = !body.canary
