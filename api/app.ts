@@ -30,6 +30,8 @@ import { httpObserver } from './metrics';
 import { keysService } from './keys/service';
 import { API_VERSION } from './openapi/version';
 import { openApiDocument } from './openapi/document';
+import { rolloutsRouter } from './rollouts/router';
+import { rolloutsService } from './rollouts/service';
 import { runsRouter } from './runs/router';
 import { outputRouter } from './runs/output-router';
 import { outputService } from './runs/output';
@@ -78,6 +80,7 @@ export function apiRouters(deps: AppDeps): Router<AppState>[] {
     reviewsRouter(reviewsService({ db: deps.db, runs })),
     complianceRouter(compliance),
     windowsRouter(windowsService(deps)),
+    rolloutsRouter(rolloutsService(deps)),
     auditRouter(deps.db),
     usersRouter(usersService(deps)),
     keysRouter(keysService(deps)),

@@ -86,6 +86,13 @@ export const ROUTE_ROLES = {
   'GET /v1/baselines/:id': READ,
   'PUT /v1/baselines/:id': ['admin'],
   'DELETE /v1/baselines/:id': ['admin'],
+  // Rollouts (docs/rollouts.md): fleet-wide like windows, so admins start and steer them.
+  'POST /v1/rollouts': ['admin'],
+  'GET /v1/rollouts': READ,
+  'GET /v1/rollouts/:id': READ,
+  'POST /v1/rollouts/:id/pause': ['admin'],
+  'POST /v1/rollouts/:id/resume': ['admin'],
+  'POST /v1/rollouts/:id/abort': ['admin'],
   'GET /v1/users': ['admin'],
   'POST /v1/users': ['admin'],
   'GET /v1/users/:name': ['admin'],

@@ -30,6 +30,8 @@ export interface Sizes {
   statsSettleMs: number;
   /** Scenario 6: agents holding a long poll open through the gate at once. */
   gatePolls: number;
+  /** Scenario 7: the rollout's maxConcurrency (its hosts are the fleet's `fleet`). */
+  rolloutConcurrency: number;
   /** Upper bound for one batch to finish before its unfinished runs count as failed. */
   batchTimeoutMs: number;
 }

@@ -2,9 +2,9 @@
  * `npm run bench`: patchnanny measured next to bare Temporal on the same server, one host to a
  * simulated fleet (issue 5; docs/benchmark.md). Asserts nothing about timings.
  *
- *   node dist/bench/run.js [--smoke] [--only 1,2,…,6] [--fleet N] [--seq N] [--approvals N]
+ *   node dist/bench/run.js [--smoke] [--only 1,2,…,7] [--fleet N] [--seq N] [--approvals N]
  *                          [--agent-procs N] [--connections N] [--read-seconds N] [--idle-seconds N]
- *                          [--gate-polls N]
+ *                          [--gate-polls N] [--rollout-concurrency N]
  *                          [--temporal-address HOST:PORT] [--temporal dev|cluster] [--results-dir DIR]
  *
  * Without --temporal-address it starts its own dev server with the flags of `npm start`
@@ -20,7 +20,7 @@ import { connectClient, TemporalEnv } from '../runtime/temporal';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { agentHost, simLauncher, type BenchContext, type RegisteredAgent, type Sizes } from './context';
 import { forkModule, type ChildMessage, type Forked } from './ipc';
-import { approvals, gateCost, idleAgent, latency, reads, throughput } from './scenarios';
+import { approvals, gateCost, idleAgent, latency, reads, rolloutScenario, throughput } from './scenarios';
 import {
   createDatabase,
   DIST,
@@ -46,6 +46,7 @@ const DEFAULTS: Sizes = {
   idleSeconds: 60,
   statsSettleMs: 11_000,
   gatePolls: 1000,
+  rolloutConcurrency: 100,
   batchTimeoutMs: 900_000,
 };
 const SMOKE: Sizes = {
@@ -57,6 +58,7 @@ const SMOKE: Sizes = {
   agentProcs: 1,
   readSeconds: 1,
   idleSeconds: 3,
+  rolloutConcurrency: 2,
   statsSettleMs: 1500,
   gatePolls: 5,
   batchTimeoutMs: 60_000,
@@ -85,11 +87,12 @@ function parseFlags(argv: string[]): Flags {
     '--read-seconds': 'readSeconds',
     '--idle-seconds': 'idleSeconds',
     '--gate-polls': 'gatePolls',
+    '--rollout-concurrency': 'rolloutConcurrency',
   };
   let temporalAddress: string | undefined;
   let resultsDir = path.resolve(DIST, '../bench/results');
   let approvalsGiven = false;
-  let only = new Set([1, 2, 3, 4, 5, 6]);
+  let only = new Set([1, 2, 3, 4, 5, 6, 7]);
   let temporal: Flags['temporal'] = 'dev';
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -106,7 +109,7 @@ function parseFlags(argv: string[]): Flags {
         value
           .split(',')
           .map(Number)
-          .filter((n) => n >= 1 && n <= 6),
+          .filter((n) => n >= 1 && n <= 7),
       );
     else if (numeric[flag]) {
       const n = Number(value);
@@ -415,6 +418,7 @@ async function measure(
     if (idle) done('idleAgent', await idle);
   }
   if (only.has(6)) done('gate', await gateCost(ctx));
+  if (only.has(7)) done('rollout', await rolloutScenario(ctx));
   return scenarios;
 }
 

@@ -670,3 +670,87 @@ async function openPolls(ctx: BenchContext, gate: GateProcess) {
   for (const c of clients) c.close();
   return { agents: m, allOpen, openAfterMs, openCalls, refused, idleRssMb, rssWithPollsMb };
 }
+
+// ---------- 7. a rollout over the fleet ----------
+
+/**
+ * The zero-overhead makespan of the measured host run times on `slots` slots, each host taken in
+ * the order the rollout started it and given the slot that frees first: what the rollout's wall
+ * time would be if starting a host cost nothing (docs/benchmark.md, "scheduling overhead").
+ */
+export function idealMakespan(durationsMs: readonly number[], slots: number): number {
+  const free = new Array<number>(Math.max(1, Math.min(slots, durationsMs.length))).fill(0);
+  for (const d of durationsMs) {
+    let i = 0;
+    for (let j = 1; j < free.length; j++) if (free[j] < free[i]) i = j;
+    free[i] += d;
+  }
+  return Math.max(0, ...free);
+}
+
+/**
+ * `sizes.fleet` simulated hosts (1,000 by default) patched by one rollout at maxConcurrency
+ * `sizes.rolloutConcurrency` (100), auto-approved: wall time, and the scheduling overhead per host
+ * = (wall time − the ideal makespan of the same host run times) / hosts.
+ */
+export async function rolloutScenario(ctx: BenchContext) {
+  const { sizes, client, db, http } = ctx;
+  const hosts = ctx.fleet.slice(0, sizes.fleet);
+  const maxConcurrency = sizes.rolloutConcurrency;
+  ctx.log(`7. rollout: ${hosts.length} simulated hosts at maxConcurrency ${maxConcurrency}`);
+  await db('agents')
+    .whereIn(
+      'id',
+      hosts.map((a) => a.id),
+    )
+    .update({ labels: JSON.stringify({ bench: ctx.tag }) });
+  const sims = await ctx.startSims('agent', hosts.map(agentHost));
+  try {
+    const t0 = Date.now();
+    const r = await http('POST', '/v1/rollouts', {
+      name: 'bench',
+      targets: { selector: `bench=${ctx.tag}` },
+      mode: 'apply',
+      approval: 'auto',
+      maxConcurrency,
+      maxFailures: { count: hosts.length },
+    });
+    if (r.status !== 201) throw new Error(`rollout refused: ${r.status} ${JSON.stringify(r.body)}`);
+    const id = r.body.rollout.id as string;
+    await Promise.race([
+      client.workflow.getHandle(id).result(),
+      sleep(sizes.batchTimeoutMs).then(() => {
+        throw new Error(`rollout ${id} did not end within ${sizes.batchTimeoutMs} ms`);
+      }),
+    ]);
+    const wallMs = Date.now() - t0;
+    const rows: { started: string; finished: string | null; outcome: string | null }[] = await db(
+      'rollout_targets as t',
+    )
+      .join('patch_runs as p', 'p.id', 't.run_id')
+      .where('t.rollout_id', id)
+      .orderBy('t.started_at')
+      .select(
+        db.raw('extract(epoch from t.started_at) * 1000 as started'),
+        db.raw('extract(epoch from p.finished_at) * 1000 as finished'),
+        'p.outcome',
+      );
+    const durations = rows.map((x) => Number(x.finished) - Number(x.started));
+    const ideal = idealMakespan(durations, maxConcurrency);
+    const history = await historyShape(client, id);
+    return {
+      hosts: hosts.length,
+      maxConcurrency,
+      completed: rows.filter((x) => x.outcome === 'completed').length,
+      wallMs,
+      idealMakespanMs: Math.round(ideal),
+      hostRunMs: summarize(durations),
+      schedulingOverheadPerHostMs: round((wallMs - ideal) / Math.max(1, hosts.length), 2),
+      historyEvents: history.events,
+      historyEventsPerHost: round(history.events / Math.max(1, hosts.length), 2),
+      historyPayloadBytes: history.payloadBytes,
+    };
+  } finally {
+    await killAll(sims);
+  }
+}

@@ -3,6 +3,7 @@ import { Worker } from '@temporalio/worker';
 import type { Db } from '../db';
 import { createControlActivities, type RunObserver } from '../activities/control';
 import { createHostLockActivities } from '../activities/control/host-lock';
+import { createRolloutActivities } from '../activities/control/rollouts';
 import { createWindowFiringActivities } from '../activities/control/window-firing';
 import {
   createWebhookActivities,
@@ -42,6 +43,7 @@ export async function createControlWorker(
       ...createHostLockActivities(client, taskQueue),
       ...createWindowFiringActivities(client),
       ...createWindowEventActivities(db, client, taskQueue, warn),
+      ...createRolloutActivities(db, runDefaults),
     },
   });
   // Pending deliveries whose workflow never started, and window heads-ups: once a minute while

@@ -350,18 +350,22 @@ function hooksJson(hooks: RunHooks | undefined | null): string | null {
 
 /**
  * Who may not approve a four-eyes run (pinned on the row at creation): its requester and, for a
- * window's run, the window's creator. Empty when the run has no four-eyes rule.
+ * window's or a rollout's run, the window's or rollout's creator. Empty when the run has no four-eyes rule.
  */
 export async function fourEyesExcluded(db: Db, runId: string): Promise<string[]> {
-  const { rows } = await db.raw<{ rows: { four_eyes: boolean; requested_by: string; created_by: string | null }[] }>(
-    `select r.four_eyes, r.requested_by, w.created_by
+  const { rows } = await db.raw<{
+    rows: { four_eyes: boolean; requested_by: string; created_by: string | null; rollout_by: string | null }[];
+  }>(
+    `select r.four_eyes, r.requested_by, w.created_by, ro.created_by as rollout_by
        from patch_runs r left join maintenance_windows w on w.id = r.window_id
+       left join rollouts ro on 'rollout:' || ro.id = r.requested_by
       where r.id = ?`,
     [runId],
   );
   const row = rows[0];
   if (!row?.four_eyes) return [];
-  return [row.requested_by, ...(row.created_by ? [row.created_by] : [])];
+  // A rollout's runs stand as requested by `rollout:<id>`; its creator is who asked for them.
+  return [row.requested_by, ...[row.created_by, row.rollout_by].filter((x): x is string => x !== null)];
 }
 
 /** The one place patch_runs rows are born, for API-started and window-started runs alike. */

@@ -390,4 +390,5 @@ export function createControlActivities(
 export type ControlActivities = ReturnType<typeof createControlActivities> &
   ReturnType<typeof import('./host-lock').createHostLockActivities> &
   ReturnType<typeof import('./window-firing').createWindowFiringActivities> &
-  ReturnType<typeof import('./webhooks').createWindowEventActivities>;
+  ReturnType<typeof import('./webhooks').createWindowEventActivities> &
+  ReturnType<typeof import('./rollouts').createRolloutActivities>;

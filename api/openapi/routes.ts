@@ -199,6 +199,36 @@ export const ROUTE_DOCS: Record<RouteKey, RouteDoc> = {
   'GET /v1/baselines/:id': { summary: 'One patch baseline', returns: ['baseline'] },
   'PUT /v1/baselines/:id': { summary: 'Replace a patch baseline', returns: ['baseline'], errors: ['conflict'] },
   'DELETE /v1/baselines/:id': { summary: 'Delete a patch baseline (runs it approved keep its name)', ok: 204 },
+  // Rollouts (docs/rollouts.md): waves, concurrency and one error budget over many hosts.
+  'POST /v1/rollouts': {
+    summary: 'Start a rollout: resolve and record its targets, then run them in waves',
+    ok: 201,
+    returns: ['rollout'],
+    errors: TEMPORAL,
+  },
+  'GET /v1/rollouts': { summary: 'List rollouts (newest first) with progress and budget', returns: ['rollouts[]'] },
+  'GET /v1/rollouts/:id': {
+    summary: 'One rollout: waves, each host with its run and outcome, the error budget',
+    returns: ['rollout'],
+  },
+  'POST /v1/rollouts/:id/pause': {
+    summary: 'Pause a rollout: no new host starts, running ones go on',
+    ok: 202,
+    returns: ['rollout'],
+    errors: ['conflict', ...TEMPORAL],
+  },
+  'POST /v1/rollouts/:id/resume': {
+    summary: 'Resume a paused rollout',
+    ok: 202,
+    returns: ['rollout'],
+    errors: ['conflict', ...TEMPORAL],
+  },
+  'POST /v1/rollouts/:id/abort': {
+    summary: 'Abort a rollout: stop scheduling, cancel runs not yet applying, let applies finish',
+    ok: 202,
+    returns: ['rollout'],
+    errors: ['conflict', ...TEMPORAL],
+  },
   'GET /v1/users': { summary: 'List users', returns: ['users[]'] },
   'POST /v1/users': { summary: 'Create a user', ok: 201, returns: ['user'], errors: ['conflict'] },
   'GET /v1/users/:name': { summary: 'One user', returns: ['user'] },

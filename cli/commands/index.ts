@@ -13,6 +13,7 @@ import { logs } from './logs';
 import { plan } from './plan';
 import { reject } from './reject';
 import { reviews } from './reviews';
+import { rollout, rollouts } from './rollouts';
 import { run } from './run';
 import { runs } from './runs';
 import { windows } from './windows';
@@ -30,6 +31,8 @@ export const COMMANDS: Command[] = [
   exceptions,
   windows,
   hooks,
+  rollouts,
+  rollout,
   keygen,
   signApprovalCommand,
 ];

@@ -87,6 +87,7 @@ describe('route × role, from the one table', () => {
       .replace(/^\/v1\/runs\/:id/, `/v1/runs/${NO_RUN}`)
       .replace(':planHash', 'a'.repeat(64))
       .replace(/^\/v1\/windows\/:id/, `/v1/windows/win-${ULID}`)
+      .replace(/^\/v1\/rollouts\/:id/, `/v1/rollouts/rol-${ULID}`)
       .replace(/^\/v1\/webhooks\/:id/, `/v1/webhooks/whk-${ULID}`)
       .replace(/^\/v1\/enrolment-tokens\/:id/, `/v1/enrolment-tokens/enr-${ULID}`)
       .replace('/exceptions/:id', `/exceptions/exc-${ULID}`)

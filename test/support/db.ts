@@ -25,6 +25,8 @@ export const TABLES = [
   'run_events',
   'package_exceptions',
   'maintenance_windows',
+  'rollouts',
+  'rollout_targets',
   'enrolment_tokens',
   'users',
   'user_tokens',

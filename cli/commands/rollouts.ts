@@ -1,0 +1,162 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { CliError, positional, table, usageError, type Command, type CommandContext } from '../command';
+
+const Budget = z.object({ allowed: z.number(), spent: z.number(), left: z.number() });
+const Rollout = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    state: z.string(),
+    stateReason: z.string().nullable().optional(),
+    mode: z.string(),
+    approval: z.string(),
+    maxConcurrency: z.number(),
+    budget: Budget,
+  })
+  .loose();
+const Host = z
+  .object({
+    agentId: z.string(),
+    wave: z.number(),
+    runId: z.string().nullable(),
+    phase: z.string().nullable(),
+    outcome: z.string().nullable(),
+  })
+  .loose();
+const Detail = Rollout.extend({
+  waves: z.array(
+    z.object({
+      wave: z.number(),
+      kind: z.string(),
+      hosts: z.number(),
+      started: z.number(),
+      finished: z.number(),
+      failed: z.number(),
+    }),
+  ),
+  hosts: z.array(Host),
+});
+const Progress = z.object({ hosts: z.number(), started: z.number(), finished: z.number() });
+
+const whole = (v: unknown, what: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw usageError(`--${what}: a whole number`);
+  return n;
+};
+
+/** `5` is a count, `10%` a percentage. */
+const countOrPercent = (v: unknown, what: string) =>
+  typeof v === 'string' && v.endsWith('%') ? { percent: whole(v.slice(0, -1), what) } : { count: whole(v, what) };
+
+/** The rollout a `rollout start` describes: a JSON file (the POST /v1/rollouts body), or flags. */
+function startBody(ctx: CommandContext): unknown {
+  const v = ctx.values;
+  if (typeof v.file === 'string') {
+    try {
+      return JSON.parse(readFileSync(v.file === '-' ? 0 : v.file, 'utf8'));
+    } catch (err) {
+      throw new CliError(`--file: ${(err as Error).message}`);
+    }
+  }
+  const agentIds = (v.agent as string[] | undefined) ?? [];
+  const selector = typeof v.selector === 'string' ? v.selector : undefined;
+  if (agentIds.length === 0 && !selector) throw usageError('--selector or --agent is required');
+  return {
+    ...(typeof v.name === 'string' ? { name: v.name } : {}),
+    targets: { ...(agentIds.length ? { agentIds } : {}), ...(selector ? { selector } : {}) },
+    mode: v['dry-run'] ? 'dry-run' : 'apply',
+    approval: typeof v.approval === 'string' ? v.approval : 'required',
+    ...(v.canary !== undefined ? { canary: countOrPercent(v.canary, 'canary') } : {}),
+    ...(v['max-concurrency'] !== undefined ? { maxConcurrency: whole(v['max-concurrency'], 'max-concurrency') } : {}),
+    ...(v['max-failures'] !== undefined ? { maxFailures: countOrPercent(v['max-failures'], 'max-failures') } : {}),
+  };
+}
+
+export const rollouts: Command = {
+  name: 'rollouts',
+  summary: 'list rollouts with their state, progress and error budget',
+  usage: 'patchnanny rollouts [--json]',
+  options: {},
+  api: true,
+  async run(ctx) {
+    const { rollouts: list } = await ctx.api.call(
+      'GET',
+      '/v1/rollouts',
+      z.object({ rollouts: z.array(Rollout.extend({ progress: Progress })) }),
+    );
+    if (ctx.json) return ctx.out(JSON.stringify(list));
+    return ctx.out(
+      table(
+        ['ID', 'NAME', 'STATE', 'MODE', 'HOSTS', 'STARTED', 'FINISHED', 'FAILED/ALLOWED'],
+        list.map((r) => [
+          r.id,
+          r.name,
+          r.state,
+          r.mode,
+          r.progress.hosts,
+          r.progress.started,
+          r.progress.finished,
+          `${r.budget.spent}/${r.budget.allowed}`,
+        ]),
+      ),
+    );
+  },
+};
+
+export const rollout: Command = {
+  name: 'rollout',
+  summary: 'start, show, pause, resume or abort a rollout',
+  usage: `patchnanny rollout start (--selector <k=v,…> | --agent <id> [--agent <id>…]) [--name <n>]
+                         [--approval required|auto] [--dry-run] [--canary <n|p%>]
+                         [--max-concurrency <n>] [--max-failures <n|p%>]
+patchnanny rollout start --file <rollout.json|->     (the POST /v1/rollouts body)
+patchnanny rollout show <rolloutId> [--json]
+patchnanny rollout pause|resume|abort <rolloutId>`,
+  options: {
+    file: { type: 'string' },
+    name: { type: 'string' },
+    selector: { type: 'string' },
+    agent: { type: 'string', multiple: true },
+    approval: { type: 'string' },
+    'dry-run': { type: 'boolean' },
+    canary: { type: 'string' },
+    'max-concurrency': { type: 'string' },
+    'max-failures': { type: 'string' },
+  },
+  positionals: true,
+  api: true,
+  async run(ctx) {
+    const [verb] = ctx.positionals;
+    if (verb === 'start') {
+      const { rollout: r } = await ctx.api.call(
+        'POST',
+        '/v1/rollouts',
+        z.object({ rollout: Rollout.extend({ hosts: z.array(z.unknown()) }) }),
+        startBody(ctx),
+      );
+      return ctx.out(ctx.json ? JSON.stringify(r) : `started ${r.id} (${r.hosts.length} hosts)`);
+    }
+    const id = positional(ctx, 1, 'a rollout id');
+    const path = `/v1/rollouts/${encodeURIComponent(id)}`;
+    if (verb === 'show') {
+      const { rollout: r } = await ctx.api.call('GET', path, z.object({ rollout: Detail }));
+      if (ctx.json) return ctx.out(JSON.stringify(r));
+      const head = `${r.id} ${r.name ? `(${r.name}) ` : ''}${r.state}${r.stateReason ? `: ${r.stateReason}` : ''}
+budget: ${r.budget.spent} failed of ${r.budget.allowed} allowed; waves: ${r.waves
+        .map((w) => `${w.kind} ${w.finished}/${w.hosts} done, ${w.failed} failed`)
+        .join('; ')}`;
+      return ctx.out(
+        `${head}\n${table(
+          ['AGENT', 'WAVE', 'RUN', 'PHASE', 'OUTCOME'],
+          r.hosts.map((h) => [h.agentId, h.wave, h.runId ?? '-', h.phase ?? '-', h.outcome ?? '-']),
+        )}`,
+      );
+    }
+    if (verb === 'pause' || verb === 'resume' || verb === 'abort') {
+      const { rollout: r } = await ctx.api.call('POST', `${path}/${verb}`, z.object({ rollout: Rollout }), {});
+      return ctx.out(ctx.json ? JSON.stringify(r) : `${verb} requested for ${r.id}`);
+    }
+    throw usageError(`unknown rollout command ${verb ?? '(none)'}`);
+  },
+};
