@@ -114,6 +114,8 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
       rolloutId,
       mode: plan.mode,
       approval: plan.approval,
+      ...(plan.reboot ? { reboot: plan.reboot } : {}),
+      ...(plan.hooks ? { hooks: plan.hooks } : {}),
       hosts: batch.map((h) => ({ agentId: h.agentId, runId: h.runId! })),
     });
     await Promise.all(
@@ -130,6 +132,9 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
               approval: plan.approval,
               requestedBy: `rollout:${rolloutId}`,
               timeouts: plan.timeouts,
+              // Issue 12: the same policy the run rows record, or the claim refuses the run.
+              ...(plan.reboot ? { reboot: plan.reboot } : {}),
+              ...(plan.hooks ? { hooks: plan.hooks } : {}),
             },
           ],
           typedSearchAttributes: [

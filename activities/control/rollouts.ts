@@ -14,6 +14,7 @@ import {
 import type { Db } from '../../db';
 import { appendAudit } from '../../db/audit';
 import { insertRunRows } from '../../db/runs';
+import type { RebootPolicy, RunHooks } from '../../contract/rollout-policy';
 import {
   claimRollout as claimRow,
   getRollout,
@@ -32,6 +33,9 @@ export interface RolloutPlan {
   /** The most failures tolerated; one more halts the rollout. */
   allowedFailures: number;
   timeouts: RunTimeouts;
+  /** Issue 12: every host's run reboots and runs hooks as the rollout says (absent: never, none). */
+  reboot?: RebootPolicy;
+  hooks?: RunHooks;
   /** In rollout order; wave 1 is the canary when there is one. */
   hosts: { agentId: string; hostname: string; wave: number }[];
 }
@@ -63,6 +67,8 @@ export function createRolloutActivities(db: Db, runDefaults: ConfigurableTimeout
         maxConcurrency: row.max_concurrency,
         allowedFailures: row.allowed_failures,
         timeouts: resolveRunTimeouts(runDefaults),
+        ...(row.reboot && row.reboot !== 'never' ? { reboot: row.reboot } : {}),
+        ...(row.hooks ? { hooks: row.hooks } : {}),
         hosts: hosts.map((h) => ({ agentId: h.agent_id, hostname: h.hostname, wave: h.wave })),
       },
     };
@@ -77,6 +83,8 @@ export function createRolloutActivities(db: Db, runDefaults: ConfigurableTimeout
     rolloutId: string;
     mode: RunMode;
     approval: ApprovalPolicy;
+    reboot?: RebootPolicy;
+    hooks?: RunHooks;
     hosts: { agentId: string; runId: string }[];
   }): Promise<void> {
     const e = execution();
@@ -98,6 +106,8 @@ export function createRolloutActivities(db: Db, runDefaults: ConfigurableTimeout
           mode: input.mode,
           approval: input.approval,
           requestedBy,
+          ...(input.reboot ? { reboot: input.reboot } : {}),
+          ...(input.hooks ? { hooks: input.hooks } : {}),
         })),
       );
       for (const h of input.hosts)

@@ -1,4 +1,5 @@
 import type { Client } from '@temporalio/client';
+import { requireHooks } from '../hooks/service';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import { ulid } from 'ulid';
 import { matchesSelector } from '../../contract/labels';
@@ -119,6 +120,8 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
         );
     const allowed =
       'count' in body.maxFailures ? body.maxFailures.count : Math.floor((body.maxFailures.percent * total) / 100);
+    // A hook that was never uploaded would fail every host's run: refuse the rollout instead (400).
+    await requireHooks(db, body.hooks);
     const id = `rol-${ulid().toLowerCase()}`;
     const row = await db.transaction(async (trx) => {
       const inserted = await insertRollout(
