@@ -47,19 +47,14 @@ export interface PinnedScript {
   sha256: string;
 }
 
-/** The host's agent, on its own task queue, for one run. */
-export function agentFor(input: PatchRunInput, exclusions: () => string[]) {
-  const { timeouts } = input;
-  const onHost = {
-    taskQueue: agentTaskQueue(input.agentId),
-    // An agent that never picks the task up ends the run as agent-unreachable; the timeout is not retried.
-    scheduleToStartTimeout: timeouts.agentPickupMs,
-  };
-  const verify = proxyActivities<AgentActivities>({
+/**
+ * The agent's hashVerify (patch scripts and hooks alike). Fetching and hashing a script of a few KB
+ * takes milliseconds; the timeout is what a run waits when the answer was lost (an agent or a
+ * Temporal server killed mid-activity) before the retry: 30 s, not the 2 min it was.
+ */
+export function hashVerifyOn(onHost: { taskQueue: string; scheduleToStartTimeout: number }) {
+  return proxyActivities<AgentActivities>({
     ...onHost,
-    // Fetching and hashing a script of a few KB takes milliseconds; the timeout is what a run
-    // waits when the answer was lost (an agent or a Temporal server killed mid-activity) before
-    // the retry: 30 s, not the 2 min it was.
     startToCloseTimeout: '30s',
     retry: {
       initialInterval: '1s',
@@ -68,6 +63,17 @@ export function agentFor(input: PatchRunInput, exclusions: () => string[]) {
       nonRetryableErrorTypes: ['script-hash-mismatch'],
     },
   }).hashVerify;
+}
+
+/** The host's agent, on its own task queue, for one run. */
+export function agentFor(input: PatchRunInput, exclusions: () => string[]) {
+  const { timeouts } = input;
+  const onHost = {
+    taskQueue: agentTaskQueue(input.agentId),
+    // An agent that never picks the task up ends the run as agent-unreachable; the timeout is not retried.
+    scheduleToStartTimeout: timeouts.agentPickupMs,
+  };
+  const verify = hashVerifyOn(onHost);
   const script = { ...onHost, startToCloseTimeout: timeouts.scriptMs, heartbeatTimeout: timeouts.heartbeatMs * 3 };
   const execute: Record<RunMode, AgentActivities['scriptExecute']> = {
     // A dry-run changes nothing, so a held package-manager lock, an unreachable mirror or a lost

@@ -6,6 +6,7 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { AgentActivities } from '../activities/agent';
 import type { PatchRunInput } from '../contract';
 import { agentTaskQueue } from '../contract/run-id';
+import { hashVerifyOn } from './activities';
 
 /** DEFAULT_REBOOT_TIMEOUT_SECONDS (contract/rollout-policy.ts, which the bundle does not import: zod). */
 const DEFAULT_REBOOT_MS = 900_000;
@@ -14,16 +15,7 @@ export function hostSteps(input: PatchRunInput) {
   const { timeouts } = input;
   const taskQueue = agentTaskQueue(input.agentId);
   const onHost = { taskQueue, scheduleToStartTimeout: timeouts.agentPickupMs };
-  const verify = proxyActivities<AgentActivities>({
-    ...onHost,
-    startToCloseTimeout: '30s',
-    retry: {
-      initialInterval: '1s',
-      maximumInterval: '30s',
-      maximumAttempts: 5,
-      nonRetryableErrorTypes: ['script-hash-mismatch'],
-    },
-  }).hashVerify;
+  const verify = hashVerifyOn(onHost);
   /** A hook may drain a load balancer: it runs once, never retried by Temporal. */
   const hookExecute = (timeoutSeconds: number) =>
     proxyActivities<AgentActivities>({
