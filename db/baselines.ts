@@ -4,7 +4,7 @@
  */
 import type { BaselineRules } from '../contract/baselines';
 import type { PlanPackage } from '../contract';
-import { jsonb, type Db } from './index';
+import { jsonb, pgRow, type Db } from './index';
 
 export interface BaselineRow {
   id: string;
@@ -88,6 +88,11 @@ export async function deleteBaseline(db: Db, id: string): Promise<BaselineRow | 
  * stays). Scope: the OS id and family the run's script serves (the container's for a container
  * run), so Debian's and Ubuntu's same-named versions are not taken for one another.
  */
+/**
+ * Names from an agent may hold a NUL, which PostgreSQL refuses in text: stored (and looked up) as
+ * U+FFFD by pgRow, so a control write can never fail for ever on one byte. A looked-up name that
+ * differs from the plan's is simply not covered: that plan waits for a person.
+ */
 export async function recordFirstSeen(db: Db, runId: string, plan: readonly PlanPackage[]): Promise<void> {
   const rows = plan.filter((p) => p.candidate !== null);
   if (rows.length === 0) return;
@@ -101,7 +106,7 @@ export async function recordFirstSeen(db: Db, runId: string, plan: readonly Plan
               where r.id = ?) s,
             jsonb_to_recordset(?::jsonb) as p(name text, arch text, candidate text)
      on conflict do nothing`,
-    [runId, JSON.stringify(rows.map((p) => ({ name: p.name, arch: p.arch, candidate: p.candidate })))],
+    [runId, JSON.stringify(rows.map((p) => pgRow({ name: p.name, arch: p.arch, candidate: p.candidate })))],
   );
 }
 
@@ -121,7 +126,7 @@ export async function firstSeenFor(db: Db, runId: string, plan: readonly PlanPac
               where r.id = ?) s on s.scope = f.scope
        join jsonb_to_recordset(?::jsonb) as p(name text, arch text, candidate text)
          on p.name = f.name and p.arch = f.arch and p.candidate = f.candidate`,
-    [runId, JSON.stringify(rows.map((p) => ({ name: p.name, arch: p.arch, candidate: p.candidate })))],
+    [runId, JSON.stringify(rows.map((p) => pgRow({ name: p.name, arch: p.arch, candidate: p.candidate })))],
   );
   return new Map(found.map((r) => [`${r.name}\u0000${r.arch}\u0000${r.candidate}`, r.first_seen_at]));
 }
