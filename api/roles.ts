@@ -93,6 +93,8 @@ export const ROUTE_ROLES = {
   'POST /v1/rollouts/:id/pause': ['admin'],
   'POST /v1/rollouts/:id/resume': ['admin'],
   'POST /v1/rollouts/:id/abort': ['admin'],
+  // A plan-group approval decides on runs: whoever may approve a run may give it (never the rollout's creator).
+  'POST /v1/rollouts/:id/approve': APPROVING_ROLES,
   'GET /v1/users': ['admin'],
   'POST /v1/users': ['admin'],
   'GET /v1/users/:name': ['admin'],

@@ -26,6 +26,14 @@ export type HookSpec = z.infer<typeof HookSpec>;
 export const RunHooks = z.strictObject({ pre: HookSpec.optional(), post: HookSpec.optional() });
 export type RunHooks = z.infer<typeof RunHooks>;
 
+/**
+ * How a rollout's plans are approved (when its approval is `required`): `per-run`, each host's
+ * plan by a person as any run's; `plan-group`, one signed approval of a plan hash for the whole
+ * rollout covers every host whose plan has exactly that hash (docs/rollouts.md "Approval scope").
+ */
+export const ApprovalScope = z.enum(['per-run', 'plan-group']);
+export type ApprovalScope = z.infer<typeof ApprovalScope>;
+
 /** How long a rebooted host has to come back with a new boot id before the run ends `reboot-timeout`. */
 export const DEFAULT_REBOOT_TIMEOUT_SECONDS = 900;
 

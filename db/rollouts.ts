@@ -1,5 +1,6 @@
 import type { ApprovalPolicy, RunMode, RunOutcome, RunPhase } from '../contract';
-import type { RebootPolicy, RunHooks } from '../contract/rollout-policy';
+import type { SignedApproval } from '../contract/approval';
+import type { ApprovalScope, RebootPolicy, RunHooks } from '../contract/rollout-policy';
 import { appendAudit } from './audit';
 import { jsonb, type Db } from './index';
 
@@ -15,6 +16,8 @@ export interface RolloutRow {
   targets: { agentIds?: string[]; selector?: string };
   mode: RunMode;
   approval: ApprovalPolicy;
+  /** `plan-group`: one signed approval per plan hash covers the rollout's hosts with that plan. */
+  approval_scope: ApprovalScope;
   canary: CanarySize | null;
   canary_count: number;
   max_concurrency: number;
@@ -46,6 +49,7 @@ export interface RolloutTargetRow {
 /** A target with its run's progress, as GET /v1/rollouts/:id shows it. */
 export type RolloutHostRow = RolloutTargetRow & {
   phase: RunPhase | null;
+  plan_hash: string | null;
   outcome: RunOutcome | null;
   finished_at: Date | null;
 };
@@ -102,7 +106,7 @@ export function rolloutHosts(db: Db, id: string): Promise<RolloutHostRow[]> {
     .leftJoin('patch_runs as r', 'r.id', 't.run_id')
     .where('t.rollout_id', id)
     .orderBy('t.position')
-    .select('t.*', 'r.phase', 'r.outcome', 'r.finished_at');
+    .select('t.*', 'r.phase', 'r.plan_hash', 'r.outcome', 'r.finished_at');
 }
 
 /** Outcome counts per rollout, for the list (one query for the page). */
@@ -188,4 +192,101 @@ export async function setRolloutState(
     });
     return true;
   });
+}
+
+/** A plan hash a person approved for a whole plan-group rollout, with the statement they signed. */
+export interface PlanApprovalRow {
+  rollout_id: string;
+  plan_hash: string;
+  approval: SignedApproval;
+  approved_by: string;
+  created_at: Date;
+}
+
+const planApprovals = (db: Db) => db<PlanApprovalRow>('rollout_plan_approvals');
+
+/** Record a plan-group approval (a newer one of the same hash replaces the older) and audit it. */
+export async function recordPlanApproval(db: Db, approval: SignedApproval, rolloutId: string): Promise<void> {
+  await db.transaction(async (trx) => {
+    await planApprovals(trx)
+      .insert({
+        rollout_id: rolloutId,
+        plan_hash: approval.planHash,
+        approval: jsonb(trx, approval) as unknown as SignedApproval,
+        approved_by: approval.by,
+      })
+      .onConflict(['rollout_id', 'plan_hash'])
+      .merge(['approval', 'approved_by', 'created_at']);
+    await appendAudit(trx, {
+      actor: approval.by,
+      kind: 'rollout.plan-approved',
+      subject: rolloutId,
+      detail: { planHash: approval.planHash, keyId: approval.keyId, at: approval.at },
+    });
+  });
+}
+
+export function planApprovalsOf(db: Db, rolloutId: string): Promise<PlanApprovalRow[]> {
+  return planApprovals(db).where({ rollout_id: rolloutId }).orderBy('created_at');
+}
+
+/**
+ * The plan-group approval that may cover a run's plan: the run's rollout is read from the run's
+ * own row (requested by `rollout:<id>`) and must be plan-group; null when there is none (yet).
+ */
+export async function planApprovalForRun(db: Db, runId: string, planHash: string): Promise<SignedApproval | null> {
+  const { rows } = await db.raw<{ rows: { approval: SignedApproval }[] }>(
+    `select a.approval
+       from patch_runs r
+       join rollouts ro on 'rollout:' || ro.id = r.requested_by
+       join rollout_plan_approvals a on a.rollout_id = ro.id and a.plan_hash = ?
+      where r.id = ? and ro.approval_scope = 'plan-group'`,
+    [planHash, runId],
+  );
+  return rows[0]?.approval ?? null;
+}
+
+/** The rollout's runs waiting for a person's approval of exactly this plan (to deliver a group approval to). */
+export async function awaitingRunsOf(db: Db, rolloutId: string, planHash: string): Promise<string[]> {
+  const rows = await db('patch_runs')
+    .where({ requested_by: `rollout:${rolloutId}`, phase: 'awaiting-approval', plan_hash: planHash })
+    .whereNull('outcome')
+    .select('id');
+  return rows.map((r: { id: string }) => r.id);
+}
+
+/** Whether any run of the rollout has planned this hash (a group approval of a plan nobody has is refused). */
+export async function rolloutHasPlan(db: Db, rolloutId: string, planHash: string): Promise<boolean> {
+  const row: unknown = await db('patch_runs')
+    .where({ requested_by: `rollout:${rolloutId}`, plan_hash: planHash })
+    .first('id');
+  return row !== undefined;
+}
+
+/**
+ * The plan group a run belongs to, from its own row: its rollout when that rollout approves by
+ * plan group, with when it was created (a group approval signed before is stale) and who may not
+ * give its group approval (the rollout's creator; a window's rollout: the window's creator too).
+ */
+export async function planGroupOfRun(
+  db: Db,
+  runId: string,
+): Promise<{ rolloutId: string; since: number; mayNotApprove: string[] } | null> {
+  const { rows } = await db.raw<{
+    rows: { id: string; created_at: Date; created_by: string; window_by: string | null }[];
+  }>(
+    `select ro.id, ro.created_at, ro.created_by, w.created_by as window_by
+       from patch_runs r
+       join rollouts ro on 'rollout:' || ro.id = r.requested_by
+       left join maintenance_windows w on 'window:' || w.id = ro.created_by
+      where r.id = ? and ro.approval_scope = 'plan-group'`,
+    [runId],
+  );
+  const row = rows[0];
+  if (!row) return null;
+  return {
+    rolloutId: row.id,
+    since: row.created_at.getTime(),
+    mayNotApprove: [row.created_by, ...(row.window_by ? [row.window_by] : [])],
+  };
 }

@@ -32,10 +32,11 @@ export const control = proxyLocalActivities<ControlActivities>({
  * activities on the control task queue instead: measured here, a burst of 1,000 signals against
  * local-activity flushes left a run whose replay failed with "Missing associated machine for
  * LocalActivity" — local-activity markers and signals that arrive while they run do not replay
- * reliably. A regular activity is an event of its own in the history.
+ * reliably. A regular activity is an event of its own in the history. The plan-group lookup is one
+ * too: it runs while the run awaits approval, when approve Updates may arrive.
  */
 export const controlBySignal = proxyActivities<
-  Pick<ControlActivities, 'recordIgnoredDecisions' | 'recordPhase' | 'requestHostLock'>
+  Pick<ControlActivities, 'recordIgnoredDecisions' | 'recordPhase' | 'requestHostLock' | 'planGroupApproval'>
 >({
   startToCloseTimeout: '30s',
   retry: { initialInterval: '200ms', maximumInterval: '30s' },

@@ -18,7 +18,7 @@ import { hostSteps } from './host-steps';
 import type { PinnedHook } from '../activities/control';
 import type { PinnedKey } from '../contract/approval';
 import { agentRevokedSignal } from './messages';
-import { openReview } from './review';
+import { openReview, type GroupTrust } from './review';
 import { PatchOutcome, PatchPhase } from './search-attributes';
 
 /** Ends the run early with a named outcome; caught once at the top of the workflow. */
@@ -44,10 +44,12 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   let planAt = Infinity;
   // Four-eyes, also from the row (the claim): who may not approve this run, whatever path the approval takes.
   let mayNotApprove: readonly string[] = [];
+  // Issue 12: the plan-group rollout this run belongs to, from its claim (never the input).
+  let group: GroupTrust | null = null;
   const review = openReview(
     status,
     (ignored, dropped) => controlBySignal.recordIgnoredDecisions({ runId, ignored, dropped }),
-    () => ({ keys: approverKeys, planAt, mayNotApprove }),
+    () => ({ keys: approverKeys, planAt, mayNotApprove, group }),
   );
   const execute = agentFor(input, () => status.exclusions);
   const steps = hostSteps(input);
@@ -84,6 +86,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   // none): it can be rejected or cancelled, never approved.
   approverKeys = claim.approverKeys ?? [];
   mayNotApprove = claim.mayNotApprove ?? [];
+  group = claim.group ?? null;
 
   try {
     setPhase(status, 'planning');
@@ -111,16 +114,28 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
       const byBaseline = patched('baseline-approval')
         ? await control.evaluateBaselines({ runId, plan: status.plan, planHash: plan.planHash! })
         : null;
-      if (byBaseline) {
+      // Issue 12: in a plan-group rollout, an approval of this exact plan for the whole rollout
+      // (only runs whose claim pinned a group take this step, so other runs replay as before).
+      const groupApproval = () => controlBySignal.planGroupApproval({ runId, planHash: plan.planHash! });
+      const byGroup = !byBaseline && group !== null ? review.standing(await groupApproval()) : null;
+      if (byBaseline || byGroup) {
         await control.recordPlan({ runId, step: 'plan', execution: plan, phase: 'applying' });
       } else {
         // Accept decisions from here on: once the API shows the plan, the workflow already waits for it.
         setPhase(status, 'awaiting-approval');
         await control.recordPlan({ runId, step: 'plan', execution: plan, phase: 'awaiting-approval' });
+        // A group approval recorded between the look above and the phase write reached no one
+        // (the API delivers only to runs it sees waiting): look once more, now that we wait.
+        if (group !== null) {
+          const late = await groupApproval();
+          if (late) review.offer(late);
+        }
       }
       // In a pre-approved window the plan must be approved by window start.
       const decision =
-        byBaseline ?? (await review.waitForDecision(window ? window.startsAt : Date.now() + input.timeouts.approvalMs));
+        byBaseline ??
+        byGroup ??
+        (await review.waitForDecision(window ? window.startsAt : Date.now() + input.timeouts.approvalMs));
       if (decision === null) {
         if (window)
           throw new RunEnded('skipped-unapproved', `plan not approved by window start ${iso(window.startsAt)}`);

@@ -26,6 +26,20 @@ export interface Review {
   waitForDecision(deadline: number): Promise<Decision | null>;
   /** Write the refused signals to the record if any arrived since the last write. */
   flushIgnored(): Promise<void>;
+  /**
+   * Issue 12: a plan-group approval found recorded for the run's rollout. `standing` checks it
+   * before the run waits (the decision it would make, or null); `offer` gives it to a waiting run
+   * as if it had been signalled (taken when it holds, else recorded as refused, with why).
+   */
+  standing(raw: unknown): Decision | null;
+  offer(raw: unknown): void;
+}
+
+/** Issue 12: the plan-group rollout a run belongs to, pinned by its claim (activities/control PlanGroup). */
+export interface GroupTrust {
+  rolloutId: string;
+  since: number;
+  mayNotApprove: readonly string[];
 }
 
 /**
@@ -35,7 +49,12 @@ export interface Review {
 export function openReview(
   status: RunStatus,
   recordIgnored: (ignored: IgnoredDecision[], dropped: number) => Promise<void>,
-  trust: () => { keys: readonly PinnedKey[]; planAt: number; mayNotApprove: readonly string[] },
+  trust: () => {
+    keys: readonly PinnedKey[];
+    planAt: number;
+    mayNotApprove: readonly string[];
+    group: GroupTrust | null;
+  },
 ): Review {
   let decision: Decision | null = null;
   let unrecorded = false;
@@ -55,30 +74,43 @@ export function openReview(
       };
     }
     const made = { kind, ...checked.value } as Decision;
-    if (made.kind === 'approve' && made.planHash !== status.planHash) {
+    return made.kind === 'approve' ? (approveProblem(made) ?? made) : made;
+  }
+
+  /**
+   * Whether an approval may decide this run, whatever its phase: it names the current plan, is
+   * signed by its `by` with a key pinned at run start over this run's id — or, in a plan-group
+   * rollout, over the rollout's id (signed after the rollout began) — and four-eyes holds.
+   */
+  function approveProblem(made: Extract<Decision, { kind: 'approve' }>): Refusal | null {
+    if (made.planHash !== status.planHash) {
       return {
         type: DECISION_REFUSED.stalePlan,
         message: `stale plan hash: ${made.planHash} is not the current plan ${status.planHash}`,
       };
     }
-    if (made.kind === 'approve') {
-      const { keys, planAt } = trust();
-      const problem = approvalProblem(made, {
-        runId: status.runId,
-        planHash: status.planHash!,
-        keys,
-        now: Date.now(),
-        planAt,
-      });
-      if (problem !== null) return { type: DECISION_REFUSED.badSignature, message: `refused approval: ${problem}` };
-      // Four-eyes holds here too, not only in the API: a signed approval sent straight to Temporal.
-      if (trust().mayNotApprove.includes(made.by))
-        return {
-          type: DECISION_REFUSED.fourEyes,
-          message: `four-eyes: ${made.by} requested this run (or its window) and cannot approve it`,
-        };
-    }
-    return made;
+    const { keys, planAt, mayNotApprove, group } = trust();
+    const forGroup = group !== null && made.runId === group.rolloutId;
+    const problem = approvalProblem(made, {
+      runId: forGroup ? group.rolloutId : status.runId,
+      planHash: made.planHash,
+      keys,
+      now: Date.now(),
+      planAt: forGroup ? group.since : planAt,
+    });
+    if (problem !== null) return { type: DECISION_REFUSED.badSignature, message: `refused approval: ${problem}` };
+    // Four-eyes holds here too, not only in the API: a signed approval sent straight to Temporal.
+    if (mayNotApprove.includes(made.by))
+      return {
+        type: DECISION_REFUSED.fourEyes,
+        message: `four-eyes: ${made.by} requested this run (or its window) and cannot approve it`,
+      };
+    if (forGroup && group.mayNotApprove.includes(made.by))
+      return {
+        type: DECISION_REFUSED.fourEyes,
+        message: `four-eyes: ${made.by} created rollout ${group.rolloutId} and cannot give its plan-group approval`,
+      };
+    return null;
   }
   const refused = (r: Decision | Refusal): r is Refusal => 'type' in r;
 
@@ -107,6 +139,7 @@ export function openReview(
     else status.ignoredDecisions.push({ at: new Date().toISOString(), kind, reason: r.message, payload: preview(raw) });
   };
   setHandler(approveSignal, onSignal('approve'));
+  const offer = onSignal('approve');
   setHandler(rejectSignal, onSignal('reject'));
   setHandler(statusQuery, () => status);
 
@@ -121,6 +154,13 @@ export function openReview(
       return decision;
     },
     flushIgnored,
+    offer,
+    standing(raw: unknown) {
+      const checked = checkApprove(raw);
+      if (!checked.ok) return null;
+      const made = { kind: 'approve' as const, ...checked.value };
+      return approveProblem(made) === null ? made : null;
+    },
     async waitForDecision(deadline: number) {
       while (decision === null) {
         const remaining = deadline - Date.now();

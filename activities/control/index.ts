@@ -38,6 +38,8 @@ import { hookHashes } from '../../db/hooks';
 import { DEFAULT_REBOOT_TIMEOUT_SECONDS, type HookSpec } from '../../contract/rollout-policy';
 import { containerDefaults, getContainer } from '../../db/containers';
 import { getWindow } from '../../db/windows';
+import { planApprovalForRun, planGroupOfRun } from '../../db/rollouts';
+import type { SignedApproval } from '../../contract/approval';
 import { enabledBaselines, firstSeenFor } from '../../db/baselines';
 import { coverPlan, type BaselineApproval } from '../../contract/baselines';
 import { matchesSelector } from '../../contract/labels';
@@ -71,7 +73,23 @@ export type PinnedHook = HookSpec & { sha256: string };
 
 /** A claim, and when it succeeded the approver keys pinned for the run. */
 export type ClaimedRun =
-  { claimed: true; approverKeys: PinnedKey[]; mayNotApprove: string[] } | Extract<ClaimResult, { claimed: false }>;
+  | {
+      claimed: true;
+      approverKeys: PinnedKey[];
+      mayNotApprove: string[];
+      /** Issue 12: the run's plan-group rollout (docs/rollouts.md "Approval scope"); absent: none. */
+      group?: PlanGroup;
+    }
+  | Extract<ClaimResult, { claimed: false }>;
+
+/** A plan-group rollout as its runs pin it at claim: whose approval of a plan hash covers them. */
+export interface PlanGroup {
+  rolloutId: string;
+  /** When the rollout was created (epoch ms): a group approval signed before it is stale. */
+  since: number;
+  /** Who may never give this rollout's group approval (its creator; a window's creator). */
+  mayNotApprove: string[];
+}
 
 export interface ResolvedRun {
   family: Family;
@@ -132,10 +150,13 @@ export function createControlActivities(
     // Four-eyes is read from the row too, so an approval sent straight to Temporal meets it as well.
     if (!claim.claimed) return claim;
     observe?.started(input.runId, input.mode);
+    const group = await planGroupOfRun(db, input.runId);
     return {
       claimed: true,
       approverKeys: await approverKeys(db),
       mayNotApprove: await fourEyesExcluded(db, input.runId),
+      // Only when there is one, so runs outside plan-group rollouts record the claim as before.
+      ...(group ? { group } : {}),
     };
   }
 
@@ -261,6 +282,18 @@ export function createControlActivities(
     return null;
   }
 
+  /**
+   * Issue 12: the plan-group approval recorded for this run's rollout and this plan hash, if any
+   * (docs/rollouts.md "Approval scope"). Only fetched here: the workflow checks it — signature,
+   * freshness, four-eyes — exactly as an approval sent to it.
+   */
+  async function planGroupApproval(input: { runId: string; planHash: string }): Promise<SignedApproval | null> {
+    const o = owner();
+    if (input.runId !== o.runId)
+      throw ApplicationFailure.nonRetryable(`run ${input.runId} is not this execution's`, 'run-not-claimed');
+    return planApprovalForRun(db, o.runId, input.planHash);
+  }
+
   async function recordDecision(input: RecordDecisionInput): Promise<void> {
     await owned((o) => writeDecision(db, o, input));
   }
@@ -378,6 +411,7 @@ export function createControlActivities(
     recordPlan,
     recordDecision,
     evaluateBaselines,
+    planGroupApproval,
     recordPhase,
     recordIgnoredDecisions,
     recordOutcome,

@@ -229,6 +229,11 @@ export const ROUTE_DOCS: Record<RouteKey, RouteDoc> = {
     returns: ['rollout'],
     errors: ['conflict', ...TEMPORAL],
   },
+  'POST /v1/rollouts/:id/approve': {
+    summary: 'Approve a plan for a plan-group rollout: one signed approval covers every host whose plan has that hash',
+    returns: ['approval', 'approved[]', 'refused[]'],
+    errors: ['conflict', ...TEMPORAL],
+  },
   'GET /v1/users': { summary: 'List users', returns: ['users[]'] },
   'POST /v1/users': { summary: 'Create a user', ok: 201, returns: ['user'], errors: ['conflict'] },
   'GET /v1/users/:name': { summary: 'One user', returns: ['user'] },

@@ -2,7 +2,7 @@ import Router from '@koa/router';
 import type { AppState } from '../auth';
 import { at } from '../roles';
 import { validate } from '../validate';
-import { RolloutParams, StartRolloutBody } from './schema';
+import { ApprovePlanGroupBody, RolloutParams, StartRolloutBody } from './schema';
 import type { RolloutsService } from './service';
 
 export function rolloutsRouter(rollouts: RolloutsService): Router<AppState> {
@@ -27,6 +27,15 @@ export function rolloutsRouter(rollouts: RolloutsService): Router<AppState> {
       ctx.body = { rollout: await rollouts.control(ctx.state.valid.params.id, action, ctx.state.principal.name) };
     });
   }
+
+  router.post(
+    ...at('POST /v1/rollouts/:id/approve'),
+    validate({ params: RolloutParams, body: ApprovePlanGroupBody }),
+    async (ctx) => {
+      const { params, body } = ctx.state.valid;
+      ctx.body = await rollouts.approvePlan(params.id, body, ctx.state.principal.name);
+    },
+  );
 
   return router;
 }

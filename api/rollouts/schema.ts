@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { AgentId, ApprovalPolicy, freeText, RunMode } from '../../contract';
 import { LabelSelector } from '../../contract/labels';
-import { RebootPolicy, RunHooks } from '../../contract/rollout-policy';
+import { ApprovalScope, RebootPolicy, RunHooks } from '../../contract/rollout-policy';
+import { ApproveDecision } from '../../contract';
 
 /** The most hosts one rollout may name (its targets are recorded, and its history must stay small). */
 export const MAX_ROLLOUT_HOSTS = 5000;
@@ -21,6 +22,11 @@ export const StartRolloutBody = z
       .refine((t) => t.agentIds !== undefined || t.selector !== undefined, 'agentIds or selector (or both)'),
     mode: RunMode,
     approval: ApprovalPolicy,
+    /**
+     * `plan-group`: one signed approval of a plan hash (POST /v1/rollouts/:id/approve) covers every
+     * host of the rollout whose plan has that hash; needs approval `required` and mode `apply`.
+     */
+    approvalScope: ApprovalScope.default('per-run'),
     /** The first wave: this many hosts (or this percentage, rounded up, at least 1), all finished before the rest start. */
     canary: z.union([Count, Percent]).optional(),
     maxConcurrency: z.number().int().min(1).max(1000).default(10),
@@ -37,7 +43,23 @@ export const StartRolloutBody = z
     reboot: RebootPolicy.optional(),
     hooks: RunHooks.optional(),
   })
-  .strict();
+  .strict()
+  .refine((b) => b.approvalScope === 'per-run' || (b.approval === 'required' && b.mode === 'apply'), {
+    path: ['approvalScope'],
+    message: 'plan-group approves plans, so it needs mode apply and approval required',
+  });
 export type StartRolloutBody = z.infer<typeof StartRolloutBody>;
 
 export const RolloutParams = z.object({ id: z.string().regex(/^rol-[0-9a-z]{26}$/, 'a rollout id like rol-<ulid>') });
+
+/**
+ * A plan-group approval: the caller's signed statement over the rollout's id (in `runId`'s place)
+ * and the plan hash, exactly as `POST /v1/runs/:id/approve` takes one for a run.
+ */
+export const ApprovePlanGroupBody = ApproveDecision.pick({
+  planHash: true,
+  at: true,
+  keyId: true,
+  signature: true,
+}).strict();
+export type ApprovePlanGroupBody = z.infer<typeof ApprovePlanGroupBody>;

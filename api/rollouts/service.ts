@@ -1,6 +1,11 @@
-import type { Client } from '@temporalio/client';
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { requireHooks } from '../hooks/service';
-import { WorkflowNotFoundError } from '@temporalio/common';
+import { ApplicationFailure, WorkflowNotFoundError } from '@temporalio/common';
+import { approvalProblem, type SignedApproval } from '../../contract/approval';
+import { approverKeys } from '../../db/approver-keys';
+import { getWindow } from '../../db/windows';
+import { pool } from '../../runtime/pool';
+import { approveUpdate } from '../../workflows/messages';
 import { ulid } from 'ulid';
 import { matchesSelector } from '../../contract/labels';
 import { BUDGET_OUTCOMES } from '../../contract/rollout-policy';
@@ -9,6 +14,10 @@ import { appendAudit } from '../../db/audit';
 import {
   deleteRollout,
   agentsWithLabels,
+  awaitingRunsOf,
+  planApprovalsOf,
+  recordPlanApproval,
+  rolloutHasPlan,
   getRollout,
   insertRollout,
   listRollouts,
@@ -20,7 +29,7 @@ import {
 import { rollout as rolloutWorkflow } from '../../workflows/rollout';
 import { abortRolloutSignal, pauseRolloutSignal, resumeRolloutSignal } from '../../workflows/rollout-messages';
 import { ApiError, notFound } from '../errors';
-import { MAX_ROLLOUT_HOSTS, type StartRolloutBody } from './schema';
+import { MAX_ROLLOUT_HOSTS, type ApprovePlanGroupBody, type StartRolloutBody } from './schema';
 
 export interface RolloutsDeps {
   db: Db;
@@ -38,6 +47,7 @@ function toRollout(r: RolloutRow) {
     targets: r.targets,
     mode: r.mode,
     approval: r.approval,
+    approvalScope: r.approval_scope,
     canary: r.canary,
     canaryHosts: r.canary_count,
     maxConcurrency: r.max_concurrency,
@@ -132,6 +142,7 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
           targets: body.targets,
           mode: body.mode,
           approval: body.approval,
+          approval_scope: body.approvalScope,
           canary: body.canary ?? null,
           canary_count: canaryCount,
           max_concurrency: body.maxConcurrency,
@@ -159,6 +170,7 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
           skipped: skipped.length,
           mode: body.mode,
           approval: body.approval,
+          approvalScope: body.approvalScope,
           canaryHosts: canaryCount,
           maxConcurrency: body.maxConcurrency,
           allowedFailures: allowed,
@@ -221,8 +233,16 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
     if (!row) throw notFound(`rollout ${id}`);
     const hosts = await rolloutHosts(db, id);
     const spent = hosts.filter((h) => h.outcome !== null && BUDGET_OUTCOMES.has(h.outcome)).length;
+    const approvals = row.approval_scope === 'plan-group' ? await planApprovalsOf(db, id) : [];
     return {
       ...toRollout(row),
+      planApprovals: approvals.map((a) => ({
+        planHash: a.plan_hash,
+        by: a.approved_by,
+        at: a.approval.at,
+        keyId: a.approval.keyId,
+        recordedAt: iso(a.created_at),
+      })),
       waves: wavesOf(hosts),
       budget: budgetOf(row.allowed_failures, spent),
       hosts: hosts.map((h) => ({
@@ -231,6 +251,7 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
         wave: h.wave,
         runId: h.run_id,
         phase: h.phase,
+        planHash: h.plan_hash,
         outcome: h.outcome,
         startedAt: iso(h.started_at),
         finishedAt: iso(h.finished_at),
@@ -255,6 +276,58 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
     return toRollout(row);
   }
 
-  return { start, list, get, control };
+  /**
+   * A plan-group approval (docs/rollouts.md "Approval scope"): checked here as each run will
+   * check it — signed by the caller's registered key over the rollout's id and the plan hash,
+   * after the rollout began and within 24 h, never by the rollout's creator — then recorded and
+   * delivered to each of the rollout's runs waiting with exactly that plan (each still checks it
+   * itself and refuses drift at apply). Hosts that plan it later find the record themselves.
+   */
+  async function approvePlan(id: string, body: ApprovePlanGroupBody, by: string) {
+    const row = await getRollout(db, id);
+    if (!row) throw notFound(`rollout ${id}`);
+    if (row.approval_scope !== 'plan-group')
+      throw new ApiError(
+        'conflict',
+        `rollout ${id} approves each host's plan on its own (approvalScope per-run): approve its runs`,
+      );
+    if (ENDED.has(row.state)) throw new ApiError('conflict', `rollout ${id} already ended: ${row.state}`);
+    const creators = [row.created_by];
+    const windowId = /^window:(.+)$/.exec(row.created_by)?.[1];
+    if (windowId) creators.push((await getWindow(db, windowId))?.created_by ?? row.created_by);
+    if (creators.includes(by))
+      throw new ApiError('forbidden', `four-eyes: ${by} created rollout ${id} and cannot give its plan-group approval`);
+    if (!(await rolloutHasPlan(db, id, body.planHash)))
+      throw new ApiError('conflict', `no host of rollout ${id} has planned ${body.planHash}`);
+    const signed: SignedApproval = { ...body, runId: id, by };
+    const problem = approvalProblem(signed, {
+      runId: id,
+      planHash: body.planHash,
+      keys: await approverKeys(db),
+      now: Date.now(),
+      planAt: row.created_at.getTime(),
+    });
+    if (problem) throw new ApiError('forbidden', `refused approval: ${problem}`);
+    await recordPlanApproval(db, signed, id);
+    const waiting = await awaitingRunsOf(db, id, body.planHash);
+    const results = await pool(waiting, 8, async (runId) => {
+      try {
+        await temporal.workflow.getHandle(runId).executeUpdate(approveUpdate, { args: [signed] });
+        return { runId, ok: true as const };
+      } catch (err) {
+        // The run refused it (its own four-eyes, a plan that changed meanwhile) or ended: it says why.
+        const cause = err instanceof WorkflowUpdateFailedError ? err.cause : err;
+        const message = cause instanceof ApplicationFailure || cause instanceof Error ? cause.message : String(cause);
+        return { runId, ok: false as const, message };
+      }
+    });
+    return {
+      approval: { rolloutId: id, planHash: body.planHash, by, at: body.at, keyId: body.keyId },
+      approved: results.filter((r) => r.ok).map((r) => r.runId),
+      refused: results.flatMap((r) => (r.ok ? [] : [{ runId: r.runId, message: r.message }])),
+    };
+  }
+
+  return { start, list, get, control, approvePlan };
 }
 export type RolloutsService = ReturnType<typeof rolloutsService>;

@@ -1,6 +1,21 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { CliError, positional, table, usageError, type Command, type CommandContext } from '../command';
+import { signApproval } from '../../contract/approval';
+import { PLAN_HASH_PATTERN } from '../../contract/workflow-safe';
+import {
+  CliError,
+  EXIT,
+  positional,
+  required,
+  showPlan,
+  table,
+  usageError,
+  type Command,
+  type CommandContext,
+} from '../command';
+import { confirm } from './approve';
+import { readKey } from './keys';
+import { getRun } from './run';
 
 const Budget = z.object({ allowed: z.number(), spent: z.number(), left: z.number() });
 const Rollout = z
@@ -21,6 +36,7 @@ const Host = z
     wave: z.number(),
     runId: z.string().nullable(),
     phase: z.string().nullable(),
+    planHash: z.string().nullable().optional(),
     outcome: z.string().nullable(),
   })
   .loose();
@@ -67,6 +83,7 @@ function startBody(ctx: CommandContext): unknown {
     targets: { ...(agentIds.length ? { agentIds } : {}), ...(selector ? { selector } : {}) },
     mode: v['dry-run'] ? 'dry-run' : 'apply',
     approval: typeof v.approval === 'string' ? v.approval : 'required',
+    ...(v['plan-group'] ? { approvalScope: 'plan-group' } : {}),
     ...(v.canary !== undefined ? { canary: countOrPercent(v.canary, 'canary') } : {}),
     ...(v['max-concurrency'] !== undefined ? { maxConcurrency: whole(v['max-concurrency'], 'max-concurrency') } : {}),
     ...(v['max-failures'] !== undefined ? { maxFailures: countOrPercent(v['max-failures'], 'max-failures') } : {}),
@@ -108,11 +125,16 @@ export const rollout: Command = {
   name: 'rollout',
   summary: 'start, show, pause, resume or abort a rollout',
   usage: `patchnanny rollout start (--selector <k=v,…> | --agent <id> [--agent <id>…]) [--name <n>]
-                         [--approval required|auto] [--dry-run] [--canary <n|p%>]
+                         [--approval required|auto] [--plan-group] [--dry-run] [--canary <n|p%>]
                          [--max-concurrency <n>] [--max-failures <n|p%>]
 patchnanny rollout start --file <rollout.json|->     (the POST /v1/rollouts body)
 patchnanny rollout show <rolloutId> [--json]
-patchnanny rollout pause|resume|abort <rolloutId>`,
+patchnanny rollout pause|resume|abort <rolloutId>
+patchnanny rollout approve <rolloutId> --key <file> [--plan <planHash>] [--by <name>] [--yes]
+  --plan-group: one signed approval of a plan covers every host of the rollout with that plan
+  (docs/rollouts.md). \`approve\` shows the plan a host waits with (--plan when hosts wait with
+  different plans), asks, signs it over the rollout's id and sends it; each host still checks
+  it, and refuses drift before applying. Exit 1 when any waiting host refused it.`,
   options: {
     file: { type: 'string' },
     name: { type: 'string' },
@@ -123,6 +145,11 @@ patchnanny rollout pause|resume|abort <rolloutId>`,
     canary: { type: 'string' },
     'max-concurrency': { type: 'string' },
     'max-failures': { type: 'string' },
+    'plan-group': { type: 'boolean' },
+    key: { type: 'string' },
+    by: { type: 'string' },
+    plan: { type: 'string' },
+    yes: { type: 'boolean', short: 'y' },
   },
   positionals: true,
   api: true,
@@ -153,6 +180,7 @@ budget: ${r.budget.spent} failed of ${r.budget.allowed} allowed; waves: ${r.wave
         )}`,
       );
     }
+    if (verb === 'approve') return approvePlanGroup(ctx, id, path);
     if (verb === 'pause' || verb === 'resume' || verb === 'abort') {
       const { rollout: r } = await ctx.api.call('POST', `${path}/${verb}`, z.object({ rollout: Rollout }), {});
       return ctx.out(ctx.json ? JSON.stringify(r) : `${verb} requested for ${r.id}`);
@@ -160,3 +188,46 @@ budget: ${r.budget.spent} failed of ${r.budget.allowed} allowed; waves: ${r.wave
     throw usageError(`unknown rollout command ${verb ?? '(none)'}`);
   },
 };
+
+const PlanGroupAnswer = z.object({
+  approved: z.array(z.string()),
+  refused: z.array(z.object({ runId: z.string(), message: z.string() })),
+});
+
+/** `rollout approve`: sign one plan of a plan-group rollout for the whole rollout. */
+async function approvePlanGroup(ctx: CommandContext, id: string, path: string): Promise<number | void> {
+  const k = readKey(required(ctx, 'key'));
+  const by = typeof ctx.values.by === 'string' ? ctx.values.by : k.by;
+  if (!by) throw new CliError('--by: the name you approve as is required (the key file names none)', EXIT.usage);
+  const { rollout: r } = await ctx.api.call('GET', path, z.object({ rollout: Detail }));
+  const waiting = r.hosts.filter((h) => h.phase === 'awaiting-approval' && h.planHash);
+  const plans = [...new Set(waiting.map((h) => h.planHash!))];
+  const wanted = typeof ctx.values.plan === 'string' ? ctx.values.plan : undefined;
+  if (wanted !== undefined && !PLAN_HASH_PATTERN.test(wanted)) throw usageError('--plan: a 64-hex plan hash');
+  if (wanted === undefined && plans.length !== 1)
+    throw new CliError(
+      plans.length === 0
+        ? `no host of ${id} waits for approval`
+        : `hosts of ${id} wait with ${plans.length} different plans: choose one with --plan (${plans.join(', ')})`,
+    );
+  const planHash = wanted ?? plans[0];
+  const example = waiting.find((h) => h.planHash === planHash);
+  const show = ctx.json ? { ...ctx, out: (l: string) => ctx.err(`${l}\n`) } : ctx;
+  show.out(`rollout ${id}: plan ${planHash}, for every host of the rollout that plans exactly it`);
+  if (example?.runId) showPlan(show, await getRun(ctx, example.runId));
+  else show.out('  (no host waits with this plan now: its packages are shown on the runs that planned it)');
+  await confirm(ctx, `approve this plan for rollout ${id} as ${by}?`);
+  const { at, keyId, signature } = signApproval(
+    { runId: id, planHash, by, at: new Date().toISOString() },
+    k.keyId,
+    k.secret,
+  );
+  const answer = await ctx.api.call('POST', `${path}/approve`, PlanGroupAnswer, { planHash, at, keyId, signature });
+  if (ctx.json) ctx.out(JSON.stringify(answer));
+  else {
+    ctx.out(`approved plan ${planHash} for ${id} as ${by}`);
+    for (const runId of answer.approved) ctx.out(`approved ${runId}`);
+    for (const x of answer.refused) ctx.out(`refused ${x.runId}: ${x.message}`);
+  }
+  return answer.refused.length ? EXIT.failed : EXIT.ok;
+}

@@ -27,6 +27,7 @@ export const TABLES = [
   'maintenance_windows',
   'rollouts',
   'rollout_targets',
+  'rollout_plan_approvals',
   'enrolment_tokens',
   'users',
   'user_tokens',
