@@ -36,6 +36,7 @@ export {
   type SnapshotMode,
   SNAPSHOT_MODES,
   resolveContainerOptions,
+  DEFAULT_CONTAINER_LOCK_WAIT_MS,
   OPTION_SOURCES,
   type ContainerOptionLayer,
   type ContainerOptions,

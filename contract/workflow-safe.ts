@@ -175,6 +175,9 @@ export function resolveContainerOptions(layers: {
   };
 }
 
+/** How long a container run waits out a locked container (backup, migration) unless it says otherwise. */
+export const DEFAULT_CONTAINER_LOCK_WAIT_MS = 15 * 60_000;
+
 /** A run on an LXC container of a Proxmox VE node, executed by the node's agent through `pct`. */
 export interface RunContainer {
   vmid: number;

@@ -1,4 +1,4 @@
-import type { ApprovalPolicy, RunMode, RunOutcome, RunPhase } from '../contract';
+import type { ApprovalPolicy, ContainerOptions, RunMode, RunOutcome, RunPhase, SnapshotMode } from '../contract';
 import type { SignedApproval } from '../contract/approval';
 import type { ApprovalScope, RebootPolicy, RunHooks } from '../contract/rollout-policy';
 import { appendAudit } from './audit';
@@ -13,7 +13,12 @@ export type FailureBudget = { count: number } | { percent: number };
 export interface RolloutRow {
   id: string;
   name: string;
-  targets: { agentIds?: string[]; selector?: string };
+  targets: {
+    agentIds?: string[];
+    selector?: string;
+    containers?: { agentId: string; vmid: number }[];
+    containersOf?: string[];
+  };
   mode: RunMode;
   approval: ApprovalPolicy;
   /** `plan-group`: one signed approval per plan hash covers the rollout's hosts with that plan. */
@@ -25,6 +30,9 @@ export interface RolloutRow {
   allowed_failures: number;
   reboot: RebootPolicy | null;
   hooks: RunHooks | null;
+  /** What the rollout asked of its container targets; null: each container's default decides. */
+  start_if_stopped: boolean | null;
+  snapshot: SnapshotMode | null;
   skipped_targets: { agentId: string; reason: string }[];
   state: RolloutState;
   failures: number;
@@ -42,6 +50,10 @@ export interface RolloutTargetRow {
   hostname: string;
   position: number;
   wave: number;
+  /** 0: the agent's own host; else a container of the agent's Proxmox VE node (docs/proxmox.md). */
+  vmid: number;
+  /** A container target's options, resolved at start (run > container default > off). */
+  container_options: ContainerOptions | null;
   run_id: string | null;
   started_at: Date | null;
 }
@@ -80,7 +92,13 @@ export async function insertRollout(
     .returning('*');
   // In chunks: a 5,000-host rollout stays under PostgreSQL's bind-parameter limit.
   for (let i = 0; i < hosts.length; i += 1000)
-    await targets(db).insert(hosts.slice(i, i + 1000).map((h) => ({ ...h, rollout_id: r.id })));
+    await targets(db).insert(
+      hosts.slice(i, i + 1000).map((h) => ({
+        ...h,
+        container_options: h.container_options ? jsonb(db, h.container_options) : null,
+        rollout_id: r.id,
+      })),
+    );
   return row;
 }
 
@@ -140,11 +158,11 @@ export async function claimRollout(db: Db, id: string, workflowRunId: string): P
 export async function markTargetsStarted(
   db: Db,
   id: string,
-  hosts: readonly { agentId: string; runId: string }[],
+  hosts: readonly { agentId: string; vmid?: number; runId: string }[],
 ): Promise<void> {
   for (const h of hosts)
     await targets(db)
-      .where({ rollout_id: id, agent_id: h.agentId })
+      .where({ rollout_id: id, agent_id: h.agentId, vmid: h.vmid ?? 0 })
       .whereNull('run_id')
       .update({ run_id: h.runId, started_at: db.fn.now() as unknown as Date });
 }

@@ -1,5 +1,5 @@
 import { condition, getExternalWorkflowHandle, ParentClosePolicy, setHandler, startChild } from '@temporalio/workflow';
-import type { RunOutcome } from '../contract';
+import { DEFAULT_CONTAINER_LOCK_WAIT_MS, type ContainerOptions, type RunOutcome } from '../contract';
 import { BUDGET_OUTCOMES } from '../contract/rollout-policy';
 import { newRunId } from '../contract/run-id';
 import type { RolloutState } from '../db/rollouts';
@@ -12,12 +12,15 @@ import {
   rolloutSummaryQuery,
   type RolloutSummary,
 } from './rollout-messages';
-import { PatchHost, PatchPhase } from './search-attributes';
+import { PatchContainer, PatchHost, PatchPhase } from './search-attributes';
 
 interface Host {
   agentId: string;
   hostname: string;
   wave: number;
+  /** A container of the agent's Proxmox VE node (docs/proxmox.md), with its resolved options. */
+  container?: number;
+  options?: ContainerOptions;
   runId: string | null;
   outcome: RunOutcome | null;
 }
@@ -108,7 +111,7 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
 
   /** Write the batch's run rows in one activity, then start a child patchRun per host. */
   async function start(batch: Host[]) {
-    for (const h of batch) h.runId = newRunId(h.agentId, Date.now(), Math.random);
+    for (const h of batch) h.runId = newRunId(h.agentId, Date.now(), Math.random, h.container);
     running += batch.length;
     await control.startRolloutHosts({
       rolloutId,
@@ -116,7 +119,11 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
       approval: plan.approval,
       ...(plan.reboot ? { reboot: plan.reboot } : {}),
       ...(plan.hooks ? { hooks: plan.hooks } : {}),
-      hosts: batch.map((h) => ({ agentId: h.agentId, runId: h.runId! })),
+      hosts: batch.map((h) => ({
+        agentId: h.agentId,
+        runId: h.runId!,
+        ...(h.container !== undefined ? { container: h.container, options: h.options } : {}),
+      })),
     });
     await Promise.all(
       batch.map(async (h) => {
@@ -135,11 +142,23 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
               // Issue 12: the same policy the run rows record, or the claim refuses the run.
               ...(plan.reboot ? { reboot: plan.reboot } : {}),
               ...(plan.hooks ? { hooks: plan.hooks } : {}),
+              // A container: the options its run row records; a locked one is waited for (docs/proxmox.md).
+              ...(h.container !== undefined && h.options
+                ? {
+                    container: {
+                      vmid: h.container,
+                      startIfStopped: h.options.startIfStopped,
+                      snapshot: h.options.snapshot,
+                      lockWaitMs: DEFAULT_CONTAINER_LOCK_WAIT_MS,
+                    },
+                  }
+                : {}),
             },
           ],
           typedSearchAttributes: [
             { key: PatchHost, value: h.hostname },
             { key: PatchPhase, value: 'planning' },
+            ...(h.container === undefined ? [] : [{ key: PatchContainer, value: `${h.agentId}/${h.container}` }]),
           ],
           // Never kill a package manager mid-transaction: runs outlive a terminated rollout.
           parentClosePolicy: ParentClosePolicy.ABANDON,

@@ -5,7 +5,9 @@
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import {
+  resolveContainerOptions,
   resolveRunTimeouts,
+  type ContainerOptions,
   type ApprovalPolicy,
   type ConfigurableTimeouts,
   type RunMode,
@@ -36,9 +38,12 @@ export interface RolloutPlan {
   /** Issue 12: every host's run reboots and runs hooks as the rollout says (absent: never, none). */
   reboot?: RebootPolicy;
   hooks?: RunHooks;
-  /** In rollout order; wave 1 is the canary when there is one. */
-  hosts: { agentId: string; hostname: string; wave: number }[];
+  /** In rollout order; wave 1 is the canary when there is one. A container target has its vmid and options. */
+  hosts: { agentId: string; hostname: string; wave: number; container?: number; options?: ContainerOptions }[];
 }
+
+/** A container target recorded before its options were: off (not started when stopped, no snapshot). */
+const OFF: ContainerOptions = resolveContainerOptions({});
 
 export type RolloutClaim = { claimed: true; plan: RolloutPlan } | { claimed: false; reason: string };
 
@@ -69,7 +74,13 @@ export function createRolloutActivities(db: Db, runDefaults: ConfigurableTimeout
         timeouts: resolveRunTimeouts(runDefaults),
         ...(row.reboot && row.reboot !== 'never' ? { reboot: row.reboot } : {}),
         ...(row.hooks ? { hooks: row.hooks } : {}),
-        hosts: hosts.map((h) => ({ agentId: h.agent_id, hostname: h.hostname, wave: h.wave })),
+        hosts: hosts.map((h) => ({
+          agentId: h.agent_id,
+          hostname: h.hostname,
+          wave: h.wave,
+          // Only container targets carry these, so a host target's plan is what it was before.
+          ...(h.vmid ? { container: h.vmid, options: h.container_options ?? OFF } : {}),
+        })),
       },
     };
   }
@@ -85,7 +96,7 @@ export function createRolloutActivities(db: Db, runDefaults: ConfigurableTimeout
     approval: ApprovalPolicy;
     reboot?: RebootPolicy;
     hooks?: RunHooks;
-    hosts: { agentId: string; runId: string }[];
+    hosts: { agentId: string; runId: string; container?: number; options?: ContainerOptions }[];
   }): Promise<void> {
     const e = execution();
     const requestedBy = `rollout:${input.rolloutId}`;
@@ -106,6 +117,7 @@ export function createRolloutActivities(db: Db, runDefaults: ConfigurableTimeout
           mode: input.mode,
           approval: input.approval,
           requestedBy,
+          ...(h.container !== undefined ? { vmid: h.container, containerOptions: h.options } : {}),
           ...(input.reboot ? { reboot: input.reboot } : {}),
           ...(input.hooks ? { hooks: input.hooks } : {}),
         })),
@@ -115,10 +127,20 @@ export function createRolloutActivities(db: Db, runDefaults: ConfigurableTimeout
           actor: requestedBy,
           kind: 'run.requested',
           subject: h.runId,
-          detail: { agentId: h.agentId, mode: input.mode, approval: input.approval, rolloutId: input.rolloutId },
+          detail: {
+            agentId: h.agentId,
+            ...(h.container !== undefined ? { container: h.container } : {}),
+            mode: input.mode,
+            approval: input.approval,
+            rolloutId: input.rolloutId,
+          },
           dedupeKey: `run.requested:${h.runId}`,
         });
-      await markTargetsStarted(trx, input.rolloutId, input.hosts);
+      await markTargetsStarted(
+        trx,
+        input.rolloutId,
+        input.hosts.map((h) => ({ agentId: h.agentId, vmid: h.container, runId: h.runId })),
+      );
     });
   }
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { AgentId, ApprovalPolicy, freeText, RunMode } from '../../contract';
+import { AgentId, ApprovalPolicy, freeText, RunMode, SNAPSHOT_MODES } from '../../contract';
+import { Vmid } from '../../contract/proxmox';
 import { LabelSelector } from '../../contract/labels';
 import { ApprovalScope, RebootPolicy, RunHooks } from '../../contract/rollout-policy';
 import { ApproveDecision } from '../../contract';
@@ -13,13 +14,26 @@ const Percent = z.strictObject({ percent: z.number().int().min(1).max(100) });
 export const StartRolloutBody = z
   .object({
     name: freeText(200).trim().optional(),
-    /** Explicit agents and/or a label selector; the union of both, resolved and recorded at start. */
+    /**
+     * Explicit agents and/or a label selector, and Proxmox VE containers — listed, or every
+     * supported container a node reports (`containersOf`), each a target of its own; the union,
+     * resolved and recorded at start.
+     */
     targets: z
       .strictObject({
         agentIds: z.array(AgentId).min(1).max(MAX_ROLLOUT_HOSTS).optional(),
         selector: LabelSelector.optional(),
+        containers: z
+          .array(z.strictObject({ agentId: AgentId, vmid: Vmid }))
+          .min(1)
+          .max(MAX_ROLLOUT_HOSTS)
+          .optional(),
+        containersOf: z.array(AgentId).min(1).max(100).optional(),
       })
-      .refine((t) => t.agentIds !== undefined || t.selector !== undefined, 'agentIds or selector (or both)'),
+      .refine(
+        (t) => Object.values(t).some((v) => v !== undefined),
+        'agentIds or selector (or both), and/or containers or containersOf',
+      ),
     mode: RunMode,
     approval: ApprovalPolicy,
     /**
@@ -42,8 +56,22 @@ export const StartRolloutBody = z
       .default({ count: 0 }),
     reboot: RebootPolicy.optional(),
     hooks: RunHooks.optional(),
+    /**
+     * Container targets: start a stopped container for its run (and stop it after), snapshot
+     * before apply; absent: each container's default decides, else off (docs/proxmox.md).
+     */
+    startIfStopped: z.boolean().optional(),
+    snapshot: z.enum(SNAPSHOT_MODES).optional(),
   })
   .strict()
+  .refine(
+    (b) =>
+      (b.startIfStopped === undefined && b.snapshot === undefined) || b.targets.containers || b.targets.containersOf,
+    {
+      path: ['startIfStopped'],
+      message: 'startIfStopped and snapshot apply to container targets only',
+    },
+  )
   .refine((b) => b.approvalScope === 'per-run' || (b.approval === 'required' && b.mode === 'apply'), {
     path: ['approvalScope'],
     message: 'plan-group approves plans, so it needs mode apply and approval required',

@@ -8,6 +8,8 @@ import { pool } from '../../runtime/pool';
 import { approveUpdate } from '../../workflows/messages';
 import { ulid } from 'ulid';
 import { matchesSelector } from '../../contract/labels';
+import { resolveContainerOptions, type ContainerOptions } from '../../contract';
+import { containerDefaults, listContainers, type ContainerRow } from '../../db/containers';
 import { BUDGET_OUTCOMES } from '../../contract/rollout-policy';
 import type { Db } from '../../db';
 import { appendAudit } from '../../db/audit';
@@ -38,6 +40,14 @@ export interface RolloutsDeps {
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+/** A resolved target: an agent's own host (vmid 0) or one container of its node, with its options. */
+interface Target {
+  id: string;
+  hostname: string;
+  vmid: number;
+  options: ContainerOptions | null;
+}
 const ENDED = new Set(['halted', 'aborted', 'completed']);
 
 function toRollout(r: RolloutRow) {
@@ -87,7 +97,10 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
    * The hosts a rollout targets, now: the named agents, then the selector's matches (by id), once
    * each. Only accepted agents run; pending and revoked ones are recorded as skipped, with why.
    */
-  async function resolveTargets(targets: StartRolloutBody['targets']) {
+  async function resolveTargets(
+    targets: StartRolloutBody['targets'],
+    body: Pick<StartRolloutBody, 'startIfStopped' | 'snapshot'>,
+  ) {
     const named = targets.agentIds ?? [];
     const rows = await agentsWithLabels(db);
     const byId = new Map(rows.map((r) => [r.id, r]));
@@ -100,18 +113,77 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
       );
     const selected = targets.selector ? rows.filter((r) => matchesSelector(r.labels ?? {}, targets.selector!)) : [];
     const wanted = [...new Set([...named, ...selected.map((r) => r.id)])].map((id) => byId.get(id)!);
-    const hosts = wanted.filter((a) => a.status === 'accepted');
+    const notAccepted = (a: { status: string }) =>
+      a.status === 'pending' ? 'agent is pending acceptance' : `agent is ${a.status}`;
+    const hosts: Target[] = wanted
+      .filter((a) => a.status === 'accepted')
+      .map((a) => ({ id: a.id, hostname: a.hostname, vmid: 0, options: null }));
     const skipped = wanted
       .filter((a) => a.status !== 'accepted')
-      .map((a) => ({
-        agentId: a.id,
-        reason: a.status === 'pending' ? 'agent is pending acceptance' : `agent is ${a.status}`,
-      }));
+      .map((a) => ({ agentId: a.id, reason: notAccepted(a) }));
+    const containers = await resolveContainers(targets, body, byId);
+    return { hosts: [...hosts, ...containers.hosts], skipped: [...skipped, ...containers.skipped] };
+  }
+
+  /**
+   * Container targets (docs/proxmox.md): each listed container, and every container the
+   * `containersOf` nodes report now, once each. A listed container its node never reported (or
+   * that left it) is a 400; a reported one that cannot be patched (unsupported, its node not
+   * accepted) is recorded as skipped, with why. Options: the rollout's, else the container's
+   * default, else off — resolved and recorded now, as a run's own request would be.
+   */
+  async function resolveContainers(
+    targets: StartRolloutBody['targets'],
+    body: Pick<StartRolloutBody, 'startIfStopped' | 'snapshot'>,
+    agents: Map<string, { id: string; hostname: string; status: string }>,
+  ): Promise<{ hosts: Target[]; skipped: { agentId: string; reason: string }[] }> {
+    const nodes = [...new Set([...(targets.containers ?? []).map((c) => c.agentId), ...(targets.containersOf ?? [])])];
+    const unknown = nodes.filter((id) => !agents.has(id));
+    if (unknown.length > 0)
+      throw new ApiError('validation_failed', `targets: unknown agent ${unknown.join(', ')}`, 'targets.containers');
+    const reported = new Map<string, ContainerRow>();
+    for (const node of nodes)
+      for (const ct of await listContainers(db, node)) if (!ct.gone_at) reported.set(`${node}/${ct.vmid}`, ct);
+    const wanted = new Map<string, ContainerRow>();
+    for (const c of targets.containers ?? []) {
+      const ct = reported.get(`${c.agentId}/${c.vmid}`);
+      if (!ct)
+        throw new ApiError(
+          'validation_failed',
+          `targets.containers: agent ${c.agentId} reports no container ${c.vmid}`,
+          'targets.containers',
+        );
+      wanted.set(`${c.agentId}/${c.vmid}`, ct);
+    }
+    for (const node of targets.containersOf ?? [])
+      for (const [key, ct] of reported) if (ct.agent_id === node) wanted.set(key, ct);
+    const hosts: Target[] = [];
+    const skipped: { agentId: string; reason: string }[] = [];
+    for (const ct of wanted.values()) {
+      const node = agents.get(ct.agent_id)!;
+      const why =
+        node.status !== 'accepted'
+          ? `agent is ${node.status === 'pending' ? 'pending acceptance' : node.status}`
+          : !ct.family
+            ? `unsupported: ${ct.unsupported ?? 'no family detected'}`
+            : null;
+      if (why) skipped.push({ agentId: ct.agent_id, reason: `container ${ct.vmid}: ${why}` });
+      else
+        hosts.push({
+          id: ct.agent_id,
+          hostname: node.hostname,
+          vmid: ct.vmid,
+          options: resolveContainerOptions({
+            run: { startIfStopped: body.startIfStopped ?? null, snapshot: body.snapshot ?? null },
+            container: containerDefaults(ct),
+          }),
+        });
+    }
     return { hosts, skipped };
   }
 
   async function start(body: StartRolloutBody, by: string) {
-    const { hosts, skipped } = await resolveTargets(body.targets);
+    const { hosts, skipped } = await resolveTargets(body.targets, body);
     if (hosts.length === 0)
       throw new ApiError(
         'validation_failed',
@@ -150,6 +222,8 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
           allowed_failures: allowed,
           reboot: body.reboot ?? null,
           hooks: body.hooks ?? null,
+          start_if_stopped: body.startIfStopped ?? null,
+          snapshot: body.snapshot ?? null,
           skipped_targets: skipped,
           created_by: by,
         },
@@ -158,6 +232,8 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
           hostname: h.hostname,
           position: i,
           wave: canaryCount > 0 && i >= canaryCount ? 2 : 1,
+          vmid: h.vmid,
+          container_options: h.options,
         })),
       );
       await appendAudit(trx, {
@@ -198,6 +274,7 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
       hosts: hosts.map((h, i) => ({
         agentId: h.id,
         hostname: h.hostname,
+        ...(h.vmid ? { container: h.vmid, containerOptions: h.options } : {}),
         wave: canaryCount > 0 && i >= canaryCount ? 2 : 1,
       })),
       budget: budgetOf(allowed, 0),
@@ -248,6 +325,7 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
       hosts: hosts.map((h) => ({
         agentId: h.agent_id,
         hostname: h.hostname,
+        ...(h.vmid ? { container: h.vmid, containerOptions: h.container_options } : {}),
         wave: h.wave,
         runId: h.run_id,
         phase: h.phase,

@@ -2,6 +2,7 @@ import { randomInt } from 'node:crypto';
 import { ApplicationFailure, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import {
+  DEFAULT_CONTAINER_LOCK_WAIT_MS,
   newRunId,
   resolveContainerOptions,
   resolveRunTimeouts,
@@ -91,9 +92,6 @@ function toRun(r: RunRow) {
   };
 }
 export type Run = ReturnType<typeof toRun>;
-
-/** How long a container run waits out a locked container unless the run says (timeouts.containerLockMs). */
-const DEFAULT_CONTAINER_LOCK_WAIT_MS = 15 * 60_000;
 
 export function runsService({ db, temporal, controlQueue, runDefaults }: RunsDeps) {
   /** A container run needs a container its node reported, still there and supported (409 naming why not). */

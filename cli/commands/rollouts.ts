@@ -36,6 +36,7 @@ const Host = z
     wave: z.number(),
     runId: z.string().nullable(),
     phase: z.string().nullable(),
+    container: z.number().optional(),
     planHash: z.string().nullable().optional(),
     outcome: z.string().nullable(),
   })
@@ -77,10 +78,22 @@ function startBody(ctx: CommandContext): unknown {
   }
   const agentIds = (v.agent as string[] | undefined) ?? [];
   const selector = typeof v.selector === 'string' ? v.selector : undefined;
-  if (agentIds.length === 0 && !selector) throw usageError('--selector or --agent is required');
+  const containers = ((v.container as string[] | undefined) ?? []).map((c) => {
+    const m = /^([^:]+):(\d+)$/.exec(c);
+    if (!m) throw usageError(`--container ${c}: <agentId>:<vmid>`);
+    return { agentId: m[1], vmid: Number(m[2]) };
+  });
+  const containersOf = (v['containers-of'] as string[] | undefined) ?? [];
+  if (agentIds.length === 0 && !selector && containers.length === 0 && containersOf.length === 0)
+    throw usageError('--selector, --agent, --container or --containers-of is required');
   return {
     ...(typeof v.name === 'string' ? { name: v.name } : {}),
-    targets: { ...(agentIds.length ? { agentIds } : {}), ...(selector ? { selector } : {}) },
+    targets: {
+      ...(agentIds.length ? { agentIds } : {}),
+      ...(selector ? { selector } : {}),
+      ...(containers.length ? { containers } : {}),
+      ...(containersOf.length ? { containersOf } : {}),
+    },
     mode: v['dry-run'] ? 'dry-run' : 'apply',
     approval: typeof v.approval === 'string' ? v.approval : 'required',
     ...(v['plan-group'] ? { approvalScope: 'plan-group' } : {}),
@@ -124,7 +137,8 @@ export const rollouts: Command = {
 export const rollout: Command = {
   name: 'rollout',
   summary: 'start, show, pause, resume or abort a rollout',
-  usage: `patchnanny rollout start (--selector <k=v,…> | --agent <id> [--agent <id>…]) [--name <n>]
+  usage: `patchnanny rollout start (--selector <k=v,…> | --agent <id>… | --container <agentId:vmid>… |
+                          --containers-of <agentId>…) [--name <n>]
                          [--approval required|auto] [--plan-group] [--dry-run] [--canary <n|p%>]
                          [--max-concurrency <n>] [--max-failures <n|p%>]
 patchnanny rollout start --file <rollout.json|->     (the POST /v1/rollouts body)
@@ -140,6 +154,8 @@ patchnanny rollout approve <rolloutId> --key <file> [--plan <planHash>] [--by <n
     name: { type: 'string' },
     selector: { type: 'string' },
     agent: { type: 'string', multiple: true },
+    container: { type: 'string', multiple: true },
+    'containers-of': { type: 'string', multiple: true },
     approval: { type: 'string' },
     'dry-run': { type: 'boolean' },
     canary: { type: 'string' },
@@ -176,7 +192,13 @@ budget: ${r.budget.spent} failed of ${r.budget.allowed} allowed; waves: ${r.wave
       return ctx.out(
         `${head}\n${table(
           ['AGENT', 'WAVE', 'RUN', 'PHASE', 'OUTCOME'],
-          r.hosts.map((h) => [h.agentId, h.wave, h.runId ?? '-', h.phase ?? '-', h.outcome ?? '-']),
+          r.hosts.map((h) => [
+            h.container ? `${h.agentId}/ct${h.container}` : h.agentId,
+            h.wave,
+            h.runId ?? '-',
+            h.phase ?? '-',
+            h.outcome ?? '-',
+          ]),
         )}`,
       );
     }

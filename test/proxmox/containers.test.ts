@@ -313,6 +313,69 @@ describe('Proxmox VE: the node agent patches its LXC containers through pct', ()
     const described = await stack.temporal.workflow.getHandle(byContainer.get(R).id).describe();
     assert.deepEqual(described.searchAttributes.PatchContainer, [`${node.id}/${R}`]);
   });
+  it('a rollout targets containers, listed or all of a node: each its own run; unsupported ones recorded as skipped', async () => {
+    const ended = (id: string) =>
+      stack.waitFor(
+        `rollout ${id} to end`,
+        async () => {
+          const r = (await stack.http('GET', `/v1/rollouts/${id}`)).body.rollout;
+          return (
+            ['halted', 'aborted', 'completed'].includes(r.state) &&
+            r.hosts.every((h: any) => !h.runId || h.outcome) &&
+            r
+          );
+        },
+        RUN_MS,
+      );
+    // Every container the node reports now (B left it above; X is excluded by its tag, never reported).
+    const all = await stack.http('POST', '/v1/rollouts', {
+      body: { targets: { containersOf: [node.id] }, mode: 'dry-run', approval: 'auto', maxConcurrency: 1 },
+    });
+    assert.equal(all.status, 201, JSON.stringify(all.body));
+    assert.deepEqual(all.body.rollout.hosts.map((h: any) => h.container).sort(), [A, C, R, L, D, W].sort());
+    assert.equal(all.body.rollout.skippedTargets.length, 1);
+    assert.match(all.body.rollout.skippedTargets[0].reason, new RegExp(`^container ${U}: unsupported`));
+    assert.equal((await stack.http('POST', `/v1/rollouts/${all.body.rollout.id}/abort`)).status, 202);
+    assert.equal((await ended(all.body.rollout.id)).state, 'aborted');
+
+    // Listed containers with the rollout's own startIfStopped: C is started for its run and stopped again.
+    const listed = await stack.http('POST', '/v1/rollouts', {
+      body: {
+        targets: { containers: [A, R, C].map((vmid) => ({ agentId: node.id, vmid })) },
+        mode: 'dry-run',
+        approval: 'auto',
+        maxConcurrency: 2,
+        startIfStopped: true,
+      },
+    });
+    assert.equal(listed.status, 201, JSON.stringify(listed.body));
+    const done = await ended(listed.body.rollout.id);
+    assert.equal(done.state, 'completed', JSON.stringify(done));
+    for (const h of done.hosts) {
+      assert.equal(h.outcome, 'completed', `container ${h.container}`);
+      assert.match(h.runId, new RegExp(`^patch-run\\.${node.id}\\.ct${h.container}\\.`));
+      const run = (await stack.http('GET', `/v1/runs/${h.runId}`)).body.run;
+      assert.equal(run.container, h.container);
+      assert.equal(run.containerOptions.startIfStopped, true);
+      assert.equal(run.containerOptions.from.startIfStopped, 'run', "the rollout's own request");
+    }
+    const c = done.hosts.find((h: any) => h.container === C);
+    assert.equal((await stack.http('GET', `/v1/runs/${c.runId}`)).body.run.containerReport.startedAndStopped, true);
+    assert.equal(pve.isRunning(C), false, 'stopped again');
+
+    // A container the node never reported, or container options without container targets: 400.
+    const missing = await stack.http('POST', '/v1/rollouts', {
+      body: { targets: { containers: [{ agentId: node.id, vmid: 999 }] }, mode: 'dry-run', approval: 'auto' },
+    });
+    assert.equal(missing.status, 400, JSON.stringify(missing.body));
+    assert.equal(missing.body.error.field, 'targets.containers');
+    const hostOnly = await stack.http('POST', '/v1/rollouts', {
+      body: { targets: { agentIds: [node.id] }, mode: 'dry-run', approval: 'auto', snapshot: 'keep' },
+    });
+    assert.equal(hostOnly.status, 400);
+    assert.match(hostOnly.body.error.message, /container targets only/);
+  });
+
   it("a container's defaults apply to a run that asked nothing: started, snapshotted, stopped; recorded with where they came from", async () => {
     const set = await stack.http('PUT', `/v1/agents/${node.id}/containers/${D}/defaults`, {
       body: { startIfStopped: true, snapshot: 'keep' },
