@@ -14,10 +14,20 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { temporal } from '@temporalio/proto';
+import { z } from 'zod';
 import { startDevServer } from './temporal-server';
 
 /** The fixture's form: 64-bit ids and times as strings, enums by name, bytes base64; History.fromObject reads it. */
 const HISTORY_JSON = { longs: String, enums: String, bytes: String } as const;
+
+/** The old API's answers, as far as this script reads them. */
+const Started = z.object({ run: z.object({ id: z.string() }) });
+const RunView = z.object({
+  phase: z.string(),
+  outcome: z.string().nullable(),
+  planHash: z.string().nullable(),
+  failureReason: z.string().nullable(),
+});
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
 
@@ -33,19 +43,30 @@ async function main(): Promise<void> {
   process.env.TEMPORAL_ADDRESS = server.address;
   // The old build's stack, agent and workflow bundle: the history is what that code wrote.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { Stack } = require(path.resolve(oldBuild, 'dist/test/support/stack.js')) as typeof import('../../test/support/stack');
+  const { Stack } = require(
+    path.resolve(oldBuild, 'dist/test/support/stack.js'),
+  ) as typeof import('../../test/support/stack');
   const stack = new Stack();
   try {
     await stack.start();
     const agent = await stack.startAgent('replay-01', PLAN);
-    const r = await stack.http('POST', '/v1/runs', { body: { agentId: agent.id, mode: 'apply', approval: 'required' } });
+    const r = await stack.http('POST', '/v1/runs', {
+      body: { agentId: agent.id, mode: 'apply', approval: 'required' },
+    });
     if (r.status !== 202) throw new Error(`run not started: ${r.status} ${JSON.stringify(r.body)}`);
-    const runId = r.body.run.id as string;
-    const waiting = await stack.waitForRun(runId, (x) => x.phase === 'awaiting-approval' || x.outcome !== null, 60_000);
-    if (waiting.phase !== 'awaiting-approval') throw new Error(`run ${runId} did not wait: ${JSON.stringify(waiting)}`);
+    const runId = Started.parse(r.body).run.id;
+    const waiting = RunView.parse(
+      await stack.waitForRun(
+        runId,
+        (x) => RunView.parse(x).phase === 'awaiting-approval' || RunView.parse(x).outcome !== null,
+        60_000,
+      ),
+    );
+    if (waiting.phase !== 'awaiting-approval' || !waiting.planHash)
+      throw new Error(`run ${runId} did not wait: ${JSON.stringify(waiting)}`);
     const approved = await stack.approve(runId, waiting.planHash);
     if (approved.status !== 200) throw new Error(`approval refused: ${JSON.stringify(approved.body)}`);
-    const done = await stack.waitForOutcome(runId, 60_000);
+    const done = RunView.parse(await stack.waitForOutcome(runId, 60_000));
     if (done.outcome !== 'completed') throw new Error(`run ${runId} ended ${done.outcome}: ${done.failureReason}`);
     const history = await stack.temporal.workflow.getHandle(runId).fetchHistory();
     // protobufjs' object form, not historyToJSON: with @temporalio/common's own protobufjs 8 next
