@@ -21,6 +21,7 @@ import { rollout as rolloutWorkflow } from '../../workflows/rollout';
 import { abortRolloutSignal, pauseRolloutSignal, resumeRolloutSignal } from '../../workflows/rollout-messages';
 import { ApiError, notFound } from '../errors';
 import { MAX_ROLLOUT_HOSTS, type StartRolloutBody } from './schema';
+import { iso } from '../views';
 
 export interface RolloutsDeps {
   db: Db;
@@ -28,7 +29,6 @@ export interface RolloutsDeps {
   controlQueue: string;
 }
 
-const iso = (d: Date | null) => (d ? d.toISOString() : null);
 const ENDED = new Set(['halted', 'aborted', 'completed']);
 
 function toRollout(r: RolloutRow) {
