@@ -1,8 +1,7 @@
 import { z } from 'zod';
-import { Agent, type AgentRegistration } from '../contract';
+import { Agent, type AgentRegistration, type OutputChunk } from '../contract';
 import { ScriptSignature } from '../runtime/script-signing';
 import type { ContainerReportEntry } from '../contract/proxmox';
-import type { OutputChunk } from '../activities/agent/stream';
 
 /** The API's error shape, as far as the agent reads it. */
 const ErrorBody = z.object({ error: z.object({ code: z.string().optional(), message: z.string() }) }).partial();

@@ -242,6 +242,22 @@ export const OUTPUT_STEPS = ['plan', 'replan', 'apply'] as const;
 export type OutputStepName = (typeof OUTPUT_STEPS)[number];
 export const OutputStepName = z.enum(OUTPUT_STEPS);
 
+export type OutputStream = 'stdout' | 'stderr';
+
+/**
+ * One piece of a script's streamed output, as the agent cuts it and the API stores it (keyed by
+ * step, attempt, stream and seq). `gapBefore` counts the bytes dropped before it (the per-step cap).
+ * Only the agent and the API use it; the workflows never see output (Buffer is a type here only).
+ */
+export interface OutputChunk {
+  step: OutputStepName;
+  attempt: number;
+  stream: OutputStream;
+  seq: number;
+  data: Buffer;
+  gapBefore: number;
+}
+
 /** What the agent's script-execute activity returns. */
 export interface ScriptExecution {
   mode: RunMode;

@@ -7,6 +7,8 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 export const WEBHOOK_EVENTS = [
   /** A run's plan is made and waits for a person's approval. */
   'plan.awaiting-approval',
+  /** A run's plan was approved by a patch baseline, not a person (issue 12): which one, and each package's rule. */
+  'plan.auto-approved',
   /** A run ended `failed`. */
   'run.failed',
   /** A run ended `agent-unreachable`: its agent did not pick up its work in time. */

@@ -6,10 +6,8 @@
  * output is what the agent hashed.
  */
 import { createHash } from 'node:crypto';
-import type { OutputStepName, StreamDigest } from '../contract';
+import type { OutputChunk, OutputStepName, OutputStream, StreamDigest } from '../contract';
 import type { Db } from './index';
-
-export type OutputStream = 'stdout' | 'stderr';
 
 export interface OutputChunkRow {
   id: string; // bigint: arrival order, the followers' cursor
@@ -23,17 +21,21 @@ export interface OutputChunkRow {
   created_at: Date;
 }
 
-export interface NewChunk {
-  runId: string;
-  step: OutputStepName;
-  attempt: number;
-  stream: OutputStream;
-  seq: number;
-  data: Buffer;
-  gapBefore: number;
-}
+/** A chunk to store: the agent's chunk and the run it belongs to. */
+export type NewChunk = OutputChunk & { runId: string };
 
 const chunks = (db: Db) => db<OutputChunkRow>('run_output_chunks');
+
+/** A chunk as its row is stored (without the id and time the database gives it). */
+export const chunkRow = (c: NewChunk): Omit<OutputChunkRow, 'id' | 'created_at'> => ({
+  run_id: c.runId,
+  step: c.step,
+  attempt: c.attempt,
+  stream: c.stream,
+  seq: c.seq,
+  data: c.data,
+  gap_before: String(c.gapBefore),
+});
 
 /**
  * Store a chunk once: 'stored' the first time, 'duplicate' when the very same chunk is already
@@ -41,15 +43,7 @@ const chunks = (db: Db) => db<OutputChunkRow>('run_output_chunks');
  */
 export async function storeChunk(db: Db, c: NewChunk): Promise<'stored' | 'duplicate' | 'conflict'> {
   const inserted = await chunks(db)
-    .insert({
-      run_id: c.runId,
-      step: c.step,
-      attempt: c.attempt,
-      stream: c.stream,
-      seq: c.seq,
-      data: c.data,
-      gap_before: String(c.gapBefore),
-    })
+    .insert(chunkRow(c))
     .onConflict(['run_id', 'step', 'attempt', 'stream', 'seq'])
     .ignore()
     .returning('id');

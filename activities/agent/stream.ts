@@ -5,19 +5,8 @@
  * ~89 KB of output into the run's history, and the result was bounded only by MAX_OUTPUT.
  */
 import { createHash, type Hash } from 'node:crypto';
-import type { OutputStepName, StreamDigest } from '../../contract';
+import type { OutputChunk, OutputStepName, OutputStream, StreamDigest } from '../../contract';
 import { HeadTail, utf8Head, utf8Tail } from './output';
-
-export type OutputStream = 'stdout' | 'stderr';
-
-export interface OutputChunk {
-  step: OutputStepName;
-  attempt: number;
-  stream: OutputStream;
-  seq: number;
-  data: Buffer;
-  gapBefore: number;
-}
 
 /**
  * Posts one chunk. Resolves 'ok' when the API has it (also a repeat it already had), 'refused'

@@ -296,6 +296,7 @@ export function createControlActivities(
 
   async function recordDecision(input: RecordDecisionInput): Promise<void> {
     await owned((o) => writeDecision(db, o, input));
+    await events?.decision(input);
   }
 
   async function recordPhase(input: RecordPhaseInput): Promise<void> {

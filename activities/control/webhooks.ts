@@ -14,7 +14,13 @@ import type { RunOutcome } from '../../contract';
 import { windowScheduleId } from '../../contract/run-id';
 import { SIGNATURE_HEADER, signWebhook, type WebhookEvent } from '../../contract/webhooks';
 import type { Db } from '../../db';
-import { getRun, type RecordOutcomeInput, type RecordPhaseInput } from '../../db/runs';
+import {
+  getRun,
+  type RecordDecisionInput,
+  type RecordOutcomeInput,
+  type RecordPhaseInput,
+  type RunRow,
+} from '../../db/runs';
 import { deliveries, subscribersOf, subscriptions } from '../../db/webhooks';
 import { listWindows } from '../../db/windows';
 
@@ -22,6 +28,7 @@ import { listWindows } from '../../db/windows';
 export interface RunEvents {
   phase(input: RecordPhaseInput): Promise<void>;
   outcome(input: RecordOutcomeInput): Promise<void>;
+  decision(input: RecordDecisionInput): Promise<void>;
 }
 
 const OUTCOME_EVENTS: Partial<Record<RunOutcome, WebhookEvent>> = {
@@ -86,25 +93,17 @@ export function webhookEvents(
   taskQueue: string,
   warn: (message: string) => void = () => {},
 ): RunEvents {
-  async function emit(event: WebhookEvent, runId: string): Promise<void> {
+  /** A run's event, once per run; `view` makes its data from the run's row (null: nothing to send). */
+  async function emit(
+    event: WebhookEvent,
+    runId: string,
+    view: (run: RunRow) => EventData | null = runView,
+  ): Promise<void> {
     try {
       // The run is read only when someone subscribes to the event.
       await emitEvent(db, client, taskQueue, event, `${event}:${runId}`, async () => {
         const run = await getRun(db, runId);
-        if (!run) return null;
-        return {
-          runId: run.id,
-          agentId: run.agent_id,
-          container: run.container,
-          mode: run.mode,
-          phase: run.phase,
-          outcome: run.outcome,
-          failureReason: run.failure_reason,
-          planHash: run.plan_hash,
-          windowId: run.window_id,
-          overran: run.overran,
-          requestedBy: run.requested_by,
-        };
+        return run ? view(run) : null;
       });
     } catch (err) {
       warn(`webhook ${event} for ${runId} not emitted: ${(err as Error).message}`);
@@ -120,8 +119,44 @@ export function webhookEvents(
       if (event) await emit(event, input.runId);
       if (input.overran) await emit('window.overran', input.runId);
     },
+    async decision(input) {
+      if (input.kind === 'approve' && input.baseline) await emit('plan.auto-approved', input.runId, autoApprovedView);
+    },
   };
 }
+
+const runView = (run: RunRow): EventData => ({
+  runId: run.id,
+  agentId: run.agent_id,
+  container: run.container,
+  mode: run.mode,
+  phase: run.phase,
+  outcome: run.outcome,
+  failureReason: run.failure_reason,
+  planHash: run.plan_hash,
+  windowId: run.window_id,
+  overran: run.overran,
+  requestedBy: run.requested_by,
+});
+
+/** The baseline's approval as the run records it (approved_by_baseline): who, and each package's rule. */
+const autoApprovedView = (run: RunRow): EventData | null => {
+  const b = run.approved_by_baseline;
+  if (!b) return null;
+  return {
+    runId: run.id,
+    agentId: run.agent_id,
+    container: run.container,
+    mode: run.mode,
+    planHash: b.planHash,
+    windowId: run.window_id,
+    requestedBy: run.requested_by,
+    approvedBy: run.approved_by,
+    baseline: b.baseline,
+    baselineId: b.baselineId,
+    packages: b.packages,
+  };
+};
 
 /**
  * Window events emitted by the maintenanceWindow workflow itself: a firing that started no runs

@@ -25,13 +25,12 @@ import { agentRevokedSignal } from '../../workflows/messages';
 import { newToken, type Principal } from '../auth';
 import { ApiError, notFound } from '../errors';
 import type { UpdateAgentBody } from './schema';
+import { iso } from '../views';
 
 export interface AgentsDeps {
   db: Db;
   temporal: Client;
 }
-
-const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 function toAgent(row: AgentRow): Agent {
   return {

@@ -3,12 +3,12 @@ import type { Db } from '../../db';
 import { listAgents, type AgentRow } from '../../db/agents';
 import { activeExceptionsByAgent, hostCompliance, planCounts, type HostComplianceRow } from '../../db/reviews';
 import type { ComplianceAnswer, HostCompliance, HostState } from './schema';
+import { iso } from '../views';
 
 export interface ComplianceDeps {
   db: Db;
 }
 
-const iso = (d: Date | null) => (d ? d.toISOString() : null);
 /** A last run ending so means the host is not patched as asked: someone must look. */
 const FAILING: readonly RunOutcome[] = ['failed', 'plan-drift'];
 

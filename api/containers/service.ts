@@ -4,6 +4,7 @@ import { getAgent } from '../../db/agents';
 import { appendAudit } from '../../db/audit';
 import { listContainers, reportInventory, setContainerDefaults, type ContainerRow } from '../../db/containers';
 import { notFound } from '../errors';
+import { iso } from '../views';
 
 export interface ContainersDeps {
   db: Db;
@@ -20,7 +21,7 @@ function toContainer(r: ContainerRow): Container {
     family: r.family,
     unsupported: r.unsupported,
     reportedAt: r.reported_at.toISOString(),
-    goneAt: r.gone_at ? r.gone_at.toISOString() : null,
+    goneAt: iso(r.gone_at),
     defaults: { startIfStopped: r.default_start_if_stopped, snapshot: r.default_snapshot },
   };
 }

@@ -11,6 +11,7 @@ import {
 import { newToken } from '../auth';
 import { notFound } from '../errors';
 import type { CreateEnrolmentTokenBody } from './schema';
+import { iso } from '../views';
 
 export interface EnrolmentTokensDeps {
   db: Db;
@@ -26,7 +27,7 @@ function toEnrolmentToken(r: EnrolmentTokenRow): EnrolmentToken {
     preAccepted: r.pre_accepted,
     createdBy: r.created_by,
     createdAt: r.created_at.toISOString(),
-    revokedAt: r.revoked_at ? r.revoked_at.toISOString() : null,
+    revokedAt: iso(r.revoked_at),
   };
 }
 

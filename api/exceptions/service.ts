@@ -14,6 +14,7 @@ import {
 } from '../../db/exceptions';
 import { ApiError, notFound } from '../errors';
 import type { CreateExceptionBody, UpdateExceptionBody } from './schema';
+import { iso } from '../views';
 
 export interface ExceptionsDeps {
   db: Db;
@@ -29,7 +30,7 @@ function toException(r: ExceptionRow): PackageException {
     createdBy: r.created_by,
     createdAt: r.created_at.toISOString(),
     updatedAt: r.updated_at.toISOString(),
-    expiresAt: r.expires_at ? r.expires_at.toISOString() : null,
+    expiresAt: iso(r.expires_at),
     active: !r.expires_at || r.expires_at.getTime() > Date.now(),
   };
 }

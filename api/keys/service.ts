@@ -15,6 +15,7 @@ import type { Principal } from '../auth';
 import type { AdminToken } from '../env';
 import { ApiError, notFound } from '../errors';
 import type { CreateKeyBody } from './schema';
+import { iso } from '../views';
 
 function toKey(r: ApproverKeyRow) {
   return {
@@ -23,7 +24,7 @@ function toKey(r: ApproverKeyRow) {
     publicKey: r.public_key,
     createdBy: r.created_by,
     createdAt: r.created_at.toISOString(),
-    revokedAt: r.revoked_at ? r.revoked_at.toISOString() : null,
+    revokedAt: iso(r.revoked_at),
     revokedBy: r.revoked_by,
   };
 }

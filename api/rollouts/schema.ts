@@ -50,7 +50,8 @@ export const StartRolloutBody = z
      */
     maxFailures: z
       .union([
-        z.strictObject({ count: z.number().int().min(0) }),
+        // Bounded: allowed_failures is a PostgreSQL integer (3e9 was a 500), and no rollout has more hosts.
+        z.strictObject({ count: z.number().int().min(0).max(MAX_ROLLOUT_HOSTS) }),
         z.strictObject({ percent: z.number().int().min(0).max(100) }),
       ])
       .default({ count: 0 }),

@@ -32,14 +32,13 @@ import { rollout as rolloutWorkflow } from '../../workflows/rollout';
 import { abortRolloutSignal, pauseRolloutSignal, resumeRolloutSignal } from '../../workflows/rollout-messages';
 import { ApiError, notFound } from '../errors';
 import { MAX_ROLLOUT_HOSTS, type ApprovePlanGroupBody, type StartRolloutBody } from './schema';
+import { iso } from '../views';
 
 export interface RolloutsDeps {
   db: Db;
   temporal: Client;
   controlQueue: string;
 }
-
-const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 /** A resolved target: an agent's own host (vmid 0) or one container of its node, with its options. */
 interface Target {
@@ -48,6 +47,7 @@ interface Target {
   vmid: number;
   options: ContainerOptions | null;
 }
+
 const ENDED = new Set(['halted', 'aborted', 'completed']);
 
 function toRollout(r: RolloutRow) {

@@ -8,7 +8,7 @@
  */
 import { PassThrough } from 'node:stream';
 import type { Context } from 'koa';
-import type { OutputStepName, RunPhase } from '../../contract';
+import type { OutputStepName, OutputStream, RunPhase } from '../../contract';
 import type { Db } from '../../db';
 import {
   chunksAfter,
@@ -18,7 +18,6 @@ import {
   streamChunks,
   verifyStream,
   type OutputChunkRow,
-  type OutputStream,
 } from '../../db/output';
 import { getRun, getRunRecord, type RunOutputRow } from '../../db/runs';
 import { ApiError, notFound } from '../errors';

@@ -37,6 +37,7 @@ import type { ListRunsQuery, StartRunBody } from './schema';
 import { storedText } from '../../db/output';
 import { requireHooks } from '../hooks/service';
 import { DEFAULT_REBOOT_TIMEOUT_SECONDS } from '../../contract/rollout-policy';
+import { iso } from '../views';
 
 export interface RunsDeps {
   db: Db;
@@ -45,8 +46,6 @@ export interface RunsDeps {
   /** The configured run timeouts a run's `timeouts` override. */
   runDefaults: ConfigurableTimeouts;
 }
-
-const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 /** A patch run as the API shows it; the id is the Temporal workflow id. */
 function toRun(r: RunRow) {

@@ -16,14 +16,13 @@ import type { AdminToken } from '../env';
 import { appendAudit } from '../../db/audit';
 import { ApiError, notFound } from '../errors';
 import type { CreateUserBody, CreateUserTokenBody, UpdateUserBody } from './schema';
+import { iso } from '../views';
 
 export interface UsersDeps {
   db: Db;
   /** Bootstrap admins: their names are taken (a user of the same name would be two people in one). */
   admins: AdminToken[];
 }
-
-const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 const toUser = (r: UserRow) => ({
   name: r.name,

@@ -5,8 +5,7 @@ import { appendAudit } from '../../db/audit';
 import { deliveries, subscriptions, type WebhookDeliveryRow, type WebhookSubscriptionRow } from '../../db/webhooks';
 import { notFound } from '../errors';
 import type { CreateWebhookBody } from './schema';
-
-const iso = (d: Date | null) => (d ? d.toISOString() : null);
+import { iso } from '../views';
 
 /** A subscription as the API shows it: never its secret. */
 const toWebhook = (r: WebhookSubscriptionRow) => ({

@@ -1,27 +1,18 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { OutputStreamer, type OutputChunk } from '../../activities/agent/stream';
-import { joinStream, verifyStream, type OutputChunkRow } from '../../db/output';
+import { OutputStreamer } from '../../activities/agent/stream';
+import type { OutputChunk, OutputStream } from '../../contract';
+import { chunkRow, joinStream, verifyStream, type OutputChunkRow } from '../../db/output';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** Chunks as the API stores them, so the API's own join and verification judge what was sent. */
-const asRows = (chunks: OutputChunk[], stream: 'stdout' | 'stderr'): OutputChunkRow[] =>
+const asRows = (chunks: OutputChunk[], stream: OutputStream): OutputChunkRow[] =>
   chunks
     .filter((c) => c.stream === stream)
     .sort((a, b) => a.seq - b.seq)
-    .map((c, i) => ({
-      id: String(i + 1),
-      run_id: 'r',
-      step: c.step,
-      attempt: c.attempt,
-      stream: c.stream,
-      seq: c.seq,
-      data: c.data,
-      gap_before: String(c.gapBefore),
-      created_at: new Date(),
-    }));
+    .map((c, i) => ({ ...chunkRow({ ...c, runId: 'r' }), id: String(i + 1), created_at: new Date() }));
 
 /**
  * The agent's side of live output (activities/agent/stream.ts): what it sends when the API is

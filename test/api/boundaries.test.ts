@@ -284,6 +284,191 @@ describe('the API boundary refuses bad input with a 4xx in the error shape, befo
     );
   });
 
+  describe('issue 12 routes: hostile rollouts, hooks, baselines, labels and selectors change nothing', () => {
+    const BIG = 'x'.repeat(900_000); // under the 1 MB body limit: the field's own bound must refuse it
+    const rollout = (over: Record<string, unknown>) => ({
+      targets: { agentIds: [':agent'] },
+      mode: 'dry-run',
+      approval: 'auto',
+      ...over,
+    });
+    const baseline = (over: Record<string, unknown>) => ({
+      name: 'hostile',
+      selector: 'role=web',
+      rules: { patterns: ['tzdata'] },
+      ...over,
+    });
+    const labels = (l: unknown) => ({ labels: l });
+    let baselineId = '';
+    /** The rows an accepted hostile request could change without adding a row. */
+    const snapshot = async () => ({
+      counts: await counts(),
+      baselines: await stack.database.db('patch_baselines').orderBy('id'),
+      agents: await stack.database.db('agents').orderBy('id').select('id', 'labels'),
+      hooks: await stack.database.db('hooks').orderBy('name'),
+    });
+    before(async () => {
+      const r = await stack.http('POST', '/v1/baselines', { body: baseline({ name: 'kept' }) });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      baselineId = r.body.baseline.id;
+    });
+
+    // [what, method, url, body (undefined: none), the field the 400 names]
+    const hostile: [string, string, string, unknown, string][] = [
+      ['a rollout name with a NUL', 'POST', '/v1/rollouts', rollout({ name: 'we\u0000b' }), 'name'],
+      ['a 900 kB rollout name', 'POST', '/v1/rollouts', rollout({ name: BIG }), 'name'],
+      [
+        'a NUL in a rollout selector',
+        'POST',
+        '/v1/rollouts',
+        rollout({ targets: { selector: 'role=we\u0000b' } }),
+        'targets.selector',
+      ],
+      [
+        'a 900 kB rollout selector',
+        'POST',
+        '/v1/rollouts',
+        rollout({ targets: { selector: `role=${BIG}` } }),
+        'targets.selector',
+      ],
+      [
+        'a rollout selector that is a list',
+        'POST',
+        '/v1/rollouts',
+        rollout({ targets: { selector: ['role=web'] } }),
+        'targets.selector',
+      ],
+      ['an empty rollout selector', 'POST', '/v1/rollouts', rollout({ targets: { selector: '' } }), 'targets.selector'],
+      [
+        'a hook path out of the hooks',
+        'POST',
+        '/v1/rollouts',
+        rollout({ hooks: { pre: { script: '../../etc/passwd' } } }),
+        'hooks.pre.script',
+      ],
+      [
+        'a NUL in a hook name',
+        'POST',
+        '/v1/rollouts',
+        rollout({ hooks: { pre: { script: 'a\u0000.sh' } } }),
+        'hooks.pre.script',
+      ],
+      [
+        'a hook with a shell command',
+        'POST',
+        '/v1/rollouts',
+        rollout({ hooks: { post: { script: 'a.sh', shell: 'rm -rf /' } } }),
+        'hooks.post',
+      ],
+      [
+        'a hook timeout of a billion seconds',
+        'POST',
+        '/v1/rollouts',
+        rollout({ hooks: { pre: { script: 'a.sh', timeoutSeconds: 1e9 } } }),
+        'hooks.pre.timeoutSeconds',
+      ],
+      [
+        'a failure budget beyond an integer',
+        'POST',
+        '/v1/rollouts',
+        rollout({ maxFailures: { count: 3_000_000_000 } }),
+        'maxFailures',
+      ],
+      ['a NUL in a hook name (URL)', 'PUT', '/v1/hooks/a%00.sh', { content: '#!/bin/sh\n' }, 'name'],
+      ['a hook name that climbs out', 'PUT', '/v1/hooks/..%2F..%2Fetc%2Fcron.sh', { content: '#!/bin/sh\n' }, 'name'],
+      ['a NUL in hook content', 'PUT', '/v1/hooks/drain.sh', { content: '#!/bin/sh\n\u0000' }, 'content'],
+      ['900 kB of hook content', 'PUT', '/v1/hooks/drain.sh', { content: BIG }, 'content'],
+      ['hook content that is not text', 'PUT', '/v1/hooks/drain.sh', { content: { sh: 'x' } }, 'content'],
+      [
+        'a hook signature that is not one',
+        'PUT',
+        '/v1/hooks/drain.sh',
+        { content: '#!/bin/sh\n', signatures: ['x'] },
+        'signatures.0',
+      ],
+      ['a baseline name with a NUL', 'POST', '/v1/baselines', baseline({ name: 'a\u0000b' }), 'name'],
+      ['a 900 kB baseline name', 'POST', '/v1/baselines', baseline({ name: BIG }), 'name'],
+      ['a NUL in a baseline selector', 'POST', '/v1/baselines', baseline({ selector: 'role\u0000=web' }), 'selector'],
+      ['a 900 kB baseline selector', 'POST', '/v1/baselines', baseline({ selector: BIG }), 'selector'],
+      ['an empty baseline selector', 'POST', '/v1/baselines', baseline({ selector: ' , ' }), 'selector'],
+      [
+        'a NUL in a baseline pattern',
+        'POST',
+        '/v1/baselines',
+        baseline({ rules: { patterns: ['ok', 'lib\u0000c'] } }),
+        'rules.patterns.1',
+      ],
+      [
+        'a pattern that reads as a flag',
+        'POST',
+        '/v1/baselines',
+        baseline({ rules: { patterns: ['--force'] } }),
+        'rules.patterns.0',
+      ],
+      ['a 900 kB pattern', 'POST', '/v1/baselines', baseline({ rules: { patterns: [BIG] } }), 'rules.patterns.0'],
+      ['a baseline note with a NUL', 'POST', '/v1/baselines', baseline({ note: 'ok\u0000' }), 'note'],
+      ['a 900 kB baseline note', 'POST', '/v1/baselines', baseline({ note: BIG }), 'note'],
+      ['a NUL in a replaced baseline name', 'PUT', '/v1/baselines/:baseline', baseline({ name: 'kept\u0000' }), 'name'],
+      [
+        'a NUL in a replaced baseline note',
+        'PUT',
+        '/v1/baselines/:baseline',
+        baseline({ name: 'kept', note: '\u0000' }),
+        'note',
+      ],
+      [
+        'a replaced baseline selector of 900 kB',
+        'PUT',
+        '/v1/baselines/:baseline',
+        baseline({ name: 'kept', selector: BIG }),
+        'selector',
+      ],
+      ['a NUL in a baseline id', 'PUT', '/v1/baselines/bl-%00', baseline({}), 'id'],
+      ['a NUL in a label key', 'PUT', '/v1/agents/:agent/labels', labels({ 'ro\u0000le': 'web' }), 'labels'],
+      ['a NUL in a label value', 'PUT', '/v1/agents/:agent/labels', labels({ role: 'we\u0000b' }), 'labels.role'],
+      ['a 900 kB label key', 'PUT', '/v1/agents/:agent/labels', labels({ [BIG]: 'x' }), 'labels'],
+      ['a 900 kB label value', 'PUT', '/v1/agents/:agent/labels', labels({ role: BIG }), 'labels.role'],
+      [
+        'a __proto__ label (the JSON parser refuses the body)',
+        'PUT',
+        '/v1/agents/:agent/labels',
+        labels(JSON.parse('{"__proto__": {"role": "admin"}}')),
+        'body',
+      ],
+      ['labels that are a list', 'PUT', '/v1/agents/:agent/labels', labels(['role=web']), 'labels'],
+      ['a label value that is a number', 'PUT', '/v1/agents/:agent/labels', labels({ role: 7 }), 'labels.role'],
+      [
+        '33 labels',
+        'PUT',
+        '/v1/agents/:agent/labels',
+        labels(Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v']))),
+        'labels',
+      ],
+      ['a NUL in a list selector', 'GET', '/v1/agents?selector=role%3Dwe%00b', undefined, 'selector'],
+      ['a 5 kB list selector', 'GET', `/v1/agents?selector=${'a'.repeat(5000)}`, undefined, 'selector'],
+      ['two list selectors', 'GET', '/v1/agents?selector=role%3Dweb&selector=env%3Dprod', undefined, 'selector'],
+      ['an empty list selector', 'GET', '/v1/agents?selector=', undefined, 'selector'],
+    ];
+    for (const [what, method, url, body, field] of hostile) {
+      it(`${what} is a 400 naming ${field}, and nothing changes`, async () => {
+        const fill = (t: string) => t.replaceAll(':agent', agentId).replaceAll(':baseline', baselineId);
+        const before = await snapshot();
+        // JSON.stringify keeps a __proto__ own property as a key, as an attacker's raw JSON would.
+        const r = await send(
+          method,
+          fill(url),
+          body === undefined ? {} : { headers: json, body: fill(JSON.stringify(body)) },
+        );
+        assertRefused(r, 400, 'validation_failed');
+        assert.ok(
+          r.body.error.field === field || r.body.error.field?.startsWith(`${field}.`),
+          `field ${r.body.error.field}`,
+        );
+        assert.deepEqual(await snapshot(), before);
+      });
+    }
+  });
+
   it('the 1,000th registration of one host name gets an id, in one query, not a 500', async () => {
     const hostname = 'busy.example.org';
     // 998 earlier registrations of this name, written directly (the API would take minutes).
