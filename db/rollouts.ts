@@ -1,4 +1,4 @@
-import type { ApprovalPolicy, RunMode, RunOutcome, RunPhase } from '../contract';
+import type { ApprovalPolicy, RunMode, RunOutcome, RunPhase, RunWindow } from '../contract';
 import type { RebootPolicy, RunHooks } from '../contract/rollout-policy';
 import { appendAudit } from './audit';
 import { jsonb, type Db } from './index';
@@ -23,6 +23,10 @@ export interface RolloutRow {
   reboot: RebootPolicy | null;
   hooks: RunHooks | null;
   skipped_targets: { agentId: string; reason: string }[];
+  /** The window firing that started the rollout (epoch ms); null: started through the API. */
+  window: RunWindow | null;
+  /** How long a rebooted host has to come back; null: DEFAULT_REBOOT_TIMEOUT_SECONDS. */
+  reboot_timeout_seconds: number | null;
   state: RolloutState;
   failures: number;
   state_reason: string | null;
@@ -72,6 +76,7 @@ export async function insertRollout(
       max_failures: jsonb(db, r.max_failures),
       hooks: r.hooks ? jsonb(db, r.hooks) : null,
       skipped_targets: jsonb(db, r.skipped_targets),
+      window: r.window ? jsonb(db, r.window) : null,
     })
     .returning('*');
   // In chunks: a 5,000-host rollout stays under PostgreSQL's bind-parameter limit.

@@ -1,16 +1,13 @@
 import type { Client } from '@temporalio/client';
 import { requireHooks } from '../hooks/service';
 import { WorkflowNotFoundError } from '@temporalio/common';
-import { ulid } from 'ulid';
-import { matchesSelector } from '../../contract/labels';
 import { BUDGET_OUTCOMES } from '../../contract/rollout-policy';
 import type { Db } from '../../db';
 import { appendAudit } from '../../db/audit';
+import { createRollout } from '../../db/rollout-create';
 import {
   deleteRollout,
-  agentsWithLabels,
   getRollout,
-  insertRollout,
   listRollouts,
   rolloutHosts,
   rolloutOutcomeCounts,
@@ -20,7 +17,7 @@ import {
 import { rollout as rolloutWorkflow } from '../../workflows/rollout';
 import { abortRolloutSignal, pauseRolloutSignal, resumeRolloutSignal } from '../../workflows/rollout-messages';
 import { ApiError, notFound } from '../errors';
-import { MAX_ROLLOUT_HOSTS, type StartRolloutBody } from './schema';
+import type { StartRolloutBody } from './schema';
 
 export interface RolloutsDeps {
   db: Db;
@@ -47,6 +44,16 @@ function toRollout(r: RolloutRow) {
     reboot: r.reboot,
     hooks: r.hooks,
     skippedTargets: r.skipped_targets,
+    rebootTimeoutSeconds: r.reboot_timeout_seconds,
+    /** The window firing that started the rollout; null: started through the API. */
+    window: r.window
+      ? {
+          windowId: r.window.windowId,
+          startsAt: new Date(r.window.startsAt).toISOString(),
+          applyBy: new Date(r.window.applyBy).toISOString(),
+          endsAt: new Date(r.window.endsAt).toISOString(),
+        }
+      : null,
     createdBy: r.created_by,
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
@@ -73,99 +80,29 @@ function wavesOf(hosts: RolloutHostRow[]) {
 }
 
 export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
-  /**
-   * The hosts a rollout targets, now: the named agents, then the selector's matches (by id), once
-   * each. Only accepted agents run; pending and revoked ones are recorded as skipped, with why.
-   */
-  async function resolveTargets(targets: StartRolloutBody['targets']) {
-    const named = targets.agentIds ?? [];
-    const rows = await agentsWithLabels(db);
-    const byId = new Map(rows.map((r) => [r.id, r]));
-    const unknown = named.filter((id) => !byId.has(id));
-    if (unknown.length > 0)
-      throw new ApiError(
-        'validation_failed',
-        `targets.agentIds: unknown agent ${unknown.join(', ')}`,
-        'targets.agentIds',
-      );
-    const selected = targets.selector ? rows.filter((r) => matchesSelector(r.labels ?? {}, targets.selector!)) : [];
-    const wanted = [...new Set([...named, ...selected.map((r) => r.id)])].map((id) => byId.get(id)!);
-    const hosts = wanted.filter((a) => a.status === 'accepted');
-    const skipped = wanted
-      .filter((a) => a.status !== 'accepted')
-      .map((a) => ({
-        agentId: a.id,
-        reason: a.status === 'pending' ? 'agent is pending acceptance' : `agent is ${a.status}`,
-      }));
-    return { hosts, skipped };
-  }
-
   async function start(body: StartRolloutBody, by: string) {
-    const { hosts, skipped } = await resolveTargets(body.targets);
-    if (hosts.length === 0)
-      throw new ApiError(
-        'validation_failed',
-        `targets: no accepted agent matches${skipped.length ? ` (skipped: ${skipped.map((s) => `${s.agentId}: ${s.reason}`).join('; ')})` : ''}`,
-        'targets',
-      );
-    if (hosts.length > MAX_ROLLOUT_HOSTS)
-      throw new ApiError('validation_failed', `targets: at most ${MAX_ROLLOUT_HOSTS} hosts a rollout`, 'targets');
-    const total = hosts.length;
-    // A percentage canary rounds up (5% of 10 hosts is 1 host, never 0); a percentage budget rounds down.
-    const canaryCount = !body.canary
-      ? 0
-      : Math.min(
-          total,
-          'count' in body.canary ? body.canary.count : Math.max(1, Math.ceil((body.canary.percent * total) / 100)),
-        );
-    const allowed =
-      'count' in body.maxFailures ? body.maxFailures.count : Math.floor((body.maxFailures.percent * total) / 100);
     // A hook that was never uploaded would fail every host's run: refuse the rollout instead (400).
     await requireHooks(db, body.hooks);
-    const id = `rol-${ulid().toLowerCase()}`;
-    const row = await db.transaction(async (trx) => {
-      const inserted = await insertRollout(
-        trx,
-        {
-          id,
-          name: body.name ?? '',
-          targets: body.targets,
-          mode: body.mode,
-          approval: body.approval,
-          canary: body.canary ?? null,
-          canary_count: canaryCount,
-          max_concurrency: body.maxConcurrency,
-          max_failures: body.maxFailures,
-          allowed_failures: allowed,
-          reboot: body.reboot ?? null,
-          hooks: body.hooks ?? null,
-          skipped_targets: skipped,
-          created_by: by,
-        },
-        hosts.map((h, i) => ({
-          agent_id: h.id,
-          hostname: h.hostname,
-          position: i,
-          wave: canaryCount > 0 && i >= canaryCount ? 2 : 1,
-        })),
-      );
-      await appendAudit(trx, {
-        actor: by,
-        kind: 'rollout.created',
-        subject: id,
-        detail: {
-          targets: body.targets,
-          hosts: total,
-          skipped: skipped.length,
-          mode: body.mode,
-          approval: body.approval,
-          canaryHosts: canaryCount,
-          maxConcurrency: body.maxConcurrency,
-          allowedFailures: allowed,
-        },
-      });
-      return inserted;
-    });
+    const made = await createRollout(
+      db,
+      {
+        name: body.name ?? '',
+        targets: body.targets,
+        mode: body.mode,
+        approval: body.approval,
+        canary: body.canary,
+        maxConcurrency: body.maxConcurrency,
+        maxFailures: body.maxFailures,
+        reboot: body.reboot,
+        hooks: body.hooks,
+        rebootTimeoutSeconds: body.rebootTimeoutSeconds,
+        createdBy: by,
+      },
+      'refuse',
+    );
+    if (!made.ok) throw new ApiError('validation_failed', made.message, made.field);
+    const { row, hosts } = made;
+    const id = row.id;
     try {
       await temporal.workflow.start(rolloutWorkflow, {
         taskQueue: controlQueue,
@@ -183,12 +120,8 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
     }
     return {
       ...toRollout(row),
-      hosts: hosts.map((h, i) => ({
-        agentId: h.id,
-        hostname: h.hostname,
-        wave: canaryCount > 0 && i >= canaryCount ? 2 : 1,
-      })),
-      budget: budgetOf(allowed, 0),
+      hosts: hosts.map((h) => ({ agentId: h.id, hostname: h.hostname, wave: h.wave })),
+      budget: budgetOf(made.allowedFailures, 0),
     };
   }
 
