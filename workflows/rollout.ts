@@ -1,7 +1,15 @@
-import { condition, getExternalWorkflowHandle, ParentClosePolicy, setHandler, startChild } from '@temporalio/workflow';
+import {
+  condition,
+  getExternalWorkflowHandle,
+  ParentClosePolicy,
+  setHandler,
+  sleep,
+  startChild,
+} from '@temporalio/workflow';
 import type { RunOutcome } from '../contract';
 import { BUDGET_OUTCOMES } from '../contract/rollout-policy';
 import { newRunId } from '../contract/run-id';
+import { windowRunTimeouts } from '../contract/workflow-safe';
 import type { RolloutState } from '../db/rollouts';
 import { control } from './activities';
 import { patchRun } from './patch-run';
@@ -56,6 +64,13 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
   let seq = 0;
   let ended: RolloutState | null = null;
   const open = new Set<string>();
+  // A window's rollout starts no host after the window's applyBy (its cutoff); the timer exists
+  // only for them, so rollouts started through the API replay exactly as before.
+  let cutoff = false;
+  if (plan.window)
+    void sleep(Math.max(1, plan.window.applyBy - Date.now())).then(() => {
+      cutoff = true;
+    });
 
   setHandler(pauseRolloutSignal, (c) => {
     by = nameOf(c);
@@ -131,7 +146,9 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
               mode: plan.mode,
               approval: plan.approval,
               requestedBy: `rollout:${rolloutId}`,
-              timeouts: plan.timeouts,
+              // A window's rollout: the deadlines its window firing would give the run (pickup by the cutoff).
+              timeouts: plan.window ? windowRunTimeouts(plan.timeouts, plan.window, Date.now()) : plan.timeouts,
+              ...(plan.window ? { window: plan.window } : {}),
               // Issue 12: the same policy the run rows record, or the claim refuses the run.
               ...(plan.reboot ? { reboot: plan.reboot } : {}),
               ...(plan.hooks ? { hooks: plan.hooks } : {}),
@@ -163,7 +180,7 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
     }
   }
 
-  const stopped = () => aborted !== null || halted !== null;
+  const stopped = () => aborted !== null || halted !== null || cutoff;
   for (const wave of waves) {
     const queue = hosts.filter((h) => h.wave === wave);
     let next = 0;
@@ -190,6 +207,9 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
     );
     await waitFor(() => running === 0);
   }
+  const notStarted = hosts.filter((h) => h.runId === null).length;
+  if (cutoff && aborted === null && halted === null && notStarted > 0)
+    halted = `window cutoff reached: ${notStarted} hosts not started`;
   const end: RolloutState = aborted !== null ? 'aborted' : halted !== null ? 'halted' : 'completed';
   ended = end;
   const reason = aborted !== null ? `aborted by ${aborted}` : halted;
