@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LABEL_KEY, Labels } from '../../contract/labels';
+import { LABEL_KEY, LABEL_VALUE, Labels } from '../../contract/labels';
 import { positional, usageError, type Command } from '../command';
 
 const Agent = z.object({ agent: z.object({ id: z.string(), labels: z.record(z.string(), z.string()) }).loose() });
@@ -19,7 +19,12 @@ export function applyLabelEdits(current: Record<string, string>, edits: readonly
     }
     const eq = edit.indexOf('=');
     if (eq <= 0) throw usageError(`"${edit}" is neither key=value nor key-`);
-    next[edit.slice(0, eq)] = edit.slice(eq + 1);
+    const [key, value] = [edit.slice(0, eq), edit.slice(eq + 1)];
+    if (!LABEL_KEY.test(key))
+      throw usageError(`"${key}" is not a label key (lowercase letters, digits, . _ / -, at most 63 characters)`);
+    if (!LABEL_VALUE.test(value))
+      throw usageError(`"${value}" is not a label value (letters, digits, . _ -, at most 63 characters)`);
+    next[key] = value;
   }
   const parsed = Labels.safeParse(next);
   if (!parsed.success) {

@@ -29,13 +29,14 @@ describe('windows: label selectors resolved at each firing, window-started rollo
 
   before(async () => {
     await stack.start();
-    // Three at a time: many agent processes at once starve a 2-core machine.
-    const names = ['web-01', 'web-02', 'web-03', 'db-01', 'db-02', 'late-01'];
+    // Three at a time: many agent processes at once starve a 2-core machine. Host names (= agent
+    // ids = task queues) of their own: other test files run at the same time on the same Temporal.
+    const names = ['wsel-web-01', 'wsel-web-02', 'wsel-web-03', 'wsel-db-01', 'wsel-db-02', 'wsel-late-01'];
     for (let i = 0; i < names.length; i += 3) {
       const started = await Promise.all(names.slice(i, i + 3).map((n) => stack.startAgent(n, PLAN)));
       for (const a of started)
-        if (a.id.startsWith('web')) web.push(a);
-        else if (a.id.startsWith('db')) dbHosts.push(a);
+        if (a.id.startsWith('wsel-web')) web.push(a);
+        else if (a.id.startsWith('wsel-db')) dbHosts.push(a);
         else late = a;
     }
     web.sort((a, b) => a.id.localeCompare(b.id));
