@@ -24,9 +24,9 @@ const notAccepted = (status: string) => (status === 'pending' ? 'agent is pendin
 
 /**
  * The hosts targets name now: the named agents, then every agent the selector matches (by id),
- * once each. Only accepted agents run; pending and revoked ones are skipped, with why. A named
- * agent that does not exist is in `unknown` (the API refuses it; a window firing skips it: the
- * agent was deleted after the window was made).
+ * once each. Only accepted agents run; pending, revoked and unknown ones are skipped, with why. A
+ * named agent that does not exist is also in `unknown` (the API refuses it; a window firing skips
+ * it: the agent was deleted after the window was made).
  */
 export async function resolveTargets(
   db: Db,
@@ -42,9 +42,10 @@ export async function resolveTargets(
   );
   return {
     hosts: wanted.filter((a) => a.status === 'accepted').map((a) => ({ id: a.id, hostname: a.hostname })),
-    skipped: wanted
-      .filter((a) => a.status !== 'accepted')
-      .map((a) => ({ agentId: a.id, reason: notAccepted(a.status) })),
+    skipped: [
+      ...unknown.map((agentId) => ({ agentId, reason: 'unknown agent' })),
+      ...wanted.filter((a) => a.status !== 'accepted').map((a) => ({ agentId: a.id, reason: notAccepted(a.status) })),
+    ],
     unknown,
   };
 }
@@ -105,8 +106,7 @@ export async function createRollout(
       message: `targets.agentIds: unknown agent ${resolved.unknown.join(', ')}`,
       skipped: [],
     };
-  const skipped = [...resolved.unknown.map((agentId) => ({ agentId, reason: 'unknown agent' })), ...resolved.skipped];
-  const { hosts } = resolved;
+  const { hosts, skipped } = resolved;
   if (hosts.length === 0)
     return {
       ok: false,

@@ -68,9 +68,12 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
   // only for them, so rollouts started through the API replay exactly as before.
   let cutoff = false;
   if (plan.window)
-    void sleep(Math.max(1, plan.window.applyBy - Date.now())).then(() => {
-      cutoff = true;
-    });
+    void sleep(Math.max(1, plan.window.applyBy - Date.now())).then(
+      () => {
+        cutoff = true;
+      },
+      () => undefined, // cancelled with the workflow: nothing left to cut off
+    );
 
   setHandler(pauseRolloutSignal, (c) => {
     by = nameOf(c);

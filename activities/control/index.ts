@@ -329,10 +329,7 @@ export function createControlActivities(
     // Only accepted agents are patched; the others are named in the firing's report, with why.
     const resolved = await resolveTargets(db, { agentIds: w.targets.agentIds, selector: w.targets.selector });
     const agents = resolved.hosts;
-    const skippedTargets = [
-      ...resolved.unknown.map((agentId) => ({ agentId, reason: 'unknown agent' })),
-      ...resolved.skipped,
-    ];
+    const skippedTargets = [...resolved.skipped];
     // Containers of nodes: the node must be accepted, the container there and supported.
     const containerTargets: WindowFiring['agents'] = [];
     const nodes = new Map(
@@ -385,7 +382,7 @@ export function createControlActivities(
   /** The firing's record, under the execution Temporal says is running this activity. */
   async function recordFiring(windowId: string, selector: string | null, agentIds: string[], skipped: SkippedTarget[]) {
     const execution = Context.current().info.workflowExecution;
-    if (!execution) throw ApplicationFailure.nonRetryable('not scheduled by a workflow', 'run-not-claimed');
+    if (!execution) throw ApplicationFailure.nonRetryable('not scheduled by a workflow', 'not-a-firing');
     await recordWindowFiring(db, {
       workflow_run_id: execution.runId,
       workflow_id: execution.workflowId,

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fourEyesExcluded } from '../../db/runs';
 import { fixture } from '../support/fixture';
-import { Stack, type TestAgent } from '../support/stack';
+import { replayHistory, Stack, type TestAgent } from '../support/stack';
 
 const PLAN = ['openssl amd64 3.0.15-1 3.0.16-1 bookworm-security'];
 /** Far enough ahead that only explicit triggers fire these windows during the test. */
@@ -57,6 +57,8 @@ describe('windows: label selectors resolved at each firing, window-started rollo
       },
       timeoutMs,
     );
+  /** The workflow id of the latest firing (the Schedule appends the time to `window.<id>`). */
+  let lastFiringId = '';
   /** Fire the window through its Schedule and wait for the firing workflow's report. */
   const fire = async (windowId: string, timeoutMs = 180_000): Promise<any> => {
     const handle = stack.temporal.schedule.getHandle(`window.${windowId}`);
@@ -68,6 +70,7 @@ describe('windows: label selectors resolved at each firing, window-started rollo
     const action = await stack.waitFor('the firing', async () =>
       (await handle.describe()).info.recentActions.find((a) => !seen.has(runIdOf(a))),
     );
+    lastFiringId = action.action.workflow.workflowId;
     const run = stack.temporal.workflow.getHandle(
       action.action.workflow.workflowId,
       action.action.workflow.firstExecutionRunId,
@@ -206,6 +209,9 @@ describe('windows: label selectors resolved at each firing, window-started rollo
     assert.ok(input.timeouts.agentPickupMs <= 540_000, `pickup bound by the cutoff: ${input.timeouts.agentPickupMs}`);
     const shown = await showWindow(w.id);
     assert.equal(shown.recentFirings[0].rolloutId, rolloutId);
+    // The firing (the rollout's parent) and the rollout replay against today's code.
+    await replayHistory(stack.temporal, lastFiringId);
+    await replayHistory(stack.temporal, rolloutId);
     for (const a of dbHosts) assert.deepEqual(fixture(a).calls(), [], `${a.id} was never touched`);
     assert.equal(fixture(late).calls().length, lateCalls, 'the agent no longer labelled role=web was not touched');
     assert.equal((await stack.http('DELETE', `/v1/windows/${w.id}`)).status, 204);
@@ -230,6 +236,7 @@ describe('windows: label selectors resolved at each firing, window-started rollo
     const done = await rolloutEnded(report.rollout.rolloutId);
     assert.equal(done.state, 'halted');
     assert.equal(done.stateReason, 'window cutoff reached: 2 hosts not started');
+    await replayHistory(stack.temporal, done.id);
     assert.deepEqual(
       done.hosts.map((h: any) => h.runId !== null),
       [true, false, false],
