@@ -183,7 +183,15 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
     }
   }
 
-  const stopped = () => aborted !== null || halted !== null || cutoff;
+  /**
+   * Past the window's cutoff. The timer wakes a waiting rollout; the clock check also covers a
+   * host that ends at the very moment of the cutoff (its result may be handled before the timer).
+   */
+  const pastCutoff = () => {
+    if (plan.window && Date.now() >= plan.window.applyBy) cutoff = true;
+    return cutoff;
+  };
+  const stopped = () => aborted !== null || halted !== null || pastCutoff();
   for (const wave of waves) {
     const queue = hosts.filter((h) => h.wave === wave);
     let next = 0;
