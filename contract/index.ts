@@ -28,6 +28,7 @@ import type { ContainerOptions, RunTimeouts } from './workflow-safe';
 export {
   DEFAULT_TIMEOUTS,
   resolveRunTimeouts,
+  windowRunTimeouts,
   type ConfigurableTimeouts,
   type PatchRunInput,
   type RunContainer,
@@ -473,4 +474,13 @@ export interface WindowFiring {
   hooks?: import('./rollout-policy').RunHooks;
   /** Targets not run in this firing, and why (pending acceptance, revoked, unknown); absent in firings recorded before issue 13. */
   skippedTargets?: { agentId: string; reason: string }[];
+  /**
+   * Issue 12: the firing starts a rollout with this pacing (startWindowRollout resolves its
+   * targets; `agents` is empty then); absent: every host starts at once.
+   */
+  rollout?: {
+    canary?: { count: number } | { percent: number };
+    maxConcurrency: number;
+    maxFailures: { count: number } | { percent: number };
+  };
 }

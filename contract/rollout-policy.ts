@@ -34,8 +34,17 @@ export type RunHooks = z.infer<typeof RunHooks>;
 export const ApprovalScope = z.enum(['per-run', 'plan-group']);
 export type ApprovalScope = z.infer<typeof ApprovalScope>;
 
+/** The most hosts one rollout may name (its targets are recorded, and its history must stay small). */
+export const MAX_ROLLOUT_HOSTS = 5000;
+
 /** How long a rebooted host has to come back with a new boot id before the run ends `reboot-timeout`. */
 export const DEFAULT_REBOOT_TIMEOUT_SECONDS = 900;
+
+/** A window's or rollout's own reboot timeout (`rebootTimeoutSeconds`): a minute to a day. */
+export const RebootTimeoutSeconds = z.number().int().min(60).max(86400);
+
+/** The run timeouts' `rebootMs` for a policy's own timeout (null or absent: the default). */
+export const rebootMsOf = (seconds: number | null | undefined) => (seconds ?? DEFAULT_REBOOT_TIMEOUT_SECONDS) * 1000;
 
 /**
  * Outcomes that spend a rollout's error budget: the host was meant to be patched and is not

@@ -108,6 +108,19 @@ export interface RunWindow {
   endsAt: number;
 }
 
+/**
+ * A window run's timeouts as it starts now: an agent that has not picked up its task by the
+ * cutoff cannot patch in this window, and an approval is due by the window start. Shared by the
+ * window firing and the rollouts it starts, so their runs get the same deadlines.
+ */
+export function windowRunTimeouts(timeouts: RunTimeouts, window: RunWindow, now: number): RunTimeouts {
+  return {
+    ...timeouts,
+    agentPickupMs: Math.max(1000, window.applyBy - now),
+    approvalMs: Math.max(1000, window.startsAt - now),
+  };
+}
+
 export interface PatchRunInput {
   runId: string;
   agentId: string;

@@ -1,4 +1,12 @@
-import type { ApprovalPolicy, ContainerOptions, RunMode, RunOutcome, RunPhase, SnapshotMode } from '../contract';
+import type {
+  ApprovalPolicy,
+  ContainerOptions,
+  RunMode,
+  RunOutcome,
+  RunPhase,
+  RunWindow,
+  SnapshotMode,
+} from '../contract';
 import type { SignedApproval } from '../contract/approval';
 import type { ApprovalScope, RebootPolicy, RunHooks } from '../contract/rollout-policy';
 import { appendAudit } from './audit';
@@ -34,6 +42,10 @@ export interface RolloutRow {
   start_if_stopped: boolean | null;
   snapshot: SnapshotMode | null;
   skipped_targets: { agentId: string; reason: string }[];
+  /** The window firing that started the rollout (epoch ms); null: started through the API. */
+  window: RunWindow | null;
+  /** How long a rebooted host has to come back; null: DEFAULT_REBOOT_TIMEOUT_SECONDS. */
+  reboot_timeout_seconds: number | null;
   state: RolloutState;
   failures: number;
   state_reason: string | null;
@@ -88,6 +100,7 @@ export async function insertRollout(
       max_failures: jsonb(db, r.max_failures),
       hooks: r.hooks ? jsonb(db, r.hooks) : null,
       skipped_targets: jsonb(db, r.skipped_targets),
+      window: r.window ? jsonb(db, r.window) : null,
     })
     .returning('*');
   // In chunks: a 5,000-host rollout stays under PostgreSQL's bind-parameter limit.

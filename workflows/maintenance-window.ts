@@ -1,5 +1,6 @@
 import {
   CancellationScope,
+  ChildWorkflowCancellationType,
   isCancellation,
   ParentClosePolicy,
   patched,
@@ -8,10 +9,13 @@ import {
   type ChildWorkflowHandle,
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import type { ContainerOptions, RunOutcome, RunStatus } from '../contract';
+import type { ContainerOptions, RunOutcome, RunStatus, RunWindow } from '../contract';
 import { newRunId } from '../contract/run-id';
+import { windowRunTimeouts } from '../contract/workflow-safe';
 import { control } from './activities';
 import { patchRun } from './patch-run';
+import { rollout } from './rollout';
+import type { RolloutSummary } from './rollout-messages';
 import { PatchContainer, PatchHost, PatchPhase } from './search-attributes';
 
 /** A container nobody set options for: not started when stopped, no snapshot. */
@@ -31,6 +35,8 @@ export interface WindowReport {
   skipped: string | null;
   /** Targets this firing did not run, and why (an agent pending acceptance or revoked). */
   skippedTargets: { agentId: string; reason: string }[];
+  /** Issue 12: the rollout this firing started (a window with `rollout`), as it ended. */
+  rollout?: { rolloutId: string; state: RolloutSummary['state']; reason: string | null };
 }
 
 /**
@@ -76,6 +82,8 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
     };
   }
 
+  if (firing.rollout) return windowRollout(firing.windowId, { windowId: firing.windowId, startsAt, applyBy, endsAt });
+
   const mode = firing.approval === 'dry-run-only' ? 'dry-run' : 'apply';
   const approval = firing.approval === 'pre-approved' ? 'required' : 'auto';
   const requestedBy = `window:${firing.windowId}`;
@@ -117,11 +125,11 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
           approval,
           requestedBy,
           // An agent that has not picked up its task by the cutoff cannot patch in this window.
-          timeouts: {
-            ...firing.timeouts,
-            agentPickupMs: Math.max(1000, applyBy - Date.now()),
-            approvalMs: Math.max(1000, startsAt - Date.now()),
-          },
+          timeouts: windowRunTimeouts(
+            firing.timeouts,
+            { windowId: firing.windowId, startsAt, applyBy, endsAt },
+            Date.now(),
+          ),
           window: { windowId: firing.windowId, startsAt, applyBy, endsAt },
           ...(firing.reboot ? { reboot: firing.reboot } : {}),
           ...(firing.hooks ? { hooks: firing.hooks } : {}),
@@ -167,5 +175,38 @@ export async function maintenanceWindow(input: { windowId: string }): Promise<Wi
     })),
     skipped: null,
     skippedTargets,
+  };
+}
+
+/**
+ * Issue 12: a window with `rollout` starts one rollout per firing (docs/rollouts.md): its targets
+ * resolved now, its runs bound to this window, no host started after the cutoff. The rollout is a
+ * child under its own id (so its claim accepts it) that outlives this workflow, and cancelling the
+ * window does not cancel it (a rollout is stopped by its own abort).
+ */
+async function windowRollout(windowId: string, window: RunWindow): Promise<WindowReport> {
+  const startsAt = new Date(window.startsAt).toISOString();
+  const made = await control.startWindowRollout({ windowId, window });
+  if (made.rolloutId === null) {
+    await firingSkipped({ windowId, reason: made.reason });
+    return { windowId, startsAt, runs: [], skipped: made.reason, skippedTargets: made.skippedTargets };
+  }
+  const child = await startChild(rollout, {
+    workflowId: made.rolloutId,
+    args: [{ rolloutId: made.rolloutId }],
+    parentClosePolicy: ParentClosePolicy.ABANDON,
+    cancellationType: ChildWorkflowCancellationType.ABANDON,
+  });
+  const result = await child.result().catch((err) => {
+    if (!isCancellation(err)) throw err;
+    return CancellationScope.nonCancellable(() => child.result());
+  });
+  return {
+    windowId,
+    startsAt,
+    runs: [], // the rollout's own (GET /v1/rollouts/:id)
+    skipped: null,
+    skippedTargets: made.skippedTargets,
+    rollout: { rolloutId: made.rolloutId, state: result.state, reason: result.reason },
   };
 }

@@ -1,7 +1,15 @@
-import { condition, getExternalWorkflowHandle, ParentClosePolicy, setHandler, startChild } from '@temporalio/workflow';
+import {
+  condition,
+  getExternalWorkflowHandle,
+  ParentClosePolicy,
+  setHandler,
+  sleep,
+  startChild,
+} from '@temporalio/workflow';
 import { DEFAULT_CONTAINER_LOCK_WAIT_MS, type ContainerOptions, type RunOutcome } from '../contract';
 import { BUDGET_OUTCOMES } from '../contract/rollout-policy';
 import { newRunId } from '../contract/run-id';
+import { windowRunTimeouts } from '../contract/workflow-safe';
 import type { RolloutState } from '../db/rollouts';
 import { control } from './activities';
 import { patchRun } from './patch-run';
@@ -59,6 +67,16 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
   let seq = 0;
   let ended: RolloutState | null = null;
   const open = new Set<string>();
+  // A window's rollout starts no host after the window's applyBy (its cutoff); the timer exists
+  // only for them, so rollouts started through the API replay exactly as before.
+  let cutoff = false;
+  if (plan.window)
+    void sleep(Math.max(1, plan.window.applyBy - Date.now())).then(
+      () => {
+        cutoff = true;
+      },
+      () => undefined, // cancelled with the workflow: nothing left to cut off
+    );
 
   setHandler(pauseRolloutSignal, (c) => {
     by = nameOf(c);
@@ -138,7 +156,9 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
               mode: plan.mode,
               approval: plan.approval,
               requestedBy: `rollout:${rolloutId}`,
-              timeouts: plan.timeouts,
+              // A window's rollout: the deadlines its window firing would give the run (pickup by the cutoff).
+              timeouts: plan.window ? windowRunTimeouts(plan.timeouts, plan.window, Date.now()) : plan.timeouts,
+              ...(plan.window ? { window: plan.window } : {}),
               // Issue 12: the same policy the run rows record, or the claim refuses the run.
               ...(plan.reboot ? { reboot: plan.reboot } : {}),
               ...(plan.hooks ? { hooks: plan.hooks } : {}),
@@ -182,7 +202,15 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
     }
   }
 
-  const stopped = () => aborted !== null || halted !== null;
+  /**
+   * Past the window's cutoff. The timer wakes a waiting rollout; the clock check also covers a
+   * host that ends at the very moment of the cutoff (its result may be handled before the timer).
+   */
+  const pastCutoff = () => {
+    if (plan.window && Date.now() >= plan.window.applyBy) cutoff = true;
+    return cutoff;
+  };
+  const stopped = () => aborted !== null || halted !== null || pastCutoff();
   for (const wave of waves) {
     const queue = hosts.filter((h) => h.wave === wave);
     let next = 0;
@@ -209,6 +237,9 @@ export async function rollout(input: { rolloutId: string }): Promise<RolloutSumm
     );
     await waitFor(() => running === 0);
   }
+  const notStarted = hosts.filter((h) => h.runId === null).length;
+  if (cutoff && aborted === null && halted === null && notStarted > 0)
+    halted = `window cutoff reached: ${notStarted} hosts not started`;
   const end: RolloutState = aborted !== null ? 'aborted' : halted !== null ? 'halted' : 'completed';
   ended = end;
   const reason = aborted !== null ? `aborted by ${aborted}` : halted;

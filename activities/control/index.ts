@@ -35,9 +35,10 @@ import {
 } from '../../db/runs';
 import { scriptSha256 } from '../../db/scripts';
 import { hookHashes } from '../../db/hooks';
-import { DEFAULT_REBOOT_TIMEOUT_SECONDS, type HookSpec } from '../../contract/rollout-policy';
+import { rebootMsOf, type HookSpec } from '../../contract/rollout-policy';
 import { containerDefaults, getContainer } from '../../db/containers';
-import { getWindow } from '../../db/windows';
+import { getWindow, recordWindowFiring } from '../../db/windows';
+import { resolveTargets, type SkippedTarget } from '../../db/rollout-create';
 import { planApprovalForRun, planGroupOfRun } from '../../db/rollouts';
 import type { SignedApproval } from '../../contract/approval';
 import { enabledBaselines, firstSeenFor } from '../../db/baselines';
@@ -336,23 +337,33 @@ export function createControlActivities(
     });
   }
 
+  /**
+   * A firing's targets, resolved now (issue 12): the named agents and every agent the window's
+   * selector matches at this moment, recorded in window_firings under the firing's execution
+   * (from the activity Context). A window that starts a rollout resolves them when it makes the
+   * rollout (startWindowRollout), so this returns no hosts for it.
+   */
   async function loadWindowFiring(input: { windowId: string }): Promise<WindowFiring | null> {
     const w = await getWindow(db, input.windowId);
     if (!w) return null; // deleted while its Schedule fired
-    const found = await agentsByIds(db, w.targets.agentIds);
+    const common = {
+      windowId: w.id,
+      timeouts: {
+        ...resolveRunTimeouts(runDefaults),
+        ...(w.reboot_policy ? { rebootMs: rebootMsOf(w.reboot_timeout_seconds) } : {}),
+      },
+      ...(w.reboot_policy && w.reboot_policy !== 'never' ? { reboot: w.reboot_policy } : {}),
+      ...(w.hooks ? { hooks: w.hooks } : {}),
+      approval: w.approval,
+      leadSeconds: w.lead_seconds,
+      durationSeconds: w.duration_seconds,
+      cutoffSeconds: w.cutoff_seconds,
+    };
+    if (w.rollout) return { ...common, agents: [], skippedTargets: [], rollout: w.rollout };
     // Only accepted agents are patched; the others are named in the firing's report, with why.
-    const agents = found.filter((a) => a.status === 'accepted');
-    const known = new Map(found.map((a) => [a.id, a.status]));
-    const skippedTargets = w.targets.agentIds
-      .filter((id) => known.get(id) !== 'accepted')
-      .map((agentId) => {
-        const status = known.get(agentId);
-        return {
-          agentId,
-          reason:
-            status === undefined ? 'unknown agent' : `agent is ${status === 'pending' ? 'pending acceptance' : status}`,
-        };
-      });
+    const resolved = await resolveTargets(db, { agentIds: w.targets.agentIds, selector: w.targets.selector });
+    const agents = resolved.hosts;
+    const skippedTargets = [...resolved.skipped];
     // Containers of nodes: the node must be accepted, the container there and supported.
     const containerTargets: WindowFiring['agents'] = [];
     const nodes = new Map(
@@ -389,21 +400,31 @@ export function createControlActivities(
           }),
         });
     }
+    await recordFiring(
+      w.id,
+      w.targets.selector ?? null,
+      agents.map((a) => a.id),
+      skippedTargets,
+    );
     return {
-      windowId: w.id,
-      timeouts: {
-        ...resolveRunTimeouts(runDefaults),
-        ...(w.reboot_policy ? { rebootMs: DEFAULT_REBOOT_TIMEOUT_SECONDS * 1000 } : {}),
-      },
-      ...(w.reboot_policy && w.reboot_policy !== 'never' ? { reboot: w.reboot_policy } : {}),
-      ...(w.hooks ? { hooks: w.hooks } : {}),
-      approval: w.approval,
-      leadSeconds: w.lead_seconds,
-      durationSeconds: w.duration_seconds,
-      cutoffSeconds: w.cutoff_seconds,
+      ...common,
       agents: [...agents.map((a) => ({ agentId: a.id, hostname: a.hostname })), ...containerTargets],
       skippedTargets,
     };
+  }
+
+  /** The firing's record, under the execution Temporal says is running this activity. */
+  async function recordFiring(windowId: string, selector: string | null, agentIds: string[], skipped: SkippedTarget[]) {
+    const execution = Context.current().info.workflowExecution;
+    if (!execution) throw ApplicationFailure.nonRetryable('not scheduled by a workflow', 'not-a-firing');
+    await recordWindowFiring(db, {
+      workflow_run_id: execution.runId,
+      workflow_id: execution.workflowId,
+      window_id: windowId,
+      selector,
+      agent_ids: agentIds,
+      skipped_targets: skipped,
+    });
   }
 
   return {

@@ -2,14 +2,35 @@ import { z } from 'zod';
 import { AgentId, ApprovalPolicy, freeText, RunMode, SNAPSHOT_MODES } from '../../contract';
 import { Vmid } from '../../contract/proxmox';
 import { LabelSelector } from '../../contract/labels';
-import { ApprovalScope, RebootPolicy, RunHooks } from '../../contract/rollout-policy';
+import {
+  ApprovalScope,
+  MAX_ROLLOUT_HOSTS,
+  RebootPolicy,
+  RebootTimeoutSeconds,
+  RunHooks,
+} from '../../contract/rollout-policy';
 import { ApproveDecision } from '../../contract';
-
-/** The most hosts one rollout may name (its targets are recorded, and its history must stay small). */
-export const MAX_ROLLOUT_HOSTS = 5000;
 
 const Count = z.strictObject({ count: z.number().int().min(1) });
 const Percent = z.strictObject({ percent: z.number().int().min(1).max(100) });
+
+/**
+ * The pacing of a rollout, shared with windows that start one (api/windows/schema.ts):
+ * the first wave: this many hosts (or this percentage, rounded up, at least 1), all finished before the rest start.
+ */
+export const CanarySize = z.union([Count, Percent]);
+export const MaxConcurrency = z.number().int().min(1).max(1000).default(10);
+/**
+ * The most failed hosts the whole rollout tolerates (a percentage is of the resolved targets,
+ * rounded down); one more halts it. Default 0: the first failure halts.
+ */
+export const MaxFailures = z
+  .union([
+    // Bounded: allowed_failures is a PostgreSQL integer (3e9 was a 500), and no rollout has more hosts.
+    z.strictObject({ count: z.number().int().min(0).max(MAX_ROLLOUT_HOSTS) }),
+    z.strictObject({ percent: z.number().int().min(0).max(100) }),
+  ])
+  .default({ count: 0 });
 
 export const StartRolloutBody = z
   .object({
@@ -41,22 +62,13 @@ export const StartRolloutBody = z
      * host of the rollout whose plan has that hash; needs approval `required` and mode `apply`.
      */
     approvalScope: ApprovalScope.default('per-run'),
-    /** The first wave: this many hosts (or this percentage, rounded up, at least 1), all finished before the rest start. */
-    canary: z.union([Count, Percent]).optional(),
-    maxConcurrency: z.number().int().min(1).max(1000).default(10),
-    /**
-     * The most failed hosts the whole rollout tolerates (a percentage is of the resolved targets,
-     * rounded down); one more halts it. Default 0: the first failure halts.
-     */
-    maxFailures: z
-      .union([
-        // Bounded: allowed_failures is a PostgreSQL integer (3e9 was a 500), and no rollout has more hosts.
-        z.strictObject({ count: z.number().int().min(0).max(MAX_ROLLOUT_HOSTS) }),
-        z.strictObject({ percent: z.number().int().min(0).max(100) }),
-      ])
-      .default({ count: 0 }),
+    canary: CanarySize.optional(),
+    maxConcurrency: MaxConcurrency,
+    maxFailures: MaxFailures,
     reboot: RebootPolicy.optional(),
     hooks: RunHooks.optional(),
+    /** How long a rebooted host has to come back (default DEFAULT_REBOOT_TIMEOUT_SECONDS). */
+    rebootTimeoutSeconds: RebootTimeoutSeconds.optional(),
     /**
      * Container targets: start a stopped container for its run (and stop it after), snapshot
      * before apply; absent: each container's default decides, else off (docs/proxmox.md).

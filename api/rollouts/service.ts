@@ -6,22 +6,17 @@ import { approverKeys } from '../../db/approver-keys';
 import { getWindow } from '../../db/windows';
 import { pool } from '../../runtime/pool';
 import { approveUpdate } from '../../workflows/messages';
-import { ulid } from 'ulid';
-import { matchesSelector } from '../../contract/labels';
-import { resolveContainerOptions, type ContainerOptions } from '../../contract';
-import { containerDefaults, listContainers, type ContainerRow } from '../../db/containers';
 import { BUDGET_OUTCOMES } from '../../contract/rollout-policy';
 import type { Db } from '../../db';
 import { appendAudit } from '../../db/audit';
+import { createRollout } from '../../db/rollout-create';
 import {
   deleteRollout,
-  agentsWithLabels,
   awaitingRunsOf,
   planApprovalsOf,
   recordPlanApproval,
   rolloutHasPlan,
   getRollout,
-  insertRollout,
   listRollouts,
   rolloutHosts,
   rolloutOutcomeCounts,
@@ -31,21 +26,13 @@ import {
 import { rollout as rolloutWorkflow } from '../../workflows/rollout';
 import { abortRolloutSignal, pauseRolloutSignal, resumeRolloutSignal } from '../../workflows/rollout-messages';
 import { ApiError, notFound } from '../errors';
-import { MAX_ROLLOUT_HOSTS, type ApprovePlanGroupBody, type StartRolloutBody } from './schema';
+import type { ApprovePlanGroupBody, StartRolloutBody } from './schema';
 import { iso } from '../views';
 
 export interface RolloutsDeps {
   db: Db;
   temporal: Client;
   controlQueue: string;
-}
-
-/** A resolved target: an agent's own host (vmid 0) or one container of its node, with its options. */
-interface Target {
-  id: string;
-  hostname: string;
-  vmid: number;
-  options: ContainerOptions | null;
 }
 
 const ENDED = new Set(['halted', 'aborted', 'completed']);
@@ -67,6 +54,16 @@ function toRollout(r: RolloutRow) {
     reboot: r.reboot,
     hooks: r.hooks,
     skippedTargets: r.skipped_targets,
+    rebootTimeoutSeconds: r.reboot_timeout_seconds,
+    /** The window firing that started the rollout; null: started through the API. */
+    window: r.window
+      ? {
+          windowId: r.window.windowId,
+          startsAt: new Date(r.window.startsAt).toISOString(),
+          applyBy: new Date(r.window.applyBy).toISOString(),
+          endsAt: new Date(r.window.endsAt).toISOString(),
+        }
+      : null,
     createdBy: r.created_by,
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
@@ -93,167 +90,32 @@ function wavesOf(hosts: RolloutHostRow[]) {
 }
 
 export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
-  /**
-   * The hosts a rollout targets, now: the named agents, then the selector's matches (by id), once
-   * each. Only accepted agents run; pending and revoked ones are recorded as skipped, with why.
-   */
-  async function resolveTargets(
-    targets: StartRolloutBody['targets'],
-    body: Pick<StartRolloutBody, 'startIfStopped' | 'snapshot'>,
-  ) {
-    const named = targets.agentIds ?? [];
-    const rows = await agentsWithLabels(db);
-    const byId = new Map(rows.map((r) => [r.id, r]));
-    const unknown = named.filter((id) => !byId.has(id));
-    if (unknown.length > 0)
-      throw new ApiError(
-        'validation_failed',
-        `targets.agentIds: unknown agent ${unknown.join(', ')}`,
-        'targets.agentIds',
-      );
-    const selected = targets.selector ? rows.filter((r) => matchesSelector(r.labels ?? {}, targets.selector!)) : [];
-    const wanted = [...new Set([...named, ...selected.map((r) => r.id)])].map((id) => byId.get(id)!);
-    const notAccepted = (a: { status: string }) =>
-      a.status === 'pending' ? 'agent is pending acceptance' : `agent is ${a.status}`;
-    const hosts: Target[] = wanted
-      .filter((a) => a.status === 'accepted')
-      .map((a) => ({ id: a.id, hostname: a.hostname, vmid: 0, options: null }));
-    const skipped = wanted
-      .filter((a) => a.status !== 'accepted')
-      .map((a) => ({ agentId: a.id, reason: notAccepted(a) }));
-    const containers = await resolveContainers(targets, body, byId);
-    return { hosts: [...hosts, ...containers.hosts], skipped: [...skipped, ...containers.skipped] };
-  }
-
-  /**
-   * Container targets (docs/proxmox.md): each listed container, and every container the
-   * `containersOf` nodes report now, once each. A listed container its node never reported (or
-   * that left it) is a 400; a reported one that cannot be patched (unsupported, its node not
-   * accepted) is recorded as skipped, with why. Options: the rollout's, else the container's
-   * default, else off — resolved and recorded now, as a run's own request would be.
-   */
-  async function resolveContainers(
-    targets: StartRolloutBody['targets'],
-    body: Pick<StartRolloutBody, 'startIfStopped' | 'snapshot'>,
-    agents: Map<string, { id: string; hostname: string; status: string }>,
-  ): Promise<{ hosts: Target[]; skipped: { agentId: string; reason: string }[] }> {
-    const nodes = [...new Set([...(targets.containers ?? []).map((c) => c.agentId), ...(targets.containersOf ?? [])])];
-    const unknown = nodes.filter((id) => !agents.has(id));
-    if (unknown.length > 0)
-      throw new ApiError('validation_failed', `targets: unknown agent ${unknown.join(', ')}`, 'targets.containers');
-    const reported = new Map<string, ContainerRow>();
-    for (const node of nodes)
-      for (const ct of await listContainers(db, node)) if (!ct.gone_at) reported.set(`${node}/${ct.vmid}`, ct);
-    const wanted = new Map<string, ContainerRow>();
-    for (const c of targets.containers ?? []) {
-      const ct = reported.get(`${c.agentId}/${c.vmid}`);
-      if (!ct)
-        throw new ApiError(
-          'validation_failed',
-          `targets.containers: agent ${c.agentId} reports no container ${c.vmid}`,
-          'targets.containers',
-        );
-      wanted.set(`${c.agentId}/${c.vmid}`, ct);
-    }
-    for (const node of targets.containersOf ?? [])
-      for (const [key, ct] of reported) if (ct.agent_id === node) wanted.set(key, ct);
-    const hosts: Target[] = [];
-    const skipped: { agentId: string; reason: string }[] = [];
-    for (const ct of wanted.values()) {
-      const node = agents.get(ct.agent_id)!;
-      const why =
-        node.status !== 'accepted'
-          ? `agent is ${node.status === 'pending' ? 'pending acceptance' : node.status}`
-          : !ct.family
-            ? `unsupported: ${ct.unsupported ?? 'no family detected'}`
-            : null;
-      if (why) skipped.push({ agentId: ct.agent_id, reason: `container ${ct.vmid}: ${why}` });
-      else
-        hosts.push({
-          id: ct.agent_id,
-          hostname: node.hostname,
-          vmid: ct.vmid,
-          options: resolveContainerOptions({
-            run: { startIfStopped: body.startIfStopped ?? null, snapshot: body.snapshot ?? null },
-            container: containerDefaults(ct),
-          }),
-        });
-    }
-    return { hosts, skipped };
-  }
-
   async function start(body: StartRolloutBody, by: string) {
-    const { hosts, skipped } = await resolveTargets(body.targets, body);
-    if (hosts.length === 0)
-      throw new ApiError(
-        'validation_failed',
-        `targets: no accepted agent matches${skipped.length ? ` (skipped: ${skipped.map((s) => `${s.agentId}: ${s.reason}`).join('; ')})` : ''}`,
-        'targets',
-      );
-    if (hosts.length > MAX_ROLLOUT_HOSTS)
-      throw new ApiError('validation_failed', `targets: at most ${MAX_ROLLOUT_HOSTS} hosts a rollout`, 'targets');
-    const total = hosts.length;
-    // A percentage canary rounds up (5% of 10 hosts is 1 host, never 0); a percentage budget rounds down.
-    const canaryCount = !body.canary
-      ? 0
-      : Math.min(
-          total,
-          'count' in body.canary ? body.canary.count : Math.max(1, Math.ceil((body.canary.percent * total) / 100)),
-        );
-    const allowed =
-      'count' in body.maxFailures ? body.maxFailures.count : Math.floor((body.maxFailures.percent * total) / 100);
     // A hook that was never uploaded would fail every host's run: refuse the rollout instead (400).
     await requireHooks(db, body.hooks);
-    const id = `rol-${ulid().toLowerCase()}`;
-    const row = await db.transaction(async (trx) => {
-      const inserted = await insertRollout(
-        trx,
-        {
-          id,
-          name: body.name ?? '',
-          targets: body.targets,
-          mode: body.mode,
-          approval: body.approval,
-          approval_scope: body.approvalScope,
-          canary: body.canary ?? null,
-          canary_count: canaryCount,
-          max_concurrency: body.maxConcurrency,
-          max_failures: body.maxFailures,
-          allowed_failures: allowed,
-          reboot: body.reboot ?? null,
-          hooks: body.hooks ?? null,
-          start_if_stopped: body.startIfStopped ?? null,
-          snapshot: body.snapshot ?? null,
-          skipped_targets: skipped,
-          created_by: by,
-        },
-        hosts.map((h, i) => ({
-          agent_id: h.id,
-          hostname: h.hostname,
-          position: i,
-          wave: canaryCount > 0 && i >= canaryCount ? 2 : 1,
-          vmid: h.vmid,
-          container_options: h.options,
-        })),
-      );
-      await appendAudit(trx, {
-        actor: by,
-        kind: 'rollout.created',
-        subject: id,
-        detail: {
-          targets: body.targets,
-          hosts: total,
-          skipped: skipped.length,
-          mode: body.mode,
-          approval: body.approval,
-          approvalScope: body.approvalScope,
-          canaryHosts: canaryCount,
-          maxConcurrency: body.maxConcurrency,
-          allowedFailures: allowed,
-        },
-      });
-      return inserted;
-    });
+    const made = await createRollout(
+      db,
+      {
+        name: body.name ?? '',
+        targets: body.targets,
+        mode: body.mode,
+        approval: body.approval,
+        approvalScope: body.approvalScope,
+        canary: body.canary,
+        maxConcurrency: body.maxConcurrency,
+        maxFailures: body.maxFailures,
+        reboot: body.reboot,
+        hooks: body.hooks,
+        rebootTimeoutSeconds: body.rebootTimeoutSeconds,
+        startIfStopped: body.startIfStopped,
+        snapshot: body.snapshot,
+        createdBy: by,
+      },
+      'refuse',
+    );
+    if (!made.ok) throw new ApiError('validation_failed', made.message, made.field);
+    const { row, hosts } = made;
+    const id = row.id;
     try {
       await temporal.workflow.start(rolloutWorkflow, {
         taskQueue: controlQueue,
@@ -271,13 +133,13 @@ export function rolloutsService({ db, temporal, controlQueue }: RolloutsDeps) {
     }
     return {
       ...toRollout(row),
-      hosts: hosts.map((h, i) => ({
+      hosts: hosts.map((h) => ({
         agentId: h.id,
         hostname: h.hostname,
         ...(h.vmid ? { container: h.vmid, containerOptions: h.options } : {}),
-        wave: canaryCount > 0 && i >= canaryCount ? 2 : 1,
+        wave: h.wave,
       })),
-      budget: budgetOf(allowed, 0),
+      budget: budgetOf(made.allowedFailures, 0),
     };
   }
 

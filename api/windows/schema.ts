@@ -2,7 +2,16 @@ import { z } from 'zod';
 import { AgentId, freeText, SNAPSHOT_MODES, WindowApproval } from '../../contract';
 import { isTimezone, Recurrence } from './schedule-spec';
 import { Vmid } from '../../contract/proxmox';
-import { RebootPolicy, RunHooks } from '../../contract/rollout-policy';
+import { RebootPolicy, RebootTimeoutSeconds, RunHooks } from '../../contract/rollout-policy';
+import { LabelSelector } from '../../contract/labels';
+import { CanarySize, MaxConcurrency, MaxFailures } from '../rollouts/schema';
+
+/** Issue 12: each firing starts a rollout paced like POST /v1/rollouts (docs/rollouts.md). */
+export const WindowRollout = z.strictObject({
+  canary: CanarySize.optional(),
+  maxConcurrency: MaxConcurrency,
+  maxFailures: MaxFailures,
+});
 
 const Timestamp = z.iso.datetime({ offset: true });
 
@@ -11,7 +20,9 @@ export const WindowFields = z
     name: freeText(200).trim().min(1),
     targets: z
       .object({
-        agentIds: z.array(AgentId).max(5000),
+        agentIds: z.array(AgentId).max(5000).default([]),
+        /** Issue 12: every agent the selector matches when the window fires (not when it is made). */
+        selector: LabelSelector.optional(),
         /** Proxmox VE containers of nodes (docs/proxmox.md): each patched as a target of its own. */
         containers: z
           .array(z.strictObject({ agentId: AgentId, vmid: Vmid }))
@@ -19,7 +30,10 @@ export const WindowFields = z
           .optional(),
       })
       .strict()
-      .refine((t) => t.agentIds.length + (t.containers?.length ?? 0) >= 1, 'at least one agent or container'),
+      .refine(
+        (t) => t.agentIds.length + (t.containers?.length ?? 0) >= 1 || t.selector !== undefined,
+        'at least one agent, selector or container',
+      ),
     recurrence: Recurrence,
     timezone: freeText(64).refine(isTimezone, 'not an IANA time zone (e.g. Europe/Berlin)'),
     durationSeconds: z
@@ -54,6 +68,10 @@ export const WindowFields = z
     reboot: RebootPolicy.optional(),
     /** Issue 12: each run's pre/post hooks; null or absent: none. */
     hooks: RunHooks.nullable().optional(),
+    /** Issue 12: how long a rebooted host has to come back (default DEFAULT_REBOOT_TIMEOUT_SECONDS). */
+    rebootTimeoutSeconds: RebootTimeoutSeconds.nullable().optional(),
+    /** Issue 12: each firing starts a rollout (canary, concurrency, error budget) instead of every host at once. */
+    rollout: WindowRollout.nullable().optional(),
   })
   .strict();
 export type WindowFields = z.infer<typeof WindowFields>;
@@ -67,6 +85,15 @@ function checkConsistency(w: WindowFields, ctx: z.RefinementCtx) {
   const containerOption = (['startIfStopped', 'snapshot'] as const).find((k) => w[k] !== undefined && w[k] !== null);
   if (containerOption && !w.targets.containers?.length)
     ctx.addIssue({ code: 'custom', path: [containerOption], message: 'applies to container targets only' });
+  if (w.rollout && w.approval === 'pre-approved')
+    ctx.addIssue({
+      code: 'custom',
+      path: ['rollout'],
+      message:
+        'a pre-approved window plans every host ahead of the window start, which a rollout cannot honour (its waves start hosts one after another, inside the window): use approval auto or dry-run-only',
+    });
+  if (w.rollout && w.targets.containers?.length)
+    ctx.addIssue({ code: 'custom', path: ['rollout'], message: 'a rollout patches hosts, not containers' });
   if (w.startAt && w.endAt && Date.parse(w.startAt) >= Date.parse(w.endAt))
     ctx.addIssue({ code: 'custom', path: ['endAt'], message: 'must be after startAt' });
 }

@@ -12,10 +12,13 @@ import type { Db } from '../../db';
 import { appendAudit } from '../../db/audit';
 import { agentsByIds } from '../../db/agents';
 import { listWindowRuns } from '../../db/runs';
+import { agentsWithLabels } from '../../db/rollouts';
+import { matchesSelector } from '../../contract/labels';
 import {
   deleteWindow,
   getWindow,
   insertWindow,
+  listWindowFirings,
   listWindows,
   setWindowPaused,
   updateWindow,
@@ -60,6 +63,8 @@ function toFields(r: WindowRow): WindowFields {
     snapshot: r.snapshot,
     reboot: r.reboot_policy ?? 'never',
     hooks: r.hooks,
+    rebootTimeoutSeconds: r.reboot_timeout_seconds,
+    rollout: r.rollout,
   };
 }
 
@@ -81,13 +86,25 @@ function warningsOf(w: WindowFields): string[] {
   ];
 }
 
-function toWindow(r: WindowRow) {
+type LabelledAgent = { labels: Record<string, string> | null };
+
+/**
+ * A selector that matches no agent now is allowed (hosts enrol later; each firing resolves it
+ * anew), but the admin is told: a typo would otherwise fire empty windows for ever.
+ */
+function selectorWarnings(w: WindowFields, agents: readonly LabelledAgent[]): string[] {
+  const { selector } = w.targets;
+  if (!selector || agents.some((a) => matchesSelector(a.labels ?? {}, selector))) return [];
+  return [`targets.selector "${selector}" matches no agent now: each firing resolves it again`];
+}
+
+function toWindow(r: WindowRow, agents: readonly LabelledAgent[]) {
   const fields = toFields(r);
   return {
     id: r.id,
     scheduleId: windowScheduleId(r.id),
     ...fields,
-    warnings: warningsOf(fields),
+    warnings: [...warningsOf(fields), ...selectorWarnings(fields, agents)],
     createdBy: r.created_by,
     createdAt: r.created_at.toISOString(),
     updatedAt: r.updated_at.toISOString(),
@@ -96,6 +113,8 @@ function toWindow(r: WindowRow) {
 
 export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
   const schedules = temporal.schedule;
+  /** The agents' labels, read only when a window has a selector to warn about. */
+  const labelled = async (...ws: WindowRow[]) => (ws.some((w) => w.targets.selector) ? agentsWithLabels(db) : []);
 
   function specOf(w: WindowFields) {
     try {
@@ -209,6 +228,8 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
       snapshot: w.snapshot ?? null,
       reboot_policy: w.reboot && w.reboot !== 'never' ? w.reboot : null,
       hooks: w.hooks && (w.hooks.pre || w.hooks.post) ? w.hooks : null,
+      reboot_timeout_seconds: w.rebootTimeoutSeconds ?? null,
+      rollout: w.rollout ?? null,
     };
   }
 
@@ -220,9 +241,10 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
     const { options } = scheduleOptions(id, body);
     return db.transaction(async (trx) => {
       const row = await insertWindow(trx, id, valuesOf(body), by);
+      const agents = await labelled(row);
       await schedules.create(options).catch(scheduleError);
       // Last in the transaction, so the trail's lock is not held across the Temporal call.
-      const window = toWindow(row);
+      const window = toWindow(row, agents);
       await appendAudit(trx, { actor: by, kind: 'window.created', subject: id, detail: { window } });
       return window;
     });
@@ -239,8 +261,9 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
     const desc = await schedules.getHandle(windowScheduleId(id)).describe();
     const leadMs = r.lead_seconds * 1000;
     const runs = await listWindowRuns(db, id, 50);
+    const firings = await listWindowFirings(db, id, 20);
     return {
-      ...toWindow(r),
+      ...toWindow(r, await labelled(r)),
       schedule: {
         paused: desc.state.paused,
         note: desc.state.note ?? null,
@@ -253,6 +276,16 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
           workflowId: a.action.workflow.workflowId,
         })),
       },
+      // Issue 12: which hosts each recent firing meant (its selector resolved when it fired).
+      recentFirings: firings.map((f) => ({
+        workflowId: f.workflow_id,
+        workflowRunId: f.workflow_run_id,
+        resolvedAt: f.resolved_at.toISOString(),
+        selector: f.selector,
+        agentIds: f.agent_ids,
+        skippedTargets: f.skipped_targets,
+        rolloutId: f.rollout_id,
+      })),
       recentRuns: runs.map((x) => ({
         id: x.id,
         agentId: x.agent_id,
@@ -269,7 +302,9 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
   }
 
   async function list() {
-    return (await listWindows(db)).map(toWindow);
+    const rows = await listWindows(db);
+    const agents = await labelled(...rows);
+    return rows.map((r) => toWindow(r, agents));
   }
 
   async function update(id: string, patch: UpdateWindowBody, by: string) {
@@ -304,7 +339,7 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
           state: { ...prev.state, note, paused: parsed.data.paused ?? prev.state.paused },
         }))
         .catch(scheduleError);
-      const window = toWindow(updated);
+      const window = toWindow(updated, await labelled(updated));
       await appendAudit(trx, { actor: by, kind: 'window.updated', subject: id, detail: { patch, window } });
       return window;
     });
@@ -326,7 +361,7 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
       });
       return w;
     });
-    return toWindow(updated);
+    return toWindow(updated, await labelled(updated));
   }
 
   async function remove(id: string, by: string) {

@@ -9,6 +9,7 @@ import { compliance } from './compliance';
 import { exceptions } from './exceptions';
 import { hooks } from './hooks';
 import { keygen, signApprovalCommand } from './keys';
+import { label } from './label';
 import { logs } from './logs';
 import { plan } from './plan';
 import { reject } from './reject';
@@ -20,6 +21,7 @@ import { windows } from './windows';
 
 export const COMMANDS: Command[] = [
   agents,
+  label,
   compliance,
   reviews,
   runs,

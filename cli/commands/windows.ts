@@ -6,7 +6,13 @@ const Window = z
   .object({
     id: z.string(),
     name: z.string(),
-    targets: z.object({ agentIds: z.array(z.string()), containers: z.array(z.unknown()).optional() }).loose(),
+    targets: z
+      .object({
+        agentIds: z.array(z.string()),
+        selector: z.string().optional(),
+        containers: z.array(z.unknown()).optional(),
+      })
+      .loose(),
     recurrence: z.record(z.string(), z.unknown()),
     timezone: z.string(),
     durationSeconds: z.number(),
@@ -41,14 +47,16 @@ function windowBody(ctx: CommandContext): unknown {
     }
   }
   const agents = (ctx.values.agent as string[] | undefined) ?? [];
-  if (agents.length === 0) throw usageError('--agent is required (repeat it for more agents)');
+  const selector = typeof ctx.values.selector === 'string' ? ctx.values.selector : undefined;
+  if (agents.length === 0 && !selector)
+    throw usageError('--agent (repeat it for more agents) or --selector is required');
   const cron = ctx.values.cron;
   const recurrence =
     typeof cron === 'string' ? { cron } : ctx.values.every ? { everySeconds: int(ctx, 'every') } : undefined;
   if (!recurrence) throw usageError('--cron or --every is required');
   return {
     name: required(ctx, 'name'),
-    targets: { agentIds: agents },
+    targets: { agentIds: agents, ...(selector ? { selector } : {}) },
     recurrence,
     timezone: typeof ctx.values.timezone === 'string' ? ctx.values.timezone : 'UTC',
     durationSeconds: int(ctx, 'duration'),
@@ -62,15 +70,17 @@ export const windows: Command = {
   name: 'windows',
   summary: 'list, add, remove, pause or resume maintenance windows',
   usage: `patchnanny windows [list] [--json]
-patchnanny windows add --name <n> --agent <id> [--agent <id>…] (--cron '<5 fields>' | --every <s>)
+patchnanny windows add --name <n> (--agent <id> [--agent <id>…] | --selector role=web) (--cron '<5 fields>' | --every <s>)
                        --duration <s> [--cutoff <s>] --approval auto|pre-approved|dry-run-only
                        [--timezone <IANA>] [--paused]
 patchnanny windows add --file <window.json|->      (the POST /v1/windows body)
-patchnanny windows remove|pause|resume <windowId>`,
+patchnanny windows remove|pause|resume <windowId>
+  A --selector is resolved at each firing: agents labelled later are included (docs/windows.md).`,
   options: {
     file: { type: 'string' },
     name: { type: 'string' },
     agent: { type: 'string', multiple: true },
+    selector: { type: 'string' },
     cron: { type: 'string' },
     every: { type: 'string' },
     timezone: { type: 'string' },
@@ -88,7 +98,7 @@ patchnanny windows remove|pause|resume <windowId>`,
       if (ctx.json) return ctx.out(JSON.stringify(windows));
       return ctx.out(
         table(
-          ['ID', 'NAME', 'WHEN', 'TZ', 'DURATION', 'APPROVAL', 'TARGETS', 'PAUSED'],
+          ['ID', 'NAME', 'WHEN', 'TZ', 'DURATION', 'APPROVAL', 'TARGETS', 'PAUSED', 'SELECTOR'],
           windows.map((w) => [
             w.id,
             w.name,
@@ -98,6 +108,8 @@ patchnanny windows remove|pause|resume <windowId>`,
             w.approval,
             w.targets.agentIds.length + (w.targets.containers?.length ?? 0),
             w.paused ?? false,
+            // Resolved when the window fires; TARGETS counts only the hosts named by id.
+            w.targets.selector ?? '-',
           ]),
         ),
       );

@@ -236,6 +236,47 @@ describe('patchnanny CLI (the built binary)', () => {
     assert.deepEqual(await json(['windows']), []);
   });
 
+  it('label sets key=value and removes key- (others stay), refuses a bad label before calling the API; windows shows a selector', async () => {
+    const labelsOf = async () => (await stack.http('GET', `/v1/agents/${agent.id}`)).body.agent.labels;
+    const before = await labelsOf();
+    const set = await json(['label', agent.id, 'role=web', 'env=prod']);
+    assert.deepEqual(set.labels, { ...before, role: 'web', env: 'prod' });
+    const edited = await cli(['label', agent.id, 'env-', 'tier=1']);
+    assert.equal(edited.code, 0, edited.stderr);
+    assert.match(edited.stdout, new RegExp(`^labelled ${agent.id}: .*role=web`));
+    assert.deepEqual(await labelsOf(), { ...before, role: 'web', tier: '1' });
+    for (const bad of [['Role=web'], ['novalue'], ['role=no spaces'], []]) {
+      const r = await cli(['label', agent.id, ...bad]);
+      assert.equal(r.code, 2, `${bad.join(' ')}: ${r.stderr}`);
+    }
+    assert.match((await cli(['label', agent.id, 'Role=web'])).stderr, /label key/);
+    const viewer = await cli(['label', agent.id, 'x=y'], { PATCHNANNY_TOKEN: viewerToken });
+    assert.equal(viewer.code, 1, 'a viewer may not label');
+    assert.deepEqual(await labelsOf(), { ...before, role: 'web', tier: '1' }, 'refusals changed nothing');
+
+    const win = await json([
+      'windows',
+      'add',
+      '--name',
+      'cli web',
+      '--selector',
+      'role=web',
+      '--every',
+      '86400',
+      '--duration',
+      '600',
+      '--approval',
+      'dry-run-only',
+      '--paused',
+    ]);
+    const table = await cli(['windows']);
+    assert.match(table.stdout, /SELECTOR$/m);
+    assert.match(table.stdout, new RegExp(`^${win.id as string} +cli web .* role=web$`, 'm'));
+    assert.equal((await cli(['windows', 'remove', win.id as string])).code, 0);
+    assert.equal((await cli(['label', agent.id, 'role-', 'tier-'])).code, 0);
+    assert.deepEqual(await labelsOf(), before);
+  });
+
   it('reviews, approve <planHash> and reject <planHash> decide a whole plan group; compliance counts the fleet', async () => {
     const second = await stack.startAgent('cli-02', PLAN);
     const awaitingOn = async (agentId: string) => {
