@@ -75,7 +75,7 @@ export function approvalProblem(a: SignedApproval, ctx: VerifyContext): string |
   if (at < ctx.now - APPROVAL_MAX_AGE_MS) return `stale approval: signed at ${a.at}, more than 24 h ago`;
   if (at < ctx.planAt - APPROVAL_CLOCK_SKEW_MS) return `stale approval: signed at ${a.at}, before the plan was made`;
   const key = ctx.keys.find((k) => k.keyId === a.keyId);
-  if (!key) return `unknown approver key ${a.keyId} (not registered, or revoked, when the run started)`;
+  if (!key) return `unknown approver key ${a.keyId} (not registered when the run started, or revoked since)`;
   if (key.owner !== a.by) return `key ${a.keyId} belongs to ${key.owner}, not ${a.by}`;
   const invalid = `invalid signature by key ${a.keyId}`;
   try {

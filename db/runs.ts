@@ -748,7 +748,11 @@ export function listWindowRuns(db: Db, windowId: string, limit: number): Promise
 }
 
 /** The runs of an agent that have not ended (an agent's revocation ends each of them). */
-export async function openRunIds(db: Db, agentId: string): Promise<string[]> {
-  const rows = await runs(db).where({ agent_id: agentId }).whereNull('outcome').orderBy('created_at').select('id');
+export async function openRunIds(db: Db, agentId?: string): Promise<string[]> {
+  const rows = await runs(db)
+    .where(agentId === undefined ? {} : { agent_id: agentId })
+    .whereNull('outcome')
+    .orderBy('created_at')
+    .select('id');
   return rows.map((r) => r.id);
 }

@@ -17,6 +17,13 @@ export const statusQuery = defineQuery<RunStatus>('status');
  */
 export const agentRevokedSignal = defineSignal<[{ by: string }]>('agentRevoked');
 
+/**
+ * The API tells every open run when approver keys stop counting (a key revoked, its owner disabled
+ * or no longer an approver): the run drops them from the keys it pinned at its claim, so a stolen
+ * key revoked now approves nothing that is still waiting. It can only take trust away.
+ */
+export const approverKeysWithdrawnSignal = defineSignal<[{ keyIds: string[] }]>('approverKeysWithdrawn');
+
 /** Failure types the update validators raise, mapped to HTTP 409 by the API. */
 export const DECISION_REFUSED = {
   notAwaiting: 'not-awaiting-approval',

@@ -17,7 +17,7 @@ import { hostTurns } from './host-lock';
 import { hostSteps } from './host-steps';
 import type { PinnedHook } from '../activities/control';
 import type { PinnedKey } from '../contract/approval';
-import { agentRevokedSignal } from './messages';
+import { agentRevokedSignal, approverKeysWithdrawnSignal } from './messages';
 import { openReview, type GroupTrust } from './review';
 import { PatchOutcome, PatchPhase } from './search-attributes';
 
@@ -63,6 +63,15 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   // before the host lock, any agent activity or any other write.
   // Not cancellable: a cancel (or revocation) that arrives now is seen by the first step after it,
   // once the run owns its row and can record how it ended.
+  // Keys withdrawn while the run lives (revoked, owner disabled): never counted again, whenever they arrive.
+  const withdrawn = new Set<string>();
+  setHandler(approverKeysWithdrawnSignal, (raw: unknown) => {
+    const ids = (raw as { keyIds?: unknown } | null)?.keyIds;
+    if (!Array.isArray(ids)) return;
+    for (const id of ids.slice(0, 1000)) if (typeof id === 'string') withdrawn.add(id);
+    approverKeys = approverKeys.filter((k) => !withdrawn.has(k.keyId));
+  });
+
   const claim = await CancellationScope.nonCancellable(() =>
     control.claimRun({
       runId,
@@ -84,7 +93,7 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   if (!claim.claimed) return untrusted(claim.reason);
   // A run claimed by a worker from before signed approvals pinned no keys (its recorded claim has
   // none): it can be rejected or cancelled, never approved.
-  approverKeys = claim.approverKeys ?? [];
+  approverKeys = (claim.approverKeys ?? []).filter((k) => !withdrawn.has(k.keyId));
   mayNotApprove = claim.mayNotApprove ?? [];
   group = claim.group ?? null;
 

@@ -1,4 +1,9 @@
+import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/common';
 import { fromBase64Url } from '../../contract/approval';
+import { openRunIds } from '../../db/runs';
+import { pool } from '../../runtime/pool';
+import { approverKeysWithdrawnSignal } from '../../workflows/messages';
 import { approverKeyId } from '../../contract/approval-key-id';
 import { mayDecide } from '../../contract/roles';
 import type { Db } from '../../db';
@@ -17,6 +22,31 @@ import { ApiError, notFound } from '../errors';
 import type { CreateKeyBody } from './schema';
 import { iso } from '../views';
 
+/**
+ * Tell every open run that these approver keys no longer count (revoked, or their owner disabled
+ * or no longer an approver): each run pinned the keys valid when it started and would otherwise
+ * still accept them (workflows/patch-run.ts). Repeating it is harmless; a run Temporal could not
+ * reach makes the whole call fail, so the admin repeats the request.
+ */
+export async function withdrawKeysFromOpenRuns(db: Db, temporal: Client, keyIds: string[]): Promise<void> {
+  if (keyIds.length === 0) return;
+  const failed: string[] = [];
+  await pool(await openRunIds(db), 8, async (runId) => {
+    try {
+      await temporal.workflow.getHandle(runId).signal(approverKeysWithdrawnSignal, { keyIds });
+    } catch (err) {
+      // Ended meanwhile, or its workflow not started yet (its claim reads the keys valid now).
+      if (err instanceof WorkflowNotFoundError) return;
+      failed.push(`${runId}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  });
+  if (failed.length > 0)
+    throw new ApiError(
+      'unavailable',
+      `keys ${keyIds.join(', ')} no longer count, but ${failed.length} open runs could not be told (repeat the request): ${failed.slice(0, 5).join('; ')}`,
+    );
+}
+
 function toKey(r: ApproverKeyRow) {
   return {
     id: r.id,
@@ -29,7 +59,7 @@ function toKey(r: ApproverKeyRow) {
   };
 }
 
-export function keysService({ db, admins }: { db: Db; admins: AdminToken[] }) {
+export function keysService({ db, admins, temporal }: { db: Db; admins: AdminToken[]; temporal: Client }) {
   /** Only someone who may approve holds an approval key: an admin or approver user, or a bootstrap admin. */
   async function mayApprove(owner: string): Promise<string | null> {
     if (admins.some((a) => a.name === owner)) return null;
@@ -85,6 +115,8 @@ export function keysService({ db, admins }: { db: Db; admins: AdminToken[] }) {
         });
       return r;
     });
+    // Runs waiting for approval pinned the key when they started: they drop it now (again, when repeated).
+    await withdrawKeysFromOpenRuns(db, temporal, [id]);
     return toKey(row ?? existing); // revoked already: idempotent
   }
 

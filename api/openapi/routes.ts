@@ -119,7 +119,11 @@ export const ROUTE_DOCS: Record<RouteKey, RouteDoc> = {
     errors: ['conflict'],
   },
   'GET /v1/keys': { summary: 'List approver keys', returns: ['keys[]'] },
-  'DELETE /v1/keys/:id': { summary: 'Revoke an approver key', returns: ['key'] },
+  'DELETE /v1/keys/:id': {
+    summary: 'Revoke an approver key; runs waiting for approval stop counting it too',
+    returns: ['key'],
+    errors: TEMPORAL,
+  },
   'GET /v1/agents/:agentId/exceptions': { summary: "An agent's package exceptions", returns: ['exceptions[]'] },
   'POST /v1/agents/:agentId/exceptions': {
     summary: 'Hold a package (or glob) back on an agent',
@@ -237,7 +241,12 @@ export const ROUTE_DOCS: Record<RouteKey, RouteDoc> = {
   'GET /v1/users': { summary: 'List users', returns: ['users[]'] },
   'POST /v1/users': { summary: 'Create a user', ok: 201, returns: ['user'], errors: ['conflict'] },
   'GET /v1/users/:name': { summary: 'One user', returns: ['user'] },
-  'PATCH /v1/users/:name': { summary: "Change a user's role, display name or disabled flag", returns: ['user'] },
+  'PATCH /v1/users/:name': {
+    summary:
+      "Change a user's role, display name or disabled flag (disabled or demoted: open runs stop counting their keys)",
+    returns: ['user'],
+    errors: TEMPORAL,
+  },
   'POST /v1/users/:name/tokens': {
     summary: 'Make an API token for a user (shown once)',
     ok: 201,

@@ -1,4 +1,8 @@
+import type { Client } from '@temporalio/client';
 import { ulid } from 'ulid';
+import { mayDecide } from '../../contract/roles';
+import { listApproverKeys } from '../../db/approver-keys';
+import { withdrawKeysFromOpenRuns } from '../keys/service';
 import type { Db } from '../../db';
 import {
   getUser,
@@ -22,6 +26,8 @@ export interface UsersDeps {
   db: Db;
   /** Bootstrap admins: their names are taken (a user of the same name would be two people in one). */
   admins: AdminToken[];
+  /** To tell open runs that a disabled (or demoted) approver's keys no longer count. */
+  temporal: Client;
 }
 
 const toUser = (r: UserRow) => ({
@@ -40,7 +46,7 @@ const toToken = (t: UserTokenRow) => ({
   revokedAt: iso(t.revoked_at),
 });
 
-export function usersService({ db, admins }: UsersDeps) {
+export function usersService({ db, admins, temporal }: UsersDeps) {
   async function row(name: string): Promise<UserRow> {
     const r = await getUser(db, name);
     if (!r) throw notFound(`user ${name}`);
@@ -90,6 +96,11 @@ export function usersService({ db, admins }: UsersDeps) {
       await appendAudit(trx, { actor: by, kind: 'user.updated', subject: name, detail: { ...patch } });
       return u;
     });
+    // Disabled, or no longer one who may approve: open runs stop counting their keys now.
+    if (updated.disabled_at || !mayDecide(updated.role)) {
+      const keys = (await listApproverKeys(db)).filter((k) => k.owner === name && !k.revoked_at).map((k) => k.id);
+      await withdrawKeysFromOpenRuns(db, temporal, keys);
+    }
     return toUser(updated);
   }
 

@@ -267,4 +267,50 @@ describe('signed approvals', { concurrency: true }, () => {
     assert.equal(done.approvalSignature.keyId, made.keyId);
     assert.ok(fixture(host).applied());
   });
+
+  it('a key revoked, or its owner disabled, while a run waits approves nothing there any more', async () => {
+    const keys: Record<string, { keyId: string; secret: Uint8Array }> = {};
+    for (const name of ['rita', 'dina']) {
+      assert.equal((await stack.http('POST', '/v1/users', { body: { name, role: 'approver' } })).status, 201);
+      const secret = ed25519.utils.randomSecretKey();
+      const r = await stack.http('POST', '/v1/keys', {
+        body: { owner: name, publicKey: toBase64Url(ed25519.getPublicKey(secret)) },
+      });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      keys[name] = { keyId: r.body.key.id, secret };
+    }
+    const ritaToken = (await stack.http('POST', '/v1/users/rita/tokens', { body: {} })).body.token;
+    // The run starts while both keys count: it pins them.
+    const host = await stack.startAgent('sig-withdrawn', PLAN);
+    const run = await startRun(host);
+    const signedBy = (name: string) =>
+      signApproval(
+        { runId: run.id, planHash: run.planHash, by: name, at: new Date().toISOString() },
+        keys[name].keyId,
+        keys[name].secret,
+      );
+
+    // rita's key is revoked (a lost laptop): her approval of the waiting run is refused.
+    assert.equal((await stack.http('DELETE', `/v1/keys/${keys.rita.keyId}`)).status, 200);
+    const { at, keyId, signature } = signedBy('rita');
+    const byRita = await stack.http('POST', `/v1/runs/${run.id}/approve`, {
+      token: ritaToken,
+      body: { planHash: run.planHash, at, keyId, signature },
+    });
+    assert.equal(byRita.status, 403, JSON.stringify(byRita.body));
+    assert.match(byRita.body.error.message, /unknown approver key .* revoked since/);
+
+    // dina is disabled: her statement sent straight to Temporal is recorded and ignored.
+    assert.equal((await stack.http('PATCH', '/v1/users/dina', { body: { disabled: true } })).status, 200);
+    await cliSignal(run.id, 'approve', signedBy('dina'));
+    const seen = await stack.waitForRun(run.id, (r) => r.events.some((e: any) => e.kind === 'ignored-approve'));
+    assert.match(seen.events.find((e: any) => e.kind === 'ignored-approve').detail.reason, /unknown approver key/);
+    assert.equal(seen.phase, 'awaiting-approval');
+    // A key that still counts approves it as before.
+    assert.equal((await stack.approve(run.id, run.planHash)).status, 200);
+    const done = await stack.waitForOutcome(run.id);
+    assert.equal(done.outcome, 'completed', done.failureReason);
+    assert.equal(done.approvedBy, 'alice');
+    assert.ok(fixture(host).applied());
+  });
 });
