@@ -277,7 +277,7 @@ export function windowsService({ db, temporal, controlQueue }: WindowsDeps) {
         })),
       },
       // Issue 12: which hosts each recent firing meant (its selector resolved when it fired).
-      recentFirings: firings.map((f) => ({
+      resolvedTargets: firings.map((f) => ({
         workflowId: f.workflow_id,
         workflowRunId: f.workflow_run_id,
         resolvedAt: f.resolved_at.toISOString(),

@@ -111,10 +111,10 @@ describe('windows: label selectors resolved at each firing, window-started rollo
     );
     for (const a of [...dbHosts, late]) assert.deepEqual(fixture(a).calls(), [], `${a.id} was never touched`);
     const shown = await showWindow(w.id);
-    assert.equal(shown.recentFirings.length, 1);
-    assert.equal(shown.recentFirings[0].selector, 'role=web');
+    assert.equal(shown.resolvedTargets.length, 1);
+    assert.equal(shown.resolvedTargets[0].selector, 'role=web');
     assert.deepEqual(
-      [...shown.recentFirings[0].agentIds].sort(),
+      [...shown.resolvedTargets[0].agentIds].sort(),
       web.map((a) => a.id),
     );
 
@@ -208,7 +208,7 @@ describe('windows: label selectors resolved at each firing, window-started rollo
     assert.equal(input.window.startsAt, Date.parse(report.startsAt));
     assert.ok(input.timeouts.agentPickupMs <= 540_000, `pickup bound by the cutoff: ${input.timeouts.agentPickupMs}`);
     const shown = await showWindow(w.id);
-    assert.equal(shown.recentFirings[0].rolloutId, rolloutId);
+    assert.equal(shown.resolvedTargets[0].rolloutId, rolloutId);
     // The firing (the rollout's parent) and the rollout replay against today's code.
     await replayHistory(stack.temporal, lastFiringId);
     await replayHistory(stack.temporal, rolloutId);
