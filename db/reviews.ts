@@ -143,7 +143,10 @@ export async function hostCompliance(db: Db): Promise<HostComplianceRow[]> {
   return rows;
 }
 
-/** Per run: how many packages its plan has, and how many come from a security repository. */
+/**
+ * Per run: how many packages its plan has, and how many are security fixes — as the manager named
+ * them (issue 16's `security`), else, when it said nothing, by a repository whose name says security.
+ */
 export async function planCounts(
   db: Db,
   runIds: readonly string[],
@@ -157,7 +160,7 @@ export async function planCounts(
     .select<{ run_id: string; packages: string; security: string; held: string[] }[]>(
       'run_id',
       db.raw(`count(*) filter (where kind = 'planned') as packages`),
-      db.raw(`count(*) filter (where kind = 'planned' and repo ~* 'security') as security`),
+      db.raw(`count(*) filter (where kind = 'planned' and coalesce(security, repo ~* 'security')) as security`),
       db.raw(`coalesce(array_agg(name order by name) filter (where kind = 'held'), '{}') as held`),
     );
   for (const r of rows) out.set(r.run_id, { packages: Number(r.packages), security: Number(r.security), held: r.held });

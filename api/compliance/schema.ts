@@ -44,7 +44,7 @@ export const HostCompliance = z.object({
   lastSuccessfulApplyAt: z.string().nullable(),
   /** Upgrades in the latest plan not applied since (null: never planned). */
   pendingUpgrades: z.number().int().nullable(),
-  /** Of those, from a repository whose name says security (apt `*-security`, …). */
+  /** Of those, security fixes: as the manager named them, else from a repository whose name says security. */
   pendingSecurity: z.number().int().nullable(),
   /** The run whose plan this is, and when it was made. */
   planRunId: z.string().nullable(),
@@ -81,7 +81,7 @@ export const ComplianceAnswer = z.object({
   unreachable: z.number().int(),
   unknown: z.number().int(),
   pendingReboot: z.number().int(),
-  /** Of the pending upgrades, hosts with at least one from a security repository. */
+  /** Of the pending upgrades, hosts with at least one security fix (as pendingSecurity counts them). */
   pendingSecurityHosts: z.number().int(),
   notAccepted: z.number().int(),
   staleAfterSeconds: z.number().int(),

@@ -21,8 +21,11 @@ export interface ReviewsDeps {
   runs: RunsService;
 }
 
-/** A repository whose name says it carries security updates (apt `*-security`, SUSE/EL `*security*`). */
-const isSecurity = (repo: string) => /security/i.test(repo);
+/**
+ * A security fix: as the manager named it (issue 16's `security`: apt's -security pocket, dnf and
+ * zypper advisories), else, when it said nothing, a repository whose name says security.
+ */
+const isSecurity = (p: PlanPackage) => p.security ?? /security/i.test(p.repo);
 /** How many runs' Updates are in flight at once: each waits for its workflow task (~0.1–0.5 s). */
 const PARALLEL_DECISIONS = 8;
 
@@ -45,7 +48,7 @@ export function reviewsService({ db, runs }: ReviewsDeps) {
     const plans = rowsByRun(planned);
     const helds = rowsByRun(held);
     const groups = [...byPlan.entries()].map(([planHash, rs]): ReviewGroup => {
-      const plan = (plans.get(rs[0].id) ?? []).map((p) => ({ ...p, security: isSecurity(p.repo) }));
+      const plan = (plans.get(rs[0].id) ?? []).map((p) => ({ ...p, security: isSecurity(p) }));
       const heldAcross = new Map<string, PlanPackage & { runs: number }>();
       for (const r of rs)
         for (const p of helds.get(r.id) ?? []) {

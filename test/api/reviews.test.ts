@@ -44,7 +44,8 @@ describe('the review desk: runs grouped by plan, decided as a group, each run de
       ]),
       stack.startAgent('odd-1', [
         'openssl amd64 3.0.15-1 3.0.17-1 bookworm-security',
-        'bash amd64 5.2-1 5.2-2 bookworm',
+        // The manager names bash a security fix though its repository's name does not say so.
+        'bash amd64 5.2-1 5.2-2 bookworm true',
       ]),
       stack.startAgent('fail-1', PLAN),
     ]);
@@ -75,6 +76,16 @@ describe('the review desk: runs grouped by plan, decided as a group, each run de
       ],
     );
     assert.equal(webGroup.securityPackages, 1);
+    const oddGroup = r.body.groups.find((g: any) => g.hosts === 1);
+    assert.deepEqual(
+      oddGroup.plan.map((p: any) => [p.name, p.security]),
+      [
+        ['bash', true],
+        ['openssl', true],
+      ],
+      "bash is a security fix by the manager's word, openssl by its repository",
+    );
+    assert.equal(oddGroup.securityPackages, 2);
     assert.deepEqual(
       webGroup.held.map((h: any) => [h.name, h.runs]),
       [['linux-image-amd64', 1]],
@@ -229,7 +240,7 @@ describe('the review desk: runs grouped by plan, decided as a group, each run de
     const o = c(odd.id);
     assert.equal(o.state, 'pending', 'rejected: its plan is still pending');
     assert.equal(o.pendingUpgrades, 2);
-    assert.equal(o.pendingSecurity, 1);
+    assert.equal(o.pendingSecurity, 2, "openssl (its repository) and bash (the manager's word)");
     assert.equal(o.lastRun.outcome, 'rejected');
     assert.equal(c(failing.id).state, 'failing');
     assert.equal(c(failing.id).lastSuccessfulApplyAt, null);
