@@ -59,10 +59,6 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
   });
   const revocation = onAgentRevoked(status);
 
-  // 0. Trust nothing in the input the API (or the window) did not write: claim the run's row
-  // before the host lock, any agent activity or any other write.
-  // Not cancellable: a cancel (or revocation) that arrives now is seen by the first step after it,
-  // once the run owns its row and can record how it ended.
   // Keys withdrawn while the run lives (revoked, owner disabled): never counted again, whenever they arrive.
   const withdrawn = new Set<string>();
   setHandler(approverKeysWithdrawnSignal, (raw: unknown) => {
@@ -72,6 +68,10 @@ export async function patchRun(input: PatchRunInput): Promise<RunStatus> {
     approverKeys = approverKeys.filter((k) => !withdrawn.has(k.keyId));
   });
 
+  // 0. Trust nothing in the input the API (or the window) did not write: claim the run's row
+  // before the host lock, any agent activity or any other write.
+  // Not cancellable: a cancel (or revocation) that arrives now is seen by the first step after it,
+  // once the run owns its row and can record how it ended.
   const claim = await CancellationScope.nonCancellable(() =>
     control.claimRun({
       runId,
