@@ -28,10 +28,15 @@ export interface TargetSpec {
   containersOf?: string[];
 }
 
-/** What a rollout asks of its container targets; absent: each container's default decides. */
+/**
+ * What the request says of its container targets, and as which layer of the precedence rule
+ * (contract resolveContainerOptions): a rollout's say counts as each run's own request, a window's
+ * as the window's. Null or absent: each container's default decides, else off.
+ */
 export interface ContainerAsk {
-  startIfStopped?: boolean;
-  snapshot?: SnapshotMode;
+  layer: 'run' | 'window';
+  startIfStopped?: boolean | null;
+  snapshot?: SnapshotMode | null;
 }
 
 export type SkippedTarget = { agentId: string; reason: string };
@@ -42,15 +47,23 @@ const notAccepted = (status: string) => (status === 'pending' ? 'agent is pendin
 
 /**
  * The hosts targets name now: the named agents, then every agent the selector matches (by id),
- * once each. Only accepted agents run; pending, revoked and unknown ones are skipped, with why. A
- * named agent that does not exist is also in `unknown` (the API refuses it; a window firing skips
- * it: the agent was deleted after the window was made).
+ * once each, then the containers. Only accepted agents run; pending, revoked and unknown ones are
+ * skipped, with why. A named agent that does not exist is also in `unknown`, a container node
+ * that does not exist in `unknownNodes`, a listed container its node does not report in
+ * `missingContainers` (the API refuses each; a window firing skips them: they went away after the
+ * window was made).
  */
 export async function resolveTargets(
   db: Db,
   targets: TargetSpec,
-  ask: ContainerAsk = {},
-): Promise<{ hosts: ResolvedHost[]; skipped: SkippedTarget[]; unknown: string[]; missingContainers: string[] }> {
+  ask: ContainerAsk = { layer: 'run' },
+): Promise<{
+  hosts: ResolvedHost[];
+  skipped: SkippedTarget[];
+  unknown: string[];
+  unknownNodes: string[];
+  missingContainers: { agentId: string; vmid: number }[];
+}> {
   const named = targets.agentIds ?? [];
   const rows = await agentsWithLabels(db);
   const byId = new Map(rows.map((r) => [r.id, r]));
@@ -72,7 +85,8 @@ export async function resolveTargets(
       ...wanted.filter((a) => a.status !== 'accepted').map((a) => ({ agentId: a.id, reason: notAccepted(a.status) })),
       ...containers.skipped,
     ],
-    unknown: [...unknown, ...containers.unknown],
+    unknown,
+    unknownNodes: containers.unknownNodes,
     missingContainers: containers.missing,
   };
 }
@@ -80,54 +94,61 @@ export async function resolveTargets(
 /**
  * Container targets (docs/proxmox.md), after the hosts: each listed container, then every
  * container the `containersOf` nodes report now, once each (not ones that left their node). A
- * listed one its node does not report is `missing`; one that cannot be patched (unsupported, its
- * node not accepted) is skipped, with why. Options: the rollout's ask, else the container's
- * default, else off — resolved now, as a run's own request would be, and recorded.
+ * container runs when its node is accepted and reports it, supported; otherwise it is skipped,
+ * with why. Options: the request's say (as `ask.layer`), else the container's default, else off —
+ * resolved now and recorded.
  */
 async function resolveContainers(
   db: Db,
   targets: TargetSpec,
   ask: ContainerAsk,
   agents: Map<string, { id: string; hostname: string; status: string }>,
-): Promise<{ hosts: ResolvedHost[]; skipped: SkippedTarget[]; unknown: string[]; missing: string[] }> {
+): Promise<{
+  hosts: ResolvedHost[];
+  skipped: SkippedTarget[];
+  unknownNodes: string[];
+  missing: { agentId: string; vmid: number }[];
+}> {
   const nodes = [...new Set([...(targets.containers ?? []).map((c) => c.agentId), ...(targets.containersOf ?? [])])];
-  const unknown = nodes.filter((id) => !agents.has(id));
+  const unknownNodes = nodes.filter((id) => !agents.has(id));
   const reported = new Map<string, ContainerRow>();
   for (const node of nodes.filter((id) => agents.has(id)))
     for (const ct of await listContainers(db, node)) if (!ct.gone_at) reported.set(`${node}/${ct.vmid}`, ct);
-  const wanted = new Map<string, ContainerRow>();
-  const missing: string[] = [];
-  for (const c of targets.containers ?? []) {
-    const key = `${c.agentId}/${c.vmid}`;
-    const ct = reported.get(key);
-    if (ct) wanted.set(key, ct);
-    else if (agents.has(c.agentId)) missing.push(`agent ${c.agentId} reports no container ${c.vmid}`);
-  }
-  for (const node of targets.containersOf ?? [])
-    for (const [key, ct] of reported) if (ct.agent_id === node) wanted.set(key, ct);
+  const wanted = [
+    ...(targets.containers ?? []),
+    ...(targets.containersOf ?? []).flatMap((node) =>
+      [...reported.values()].filter((ct) => ct.agent_id === node).map((ct) => ({ agentId: node, vmid: ct.vmid })),
+    ),
+  ].filter((c, i, all) => all.findIndex((o) => o.agentId === c.agentId && o.vmid === c.vmid) === i);
   const hosts: ResolvedHost[] = [];
   const skipped: SkippedTarget[] = [];
-  for (const ct of wanted.values()) {
-    const node = agents.get(ct.agent_id)!;
-    const why =
-      node.status !== 'accepted'
-        ? notAccepted(node.status)
-        : !ct.family
-          ? `unsupported: ${ct.unsupported ?? 'no family detected'}`
-          : null;
-    if (why) skipped.push({ agentId: ct.agent_id, reason: `container ${ct.vmid}: ${why}` });
+  const missing: { agentId: string; vmid: number }[] = [];
+  for (const { agentId, vmid } of wanted) {
+    const node = agents.get(agentId);
+    const ct = reported.get(`${agentId}/${vmid}`);
+    if (node?.status === 'accepted' && !ct) missing.push({ agentId, vmid });
+    const why = !node
+      ? `container ${vmid}: unknown agent`
+      : node.status !== 'accepted'
+        ? `container ${vmid}: ${notAccepted(node.status)}`
+        : !ct
+          ? `container ${vmid} is not on the node`
+          : !ct.family
+            ? `container ${vmid} is unsupported: ${ct.unsupported ?? 'no family'}`
+            : null;
+    if (why) skipped.push({ agentId, reason: why });
     else
       hosts.push({
-        id: ct.agent_id,
-        hostname: node.hostname,
-        vmid: ct.vmid,
+        id: agentId,
+        hostname: node!.hostname,
+        vmid,
         options: resolveContainerOptions({
-          run: { startIfStopped: ask.startIfStopped ?? null, snapshot: ask.snapshot ?? null },
+          [ask.layer]: { startIfStopped: ask.startIfStopped ?? null, snapshot: ask.snapshot ?? null },
           container: containerDefaults(ct),
         }),
       });
   }
-  return { hosts, skipped, unknown, missing };
+  return { hosts, skipped, unknownNodes, missing };
 }
 
 export interface RolloutSpec {
@@ -183,7 +204,11 @@ export async function createRollout(
   spec: RolloutSpec,
   unknownAgents: 'refuse' | 'skip',
 ): Promise<CreatedRollout | RolloutRefused> {
-  const resolved = await resolveTargets(db, spec.targets, spec);
+  const resolved = await resolveTargets(db, spec.targets, {
+    layer: 'run',
+    startIfStopped: spec.startIfStopped,
+    snapshot: spec.snapshot,
+  });
   if (resolved.unknown.length > 0 && unknownAgents === 'refuse')
     return {
       ok: false,
@@ -191,11 +216,20 @@ export async function createRollout(
       message: `targets.agentIds: unknown agent ${resolved.unknown.join(', ')}`,
       skipped: [],
     };
+  if (resolved.unknownNodes.length > 0 && unknownAgents === 'refuse')
+    return {
+      ok: false,
+      field: 'targets.containers',
+      message: `targets.containers: unknown agent ${resolved.unknownNodes.join(', ')}`,
+      skipped: [],
+    };
   if (resolved.missingContainers.length > 0 && unknownAgents === 'refuse')
     return {
       ok: false,
       field: 'targets.containers',
-      message: `targets.containers: ${resolved.missingContainers.join('; ')}`,
+      message: `targets.containers: ${resolved.missingContainers
+        .map((c) => `agent ${c.agentId} reports no container ${c.vmid}`)
+        .join('; ')}`,
       skipped: [],
     };
   const { hosts, skipped } = resolved;

@@ -5,7 +5,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { type Db } from '../../db';
 import { appendAudit } from '../../db/audit';
-import { agentsByIds, getAgent } from '../../db/agents';
+import { getAgent } from '../../db/agents';
 import { approverKeys } from '../../db/approver-keys';
 import type { PinnedKey } from '../../contract/approval';
 import { activeExceptionPatterns } from '../../db/exceptions';
@@ -36,7 +36,7 @@ import {
 import { scriptSha256 } from '../../db/scripts';
 import { hookHashes } from '../../db/hooks';
 import { rebootMsOf, type HookSpec } from '../../contract/rollout-policy';
-import { containerDefaults, getContainer } from '../../db/containers';
+import { getContainer } from '../../db/containers';
 import { getWindow, recordWindowFiring } from '../../db/windows';
 import { resolveTargets, type SkippedTarget } from '../../db/rollout-create';
 import { planApprovalForRun, planGroupOfRun } from '../../db/rollouts';
@@ -48,7 +48,6 @@ import { planHash } from '../../contract/plan-hash';
 import type { RunEvents } from './webhooks';
 import {
   Family,
-  resolveContainerOptions,
   resolveRunTimeouts,
   scriptNameFor,
   type ConfigurableTimeouts,
@@ -360,46 +359,19 @@ export function createControlActivities(
       cutoffSeconds: w.cutoff_seconds,
     };
     if (w.rollout) return { ...common, agents: [], skippedTargets: [], rollout: w.rollout };
-    // Only accepted agents are patched; the others are named in the firing's report, with why.
-    const resolved = await resolveTargets(db, { agentIds: w.targets.agentIds, selector: w.targets.selector });
-    const agents = resolved.hosts;
-    const skippedTargets = [...resolved.skipped];
-    // Containers of nodes: the node must be accepted, the container there and supported.
-    const containerTargets: WindowFiring['agents'] = [];
-    const nodes = new Map(
-      (
-        await agentsByIds(
-          db,
-          (w.targets.containers ?? []).map((c) => c.agentId),
-        )
-      ).map((a) => [a.id, a]),
+    // Only accepted agents (and supported containers their nodes report) are patched; the others
+    // are named in the firing's report, with why. Containers: the window's say, else the
+    // container's default, else off (run > window > container > off).
+    const resolved = await resolveTargets(
+      db,
+      { agentIds: w.targets.agentIds, selector: w.targets.selector, containers: w.targets.containers },
+      { layer: 'window', startIfStopped: w.start_if_stopped, snapshot: w.snapshot },
     );
-    for (const { agentId, vmid } of w.targets.containers ?? []) {
-      const agent = nodes.get(agentId);
-      const ct = agent?.status === 'accepted' ? await getContainer(db, agentId, vmid) : undefined;
-      const why = !agent
-        ? 'unknown agent'
-        : agent.status !== 'accepted'
-          ? `agent is ${agent.status === 'pending' ? 'pending acceptance' : agent.status}`
-          : !ct || ct.gone_at
-            ? `container ${vmid} is not on the node`
-            : !ct.family
-              ? `container ${vmid} is unsupported: ${ct.unsupported ?? 'no family'}`
-              : null;
-      if (why)
-        skippedTargets.push({ agentId, reason: why.startsWith('container') ? why : `container ${vmid}: ${why}` });
-      else
-        containerTargets.push({
-          agentId,
-          hostname: agent!.hostname,
-          container: vmid,
-          // The window's say, else the container's default, else off (run > window > container > off).
-          options: resolveContainerOptions({
-            window: { startIfStopped: w.start_if_stopped, snapshot: w.snapshot },
-            container: containerDefaults(ct),
-          }),
-        });
-    }
+    const agents = resolved.hosts.filter((h) => h.vmid === 0);
+    const containerTargets: WindowFiring['agents'] = resolved.hosts
+      .filter((h) => h.vmid !== 0)
+      .map((h) => ({ agentId: h.id, hostname: h.hostname, container: h.vmid, options: h.options! }));
+    const skippedTargets = resolved.skipped;
     await recordFiring(
       w.id,
       w.targets.selector ?? null,

@@ -334,7 +334,10 @@ describe('Proxmox VE: the node agent patches its LXC containers through pct', ()
     assert.equal(all.status, 201, JSON.stringify(all.body));
     assert.deepEqual(all.body.rollout.hosts.map((h: any) => h.container).sort(), [A, C, R, L, D, W].sort());
     assert.equal(all.body.rollout.skippedTargets.length, 1);
-    assert.match(all.body.rollout.skippedTargets[0].reason, new RegExp(`^container ${U}: unsupported`));
+    assert.match(
+      all.body.rollout.skippedTargets[0].reason,
+      new RegExp(`^container ${U} is unsupported: no patch script for Alpine`),
+    );
     assert.equal((await stack.http('POST', `/v1/rollouts/${all.body.rollout.id}/abort`)).status, 202);
     assert.equal((await ended(all.body.rollout.id)).state, 'aborted');
 
